@@ -1,0 +1,5 @@
+"""Entry point for ``python -m cfakey``."""
+
+from cfakey.cli import main
+
+main()

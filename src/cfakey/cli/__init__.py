@@ -1,0 +1,18 @@
+"""Command-line entry point (``cfakey`` and ``python -m cfakey``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run cfakey; errors become one French line on stderr and a documented exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or "--help" in args or "-h" in args:
+        from cfakey.cli.french import prepare_help  # noqa: PLC0415
+
+        prepare_help()
+    from cfakey.cli.app import app  # noqa: PLC0415
+
+    app(args=args, prog_name="cfakey")

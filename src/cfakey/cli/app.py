@@ -1,0 +1,144 @@
+"""The typer application: global options, command registration, error translation.
+
+Every command module only wires options to core functions; their heavy imports stay
+inside the command bodies so that ``cfakey --version`` costs little more than typer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from cfakey import __version__
+from cfakey.errors import CfakeyError, ExitCode
+
+
+class CfakeyGroup(TyperGroup):
+    """Turns cfakey's errors, click's usage errors and interruptions into French and exit codes.
+
+    Handling them here rather than around ``app()`` means the test runner and the real
+    entry point behave the same. ``CFAKEY_DEBUG=1`` lets the exception through, with
+    its traceback.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415
+
+        try:
+            return super().make_context(*args, **kwargs)
+        except (typer.Exit, NoArgsIsHelpError):
+            raise
+        except Exception as error:
+            if os.environ.get("CFAKEY_DEBUG") == "1":
+                raise
+            raise typer.Exit(_report(error)) from None
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415
+
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, NoArgsIsHelpError):
+            raise
+        except Exception as error:
+            if os.environ.get("CFAKEY_DEBUG") == "1":
+                raise
+            raise typer.Exit(_report(error)) from None
+        except KeyboardInterrupt:
+            if os.environ.get("CFAKEY_DEBUG") == "1":
+                raise
+            raise typer.Exit(_report_interrupt()) from None
+
+
+def _report(error: Exception) -> int:
+    from typer._click import exceptions  # noqa: PLC0415
+
+    from cfakey.cli.output import print_error  # noqa: PLC0415
+
+    if isinstance(error, CfakeyError):
+        print_error(error.message, hint=error.hint)
+        return int(error.exit_code)
+    if isinstance(error, typer.Abort):
+        return _report_interrupt()
+    if isinstance(error, exceptions.ClickException):
+        from cfakey.cli.french import click_error  # noqa: PLC0415
+
+        return click_error(error) or int(ExitCode.USAGE)
+    # A bug: name it without its message, which could quote data (even a key).
+    print_error(
+        f"erreur inattendue ({type(error).__name__}).",
+        hint="Relancez avec CFAKEY_DEBUG=1 pour afficher le détail technique.",
+    )
+    return int(ExitCode.ERROR)
+
+
+def _report_interrupt() -> int:
+    sys.stderr.write("\nInterrompu : rien n'a été enregistré.\n")
+    return int(ExitCode.INTERRUPTED)
+
+
+app = typer.Typer(
+    name="cfakey",
+    cls=CfakeyGroup,
+    help=(
+        "Gestionnaire des clés API CFA (CFA_KEY) des OPCO : procédure d'obtention, "
+        "stockage sûr, échéances, export vers le logiciel du CFA, vérification."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"cfakey {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    registry: Annotated[
+        Path | None,
+        typer.Option(
+            "--registry",
+            envvar="CFAKEY_REGISTRY",
+            help="Fichier YAML fusionné par-dessus le registre livré (par identifiant d'OPCO).",
+            show_envvar=True,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_show_version,
+            is_eager=True,
+            help="Affiche la version de cfakey et quitte.",
+        ),
+    ] = False,
+) -> None:
+    """Options communes à toutes les commandes."""
+    from cfakey.context import AppContext  # noqa: PLC0415
+
+    if isinstance(ctx.obj, AppContext):
+        ctx.obj.registry_overlay = registry
+    else:
+        ctx.obj = AppContext(registry_overlay=registry)
+
+
+def _register() -> None:
+    from cfakey.cli import registry_cmds  # noqa: PLC0415
+
+    registry_cmds.register(app)
+
+
+_register()

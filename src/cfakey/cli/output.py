@@ -1,0 +1,71 @@
+"""Output helpers: error lines on stderr, JSON on stdout, rich consoles created on demand.
+
+Data goes to stdout, messages to stderr. ``NO_COLOR`` and a non-terminal stream turn
+colour off. rich is imported only by commands that draw tables or panels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    return "NO_COLOR" not in os.environ and stream.isatty()
+
+
+def print_error(message: str, *, hint: str | None = None) -> None:
+    """One French sentence on stderr, and an optional hint line, without a traceback."""
+    prefix = "\x1b[1;31mErreur :\x1b[0m" if use_colour(sys.stderr) else "Erreur :"
+    sys.stderr.write(f"{prefix} {message}\n")
+    if hint:
+        sys.stderr.write(f"{hint}\n")
+    sys.stderr.flush()
+
+
+def print_notice(message: str) -> None:
+    """A status line for the operator on stderr (never data)."""
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, tuples and dates turned into what ``json`` writes."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Pretty, UTF-8 JSON on stdout: the contract scripts rely on."""
+    sys.stdout.write(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2) + "\n")
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console for stdout (data) or stderr (messages, progress)."""
+    from rich.console import Console  # noqa: PLC0415
+
+    stream = sys.stderr if stderr else sys.stdout
+    colour = use_colour(stream)
+    return Console(
+        file=stream,
+        no_color=not colour,
+        highlight=False,
+        emoji=False,
+        force_terminal=colour or None,
+        soft_wrap=False,
+    )

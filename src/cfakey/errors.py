@@ -1,0 +1,76 @@
+"""Exit codes and the error hierarchy shared by every command.
+
+Core code raises a subclass of :class:`CfakeyError` carrying a French message meant for
+the operator; only the CLI layer turns it into a line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, documented in ``docs/exit-codes.md``."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    STORE_UNAVAILABLE = 4
+    DATA_CORRUPTED = 5
+    ALREADY_EXISTS = 6
+    KEY_REFUSED = 10
+    UNSUPPORTED = 11
+    OPCO_UNAVAILABLE = 12
+    RATE_LIMITED = 13
+    BAD_RESPONSE = 14
+    INTERRUPTED = 130
+
+
+class CfakeyError(Exception):
+    """An error the operator can act on; ``str(error)`` is one French sentence."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(CfakeyError):
+    """Bad arguments or input: wrong value, unknown name, invalid file."""
+
+    exit_code = ExitCode.USAGE
+
+
+class RegistryError(UsageError):
+    """The registry (shipped or overlay) cannot be read or is invalid."""
+
+
+class UnknownOpcoError(UsageError):
+    """The name given matches no OPCO of the registry."""
+
+
+class NotFoundError(CfakeyError):
+    """The thing asked for (a key, a CFA) does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class StoreUnavailableError(CfakeyError):
+    """The key store cannot be used: no keyring, locked, wrong password, no terminal."""
+
+    exit_code = ExitCode.STORE_UNAVAILABLE
+
+
+class DataCorruptedError(CfakeyError):
+    """A local file (encrypted store, metadata database) is damaged or too new."""
+
+    exit_code = ExitCode.DATA_CORRUPTED
+
+
+class AlreadyExistsError(CfakeyError):
+    """Refusing to overwrite something without an explicit ``--force`` or ``--yes``."""
+
+    exit_code = ExitCode.ALREADY_EXISTS

@@ -1,0 +1,84 @@
+"""Where cfakey keeps its files, resolved when asked so that ``CFAKEY_HOME`` always applies.
+
+Without ``CFAKEY_HOME`` the platform's conventional directories are used (platformdirs);
+with it, everything lives below that one directory, which is what tests and multi-tenant
+servers want.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+APP_NAME = "cfakey"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The three directories cfakey uses."""
+
+    data_dir: Path
+    config_dir: Path
+    cache_dir: Path
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Paths:
+        """Resolve the directories from the environment at call time."""
+        env = os.environ if environ is None else environ
+        home = env.get("CFAKEY_HOME")
+        if home:
+            root = Path(home).expanduser()
+            return cls(data_dir=root, config_dir=root, cache_dir=root / "cache")
+        import platformdirs  # noqa: PLC0415 - only needed without CFAKEY_HOME
+
+        return cls(
+            data_dir=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
+            config_dir=Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)),
+            cache_dir=Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False)),
+        )
+
+    @property
+    def config_file(self) -> Path:
+        """The user's settings (store choice, API settings), JSON."""
+        return self.config_dir / "config.json"
+
+    @property
+    def metadata_db(self) -> Path:
+        """The SQLite database of key metadata, CFAs and the journal."""
+        return self.data_dir / "cfakey.sqlite3"
+
+    @property
+    def encrypted_store(self) -> Path:
+        """The encrypted-file key store, used where no OS keyring works."""
+        return self.data_dir / "keys.enc"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed and make it readable by its owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    if path.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:
+        path.chmod(PRIVATE_DIR_MODE)
+    return path
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE_MODE) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename.
+
+    The temporary file is created with ``mode`` from the start, so the content is never
+    readable by others, and a crash leaves either the old file or the new one.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

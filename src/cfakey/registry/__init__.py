@@ -1,0 +1,1 @@
+"""The OPCO registry: its typed model, loader and name resolution."""

@@ -1,0 +1,229 @@
+"""Find, validate and cache the OPCO registry, with an optional user overlay merged on top.
+
+The shipped ``opco_registry.yaml`` sits inside the wheel (``cfakey/opco_registry.yaml``)
+or, in a source checkout and an editable install, at the repository root. An overlay
+(``--registry PATH`` or ``CFAKEY_REGISTRY``) is merged over it by OPCO id.
+
+Validation imports pydantic, which costs more than the rest of a command's start-up, so
+the validated registry is cached in the cache directory under a name derived from the
+exact bytes of both files and cfakey's version: any edit invalidates it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfakey import __version__
+from cfakey.errors import RegistryError
+from cfakey.paths import atomic_write, ensure_private_dir
+from cfakey.registry.model import Registry
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+REGISTRY_FILENAME = "opco_registry.yaml"
+# Bump when the model classes change shape, so that old caches are not unpickled.
+_CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RegistrySource:
+    """Where the registry in use came from, as ``doctor`` and ``opcos`` report it."""
+
+    shipped: Path
+    overlay: Path | None
+
+
+def shipped_registry_path() -> Path:
+    """The registry shipped with cfakey: in the package, else at the source tree's root."""
+    package_dir = Path(__file__).resolve().parent.parent
+    in_package = package_dir / REGISTRY_FILENAME
+    if in_package.is_file():
+        return in_package
+    # src/cfakey/registry/loader.py -> repository root, for editable installs and checkouts.
+    in_checkout = package_dir.parent.parent / REGISTRY_FILENAME
+    if in_checkout.is_file():
+        return in_checkout
+    raise RegistryError(
+        f"Le registre des OPCO est introuvable (cherché dans {in_package} et {in_checkout}) : "
+        "réinstallez cfakey."
+    )
+
+
+def load_registry(overlay: Path | None, cache_dir: Path | None) -> tuple[Registry, RegistrySource]:
+    """Return the validated registry (shipped, then ``overlay`` merged over it)."""
+    shipped = shipped_registry_path()
+    shipped_bytes = _read(shipped)
+    overlay_bytes = _read(overlay) if overlay is not None else b""
+    source = RegistrySource(shipped=shipped, overlay=overlay)
+
+    cache_file = None
+    if cache_dir is not None:
+        digest = hashlib.sha256()
+        for part in (__version__.encode(), str(_CACHE_FORMAT).encode(), shipped_bytes, overlay_bytes):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+        cache_file = cache_dir / f"registry-{digest.hexdigest()[:32]}.pickle"
+        cached = _read_cache(cache_file)
+        if cached is not None:
+            return cached, source
+
+    registry = _build(shipped, shipped_bytes, overlay, overlay_bytes)
+    if cache_file is not None:
+        _write_cache(cache_file, registry)
+    return registry, source
+
+
+def _build(shipped: Path, shipped_bytes: bytes, overlay: Path | None, overlay_bytes: bytes) -> Registry:
+    base = _parse_yaml(shipped, shipped_bytes)
+    _check_ids(shipped, base)
+    registry = _validate(shipped, base, blame_ids=None)
+    if overlay is None:
+        return registry
+    extra = _parse_yaml(overlay, overlay_bytes)
+    unknown_top = set(extra) - {"opcos", "version", "updated", "schema_version"}
+    if unknown_top:
+        field = sorted(unknown_top)[0]
+        raise RegistryError(f"Registre {overlay} : champ inconnu « {field} » à la racine du fichier.")
+    overlay_ids = _check_ids(overlay, extra)
+    merged = _merge_overlay(base, extra)
+    return _validate(overlay, merged, blame_ids=overlay_ids)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise RegistryError(f"Le fichier de registre {path} n'existe pas.") from None
+    except IsADirectoryError:
+        raise RegistryError(f"Le registre {path} est un dossier, pas un fichier YAML.") from None
+    except OSError as error:
+        raise RegistryError(f"Le fichier de registre {path} est illisible : {error.strerror}.") from None
+
+
+def _parse_yaml(path: Path, raw: bytes) -> dict[str, Any]:
+    import yaml  # noqa: PLC0415 - only on a cache miss
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(raw, Loader=loader)  # noqa: S506 - a safe loader, C or Python
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", ligne {mark.line + 1}, colonne {mark.column + 1}" if mark else ""
+        problem = error.problem or error.context or "syntaxe invalide"
+        raise RegistryError(f"Registre {path}{where} : YAML invalide ({problem}).") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise RegistryError(f"Registre {path} : YAML invalide ({error}).") from None
+    if not isinstance(data, dict) or not isinstance(data.get("opcos"), list):
+        raise RegistryError(f"Registre {path} : le fichier doit contenir une liste « opcos ».")
+    return data
+
+
+def _check_ids(path: Path, data: dict[str, Any]) -> list[str]:
+    """Every entry needs an id, and each id appears once in a file."""
+    seen: list[str] = []
+    for position, entry in enumerate(data["opcos"], start=1):
+        opco_id = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(opco_id, str) or not opco_id:
+            raise RegistryError(f"Registre {path} : l'entrée n° {position} n'a pas de champ « id ».")
+        if opco_id in seen:
+            raise RegistryError(f"Registre {path} : l'OPCO « {opco_id} » est déclaré deux fois.")
+        seen.append(opco_id)
+    return seen
+
+
+def _merge_overlay(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    by_id = {entry["id"]: entry for entry in base["opcos"]}
+    order = list(by_id)
+    for entry in overlay["opcos"]:
+        opco_id = entry["id"]
+        if opco_id in by_id:
+            by_id[opco_id] = _deep_merge(by_id[opco_id], entry)
+        else:
+            by_id[opco_id] = entry
+            order.append(opco_id)
+    merged = {key: value for key, value in base.items() if key != "opcos"}
+    merged.update({key: value for key, value in overlay.items() if key != "opcos"})
+    merged["opcos"] = [by_id[opco_id] for opco_id in order]
+    return merged
+
+
+def _deep_merge(base: Any, update: Any) -> Any:
+    """Mappings merge key by key; anything else (lists included) is replaced."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        result = dict(base)
+        for key, value in update.items():
+            result[key] = _deep_merge(base.get(key), value)
+        return result
+    return update
+
+
+def _validate(path: Path, data: dict[str, Any], blame_ids: list[str] | None) -> Registry:
+    from pydantic import TypeAdapter, ValidationError  # noqa: PLC0415 - only on a cache miss
+
+    try:
+        return TypeAdapter(Registry).validate_python(data)
+    except ValidationError as error:
+        raise RegistryError(_describe(path, data, error, blame_ids)) from None
+
+
+def _describe(path: Path, data: dict[str, Any], error: ValidationError, blame_ids: list[str] | None) -> str:
+    """One French sentence naming the file, the OPCO and the field of the first error."""
+    details = error.errors(include_url=False)
+    first = details[0]
+    loc = list(first["loc"])
+    opco = ""
+    if len(loc) >= 2 and loc[0] == "opcos" and isinstance(loc[1], int):
+        entry = data["opcos"][loc[1]]
+        opco_id = entry.get("id", f"n° {loc[1] + 1}")
+        opco = f", OPCO « {opco_id} »"
+        loc = loc[2:]
+        if blame_ids is not None and opco_id not in blame_ids:
+            opco += " (entrée du registre livré)"
+    field = ".".join(str(part) for part in loc) or "(entrée entière)"
+    message = _french(first["type"], first["msg"], first.get("input"))
+    more = f" ({len(details) - 1} autre(s) erreur(s))" if len(details) > 1 else ""
+    return f"Registre {path}{opco}, champ « {field} » : {message}{more}."
+
+
+def _french(kind: str, english: str, value: Any) -> str:
+    if kind == "value_error":
+        return english.removeprefix("Value error, ")
+    if kind in {"unexpected_keyword_argument", "extra_forbidden"}:
+        return "champ inconnu"
+    if kind == "missing" or kind == "missing_argument":
+        return "champ obligatoire manquant"
+    if kind == "literal_error":
+        allowed = english.removeprefix("Input should be ")
+        return f"valeur {value!r} non reconnue (attendu : {allowed.replace(' or ', ' ou ')})"
+    if kind.startswith(("int_", "string_", "bool_", "date_", "tuple_", "list_", "dataclass_")):
+        return f"type invalide ({value!r}) : {english}"
+    return english
+
+
+def _read_cache(cache_file: Path) -> Registry | None:
+    try:
+        raw = cache_file.read_bytes()
+    except OSError:
+        return None
+    try:
+        # The cache is written by cfakey itself into the user's private (0700) cache
+        # directory; its name is a digest of the exact YAML it was built from.
+        registry = pickle.loads(raw)  # noqa: S301
+    except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
+        return None
+    return registry if isinstance(registry, Registry) else None
+
+
+def _write_cache(cache_file: Path, registry: Registry) -> None:
+    try:
+        ensure_private_dir(cache_file.parent)
+        for stale in cache_file.parent.glob("registry-*.pickle"):
+            stale.unlink(missing_ok=True)
+        atomic_write(cache_file, pickle.dumps(registry, protocol=pickle.HIGHEST_PROTOCOL))
+    except OSError:
+        return  # a read-only cache directory only costs speed

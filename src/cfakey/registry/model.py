@@ -1,0 +1,232 @@
+"""Typed model of ``opco_registry.yaml``: one entry per OPCO, and the rules code computes with.
+
+The classes are frozen standard-library dataclasses on purpose: pydantic validates them
+(``__pydantic_config__`` forbids unknown fields) when the YAML changes, but building them
+from the validated cache does not import pydantic, which keeps every command quick to
+start. ``docs/registry.md`` documents each field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+# Not pydantic.ConfigDict: a plain mapping needs no pydantic import; pydantic reads it.
+_STRICT: Any = {"extra": "forbid", "str_strip_whitespace": True}
+
+ObtainMethod = Literal["self_service", "on_request", "not_published"]
+KeyScope = Literal["siren", "siret", "selected_cfa", "og_establishments", "account", "unknown"]
+ExpiryKind = Literal["fixed_duration", "chosen_duration", "portal_date", "none_stated", "unknown"]
+ConnectionState = Literal["production", "recette", "developpement", "prevu", "inconnu"]
+
+OBTAIN_LABELS: dict[str, str] = {
+    "self_service": "libre-service sur le portail",
+    "on_request": "sur demande (formulaire, puis e-mail)",
+    "not_published": "procédure non publiée",
+}
+SCOPE_LABELS: dict[str, str] = {
+    "siren": "SIREN (tous les établissements)",
+    "siret": "SIRET (un établissement)",
+    "selected_cfa": "le CFA sélectionné",
+    "og_establishments": "établissements validés de l'OG",
+    "account": "compte du portail",
+    "unknown": "inconnue",
+}
+CONNECTION_LABELS: dict[str, str] = {
+    "production": "en production",
+    "recette": "en recette",
+    "developpement": "en développement",
+    "prevu": "prévu",
+    "inconnu": "inconnu",
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A named web address: a portal, a form, a guide."""
+
+    __pydantic_config__ = _STRICT
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ExpiryRule:
+    """How long a key lives, in a form code computes with.
+
+    ``kind`` says which fields apply:
+
+    - ``fixed_duration``: exactly one of ``days`` or ``months`` after the key is obtained;
+    - ``chosen_duration``: the operator picks ``min_months`` to ``max_months`` on the portal;
+    - ``portal_date``: the portal shows the date; with ``jwt_exp_precedence`` a JWT ``exp``
+      claim inside the key wins over what is typed;
+    - ``none_stated``: the source documents state no lifetime;
+    - ``unknown``: the procedure itself is not published.
+    """
+
+    __pydantic_config__ = _STRICT
+
+    kind: ExpiryKind
+    days: int | None = None
+    months: int | None = None
+    min_months: int | None = None
+    max_months: int | None = None
+    jwt_exp_precedence: bool = False
+    recommended_rotation_months: int | None = None
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("days", "months", "min_months", "max_months", "recommended_rotation_months"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"« {name} » doit être un nombre positif, pas {value}")
+        if self.kind == "fixed_duration" and (self.days is None) == (self.months is None):
+            raise ValueError("une durée fixe demande exactement un champ « days » ou « months »")
+        if self.kind != "fixed_duration" and (self.days is not None or self.months is not None):
+            raise ValueError("« days » et « months » ne valent que pour « fixed_duration »")
+        if self.kind == "chosen_duration":
+            if self.max_months is None:
+                raise ValueError("une durée choisie demande « max_months »")
+            if (self.min_months or 1) > self.max_months:
+                raise ValueError("« min_months » dépasse « max_months »")
+        elif self.min_months is not None or self.max_months is not None:
+            raise ValueError("« min_months » et « max_months » ne valent que pour « chosen_duration »")
+        if self.jwt_exp_precedence and self.kind != "portal_date":
+            raise ValueError("« jwt_exp_precedence » ne vaut que pour « portal_date »")
+
+    @property
+    def lowest_months(self) -> int:
+        """The shortest lifetime the operator may choose (``chosen_duration``)."""
+        return self.min_months or 1
+
+
+@dataclass(frozen=True)
+class KeyRequest:
+    """For keys obtained on request: what to send, to whom, and how the key comes back."""
+
+    __pydantic_config__ = _STRICT
+
+    form: Link
+    fields: tuple[str, ...]
+    who_requests: str
+    delivery: str
+
+
+@dataclass(frozen=True)
+class Support:
+    """Published support contacts for key problems."""
+
+    __pydantic_config__ = _STRICT
+
+    emails: tuple[str, ...] = ()
+    phones: tuple[str, ...] = ()
+    web: tuple[Link, ...] = ()
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnectionStatus:
+    """Where one flow (contracts or invoices) stands at the OPCO."""
+
+    __pydantic_config__ = _STRICT
+
+    state: ConnectionState
+    since: str | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The connection ("accrochage") status for contracts and invoices, as of a date."""
+
+    __pydantic_config__ = _STRICT
+
+    contracts: ConnectionStatus
+    invoices: ConnectionStatus
+    as_of: date
+    source: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiFacts:
+    """What is publicly known of the OPCO's API Convergence endpoint."""
+
+    __pydantic_config__ = _STRICT
+
+    base_url: str | None = None
+    acceptance_url: str | None = None
+    oauth_client_required: bool = False
+    developer_portal: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A document the entry's facts come from."""
+
+    __pydantic_config__ = _STRICT
+
+    document: str
+    date: date
+    version: str | None = None
+    url: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Opco:
+    """One OPCO: how its key is obtained, how long it lives, what to watch out for."""
+
+    __pydantic_config__ = _STRICT
+
+    id: str
+    name: str
+    aliases: tuple[str, ...]
+    obtain: ObtainMethod
+    key_label: str
+    portals: tuple[Link, ...]
+    steps: tuple[str, ...]
+    scope: KeyScope
+    expiry: ExpiryRule
+    regeneration_revokes: bool | None
+    shown_once: bool
+    connection: Connection
+    sources: tuple[Source, ...]
+    links: tuple[Link, ...] = ()
+    scope_note: str | None = None
+    request: KeyRequest | None = None
+    downloadable: bool = False
+    warnings: tuple[str, ...] = ()
+    support: Support = Support()
+    api: ApiFacts = ApiFacts()
+    conflicts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.obtain == "on_request" and self.request is None:
+            raise ValueError("une clé obtenue sur demande demande un bloc « request »")
+
+    @property
+    def portal_url(self) -> str | None:
+        """The first portal's address, where the operator starts."""
+        return self.portals[0].url if self.portals else None
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The whole registry: its own version and the OPCO entries, in display order."""
+
+    __pydantic_config__ = _STRICT
+
+    schema_version: int
+    version: str
+    updated: date
+    opcos: tuple[Opco, ...]
+
+    def get(self, opco_id: str) -> Opco:
+        """The entry with this exact id (names go through :mod:`cfakey.registry.names`)."""
+        for opco in self.opcos:
+            if opco.id == opco_id:
+                return opco
+        raise KeyError(opco_id)
