@@ -1,0 +1,82 @@
+"""The key-store interface every backend implements, and how entries are named.
+
+A store holds secrets only. Everything else about a key (dates, fingerprint, journal)
+lives in the metadata database, so the overview never has to unlock the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Self
+
+SERVICE_NAME = "cfakey"
+
+
+def entry_name(siret: str, opco_id: str) -> str:
+    """The store entry of the key of one CFA at one OPCO: ``"<SIRET>/<opco id>"``."""
+    return f"{siret}/{opco_id}"
+
+
+def oauth_entry_name(opco_id: str) -> str:
+    """The store entry of a software vendor's OAuth client secret for one OPCO."""
+    return f"oauth-client/{opco_id}"
+
+
+def fingerprint(secret: str) -> str:
+    """First 12 hex digits of SHA-256: enough to compare two keys, useless to an attacker."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
+
+
+class KeyStore(ABC):
+    """A place to put, get and delete secrets by entry name.
+
+    Implementations raise :class:`cfakey.errors.StoreUnavailableError` (locked, no
+    backend, wrong password) or :class:`cfakey.errors.DataCorruptedError`, never a
+    backend's own exception, and never put a secret into an error message.
+    """
+
+    #: Short identifier saved in the metadata and the config: ``"keyring"``, ``"file"``.
+    kind: str
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A French description for ``doctor`` (e.g. the keyring backend's name)."""
+
+    @abstractmethod
+    def put(self, entry: str, secret: str) -> None:
+        """Store ``secret`` under ``entry``, replacing any previous one."""
+
+    @abstractmethod
+    def get(self, entry: str) -> str | None:
+        """The secret stored under ``entry``, or ``None``."""
+
+    @abstractmethod
+    def delete(self, entry: str) -> bool:
+        """Remove ``entry``; ``False`` if there was nothing to remove."""
+
+    def entries(self) -> list[str] | None:
+        """Every entry name, or ``None`` when the backend cannot enumerate (OS keyrings)."""
+        return None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group many operations into one session (one decryption, one write)."""
+        yield
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most stores hold nothing open
+        """Release what the store holds (derived key, file lock)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
