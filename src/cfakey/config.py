@@ -1,0 +1,96 @@
+"""The user's settings file (JSON, in the config directory): store choice, API settings.
+
+Keys are dotted names (``store``, ``editeur``, ``opco.atlas.api_url``); only known keys
+are accepted, so a typo is an error rather than a setting silently ignored. No secret is
+ever written here: OAuth client secrets go to the key store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cfakey.errors import DataCorruptedError, UsageError
+from cfakey.paths import atomic_write, ensure_private_dir
+
+# Each known key: a pattern for its name and a French description for help and errors.
+KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"store"), "magasin de clés : keyring (trousseau du système) ou file (fichier chiffré)"),
+    (re.compile(r"editeur"), "en-tête EDITEUR envoyé à l'API (éditeur du logiciel)"),
+    (re.compile(r"logiciel"), "en-tête LOGICIEL envoyé à l'API (nom du logiciel)"),
+    (re.compile(r"version"), "en-tête VERSION envoyé à l'API (version du logiciel)"),
+    (re.compile(r"opco\.[a-z0-9]+\.api_url"), "URL de base de l'API de l'OPCO (production)"),
+    (re.compile(r"opco\.[a-z0-9]+\.recette_url"), "URL de base de l'API de l'OPCO (recette)"),
+    (re.compile(r"opco\.[a-z0-9]+\.oauth\.token_url"), "URL du jeton OAuth2 de l'éditeur"),
+    (re.compile(r"opco\.[a-z0-9]+\.oauth\.client_id"), "identifiant du client OAuth2 de l'éditeur"),
+    (re.compile(r"opco\.[a-z0-9]+\.oauth\.scope"), "scope OAuth2 demandé"),
+    (re.compile(r"opco\.[a-z0-9]+\.warn_days"), "jours d'alerte avant échéance pour cet OPCO"),
+    (re.compile(r"opco\.[a-z0-9]+\.crit_days"), "jours d'alerte critique avant échéance"),
+)
+STORE_CHOICES = ("keyring", "file")
+
+
+def describe_key(key: str) -> str | None:
+    """The French description of a known key, ``None`` for an unknown one."""
+    for pattern, description in KNOWN_KEYS:
+        if pattern.fullmatch(key):
+            return description
+    return None
+
+
+@dataclass
+class Config:
+    """The settings of one user, as read from ``path``."""
+
+    path: Path
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        """Read the file; a missing file is an empty configuration."""
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path)
+        except OSError as error:
+            raise DataCorruptedError(f"Fichier de configuration {path} illisible : {error.strerror}.") from None
+        try:
+            values = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise DataCorruptedError(
+                f"Fichier de configuration {path} invalide (ligne {error.lineno}) : "
+                "corrigez-le ou supprimez-le."
+            ) from None
+        if not isinstance(values, dict):
+            raise DataCorruptedError(f"Fichier de configuration {path} invalide : un objet JSON est attendu.")
+        return cls(path, values)
+
+    def get(self, key: str) -> Any:
+        """The value of ``key``, or ``None``."""
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        """Set a known key and save the file atomically (mode 0600)."""
+        if describe_key(key) is None:
+            raise UsageError(f"Paramètre inconnu : « {key} ».", hint="Paramètres reconnus : cfakey config list --all.")
+        if key == "store" and value not in STORE_CHOICES:
+            raise UsageError(f"Magasin inconnu : « {value} » (choix : {', '.join(STORE_CHOICES)}).")
+        self.values[key] = value
+        self.save()
+
+    def unset(self, key: str) -> bool:
+        """Remove ``key``; ``False`` if it was not set."""
+        if key not in self.values:
+            return False
+        del self.values[key]
+        self.save()
+        return True
+
+    def save(self) -> None:
+        """Write the settings atomically, readable by the owner only."""
+        ensure_private_dir(self.path.parent)
+        text = json.dumps(self.values, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+        atomic_write(self.path, text.encode("utf-8"))

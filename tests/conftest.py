@@ -1,0 +1,70 @@
+"""Shared fixtures: every test runs isolated from the user's home, keyring and network.
+
+By default the key store is the real encrypted file under a temporary ``CFAKEY_HOME``
+(password from ``CFAKEY_FILE_PASSWORD``), and keyring is pointed at its ``fail`` backend
+so that no test can reach the developer's own keyring. Tests of the OS keyring use the
+``secret_service`` fixture, a real gnome-keyring on a private D-Bus session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+TEST_FILE_PASSWORD = "mot-de-passe-de-test"
+
+_CLEARED = (
+    "CFAKEY_HOME",
+    "CFAKEY_REGISTRY",
+    "CFAKEY_STORE",
+    "CFAKEY_FILE_PASSWORD",
+    "CFAKEY_DEBUG",
+    "PYTHON_KEYRING_BACKEND",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private CFAKEY_HOME and XDG directories, no colour, a fixed terminal width."""
+    for name in _CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "cfakey-home"
+    monkeypatch.setenv("CFAKEY_HOME", str(home))
+    for xdg in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(xdg, str(tmp_path / xdg.lower()))
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("TERMINAL_WIDTH", "120")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setenv("CFAKEY_STORE", "file")
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", TEST_FILE_PASSWORD)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    yield home
+
+
+@dataclass
+class CliResult:
+    """What one ``cfakey`` invocation printed and returned."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, input: str | None = None) -> CliResult:  # noqa: A002 - CliRunner's name
+    """Run ``cfakey ARGS`` in-process, as the console script would."""
+    from cfakey.cli.app import app
+
+    result = CliRunner().invoke(app, list(args), input=input, prog_name="cfakey")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
