@@ -1,0 +1,418 @@
+"""Pin the facts of the shipped ``opco_registry.yaml`` against the source documents.
+
+The file is read with ``yaml.safe_load`` and validated straight through the schema
+(``cfakey.registry.model.Registry``), independently of the loader module, so a wrong
+fact fails here even if the loader changes. Every pinned value comes from the
+procedure document v6.1 (14/09/2023, PDF text with the correct addresses), the
+Linkpick article on OPCO EP (August 2025) or ``docs/domain.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import unicodedata
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from cfakey.registry.model import Opco, Registry
+
+REGISTRY_PATH = Path(__file__).resolve().parent.parent / "opco_registry.yaml"
+
+EXPECTED_IDS = (
+    "afdas",
+    "akto",
+    "atlas",
+    "constructys",
+    "opcommerce",
+    "ocapiat",
+    "opco2i",
+    "opcoep",
+    "mobilites",
+    "sante",
+    "uniformation",
+)
+
+# Keys whose value, when set, is a web address.
+URL_KEYS = frozenset({"url", "base_url", "acceptance_url", "developer_portal"})
+
+EMAIL_RE = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+# Anything that looks like an address inside prose, to check it too.
+EMAIL_IN_TEXT_RE = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+
+MAIN_DOCUMENT = (
+    "Convergence processus CFA/OPCO – Mode opératoire de récupération de la clé API (CFA_KEY)"
+)
+CONSTRUCTYS_FORM = (
+    "https://forms.office.com/pages/responsepage.aspx?id="
+    "LR1JWOhgok2QzE-nJGJbrmFBjDGPAzJJtHYrgxtMUaxUN0xEMzBQQVVKTUc5OTBKS05DWDQ4TEpXMS4u"
+)
+OPCO2I_FORM = (
+    "https://forms.office.com/Pages/ResponsePage.aspx?id="
+    "wqaAWP-QDE6_eTZRRqu8qpT6DSZ-s0hIsIJC1plKrnNUQThGN05XT1hBTUlZODBYVjlNRlBBOUVIUS4u"
+)
+
+_ADAPTER = TypeAdapter(Registry)
+
+
+@pytest.fixture(scope="module")
+def raw_text() -> str:
+    return REGISTRY_PATH.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def raw(raw_text: str) -> dict[str, Any]:
+    data = yaml.safe_load(raw_text)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def registry(raw: dict[str, Any]) -> Registry:
+    return _ADAPTER.validate_python(copy.deepcopy(raw))
+
+
+def _opco(registry: Registry, opco_id: str) -> Opco:
+    return registry.get(opco_id)
+
+
+def _walk(node: object, key: str | None = None) -> list[tuple[str | None, object]]:
+    """Every (key, scalar) pair in a YAML tree; list items inherit their list's key."""
+    if isinstance(node, dict):
+        found: list[tuple[str | None, object]] = []
+        for child_key, child in node.items():
+            found.extend(_walk(child, str(child_key)))
+        return found
+    if isinstance(node, list):
+        return [pair for item in node for pair in _walk(item, key)]
+    return [(key, node)]
+
+
+def _is_well_formed_url(url: str) -> bool:
+    if any(char.isspace() for char in url):
+        return False
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return parts.scheme in {"http", "https"} and "." in host and not host.startswith(".")
+
+
+def _normalise_name(name: str) -> str:
+    """Mirror of the name-matching rule: no case, accents, spaces or punctuation."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    without_accents = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return re.sub(r"[\s'’\-._]", "", without_accents)
+
+
+# --- shape -----------------------------------------------------------------------------
+
+
+def test_top_level_metadata(registry: Registry) -> None:
+    assert registry.schema_version == 1
+    assert registry.version == "2026.11"
+    assert registry.updated == date(2026, 11, 22)
+
+
+def test_eleven_entries_in_display_order(registry: Registry) -> None:
+    assert len(registry.opcos) == 11
+    assert tuple(opco.id for opco in registry.opcos) == EXPECTED_IDS
+
+
+def test_ids_are_unique(raw: dict[str, Any]) -> None:
+    ids = [entry["id"] for entry in raw["opcos"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_every_entry_spells_out_every_field(raw: dict[str, Any]) -> None:
+    expected = set(Opco.__dataclass_fields__)
+    for entry in raw["opcos"]:
+        assert set(entry) == expected, entry["id"]
+
+
+def test_official_names(registry: Registry) -> None:
+    names = {opco.id: opco.name for opco in registry.opcos}
+    assert names == {
+        "afdas": "Afdas",
+        "akto": "AKTO",
+        "atlas": "Atlas",
+        "constructys": "Constructys",
+        "opcommerce": "L'Opcommerce",
+        "ocapiat": "Ocapiat",
+        "opco2i": "OPCO 2i",
+        "opcoep": "OPCO EP",
+        "mobilites": "OPCO Mobilités",
+        "sante": "OPCO Santé",
+        "uniformation": "Uniformation",
+    }
+
+
+def test_no_name_or_alias_is_shared_between_opcos(registry: Registry) -> None:
+    owner: dict[str, str] = {}
+    for opco in registry.opcos:
+        for name in {opco.id, opco.name, *opco.aliases}:
+            key = _normalise_name(name)
+            assert key, f"{opco.id}: empty alias {name!r}"
+            assert owner.setdefault(key, opco.id) == opco.id, f"{name!r} clashes"
+
+
+def test_every_entry_cites_the_procedure_document(registry: Registry) -> None:
+    for opco in registry.opcos:
+        main = [source for source in opco.sources if source.document == MAIN_DOCUMENT]
+        assert len(main) == 1, opco.id
+        assert main[0].version == "6.1"
+        assert main[0].date == date(2023, 9, 14)
+
+
+def test_steps_name_no_url_and_are_present(registry: Registry) -> None:
+    for opco in registry.opcos:
+        assert opco.steps, opco.id
+        for step in opco.steps:
+            assert "http" not in step, f"{opco.id}: URL inside a step"
+            assert step.endswith("."), f"{opco.id}: {step!r}"
+
+
+# --- addresses ---------------------------------------------------------------------------
+
+
+def test_every_url_is_well_formed(raw: dict[str, Any]) -> None:
+    urls = [value for key, value in _walk(raw) if key in URL_KEYS and value is not None]
+    assert len(urls) >= 15  # the check must see the registry's addresses
+    for url in urls:
+        assert isinstance(url, str)
+        assert _is_well_formed_url(url), url
+
+
+def test_every_email_is_well_formed(raw: dict[str, Any], registry: Registry) -> None:
+    listed = [email for opco in registry.opcos for email in opco.support.emails]
+    assert len(listed) == 4
+    in_prose = [
+        match
+        for _, value in _walk(raw)
+        if isinstance(value, str)
+        for match in EMAIL_IN_TEXT_RE.findall(value)
+    ]
+    for email in [*listed, *in_prose]:
+        assert EMAIL_RE.fullmatch(email), email
+
+
+def test_well_formed_checks_reject_bad_addresses() -> None:
+    assert not _is_well_formed_url("partenaire.lopcommerce.com")
+    assert not _is_well_formed_url("https://localhost/")
+    assert not _is_well_formed_url("https://www.ocapiat .fr/")
+    assert not _is_well_formed_url("ftp://www.ocapiat.fr/")
+    assert not EMAIL_RE.fullmatch("a.davin@afdas")
+    assert not EMAIL_RE.fullmatch("a davin@afdas.com")
+
+
+def test_typos_of_the_cleaner_transcription_are_absent(raw_text: str) -> None:
+    for typo in ("afdass", "loppcommerce", "phaseexperimentale", "DGPazJtHY"):
+        assert typo not in raw_text
+
+
+# --- pinned facts ------------------------------------------------------------------------
+
+
+def test_mobilites_key_lives_365_days(registry: Registry) -> None:
+    expiry = _opco(registry, "mobilites").expiry
+    assert (expiry.kind, expiry.days, expiry.months) == ("fixed_duration", 365, None)
+
+
+def test_sante_key_lives_12_months(registry: Registry) -> None:
+    expiry = _opco(registry, "sante").expiry
+    assert (expiry.kind, expiry.days, expiry.months) == ("fixed_duration", None, 12)
+
+
+def test_ocapiat_lifetime_is_chosen_from_1_to_6_months(registry: Registry) -> None:
+    expiry = _opco(registry, "ocapiat").expiry
+    assert (expiry.kind, expiry.min_months, expiry.max_months) == ("chosen_duration", 1, 6)
+
+
+def test_opcommerce_shows_the_date_on_the_portal(registry: Registry) -> None:
+    expiry = _opco(registry, "opcommerce").expiry
+    assert expiry.kind == "portal_date"
+    assert not expiry.jwt_exp_precedence
+
+
+def test_opcoep_date_conflict_is_recorded(registry: Registry) -> None:
+    opcoep = _opco(registry, "opcoep")
+    assert opcoep.expiry.kind == "portal_date"
+    assert opcoep.expiry.jwt_exp_precedence
+    assert opcoep.expiry.recommended_rotation_months == 12
+    assert opcoep.conflicts
+    conflicts = " ".join(opcoep.conflicts)
+    assert "« Date d'expiration du token »" in conflicts
+    assert "eyJhbGciOiJIUzI1NiIs" in conflicts
+    assert any(source.date == date(2025, 8, 1) for source in opcoep.sources)
+
+
+def test_opcoep_key_rules_from_the_2025_article(registry: Registry) -> None:
+    opcoep = _opco(registry, "opcoep")
+    assert opcoep.scope == "siret"
+    assert opcoep.shown_once
+    assert opcoep.downloadable
+    assert opcoep.regeneration_revokes is True
+
+
+@pytest.mark.parametrize("opco_id", ["akto", "uniformation"])
+def test_unpublished_procedures(registry: Registry, opco_id: str) -> None:
+    opco = _opco(registry, opco_id)
+    assert opco.obtain == "not_published"
+    assert opco.expiry.kind == "unknown"
+    assert opco.scope == "unknown"
+
+
+def test_akto_needs_an_oauth_client(registry: Registry) -> None:
+    assert _opco(registry, "akto").api.oauth_client_required
+    others = [opco.id for opco in registry.opcos if opco.api.oauth_client_required]
+    assert others == ["akto"]
+
+
+def test_opco2i_key_is_shown_once_with_its_two_warnings(registry: Registry) -> None:
+    opco2i = _opco(registry, "opco2i")
+    assert opco2i.shown_once
+    assert opco2i.obtain == "on_request"
+    warnings = " ".join(opco2i.warnings)
+    assert "mono-dossier" in warnings
+    assert "e-mail" in warnings
+    assert "basculer entièrement" in warnings
+    assert opco2i.request is not None
+    assert opco2i.request.form.url == OPCO2I_FORM
+    assert opco2i.request.who_requests == "le CFA"
+    assert "« Afficher le mot de passe »" in opco2i.request.delivery
+    assert len(opco2i.request.fields) == 6
+
+
+def test_shown_once_only_at_opco2i_and_opcoep(registry: Registry) -> None:
+    assert [opco.id for opco in registry.opcos if opco.shown_once] == ["opco2i", "opcoep"]
+
+
+def test_regeneration_revokes_where_the_sources_say_so(registry: Registry) -> None:
+    revokes = {opco.id: opco.regeneration_revokes for opco in registry.opcos}
+    assert [opco_id for opco_id, value in revokes.items() if value is True] == [
+        "afdas",
+        "ocapiat",
+        "opcoep",
+    ]
+    assert all(value is None for value in revokes.values() if value is not True)
+
+
+def test_afdas_support_address(registry: Registry) -> None:
+    assert _opco(registry, "afdas").support.emails == ("a.davin@afdas.com",)
+
+
+def test_afdas_acceptance_host(registry: Registry) -> None:
+    api = _opco(registry, "afdas").api
+    assert api.acceptance_url == "https://api-cfa-recette.afdas.com"
+    assert api.note is not None
+    assert "OAuth" in api.note
+
+
+def test_opcommerce_portal_address(registry: Registry) -> None:
+    opcommerce = _opco(registry, "opcommerce")
+    assert opcommerce.portal_url == "https://partenaire.lopcommerce.com/"
+    assert opcommerce.support.emails == ("supportapi@lopcommerce.com",)
+
+
+def test_constructys_form_address(registry: Registry) -> None:
+    constructys = _opco(registry, "constructys")
+    assert constructys.obtain == "on_request"
+    assert constructys.scope == "og_establishments"
+    assert constructys.request is not None
+    assert constructys.request.form.url == CONSTRUCTYS_FORM
+    assert constructys.request.who_requests == "l'organisme gestionnaire (OG)"
+
+
+def test_sante_contacts(registry: Registry) -> None:
+    support = _opco(registry, "sante").support
+    assert support.phones == ("04 13 68 00 15",)
+    assert support.emails == ("centrerelationclient@opco-sante.fr",)
+
+
+def test_atlas_support_and_portal(registry: Registry) -> None:
+    atlas = _opco(registry, "atlas")
+    assert atlas.portal_url == "https://myatlas.opco-atlas.fr/"
+    assert atlas.support.emails == ("webassistance@opcoatlas.fr",)
+
+
+def test_mobilites_developer_portal(registry: Registry) -> None:
+    api = _opco(registry, "mobilites").api
+    assert api.developer_portal == "https://www.cfadock.fr/portail_developpeur"
+
+
+def test_no_production_base_url_is_public(registry: Registry) -> None:
+    assert all(opco.api.base_url is None for opco in registry.opcos)
+
+
+@pytest.mark.parametrize(
+    ("opco_id", "obtain", "scope"),
+    [
+        ("afdas", "self_service", "siren"),
+        ("akto", "not_published", "unknown"),
+        ("atlas", "self_service", "account"),
+        ("constructys", "on_request", "og_establishments"),
+        ("opcommerce", "self_service", "account"),
+        ("ocapiat", "self_service", "selected_cfa"),
+        ("opco2i", "on_request", "siren"),
+        ("opcoep", "self_service", "siret"),
+        ("mobilites", "self_service", "siret"),
+        ("sante", "self_service", "siren"),
+        ("uniformation", "not_published", "unknown"),
+    ],
+)
+def test_obtain_method_and_scope(registry: Registry, opco_id: str, obtain: str, scope: str) -> None:
+    opco = _opco(registry, opco_id)
+    assert (opco.obtain, opco.scope) == (obtain, scope)
+
+
+@pytest.mark.parametrize(
+    ("opco_id", "contracts", "invoices"),
+    [
+        ("afdas", ("production", "Juillet 2022"), ("production", "T3 2022")),
+        ("akto", ("production", "Mars 2022"), ("production", "Mars 2022")),
+        ("atlas", ("production", "Septembre 2021"), ("production", "Février 2022")),
+        ("constructys", ("production", "Mars 2022"), ("production", "Mars 2022")),
+        ("opcommerce", ("production", "Septembre 2021"), ("production", "Février 2022")),
+        ("ocapiat", ("production", "Septembre 2021"), ("production", "Février 2022")),
+        ("opco2i", ("production", "Septembre 2021"), ("production", "Février 2022")),
+        ("opcoep", ("production", "Mars 2022"), ("production", "T3 2022")),
+        ("mobilites", ("production", "Avril 2022"), ("production", "Avril 2022")),
+        ("sante", ("prevu", "2022"), ("prevu", "2022")),
+        ("uniformation", ("recette", "T1 2022"), ("developpement", "T3 2022")),
+    ],
+)
+def test_connection_status_of_2023(
+    registry: Registry,
+    opco_id: str,
+    contracts: tuple[str, str],
+    invoices: tuple[str, str],
+) -> None:
+    connection = _opco(registry, opco_id).connection
+    assert (connection.contracts.state, connection.contracts.since) == contracts
+    assert (connection.invoices.state, connection.invoices.since) == invoices
+    assert connection.as_of == date(2023, 9, 14)
+
+
+# --- the schema rejects a broken copy ----------------------------------------------------
+
+
+def _entry(data: dict[str, Any], opco_id: str) -> dict[str, Any]:
+    return next(entry for entry in data["opcos"] if entry["id"] == opco_id)
+
+
+def test_negative_days_are_rejected(raw: dict[str, Any]) -> None:
+    broken = copy.deepcopy(raw)
+    _entry(broken, "mobilites")["expiry"]["days"] = -365
+    with pytest.raises(ValidationError, match="days"):
+        _ADAPTER.validate_python(broken)
+
+
+def test_unknown_field_is_rejected(raw: dict[str, Any]) -> None:
+    broken = copy.deepcopy(raw)
+    _entry(broken, "sante")["expiry"]["jours"] = 365
+    with pytest.raises(ValidationError, match="jours"):
+        _ADAPTER.validate_python(broken)
