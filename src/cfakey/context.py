@@ -19,6 +19,8 @@ from cfakey.paths import Paths
 from cfakey.registry.model import Opco, Registry
 
 if TYPE_CHECKING:
+    from cfakey.config import Config
+    from cfakey.metadata import Metadata
     from cfakey.registry.loader import RegistrySource
 
 
@@ -33,6 +35,8 @@ class AppContext:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     registry_overlay: Path | None = None
     clock: Callable[[], datetime] = _utc_now
+    _metadata: Metadata | None = field(default=None, init=False, repr=False)
+    _config: Config | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def paths(self) -> Paths:
@@ -60,6 +64,22 @@ class AppContext:
         from cfakey.registry.names import resolve  # noqa: PLC0415
 
         return resolve(self.registry, name)
+
+    def metadata(self) -> Metadata:
+        """The metadata database, opened (and migrated) on first use."""
+        if self._metadata is None:
+            from cfakey.metadata import Metadata  # noqa: PLC0415
+
+            self._metadata = Metadata.open(self.paths)
+        return self._metadata
+
+    def config(self) -> Config:
+        """The user's settings file, read on first use."""
+        if self._config is None:
+            from cfakey.config import Config  # noqa: PLC0415
+
+            self._config = Config.load(self.paths.config_file)
+        return self._config
 
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""

@@ -1,0 +1,424 @@
+"""Local metadata in SQLite: CFAs, one row per stored key (never the key), and the journal.
+
+The overview (``cfakey list``, ``check``) reads only this database, so it never needs to
+unlock the key store. The journal is append-only (triggers refuse updates and deletes):
+it is the audit register of who obtained, exported or removed which key, and when.
+The schema version is SQLite's ``user_version``; :data:`MIGRATIONS` brings an older file
+up to date, and a file from a newer cfakey is refused rather than damaged.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Self
+
+from cfakey.errors import AlreadyExistsError, CfakeyError, DataCorruptedError, NotFoundError
+from cfakey.paths import PRIVATE_FILE_MODE, Paths, ensure_private_dir
+
+EXPIRY_SOURCES = ("registry", "jwt", "portal", "opco_api", "operator", "none")
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+        CREATE TABLE cfa (
+            siret TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            uai TEXT,
+            is_default INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE key (
+            siret TEXT NOT NULL,
+            opco_id TEXT NOT NULL,
+            obtained_on TEXT NOT NULL,
+            stored_at TEXT NOT NULL,
+            expires_at TEXT,
+            expiry_source TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            os_user TEXT NOT NULL,
+            store TEXT NOT NULL,
+            PRIMARY KEY (siret, opco_id)
+        );
+        CREATE INDEX key_fingerprint ON key (fingerprint);
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            siret TEXT,
+            opco_id TEXT,
+            action TEXT NOT NULL,
+            old_fingerprint TEXT,
+            new_fingerprint TEXT,
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TRIGGER journal_append_only_update BEFORE UPDATE ON journal
+            BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+        CREATE TRIGGER journal_append_only_delete BEFORE DELETE ON journal
+            BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+    """,
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def current_user() -> str:
+    """The OS user name, recorded with each key and journal entry."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, to the second."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _to_text(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _to_datetime(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True)
+class CfaRecord:
+    """A CFA the operator manages keys for."""
+
+    siret: str
+    name: str
+    uai: str | None
+    is_default: bool
+    created_at: datetime
+
+    @property
+    def siren(self) -> str:
+        """The legal unit: the SIRET's first nine digits."""
+        return self.siret[:9]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What cfakey knows about one stored key, without the key itself."""
+
+    siret: str
+    opco_id: str
+    obtained_on: date
+    stored_at: datetime
+    expires_at: datetime | None
+    expiry_source: str
+    fingerprint: str
+    os_user: str
+    store: str
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One line of the audit register."""
+
+    id: int
+    at: datetime
+    user: str
+    siret: str | None
+    opco_id: str | None
+    action: str
+    old_fingerprint: str | None
+    new_fingerprint: str | None
+    detail: str
+
+
+def _key_record(row: sqlite3.Row) -> KeyRecord:
+    return KeyRecord(
+        siret=row["siret"],
+        opco_id=row["opco_id"],
+        obtained_on=date.fromisoformat(row["obtained_on"]),
+        stored_at=datetime.fromisoformat(row["stored_at"]),
+        expires_at=_to_datetime(row["expires_at"]),
+        expiry_source=row["expiry_source"],
+        fingerprint=row["fingerprint"],
+        os_user=row["os_user"],
+        store=row["store"],
+    )
+
+
+def _cfa_record(row: sqlite3.Row) -> CfaRecord:
+    return CfaRecord(
+        siret=row["siret"],
+        name=row["name"],
+        uai=row["uai"],
+        is_default=bool(row["is_default"]),
+        created_at=datetime.fromisoformat(row["created_at"]),
+    )
+
+
+class Metadata:
+    """The metadata database of one user; open it with :meth:`open`."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self._db = connection
+        self.path = path
+        self.user = current_user()
+
+    @classmethod
+    def open(cls, paths: Paths) -> Metadata:
+        """Open (creating and migrating if needed) the database in the data directory."""
+        path = paths.metadata_db
+        try:
+            ensure_private_dir(path.parent)
+            if not path.exists():
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
+            connection = sqlite3.connect(path, timeout=30, isolation_level=None)
+        except (OSError, sqlite3.OperationalError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            raise CfakeyError(
+                f"Impossible d'ouvrir les métadonnées dans {path.parent} ({reason}) : "
+                "vérifiez les droits du dossier ou choisissez-en un autre avec CFAKEY_HOME."
+            ) from None
+        connection.row_factory = sqlite3.Row
+        metadata = cls(connection, str(path))
+        try:
+            metadata._migrate()
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            if isinstance(error, sqlite3.OperationalError) and "readonly" in str(error):
+                raise CfakeyError(
+                    f"Les métadonnées {path} sont en lecture seule : vérifiez les droits du dossier."
+                ) from None
+            raise DataCorruptedError(
+                f"La base de métadonnées {path} est illisible ou endommagée. "
+                "Restaurez une sauvegarde ; vos clés elles-mêmes sont dans le magasin de clés."
+            ) from None
+        except BaseException:
+            connection.close()
+            raise
+        return metadata
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise DataCorruptedError(
+                f"La base de métadonnées {self.path} vient d'une version plus récente de cfakey "
+                f"(schéma {version}, celle-ci connaît le schéma {SCHEMA_VERSION}) : mettez cfakey à jour."
+            )
+        if version == SCHEMA_VERSION:
+            return
+        self._db.execute("PRAGMA journal_mode=WAL")
+        with self.transaction():
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _split_sql(MIGRATIONS[target]):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {target}")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of work; nested calls join the outer transaction."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # CFAs ------------------------------------------------------------------------------
+
+    def add_cfa(self, siret: str, name: str, uai: str | None) -> CfaRecord:
+        """Register a CFA; the first one becomes the default."""
+        with self.transaction():
+            if self.get_cfa(siret) is not None:
+                raise AlreadyExistsError(f"Le CFA {siret} est déjà enregistré.")
+            first = self._db.execute("SELECT COUNT(*) FROM cfa").fetchone()[0] == 0
+            self._db.execute(
+                "INSERT INTO cfa (siret, name, uai, is_default, created_at) VALUES (?, ?, ?, ?, ?)",
+                (siret, name, uai, int(first), _to_text(utc_now())),
+            )
+            self.log("cfa_added", siret=siret, detail=name)
+        record = self.get_cfa(siret)
+        assert record is not None  # noqa: S101 - just inserted in this connection
+        return record
+
+    def get_cfa(self, siret: str) -> CfaRecord | None:
+        """The CFA with this SIRET, if registered."""
+        row = self._db.execute("SELECT * FROM cfa WHERE siret = ?", (siret,)).fetchone()
+        return None if row is None else _cfa_record(row)
+
+    def list_cfas(self) -> list[CfaRecord]:
+        """Every registered CFA, by name."""
+        rows = self._db.execute("SELECT * FROM cfa ORDER BY name COLLATE NOCASE, siret")
+        return [_cfa_record(row) for row in rows]
+
+    def set_default_cfa(self, siret: str) -> None:
+        """Make this CFA the one used when ``--cfa`` is not given."""
+        with self.transaction():
+            if self.get_cfa(siret) is None:
+                raise NotFoundError(f"CFA inconnu : {siret}.", hint="Liste : cfakey cfa list.")
+            self._db.execute("UPDATE cfa SET is_default = (siret = ?)", (siret,))
+
+    def remove_cfa(self, siret: str) -> None:
+        """Forget a CFA (its keys must have been removed first)."""
+        with self.transaction():
+            was_default = self._db.execute(
+                "SELECT is_default FROM cfa WHERE siret = ?", (siret,)
+            ).fetchone()
+            if was_default is None:
+                raise NotFoundError(f"CFA inconnu : {siret}.", hint="Liste : cfakey cfa list.")
+            self._db.execute("DELETE FROM cfa WHERE siret = ?", (siret,))
+            if was_default[0]:
+                self._db.execute(
+                    "UPDATE cfa SET is_default = 1 WHERE siret = "
+                    "(SELECT siret FROM cfa ORDER BY created_at, siret LIMIT 1)"
+                )
+            self.log("cfa_removed", siret=siret)
+
+    # Keys ------------------------------------------------------------------------------
+
+    def put_key(self, record: KeyRecord) -> None:
+        """Insert or replace the metadata of the key of ``(siret, opco_id)``."""
+        if record.expiry_source not in EXPIRY_SOURCES:
+            raise ValueError(f"unknown expiry source {record.expiry_source!r}")
+        self._db.execute(
+            "INSERT OR REPLACE INTO key (siret, opco_id, obtained_on, stored_at, expires_at, "
+            "expiry_source, fingerprint, os_user, store) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.siret,
+                record.opco_id,
+                record.obtained_on.isoformat(),
+                _to_text(record.stored_at),
+                _to_text(record.expires_at),
+                record.expiry_source,
+                record.fingerprint,
+                record.os_user,
+                record.store,
+            ),
+        )
+
+    def get_key(self, siret: str, opco_id: str) -> KeyRecord | None:
+        """The metadata of one key, if stored."""
+        row = self._db.execute(
+            "SELECT * FROM key WHERE siret = ? AND opco_id = ?", (siret, opco_id)
+        ).fetchone()
+        return None if row is None else _key_record(row)
+
+    def list_keys(self, siret: str | None = None, opco_id: str | None = None) -> list[KeyRecord]:
+        """Key metadata, optionally for one CFA and/or one OPCO."""
+        query, params = "SELECT * FROM key WHERE 1 = 1", []
+        if siret is not None:
+            query += " AND siret = ?"
+            params.append(siret)
+        if opco_id is not None:
+            query += " AND opco_id = ?"
+            params.append(opco_id)
+        rows = self._db.execute(query + " ORDER BY siret, opco_id", params)
+        return [_key_record(row) for row in rows]
+
+    def delete_key(self, siret: str, opco_id: str) -> bool:
+        """Forget the metadata of one key; ``False`` if there was none."""
+        cursor = self._db.execute("DELETE FROM key WHERE siret = ? AND opco_id = ?", (siret, opco_id))
+        return cursor.rowcount > 0
+
+    def set_expiry(self, siret: str, opco_id: str, expires_at: datetime | None, source: str) -> None:
+        """Record a new expiry date and where it came from (``opco_api`` after ``verify``)."""
+        if source not in EXPIRY_SOURCES:
+            raise ValueError(f"unknown expiry source {source!r}")
+        self._db.execute(
+            "UPDATE key SET expires_at = ?, expiry_source = ? WHERE siret = ? AND opco_id = ?",
+            (_to_text(expires_at), source, siret, opco_id),
+        )
+
+    def keys_with_fingerprint(self, fingerprint: str) -> list[KeyRecord]:
+        """Every stored key with this fingerprint (a key pasted twice)."""
+        rows = self._db.execute("SELECT * FROM key WHERE fingerprint = ?", (fingerprint,))
+        return [_key_record(row) for row in rows]
+
+    # Journal ---------------------------------------------------------------------------
+
+    def log(
+        self,
+        action: str,
+        *,
+        siret: str | None = None,
+        opco_id: str | None = None,
+        old_fingerprint: str | None = None,
+        new_fingerprint: str | None = None,
+        detail: str = "",
+    ) -> None:
+        """Append one event to the journal (never a key: fingerprints only)."""
+        self._db.execute(
+            "INSERT INTO journal (at, user, siret, opco_id, action, old_fingerprint, "
+            "new_fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (_to_text(utc_now()), self.user, siret, opco_id, action, old_fingerprint, new_fingerprint, detail),
+        )
+
+    def journal(
+        self,
+        *,
+        siret: str | None = None,
+        opco_id: str | None = None,
+        since: datetime | None = None,
+    ) -> list[JournalEntry]:
+        """Journal entries, oldest first, optionally filtered."""
+        query, params = "SELECT * FROM journal WHERE 1 = 1", []
+        if siret is not None:
+            query += " AND siret = ?"
+            params.append(siret)
+        if opco_id is not None:
+            query += " AND opco_id = ?"
+            params.append(opco_id)
+        if since is not None:
+            query += " AND at >= ?"
+            params.append(_to_text(since) or "")
+        rows = self._db.execute(query + " ORDER BY id", params)
+        return [
+            JournalEntry(
+                id=row["id"],
+                at=datetime.fromisoformat(row["at"]),
+                user=row["user"],
+                siret=row["siret"],
+                opco_id=row["opco_id"],
+                action=row["action"],
+                old_fingerprint=row["old_fingerprint"],
+                new_fingerprint=row["new_fingerprint"],
+                detail=row["detail"],
+            )
+            for row in rows
+        ]
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration script; triggers keep their inner semicolons."""
+    statements, current = [], []
+    for line in script.strip().splitlines():
+        current.append(line)
+        joined = "\n".join(current).strip()
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            current = []
+    if "\n".join(current).strip():
+        statements.append("\n".join(current).strip())
+    return statements
