@@ -8,12 +8,13 @@ so that no test can reach the developer's own keyring. Tests of the OS keyring u
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+from cfakey.cli.app import app
 
 TEST_FILE_PASSWORD = "mot-de-passe-de-test"
 
@@ -32,7 +33,7 @@ _CLEARED = (
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private CFAKEY_HOME and XDG directories, no colour, a fixed terminal width."""
     for name in _CLEARED:
         monkeypatch.delenv(name, raising=False)
@@ -48,7 +49,7 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("CFAKEY_STORE", "file")
     monkeypatch.setenv("CFAKEY_FILE_PASSWORD", TEST_FILE_PASSWORD)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    yield home
+    return home
 
 
 @dataclass
@@ -62,8 +63,6 @@ class CliResult:
 
 def run_cli(*args: str, input: str | None = None) -> CliResult:  # noqa: A002 - CliRunner's name
     """Run ``cfakey ARGS`` in-process, as the console script would."""
-    from cfakey.cli.app import app
-
     result = CliRunner().invoke(app, list(args), input=input, prog_name="cfakey")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception

@@ -18,7 +18,10 @@ from cfakey.paths import atomic_write, ensure_private_dir
 
 # Each known key: a pattern for its name and a French description for help and errors.
 KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"store"), "magasin de clés : keyring (trousseau du système) ou file (fichier chiffré)"),
+    (
+        re.compile(r"store"),
+        "magasin de clés : keyring (trousseau du système) ou file (fichier chiffré)",
+    ),
     (re.compile(r"editeur"), "en-tête EDITEUR envoyé à l'API (éditeur du logiciel)"),
     (re.compile(r"logiciel"), "en-tête LOGICIEL envoyé à l'API (nom du logiciel)"),
     (re.compile(r"version"), "en-tête VERSION envoyé à l'API (version du logiciel)"),
@@ -56,7 +59,9 @@ class Config:
         except FileNotFoundError:
             return cls(path)
         except OSError as error:
-            raise DataCorruptedError(f"Fichier de configuration {path} illisible : {error.strerror}.") from None
+            raise DataCorruptedError(
+                f"Fichier de configuration {path} illisible : {error.strerror}."
+            ) from None
         try:
             values = json.loads(raw)
         except json.JSONDecodeError as error:
@@ -65,7 +70,9 @@ class Config:
                 "corrigez-le ou supprimez-le."
             ) from None
         if not isinstance(values, dict):
-            raise DataCorruptedError(f"Fichier de configuration {path} invalide : un objet JSON est attendu.")
+            raise DataCorruptedError(
+                f"Fichier de configuration {path} invalide : un objet JSON est attendu."
+            )
         return cls(path, values)
 
     def get(self, key: str) -> Any:
@@ -75,7 +82,10 @@ class Config:
     def set(self, key: str, value: Any) -> None:
         """Set a known key and save the file atomically (mode 0600)."""
         if describe_key(key) is None:
-            raise UsageError(f"Paramètre inconnu : « {key} ».", hint="Paramètres reconnus : cfakey config list --all.")
+            raise UsageError(
+                f"Paramètre inconnu : « {key} ».",
+                hint="Paramètres reconnus : cfakey config list --all.",
+            )
         if key == "store" and value not in STORE_CHOICES:
             raise UsageError(f"Magasin inconnu : « {value} » (choix : {', '.join(STORE_CHOICES)}).")
         self.values[key] = value

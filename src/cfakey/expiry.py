@@ -86,7 +86,9 @@ def describe(rule: ExpiryRule) -> str:
     if rule.kind == "chosen_duration":
         return f"choisie : {rule.lowest_months} à {rule.max_months} mois"
     if rule.kind == "portal_date":
-        return "date affichée par le portail" + (" (ou exp du jeton)" if rule.jwt_exp_precedence else "")
+        return "date affichée par le portail" + (
+            " (ou exp du jeton)" if rule.jwt_exp_precedence else ""
+        )
     if rule.kind == "none_stated":
         return "non précisée"
     return "inconnue"

@@ -30,7 +30,7 @@ def is_valid_siren(siren: str) -> bool:
 
 
 def is_valid_siret(siret: str) -> bool:
-    """Fourteen digits, Luhn-valid; La Poste's SIRETs may instead have a digit sum divisible by 5."""
+    """Fourteen digits, Luhn-valid; La Poste's may instead have a digit sum divisible by 5."""
     if len(siret) != 14 or not siret.isascii() or not siret.isdigit():
         return False
     if _luhn_ok(siret):
@@ -79,6 +79,11 @@ def validate_uai(text: str) -> str:
         return uai
     digits = uai[:7]
     if len(uai) != 8 or not (digits.isascii() and digits.isdigit()) or not uai[7:].isalpha():
-        raise UsageError(f"UAI invalide : « {text.strip()} » (attendu : 7 chiffres puis une lettre, ex. 0133527N).")
+        raise UsageError(
+            f"UAI invalide : « {text.strip()} » "
+            "(attendu : 7 chiffres puis une lettre, ex. 0133527N)."
+        )
     expected = _UAI_LETTERS[int(digits) % 23]
-    raise UsageError(f"UAI invalide : « {uai} » ; la lettre de contrôle devrait être « {expected} ».")
+    raise UsageError(
+        f"UAI invalide : « {uai} » ; la lettre de contrôle devrait être « {expected} »."
+    )

@@ -188,7 +188,8 @@ class Metadata:
             connection.close()
             if isinstance(error, sqlite3.OperationalError) and "readonly" in str(error):
                 raise CfakeyError(
-                    f"Les métadonnées {path} sont en lecture seule : vérifiez les droits du dossier."
+                    f"Les métadonnées {path} sont en lecture seule : "
+                    "vérifiez les droits du dossier."
                 ) from None
             raise DataCorruptedError(
                 f"La base de métadonnées {path} est illisible ou endommagée. "
@@ -204,7 +205,8 @@ class Metadata:
         if version > SCHEMA_VERSION:
             raise DataCorruptedError(
                 f"La base de métadonnées {self.path} vient d'une version plus récente de cfakey "
-                f"(schéma {version}, celle-ci connaît le schéma {SCHEMA_VERSION}) : mettez cfakey à jour."
+                f"(schéma {version}, celle-ci connaît le schéma {SCHEMA_VERSION}) : "
+                "mettez cfakey à jour."
             )
         if version == SCHEMA_VERSION:
             return
@@ -339,10 +341,14 @@ class Metadata:
 
     def delete_key(self, siret: str, opco_id: str) -> bool:
         """Forget the metadata of one key; ``False`` if there was none."""
-        cursor = self._db.execute("DELETE FROM key WHERE siret = ? AND opco_id = ?", (siret, opco_id))
+        cursor = self._db.execute(
+            "DELETE FROM key WHERE siret = ? AND opco_id = ?", (siret, opco_id)
+        )
         return cursor.rowcount > 0
 
-    def set_expiry(self, siret: str, opco_id: str, expires_at: datetime | None, source: str) -> None:
+    def set_expiry(
+        self, siret: str, opco_id: str, expires_at: datetime | None, source: str
+    ) -> None:
         """Record a new expiry date and where it came from (``opco_api`` after ``verify``)."""
         if source not in EXPIRY_SOURCES:
             raise ValueError(f"unknown expiry source {source!r}")
@@ -372,7 +378,16 @@ class Metadata:
         self._db.execute(
             "INSERT INTO journal (at, user, siret, opco_id, action, old_fingerprint, "
             "new_fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (_to_text(utc_now()), self.user, siret, opco_id, action, old_fingerprint, new_fingerprint, detail),
+            (
+                _to_text(utc_now()),
+                self.user,
+                siret,
+                opco_id,
+                action,
+                old_fingerprint,
+                new_fingerprint,
+                detail,
+            ),
         )
 
     def journal(

@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from cfakey import __version__
 from cfakey.errors import CfakeyError, ExitCode
+
+if TYPE_CHECKING:
+    from typer._click.core import Context as ClickContext
 
 
 class CfakeyGroup(TyperGroup):
@@ -38,7 +41,7 @@ class CfakeyGroup(TyperGroup):
                 raise
             raise typer.Exit(_report(error)) from None
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415
 
         try:
@@ -136,9 +139,10 @@ def root(
 
 
 def _register() -> None:
-    from cfakey.cli import registry_cmds  # noqa: PLC0415
+    from cfakey.cli import cfa_cmds, registry_cmds  # noqa: PLC0415
 
     registry_cmds.register(app)
+    cfa_cmds.register(app)
 
 
 _register()

@@ -8,7 +8,6 @@ the command line is wrong, so ordinary start-up does not pay for rich.
 from __future__ import annotations
 
 import re
-import sys
 from typing import Any
 
 from cfakey.errors import ExitCode
@@ -16,7 +15,10 @@ from cfakey.errors import ExitCode
 HELP_OPTION_TEXT = "Affiche cette aide et quitte."
 
 _USAGE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^No such option: (?P<a>\S+)(?: Did you mean (?P<b>.+)\?)?$"), "option inconnue : {a}"),
+    (
+        re.compile(r"^No such option: (?P<a>\S+)(?: Did you mean (?P<b>.+)\?)?$"),
+        "option inconnue : {a}",
+    ),
     (re.compile(r"^No such command '?(?P<a>[^'.]+)'?\.?(?:.*)$"), "commande inconnue : « {a} »"),
     (re.compile(r"^Missing argument '(?P<a>[^']+)'\.?$"), "argument manquant : {a}"),
     (re.compile(r"^Missing option '(?P<a>[^']+)'\.?$"), "option obligatoire manquante : {a}"),
@@ -25,14 +27,26 @@ _USAGE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^Got unexpected extra arguments? \((?P<a>.*)\)$"), "argument(s) en trop : {a}"),
     (re.compile(r"^Invalid value for (?P<a>[^:]+): (?P<b>.*)$"), "valeur invalide pour {a} : {b}"),
     (re.compile(r"^Invalid value: (?P<b>.*)$"), "valeur invalide : {b}"),
-    (re.compile(r"^Option '(?P<a>[^']+)' requires an argument\.?$"), "l'option {a} attend une valeur"),
+    (
+        re.compile(r"^Option '(?P<a>[^']+)' requires an argument\.?$"),
+        "l'option {a} attend une valeur",
+    ),
     (re.compile(r"^(?P<a>\S+) option requires an argument\.?$"), "l'option {a} attend une valeur"),
 )
 _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"^'?(?P<a>.*?)'? is not a valid integer(?: range)?\.?$"), "« {a} » n'est pas un nombre entier"),
+    (
+        re.compile(r"^'?(?P<a>.*?)'? is not a valid integer(?: range)?\.?$"),
+        "« {a} » n'est pas un nombre entier",
+    ),
     (re.compile(r"^Value '?(?P<a>.*?)'? is not a valid (?P<b>.+)\.$"), "« {a} » n'est pas valide"),
-    (re.compile(r"^'?(?P<a>.*?)'? is not one of (?P<b>.+)\.$"), "« {a} » ne fait pas partie de {b}"),
-    (re.compile(r"^(?P<a>.+) is not in the range (?P<b>.+)\.$"), "{a} n'est pas dans l'intervalle {b}"),
+    (
+        re.compile(r"^'?(?P<a>.*?)'? is not one of (?P<b>.+)\.$"),
+        "« {a} » ne fait pas partie de {b}",
+    ),
+    (
+        re.compile(r"^(?P<a>.+) is not in the range (?P<b>.+)\.$"),
+        "{a} n'est pas dans l'intervalle {b}",
+    ),
 )
 _PANEL_TITLES = {
     "ARGUMENTS_PANEL_TITLE": "Arguments",

@@ -40,7 +40,15 @@ def opcos(
     from cfakey.registry.model import CONNECTION_LABELS, OBTAIN_LABELS, SCOPE_LABELS  # noqa: PLC0415
 
     table = Table(title=f"Registre des OPCO (version {registry.version})", title_justify="left")
-    for header in ("Id", "OPCO", "Obtention de la clé", "Durée de vie", "Portée", "Contrats", "Factures"):
+    for header in (
+        "Id",
+        "OPCO",
+        "Obtention de la clé",
+        "Durée de vie",
+        "Portée",
+        "Contrats",
+        "Factures",
+    ):
         table.add_column(header, overflow="fold")
     for opco in registry.opcos:
         connection = opco.connection
@@ -141,7 +149,9 @@ def render_guide(out: Console, opco: Opco) -> None:
         out.print(f"  {_link(link)}")
     if opco.request is not None:
         request = opco.request
-        out.print(f"\n[bold]Demande[/bold] ({escape(request.who_requests)}) : {_link(request.form)}")
+        out.print(
+            f"\n[bold]Demande[/bold] ({escape(request.who_requests)}) : {_link(request.form)}"
+        )
         out.print("  Le formulaire demande : " + escape(", ".join(request.fields)) + ".")
         out.print(f"  Réception : {escape(request.delivery)}")
     if opco.steps:
@@ -152,7 +162,10 @@ def render_guide(out: Console, opco: Opco) -> None:
         out.print("\n[bold]Étapes[/bold] : procédure non publiée par l'OPCO ; contactez-le.")
     warnings = list(opco.warnings)
     if opco.regeneration_revokes:
-        warnings.insert(0, "Générer une nouvelle clé révoque l'ancienne : mettez votre logiciel à jour aussitôt.")
+        warnings.insert(
+            0,
+            "Générer une nouvelle clé révoque l'ancienne : mettez votre logiciel à jour aussitôt.",
+        )
     if opco.shown_once:
         warnings.insert(0, "La clé ne s'affiche qu'une fois : copiez-la immédiatement.")
     if warnings:

@@ -1,1 +1,1 @@
-"""Use-cases: plain functions over the registry, the stores and the metadata; no I/O to the terminal."""
+"""Use-cases over the registry, the stores and the metadata; no terminal I/O here."""

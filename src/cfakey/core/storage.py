@@ -50,22 +50,34 @@ def read_key(store: KeyStore, siret: str, opco_id: str) -> str:
     if secret is None:
         raise NotFoundError(
             f"La clé {opco_id} du CFA {siret} est absente du magasin de clés.",
-            hint="Diagnostic : cfakey doctor ; pour la remettre : cfakey add " + opco_id + f" --cfa {siret}.",
+            hint="Diagnostic : cfakey doctor ; pour la remettre : cfakey add "
+            + opco_id
+            + f" --cfa {siret}.",
         )
     return secret
 
 
-def remove_key(store: KeyStore, metadata: Metadata, siret: str, opco_id: str, *, detail: str = "") -> KeyRecord:
+def remove_key(
+    store: KeyStore, metadata: Metadata, siret: str, opco_id: str, *, detail: str = ""
+) -> KeyRecord:
     """Delete the secret and its metadata together, and journal it."""
     record = metadata.get_key(siret, opco_id)
     if record is None:
-        raise NotFoundError(f"Aucune clé {opco_id} enregistrée pour le CFA {siret}.", hint="Voir : cfakey list.")
+        raise NotFoundError(
+            f"Aucune clé {opco_id} enregistrée pour le CFA {siret}.", hint="Voir : cfakey list."
+        )
     entry = entry_name(siret, opco_id)
     previous = store.get(entry)
     try:
         with metadata.transaction():
             metadata.delete_key(siret, opco_id)
-            metadata.log("removed", siret=siret, opco_id=opco_id, old_fingerprint=record.fingerprint, detail=detail)
+            metadata.log(
+                "removed",
+                siret=siret,
+                opco_id=opco_id,
+                old_fingerprint=record.fingerprint,
+                detail=detail,
+            )
             # Inside the transaction: if the store refuses, the metadata stays as it was.
             store.delete(entry)
     except BaseException:

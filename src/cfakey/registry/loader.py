@@ -64,7 +64,12 @@ def load_registry(overlay: Path | None, cache_dir: Path | None) -> tuple[Registr
     cache_file = None
     if cache_dir is not None:
         digest = hashlib.sha256()
-        for part in (__version__.encode(), str(_CACHE_FORMAT).encode(), shipped_bytes, overlay_bytes):
+        for part in (
+            __version__.encode(),
+            str(_CACHE_FORMAT).encode(),
+            shipped_bytes,
+            overlay_bytes,
+        ):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
         cache_file = cache_dir / f"registry-{digest.hexdigest()[:32]}.pickle"
@@ -78,7 +83,9 @@ def load_registry(overlay: Path | None, cache_dir: Path | None) -> tuple[Registr
     return registry, source
 
 
-def _build(shipped: Path, shipped_bytes: bytes, overlay: Path | None, overlay_bytes: bytes) -> Registry:
+def _build(
+    shipped: Path, shipped_bytes: bytes, overlay: Path | None, overlay_bytes: bytes
+) -> Registry:
     base = _parse_yaml(shipped, shipped_bytes)
     _check_ids(shipped, base)
     registry = _validate(shipped, base, blame_ids=None)
@@ -88,7 +95,9 @@ def _build(shipped: Path, shipped_bytes: bytes, overlay: Path | None, overlay_by
     unknown_top = set(extra) - {"opcos", "version", "updated", "schema_version"}
     if unknown_top:
         field = sorted(unknown_top)[0]
-        raise RegistryError(f"Registre {overlay} : champ inconnu « {field} » à la racine du fichier.")
+        raise RegistryError(
+            f"Registre {overlay} : champ inconnu « {field} » à la racine du fichier."
+        )
     overlay_ids = _check_ids(overlay, extra)
     merged = _merge_overlay(base, extra)
     return _validate(overlay, merged, blame_ids=overlay_ids)
@@ -102,7 +111,9 @@ def _read(path: Path) -> bytes:
     except IsADirectoryError:
         raise RegistryError(f"Le registre {path} est un dossier, pas un fichier YAML.") from None
     except OSError as error:
-        raise RegistryError(f"Le fichier de registre {path} est illisible : {error.strerror}.") from None
+        raise RegistryError(
+            f"Le fichier de registre {path} est illisible : {error.strerror}."
+        ) from None
 
 
 def _parse_yaml(path: Path, raw: bytes) -> dict[str, Any]:
@@ -129,7 +140,9 @@ def _check_ids(path: Path, data: dict[str, Any]) -> list[str]:
     for position, entry in enumerate(data["opcos"], start=1):
         opco_id = entry.get("id") if isinstance(entry, dict) else None
         if not isinstance(opco_id, str) or not opco_id:
-            raise RegistryError(f"Registre {path} : l'entrée n° {position} n'a pas de champ « id ».")
+            raise RegistryError(
+                f"Registre {path} : l'entrée n° {position} n'a pas de champ « id »."
+            )
         if opco_id in seen:
             raise RegistryError(f"Registre {path} : l'OPCO « {opco_id} » est déclaré deux fois.")
         seen.append(opco_id)
@@ -171,7 +184,9 @@ def _validate(path: Path, data: dict[str, Any], blame_ids: list[str] | None) -> 
         raise RegistryError(_describe(path, data, error, blame_ids)) from None
 
 
-def _describe(path: Path, data: dict[str, Any], error: ValidationError, blame_ids: list[str] | None) -> str:
+def _describe(
+    path: Path, data: dict[str, Any], error: ValidationError, blame_ids: list[str] | None
+) -> str:
     """One French sentence naming the file, the OPCO and the field of the first error."""
     details = error.errors(include_url=False)
     first = details[0]
@@ -195,7 +210,7 @@ def _french(kind: str, english: str, value: Any) -> str:
         return english.removeprefix("Value error, ")
     if kind in {"unexpected_keyword_argument", "extra_forbidden"}:
         return "champ inconnu"
-    if kind == "missing" or kind == "missing_argument":
+    if kind in {"missing", "missing_argument"}:
         return "champ obligatoire manquant"
     if kind == "literal_error":
         allowed = english.removeprefix("Input should be ")

@@ -92,7 +92,9 @@ class ExpiryRule:
             if (self.min_months or 1) > self.max_months:
                 raise ValueError("« min_months » dépasse « max_months »")
         elif self.min_months is not None or self.max_months is not None:
-            raise ValueError("« min_months » et « max_months » ne valent que pour « chosen_duration »")
+            raise ValueError(
+                "« min_months » et « max_months » ne valent que pour « chosen_duration »"
+            )
         if self.jwt_exp_precedence and self.kind != "portal_date":
             raise ValueError("« jwt_exp_precedence » ne vaut que pour « portal_date »")
 

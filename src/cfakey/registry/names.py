@@ -44,10 +44,7 @@ def resolve(registry: Registry, name: str) -> Opco:
     valid = ", ".join(opco.id for opco in registry.opcos)
     close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.6) if key else []
     suggestions = list(dict.fromkeys(index[match] for match in close))
-    if not key:
-        message = "Aucun OPCO indiqué."
-    else:
-        message = f"OPCO inconnu : « {name} »."
+    message = f"OPCO inconnu : « {name} »." if key else "Aucun OPCO indiqué."
     if suggestions:
         message += " Voulez-vous dire " + " ou ".join(f"« {s} »" for s in suggestions) + " ?"
     raise UnknownOpcoError(message, hint=f"OPCO reconnus : {valid}.")

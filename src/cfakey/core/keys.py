@@ -1,0 +1,803 @@
+"""Key lifecycle use-cases: validate, date, add, rotate, remove, list, check, import, journal.
+
+Nothing here prints, prompts or exits: the CLI asks the questions, these functions
+decide and return typed results or raise :class:`cfakey.errors.CfakeyError` subclasses.
+No message built here ever contains a key: only fingerprints, row numbers and names.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
+from cfakey.expiry import add_months, chosen_expiry, fixed_expiry, jwt_expiry, parse_date
+
+if TYPE_CHECKING:
+    from cfakey.metadata import CfaRecord, JournalEntry, KeyRecord, Metadata
+    from cfakey.registry.model import Opco, Registry
+    from cfakey.stores.base import KeyStore
+
+Status = Literal["expirée", "à renouveler", "valide", "sans date"]
+EXPIRED: Status = "expirée"
+RENEW: Status = "à renouveler"
+VALID: Status = "valide"
+NO_DATE: Status = "sans date"
+# Lower sorts first: what needs the operator soonest comes first.
+_STATUS_RANK: dict[str, int] = {EXPIRED: 0, RENEW: 1, VALID: 2, NO_DATE: 3}
+
+# Shapes seen in public sources (domain.md): used to warn, never to refuse.
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/=_-]+")
+_KNOWN_SHAPES: dict[str, tuple[re.Pattern[str], str]] = {
+    "atlas": (re.compile(r"[A-Za-z0-9+/]{30,32}={0,2}"), "32 caractères (lettres, chiffres, + et /)"),
+    "afdas": (re.compile(r"[A-Za-z0-9]{64}"), "64 lettres et chiffres"),
+    "opcoep": (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "un jeton JWT (eyJ….….…)"),
+}
+SHORT_KEY = 16
+LONG_KEY = 4096
+
+
+# Key text ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CleanKey:
+    """A key as it will be stored, and what was noticed about what the operator gave."""
+
+    value: str
+    trimmed: bool
+    warnings: tuple[str, ...] = ()
+
+
+def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
+    """Trim surrounding whitespace; refuse what cannot be a key; warn on unusual shapes.
+
+    Refused: empty, whitespace inside, non-printable characters. Everything else is
+    accepted, since keys are opaque to the CFA and OPCOs change formats.
+    """
+    value = raw.strip()
+    trimmed = value != raw
+    if not value:
+        raise UsageError("La clé est vide : rien n'a été enregistré.", hint="Collez la clé telle que le portail l'affiche.")
+    if any(char.isspace() for char in value):
+        raise UsageError(
+            "La clé contient un espace ou un saut de ligne en son milieu : c'est souvent un copier-coller "
+            "incomplet ou deux clés collées ensemble. Rien n'a été enregistré.",
+            hint="Recopiez la clé d'un seul tenant depuis le portail de l'OPCO.",
+        )
+    if not value.isprintable():
+        raise UsageError(
+            "La clé contient des caractères invisibles ou de contrôle : rien n'a été enregistré.",
+            hint="Recopiez-la depuis le portail, sans passer par un traitement de texte.",
+        )
+    warnings: list[str] = []
+    if len(value) < SHORT_KEY:
+        warnings.append(f"Clé inhabituellement courte ({len(value)} caractères) : vérifiez qu'elle est complète.")
+    elif len(value) > LONG_KEY:
+        warnings.append(f"Clé inhabituellement longue ({len(value)} caractères) : vérifiez qu'il s'agit bien de la clé.")
+    shape = _KNOWN_SHAPES.get(opco_id or "")
+    if shape is not None and not shape[0].fullmatch(value):
+        warnings.append(f"Forme inhabituelle pour cet OPCO (attendu : {shape[1]}) : vérifiez la clé.")
+    elif shape is None and not _BASE64ISH.fullmatch(value) and "." not in value:
+        warnings.append("La clé contient des caractères peu courants dans une clé d'API : vérifiez-la.")
+    return CleanKey(value=value, trimmed=trimmed, warnings=tuple(warnings))
+
+
+# Expiry --------------------------------------------------------------------------------
+
+ExpiryQuestion = Literal["none", "lifetime", "date"]
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """The expiry chosen for a key, where it came from, and what to tell the operator."""
+
+    expires_at: datetime | None
+    source: str
+    notes: tuple[str, ...] = ()
+
+
+def expiry_question(opco: Opco, key: str | None = None) -> ExpiryQuestion:
+    """What the walkthrough must ask to date this key (``none`` when it can tell alone)."""
+    rule = opco.expiry
+    if rule.kind == "chosen_duration":
+        return "lifetime"
+    if rule.kind == "portal_date":
+        if key is not None and rule.jwt_exp_precedence and jwt_expiry(key) is not None:
+            return "none"
+        return "date"
+    return "none"
+
+
+def local_midnight(day: date) -> datetime:
+    """The start of ``day`` on the operator's clock, as an aware UTC datetime."""
+    return datetime.combine(day, time()).astimezone().astimezone(UTC)
+
+
+def _typed_date(text: str) -> datetime:
+    return parse_date(text).astimezone().astimezone(UTC)
+
+
+def resolve_expiry(
+    opco: Opco,
+    key: str,
+    *,
+    obtained: date,
+    now: datetime,
+    expires: str | None = None,
+    lifetime_months: int | None = None,
+) -> Expiry:
+    """The expiry of a key from the registry rule, the key itself and what the operator said.
+
+    Precedence: a JWT ``exp`` claim when the rule says it wins (OPCO EP); then an explicit
+    date; then a chosen lifetime; then the registry's fixed duration; then a JWT ``exp``
+    in any key; else no date. A date already past is refused.
+    """
+    rule = opco.expiry
+    notes: list[str] = []
+    jwt_exp = jwt_expiry(key)
+    result: Expiry
+    if jwt_exp is not None and rule.jwt_exp_precedence:
+        if expires is not None and _typed_date(expires).date() != jwt_exp.astimezone().date():
+            notes.append("La date « exp » contenue dans le jeton fait foi ; la date saisie est ignorée.")
+        result = Expiry(jwt_exp, "jwt", tuple(notes))
+    elif expires is not None:
+        result = Expiry(_typed_date(expires), "portal" if rule.kind == "portal_date" else "operator")
+    elif lifetime_months is not None:
+        if rule.kind == "fixed_duration":
+            raise UsageError(
+                f"{opco.name} fixe elle-même la durée de vie de ses clés : --lifetime-months ne s'applique pas.",
+                hint="Pour une date différente, utilisez --expires JJ/MM/AAAA.",
+            )
+        if rule.kind == "chosen_duration":
+            end = chosen_expiry(rule, obtained, lifetime_months)
+        elif not 1 <= lifetime_months <= 120:
+            raise UsageError(f"Durée de vie de {lifetime_months} mois impossible : de 1 à 120 mois.")
+        else:
+            end = add_months(obtained, lifetime_months)
+        result = Expiry(local_midnight(end), "operator" if rule.kind != "chosen_duration" else "portal")
+    elif rule.kind == "fixed_duration":
+        result = Expiry(local_midnight(fixed_expiry(rule, obtained)), "registry")
+    elif jwt_exp is not None:
+        result = Expiry(jwt_exp, "jwt")
+    else:
+        if rule.kind == "chosen_duration":
+            notes.append("Durée de vie non indiquée : la clé est enregistrée sans date d'échéance.")
+        result = Expiry(None, "none", tuple(notes))
+    if result.expires_at is not None and result.expires_at <= now:
+        when = result.expires_at.astimezone().strftime("%d/%m/%Y %H:%M")
+        raise UsageError(
+            f"Date d'échéance déjà passée ({when}) : une clé expirée ne peut pas être enregistrée.",
+            hint="Générez une nouvelle clé sur le portail, ou corrigez la date.",
+        )
+    return result
+
+
+# Warning windows -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """Days before expiry when a key becomes ``warning`` then ``critical``."""
+
+    warn_days: int
+    crit_days: int
+
+
+SHORT_LIVED_WINDOW = Window(30, 7)
+DEFAULT_WINDOW = Window(45, 14)
+
+
+def default_window(opco: Opco | None) -> Window:
+    """Per-OPCO defaults (see docs/commands.md for why).
+
+    Keys of six months or less (Ocapiat) warn 30 days ahead, a sixth of their life;
+    yearly and dated keys warn 45 days ahead, enough to get a portal access back or an
+    answer from support, critical two weeks before.
+    """
+    if opco is None:
+        return DEFAULT_WINDOW
+    rule = opco.expiry
+    if rule.kind == "chosen_duration" and (rule.max_months or 12) <= 6:
+        return SHORT_LIVED_WINDOW
+    if rule.kind == "fixed_duration" and ((rule.months or 12) <= 6 or (rule.days or 365) <= 186):
+        return SHORT_LIVED_WINDOW
+    return DEFAULT_WINDOW
+
+
+def window_for(
+    opco: Opco | None,
+    opco_id: str,
+    settings: Mapping[str, Any],
+    *,
+    warn_days: int | None = None,
+    crit_days: int | None = None,
+) -> Window:
+    """The window for one OPCO: command-line values, else config, else defaults."""
+    base = default_window(opco)
+    warn = warn_days if warn_days is not None else _int_setting(settings, f"opco.{opco_id}.warn_days")
+    crit = crit_days if crit_days is not None else _int_setting(settings, f"opco.{opco_id}.crit_days")
+    return Window(base.warn_days if warn is None else warn, base.crit_days if crit is None else crit)
+
+
+def _int_setting(settings: Mapping[str, Any], name: str) -> int | None:
+    value = settings.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"Paramètre « {name} » invalide : un nombre de jours est attendu.") from None
+
+
+def check_window_args(warn_days: int | None, crit_days: int | None) -> None:
+    """Refuse negative windows and a critical window wider than the warning one."""
+    for name, value in (("--warn-days", warn_days), ("--crit-days", crit_days)):
+        if value is not None and value < 0:
+            raise UsageError(f"{name} doit être un nombre de jours positif ou nul.")
+    if warn_days is not None and crit_days is not None and crit_days > warn_days:
+        raise UsageError("--crit-days ne peut pas dépasser --warn-days.")
+
+
+# Overview --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """One stored key in the overview: dates, days left and status."""
+
+    siret: str
+    cfa_name: str
+    opco_id: str
+    opco_name: str
+    expires_at: datetime | None
+    days_left: int | None
+    status: Status
+    level: int  # 0 ok, 1 warning, 2 critical (Nagios)
+    fingerprint: str
+    obtained_on: date
+    expiry_source: str
+    rotation_due: date | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``list --json`` object: a contract for scripts."""
+        return {
+            "cfa": self.siret,
+            "cfa_name": self.cfa_name,
+            "opco": self.opco_id,
+            "opco_name": self.opco_name,
+            "expires": self.expires_at.astimezone().date().isoformat() if self.expires_at else None,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "days_left": self.days_left,
+            "status": self.status,
+            "fingerprint": self.fingerprint,
+            "obtained": self.obtained_on.isoformat(),
+            "expiry_source": self.expiry_source,
+            "rotation_due": self.rotation_due.isoformat() if self.rotation_due else None,
+        }
+
+
+def classify(
+    record: KeyRecord,
+    *,
+    opco: Opco | None,
+    cfa_name: str,
+    window: Window,
+    now: datetime,
+) -> KeyRow:
+    """Status of one key at ``now`` within ``window``."""
+    today = now.astimezone().date()
+    rotation_due: date | None = None
+    days_left: int | None = None
+    if record.expires_at is not None:
+        days_left = (record.expires_at.astimezone().date() - today).days
+        if record.expires_at <= now:
+            status, level = EXPIRED, 2
+        elif days_left <= window.crit_days:
+            status, level = RENEW, 2
+        elif days_left <= window.warn_days:
+            status, level = RENEW, 1
+        else:
+            status, level = VALID, 0
+    else:
+        status, level = NO_DATE, 0
+        months = opco.expiry.recommended_rotation_months if opco is not None else None
+        if months:
+            rotation_due = add_months(record.obtained_on, months)
+            if (rotation_due - today).days <= window.warn_days:
+                # Advice, not an outage: never critical.
+                status, level = RENEW, 1
+    return KeyRow(
+        siret=record.siret,
+        cfa_name=cfa_name,
+        opco_id=record.opco_id,
+        opco_name=opco.name if opco is not None else record.opco_id,
+        expires_at=record.expires_at,
+        days_left=days_left,
+        status=status,
+        level=level,
+        fingerprint=record.fingerprint,
+        obtained_on=record.obtained_on,
+        expiry_source=record.expiry_source,
+        rotation_due=rotation_due,
+    )
+
+
+def urgency(row: KeyRow) -> tuple[int, float, str, str]:
+    """Sort key: expired first, then fewest days left, undated last."""
+    days = float("inf") if row.days_left is None else float(row.days_left)
+    return (_STATUS_RANK[row.status] if row.status != RENEW else 1, days, row.cfa_name.casefold(), row.opco_id)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Every key matching the filters, most urgent first, with the CFAs they belong to."""
+
+    rows: tuple[KeyRow, ...]
+    cfas: tuple[CfaRecord, ...]
+    filtered: bool
+
+
+def overview(
+    metadata: Metadata,
+    registry: Registry,
+    settings: Mapping[str, Any],
+    *,
+    now: datetime,
+    cfa: CfaRecord | None = None,
+    opco_id: str | None = None,
+    warn_days: int | None = None,
+    crit_days: int | None = None,
+) -> Overview:
+    """The rows of ``list`` and ``check``: metadata only, the key store is never opened."""
+    opcos = {opco.id: opco for opco in registry.opcos}
+    cfas = metadata.list_cfas()
+    names = {record.siret: record.name for record in cfas}
+    windows = {
+        opco.id: window_for(opco, opco.id, settings, warn_days=warn_days, crit_days=crit_days)
+        for opco in registry.opcos
+    }
+    rows = [
+        classify(
+            record,
+            opco=opcos.get(record.opco_id),
+            cfa_name=names.get(record.siret, record.siret),
+            window=windows.get(record.opco_id)
+            or window_for(None, record.opco_id, settings, warn_days=warn_days, crit_days=crit_days),
+            now=now,
+        )
+        for record in metadata.list_keys(cfa.siret if cfa else None, opco_id)
+    ]
+    rows.sort(key=urgency)
+    shown_cfas = tuple(c for c in cfas if cfa is None or c.siret == cfa.siret)
+    return Overview(tuple(rows), shown_cfas, filtered=cfa is not None or opco_id is not None)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """``check``: the Nagios level and the keys that need attention."""
+
+    level: int
+    problems: tuple[KeyRow, ...]
+    checked: int
+
+    @property
+    def label(self) -> str:
+        """Nagios-style label, in French."""
+        return ("OK", "ALERTE", "CRITIQUE")[self.level]
+
+
+def check(view: Overview) -> CheckResult:
+    """Reduce an overview to a Nagios level: 0 all fine, 1 warning, 2 critical."""
+    problems = tuple(row for row in view.rows if row.level > 0)
+    level = max((row.level for row in problems), default=0)
+    return CheckResult(level=level, problems=problems, checked=len(view.rows))
+
+
+# Add, rotate, remove -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conflicts:
+    """What storing a key would collide with: a key already there, the same key elsewhere."""
+
+    existing: KeyRecord | None
+    same_key_elsewhere: tuple[KeyRecord, ...]
+
+
+def find_conflicts(metadata: Metadata, registry: Registry, cfa: CfaRecord, opco_id: str, fp: str) -> Conflicts:
+    """The existing key of this CFA/OPCO, and other slots holding the same key.
+
+    A key covering a whole SIREN (Afdas, OPCO Santé, OPCO 2i) legitimately appears under
+    every SIRET of that SIREN for the same OPCO: that is not a pasted wrong key.
+    """
+    scope = _scope(registry, opco_id)
+    others = tuple(
+        record
+        for record in metadata.keys_with_fingerprint(fp)
+        if (record.siret, record.opco_id) != (cfa.siret, opco_id)
+        and not (record.opco_id == opco_id and scope == "siren" and record.siret[:9] == cfa.siren)
+    )
+    return Conflicts(existing=metadata.get_key(cfa.siret, opco_id), same_key_elsewhere=others)
+
+
+def _scope(registry: Registry, opco_id: str) -> str:
+    try:
+        return registry.get(opco_id).scope
+    except KeyError:
+        return "unknown"
+
+
+def describe_slots(records: Iterable[KeyRecord]) -> str:
+    """``"atlas du CFA 123…, afdas du CFA 456…"`` for an error message."""
+    return ", ".join(f"{record.opco_id} du CFA {record.siret}" for record in records)
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A key just stored: its metadata and, for a rotation, the previous fingerprint."""
+
+    record: KeyRecord
+    action: str
+    old_fingerprint: str | None
+
+
+def save_key(
+    store: KeyStore,
+    metadata: Metadata,
+    registry: Registry,
+    *,
+    cfa: CfaRecord,
+    opco: Opco,
+    key: CleanKey,
+    expiry: Expiry,
+    obtained: date,
+    now: datetime,
+    replace: bool,
+    allow_duplicate: bool,
+    rotation: bool = False,
+) -> Saved:
+    """Store a new key or a rotation; refuses silent overwrites and keys pasted twice."""
+    from cfakey.metadata import KeyRecord, current_user  # noqa: PLC0415
+    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+    fp = fingerprint(key.value)
+    conflicts = find_conflicts(metadata, registry, cfa, opco.id, fp)
+    if conflicts.same_key_elsewhere and not allow_duplicate:
+        raise AlreadyExistsError(
+            f"Cette clé est déjà enregistrée pour {describe_slots(conflicts.same_key_elsewhere)} : "
+            "une clé collée au mauvais endroit ? Rien n'a été enregistré.",
+            hint="Si c'est voulu, confirmez (ou ajoutez --yes).",
+        )
+    existing = conflicts.existing
+    if existing is not None and existing.fingerprint == fp and not rotation:
+        raise AlreadyExistsError(
+            f"Cette clé est déjà enregistrée pour {opco.name} et le CFA {cfa.siret} : rien à faire."
+        )
+    if existing is not None and not replace:
+        raise AlreadyExistsError(
+            f"Une clé {opco.name} est déjà enregistrée pour le CFA {cfa.siret} "
+            f"(empreinte {existing.fingerprint}).",
+            hint=f"Pour la remplacer : cfakey rotate {opco.id} --cfa {cfa.siret} (ou --yes).",
+        )
+    if rotation and existing is None:
+        raise NotFoundError(
+            f"Aucune clé {opco.name} enregistrée pour le CFA {cfa.siret} : rien à renouveler.",
+            hint=f"Pour en ajouter une : cfakey add {opco.id} --cfa {cfa.siret}.",
+        )
+    record = KeyRecord(
+        siret=cfa.siret,
+        opco_id=opco.id,
+        obtained_on=obtained,
+        stored_at=now.astimezone(UTC).replace(microsecond=0),
+        expires_at=expiry.expires_at,
+        expiry_source=expiry.source,
+        fingerprint=fp,
+        os_user=current_user(),
+        store=store.kind,
+    )
+    action = "added" if existing is None else "rotated"
+    old_fp = existing.fingerprint if existing is not None else None
+    from cfakey.core.storage import store_key  # noqa: PLC0415
+
+    store_key(store, metadata, record, key.value, action=action, old_fingerprint=old_fp, detail=f"expiry:{expiry.source}")
+    return Saved(record=record, action=action, old_fingerprint=old_fp)
+
+
+# Import ------------------------------------------------------------------------------------
+
+IMPORT_COLUMNS = ("cfa", "opco", "key")
+OPTIONAL_COLUMNS = ("expires", "obtained", "cfa_name")
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One validated row, ready to store."""
+
+    number: int
+    siret: str
+    cfa_name: str | None
+    opco: Opco
+    key: CleanKey
+    expiry: Expiry
+    obtained: date
+
+
+@dataclass(frozen=True)
+class ImportProblem:
+    """Why a row cannot be imported (never quoting the key)."""
+
+    row: int
+    column: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"ligne {self.row}, colonne « {self.column} » : {self.message}"
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """Every row of the file, validated; nothing is stored until :func:`run_import`."""
+
+    rows: tuple[ImportRow, ...]
+    new_cfas: tuple[tuple[str, str], ...]
+    replaced: tuple[tuple[str, str], ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def read_import_file(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV (``,`` or ``;``) or JSON file as dictionaries of strings."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"Fichier introuvable : {path}.") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"Le fichier {path} n'est pas en UTF-8 : enregistrez-le en UTF-8 (CSV UTF-8).") from None
+    except OSError as error:
+        raise UsageError(f"Fichier illisible : {path} ({error.strerror}).") from None
+    stripped = text.lstrip()
+    if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
+        return _json_rows(path, text)
+    return _csv_rows(path, text)
+
+
+def _json_rows(path: Path, text: str) -> list[dict[str, str]]:
+    import json  # noqa: PLC0415
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UsageError(f"JSON invalide dans {path} (ligne {error.lineno}).") from None
+    if isinstance(data, dict) and isinstance(data.get("keys"), list):
+        data = data["keys"]
+    if not isinstance(data, list):
+        raise UsageError(f"{path} : une liste d'objets JSON est attendue.")
+    rows: list[dict[str, str]] = []
+    for number, item in enumerate(data, start=1):
+        if not isinstance(item, dict):
+            raise UsageError(f"{path} : l'élément {number} n'est pas un objet JSON.")
+        rows.append({str(k).strip().lower(): "" if v is None else str(v) for k, v in item.items()})
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
+    import csv  # noqa: PLC0415
+
+    first_line = text.split("\n", 1)[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    if reader.fieldnames is None:
+        raise UsageError(f"Le fichier {path} est vide.")
+    header = [name.strip().lower() for name in reader.fieldnames]
+    missing = [column for column in IMPORT_COLUMNS if column not in header]
+    if missing:
+        raise UsageError(
+            f"{path} : colonne(s) manquante(s) : {', '.join(missing)}.",
+            hint="Colonnes attendues : cfa, opco, key ; facultatives : expires, obtained, cfa_name.",
+        )
+    rows: list[dict[str, str]] = []
+    for raw in reader:
+        if None in raw:
+            rows.append({"__extra__": "1"})
+            continue
+        rows.append({str(k).strip().lower(): (v or "") for k, v in raw.items()})
+    return rows
+
+
+def plan_import(
+    rows: Sequence[Mapping[str, str]],
+    metadata: Metadata,
+    registry: Registry,
+    *,
+    now: datetime,
+    replace: bool,
+) -> ImportPlan:
+    """Validate every row (row numbers count the header as line 1 for CSV-like files)."""
+    from cfakey.identifiers import is_valid_siret  # noqa: PLC0415
+    from cfakey.registry.names import resolve  # noqa: PLC0415
+    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+    if not rows:
+        raise UsageError("Le fichier ne contient aucune ligne à importer.")
+    problems: list[ImportProblem] = []
+    planned: list[ImportRow] = []
+    seen_slots: dict[tuple[str, str], int] = {}
+    seen_keys: dict[str, tuple[int, str, str]] = {}
+    known_cfas = {record.siret for record in metadata.list_cfas()}
+    new_cfas: dict[str, str] = {}
+    replaced: list[tuple[str, str]] = []
+    today = now.astimezone().date()
+    for index, raw in enumerate(rows):
+        number = index + 2  # line 1 is the header
+        if "__extra__" in raw:
+            problems.append(ImportProblem(number, "*", "plus de valeurs que de colonnes"))
+            continue
+        row_problems: list[ImportProblem] = []
+        siret = "".join((raw.get("cfa") or "").split())
+        if not siret:
+            row_problems.append(ImportProblem(number, "cfa", "SIRET manquant"))
+        elif not is_valid_siret(siret):
+            row_problems.append(ImportProblem(number, "cfa", f"SIRET invalide : « {siret} »"))
+        opco: Opco | None = None
+        try:
+            opco = resolve(registry, raw.get("opco") or "")
+        except UsageError:
+            row_problems.append(ImportProblem(number, "opco", f"OPCO inconnu : « {(raw.get('opco') or '').strip()} »"))
+        key: CleanKey | None = None
+        try:
+            key = clean_key(raw.get("key") or "", opco.id if opco else None)
+        except UsageError as error:
+            row_problems.append(ImportProblem(number, "key", _first_sentence(error.message)))
+        obtained = today
+        obtained_text = (raw.get("obtained") or "").strip()
+        if obtained_text:
+            try:
+                obtained = parse_date(obtained_text).date()
+                if obtained > today:
+                    row_problems.append(ImportProblem(number, "obtained", "date d'obtention dans le futur"))
+            except UsageError:
+                row_problems.append(ImportProblem(number, "obtained", f"date illisible : « {obtained_text} »"))
+        expires_text = (raw.get("expires") or "").strip() or None
+        expiry: Expiry | None = None
+        if opco is not None and key is not None:
+            try:
+                expiry = resolve_expiry(opco, key.value, obtained=obtained, now=now, expires=expires_text)
+            except UsageError as error:
+                row_problems.append(ImportProblem(number, "expires", _first_sentence(error.message)))
+        if opco is not None and siret and not row_problems:
+            slot = (siret, opco.id)
+            if slot in seen_slots:
+                row_problems.append(
+                    ImportProblem(number, "opco", f"doublon : même CFA et même OPCO qu'à la ligne {seen_slots[slot]}")
+                )
+            seen_slots.setdefault(slot, number)
+        if key is not None and opco is not None and not row_problems:
+            fp = fingerprint(key.value)
+            other = seen_keys.get(fp)
+            if other is not None and not (other[2] == opco.id and opco.scope == "siren" and other[1][:9] == siret[:9]):
+                row_problems.append(ImportProblem(number, "key", f"même clé qu'à la ligne {other[0]}"))
+            seen_keys.setdefault(fp, (number, siret, opco.id))
+        if row_problems or opco is None or key is None or expiry is None:
+            problems.extend(row_problems)
+            continue
+        cfa_name = (raw.get("cfa_name") or "").strip() or None
+        if siret not in known_cfas:
+            new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
+        elif metadata.get_key(siret, opco.id) is not None:
+            if not replace:
+                problems.append(
+                    ImportProblem(number, "opco", f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)")
+                )
+                continue
+            replaced.append((siret, opco.id))
+        planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
+    if problems:
+        raise ImportError_(problems)
+    return ImportPlan(tuple(planned), tuple(new_cfas.items()), tuple(replaced))
+
+
+def _first_sentence(message: str) -> str:
+    head = message.split(" : rien n'a été", 1)[0].split(". ", 1)[0].rstrip(".")
+    return head[:1].lower() + head[1:]
+
+
+class ImportError_(UsageError):  # noqa: N801 - ImportError is a builtin
+    """Rows that failed validation; nothing was imported."""
+
+    def __init__(self, problems: Sequence[ImportProblem]) -> None:
+        shown = "\n".join(f"  {problem}" for problem in problems[:20])
+        more = f"\n  … et {len(problems) - 20} autre(s)" if len(problems) > 20 else ""
+        super().__init__(
+            f"{len(problems)} erreur(s) dans le fichier ; rien n'a été importé :\n{shown}{more}",
+            hint="Corrigez le fichier puis relancez cfakey import.",
+        )
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What the import stored."""
+
+    imported: int
+    new_cfas: int
+    replaced: int
+
+
+def run_import(store: KeyStore, metadata: Metadata, plan: ImportPlan, *, now: datetime) -> ImportResult:
+    """Store every planned key in one store session, then all metadata in one transaction.
+
+    If the metadata cannot be written, the store entries are put back as they were.
+    """
+    from cfakey.metadata import KeyRecord, current_user  # noqa: PLC0415
+    from cfakey.stores.base import entry_name, fingerprint  # noqa: PLC0415
+
+    user = current_user()
+    stored_at = now.astimezone(UTC).replace(microsecond=0)
+    previous: dict[str, str | None] = {}
+    with store.batch():
+        for row in plan.rows:
+            entry = entry_name(row.siret, row.opco.id)
+            previous[entry] = store.get(entry)
+            store.put(entry, row.key.value)
+    try:
+        with metadata.transaction():
+            for siret, name in plan.new_cfas:
+                metadata.add_cfa(siret, name, None)
+            for row in plan.rows:
+                old = metadata.get_key(row.siret, row.opco.id)
+                record = KeyRecord(
+                    siret=row.siret,
+                    opco_id=row.opco.id,
+                    obtained_on=row.obtained,
+                    stored_at=stored_at,
+                    expires_at=row.expiry.expires_at,
+                    expiry_source=row.expiry.source,
+                    fingerprint=fingerprint(row.key.value),
+                    os_user=user,
+                    store=store.kind,
+                )
+                metadata.put_key(record)
+                metadata.log(
+                    "imported",
+                    siret=row.siret,
+                    opco_id=row.opco.id,
+                    old_fingerprint=old.fingerprint if old else None,
+                    new_fingerprint=record.fingerprint,
+                    detail=f"ligne {row.number}",
+                )
+    except BaseException:
+        with store.batch():
+            for entry, secret in previous.items():
+                if secret is None:
+                    store.delete(entry)
+                else:
+                    store.put(entry, secret)
+        raise
+    return ImportResult(imported=len(plan.rows), new_cfas=len(plan.new_cfas), replaced=len(plan.replaced))
+
+
+# Journal -------------------------------------------------------------------------------------
+
+
+def query_journal(
+    metadata: Metadata,
+    *,
+    cfa: CfaRecord | None = None,
+    opco_id: str | None = None,
+    since: str | None = None,
+) -> list[JournalEntry]:
+    """Journal entries, oldest first; ``since`` is a date typed by the operator."""
+    since_at = _typed_date(since) if since else None
+    return metadata.journal(siret=cfa.siret if cfa else None, opco_id=opco_id, since=since_at)
+
+
+def days_until(moment: datetime, now: datetime) -> int:
+    """Whole calendar days between today and ``moment``, on the operator's clock."""
+    return (moment.astimezone().date() - now.astimezone().date()).days
+
+
+

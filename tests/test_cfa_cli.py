@@ -1,0 +1,76 @@
+"""``cfakey cfa ...``: identities, default CFA, refusal to drop a CFA that still has keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cfakey.errors import ExitCode
+from cfakey.metadata import Metadata
+from cfakey.paths import Paths
+from tests.conftest import run_cli
+
+SIRET = "18130002100373"
+LA_POSTE = "35600000000010"
+
+
+def test_add_list_default_remove() -> None:
+    added = run_cli("cfa", "add", SIRET, "--nom", "CFA Régional Intercons", "--uai", "0133527n")
+    assert added.exit_code == 0, added.stderr
+    assert "CFA par défaut" in added.stderr
+    assert run_cli("cfa", "add", LA_POSTE, "--nom", "CFA La Poste").exit_code == 0
+    listed = json.loads(run_cli("cfa", "list", "--json").stdout)
+    assert [(cfa["siret"], cfa["uai"], cfa["default"]) for cfa in listed] == [
+        (LA_POSTE, None, False),
+        (SIRET, "0133527N", True),
+    ]
+    assert run_cli("cfa", "default", "la poste").exit_code == 0
+    listed = json.loads(run_cli("cfa", "list", "--json").stdout)
+    assert [cfa["siret"] for cfa in listed if cfa["default"]] == [LA_POSTE]
+    assert run_cli("cfa", "remove", "356000000").exit_code == 0
+    assert [cfa["siret"] for cfa in json.loads(run_cli("cfa", "list", "--json").stdout)] == [SIRET]
+
+
+def test_empty_list_gives_a_hint() -> None:
+    result = run_cli("cfa", "list")
+    assert result.exit_code == 0
+    assert "cfakey cfa add" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((SIRET[:-1] + "4", "--nom", "X"), "clé de contrôle fausse"),
+        (("1813000210037", "--nom", "X"), "13 chiffres au lieu de 14"),
+        (("18130002100ABC", "--nom", "X"), "que des chiffres"),
+        ((SIRET, "--nom", "X", "--uai", "0133527A"), "lettre de contrôle devrait être « N »"),
+        ((SIRET, "--nom", "X", "--uai", "12"), "7 chiffres puis une lettre"),
+        ((SIRET, "--nom", "   "), "nom du CFA est vide"),
+    ],
+)
+def test_invalid_identities_are_refused(
+    args: tuple[str, ...], message: str, isolated_home: Path
+) -> None:
+    result = run_cli("cfa", "add", *args)
+    assert result.exit_code == ExitCode.USAGE
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    with Metadata.open(Paths.from_env()) as metadata:
+        assert metadata.list_cfas() == []
+
+
+def test_unknown_cfa() -> None:
+    run_cli("cfa", "add", SIRET, "--nom", "CFA")
+    result = run_cli("cfa", "default", "99999999999999")
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "CFA inconnu" in result.stderr
+
+
+def test_duplicate_cfa_is_refused() -> None:
+    run_cli("cfa", "add", SIRET, "--nom", "CFA")
+    result = run_cli("cfa", "add", SIRET, "--nom", "Autre nom")
+    assert result.exit_code == ExitCode.ALREADY_EXISTS
+    assert "déjà enregistré" in result.stderr
+    assert json.loads(run_cli("cfa", "list", "--json").stdout)[0]["name"] == "CFA"
