@@ -1,0 +1,1050 @@
+"""Live check of stored keys against the OPCOs' API Convergence: requests, classification, journal.
+
+Read-only by construction: only ``GET`` requests reach the API (``/v2/cfakeyinfo``, then
+``/v2/dossiers/etats`` and ``/v1/status`` as fallbacks); the one ``POST`` goes to the
+vendor's OAuth token endpoint. The CFA key travels only in the ``X-API-KEY`` header:
+redirects are followed by hand, to the same origin only, and every text that may reach
+the operator or the journal is scrubbed of the key and of the bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfakey import __version__
+from cfakey.errors import ExitCode, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from cfakey.config import Config
+    from cfakey.metadata import CfaRecord, KeyRecord, Metadata
+    from cfakey.registry.model import Opco, Registry
+    from cfakey.stores.base import KeyStore
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+NOT_SUPPORTED_STATUSES = frozenset({404, 405, 501})
+CFADOCK_PORTAL = "https://www.cfadock.fr/portail_developpeur"
+DEFAULT_EDITEUR = "cfakey"
+DEFAULT_LOGICIEL = "cfakey"
+TOKEN_MARGIN_SECONDS = 30.0
+MAX_COMMENT_LENGTH = 200
+
+
+class Outcome(Enum):
+    """The class of one verification; the value is the ``--json`` identifier (a contract)."""
+
+    VALID = "valide"
+    KEY_REFUSED = "cle_refusee"
+    UNSUPPORTED = "non_pris_en_charge"
+    UNAVAILABLE = "opco_indisponible"
+    RATE_LIMITED = "limite"
+    BAD_RESPONSE = "reponse_illisible"
+    REDIRECT_REFUSED = "redirection_refusee"
+    NO_BASE_URL = "url_absente"
+    INVALID_URL = "url_invalide"
+    INSECURE_URL = "url_non_securisee"
+    OAUTH_MISSING = "oauth_incomplet"
+    NO_KEY = "cle_absente"
+
+    @property
+    def label(self) -> str:
+        """The French name shown to people."""
+        return _INFO[self][0]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The process exit code this class stands for."""
+        return _INFO[self][1]
+
+    @property
+    def rank(self) -> int:
+        """Urgency: the higher, the sooner the operator must act (0 for ``valide``)."""
+        return _INFO[self][2]
+
+
+_INFO: dict[Outcome, tuple[str, ExitCode, int]] = {
+    Outcome.VALID: ("valide", ExitCode.OK, 0),
+    Outcome.KEY_REFUSED: ("clé refusée", ExitCode.KEY_REFUSED, 100),
+    Outcome.NO_KEY: ("clé absente", ExitCode.NOT_FOUND, 90),
+    Outcome.OAUTH_MISSING: ("client OAuth incomplet", ExitCode.USAGE, 85),
+    Outcome.NO_BASE_URL: ("adresse d'API absente", ExitCode.USAGE, 80),
+    Outcome.INVALID_URL: ("adresse d'API invalide", ExitCode.USAGE, 80),
+    Outcome.INSECURE_URL: ("adresse d'API non sécurisée", ExitCode.USAGE, 80),
+    Outcome.REDIRECT_REFUSED: ("redirection refusée", ExitCode.BAD_RESPONSE, 70),
+    Outcome.BAD_RESPONSE: ("réponse illisible", ExitCode.BAD_RESPONSE, 60),
+    Outcome.UNAVAILABLE: ("OPCO indisponible", ExitCode.OPCO_UNAVAILABLE, 50),
+    Outcome.RATE_LIMITED: ("limité", ExitCode.RATE_LIMITED, 40),
+    Outcome.UNSUPPORTED: ("non pris en charge", ExitCode.UNSUPPORTED, 30),
+}
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """A software vendor's OAuth2 client-credentials settings for one OPCO."""
+
+    opco_id: str
+    token_url: str
+    client_id: str
+    scope: str | None
+    client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    """One key to check, with what is needed to reach its OPCO (the secret is never printed)."""
+
+    siret: str
+    cfa_name: str
+    opco_id: str
+    opco_name: str
+    base_url: str | None
+    url_setting: str
+    fingerprint: str | None
+    recorded_expiry: datetime | None
+    recorded_source: str | None
+    secret: str | None = field(repr=False)
+    oauth: OAuthClient | None = field(default=None, repr=False)
+    oauth_problem: str | None = None
+
+    @property
+    def siren(self) -> str:
+        """The legal unit the ``cfakeyinfo`` endpoint asks about."""
+        return self.siret[:9]
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """How to talk to the APIs: the software's headers, time limits, trust, retries."""
+
+    editeur: str = DEFAULT_EDITEUR
+    logiciel: str = DEFAULT_LOGICIEL
+    version: str = __version__
+    timeout: float = 10.0
+    concurrency: int = 8
+    ca_bundle: Path | None = None
+    max_retries: int = 2
+    default_retry_wait: float = 1.0
+    max_retry_wait: float = 30.0
+    max_redirects: int = 3
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """What one verification found, ready to render, journal and serialise."""
+
+    siret: str
+    cfa_name: str
+    opco_id: str
+    opco_name: str
+    outcome: Outcome
+    detail: str
+    advice: str
+    endpoint: str | None
+    http_status: int | None
+    base_url: str | None
+    opco_expiry: date | None
+    recorded_expiry: date | None
+    expiry_changed: bool
+    checked_at: datetime
+    duration_ms: int
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The exit code of this result alone."""
+        return self.outcome.exit_code
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``--json`` object of one result: a contract for scripts."""
+        return {
+            "siret": self.siret,
+            "cfa": self.cfa_name,
+            "opco": self.opco_id,
+            "opco_name": self.opco_name,
+            "status": self.outcome.value,
+            "label": self.outcome.label,
+            "exit_code": int(self.exit_code),
+            "detail": self.detail,
+            "advice": self.advice,
+            "endpoint": self.endpoint,
+            "http_status": self.http_status,
+            "base_url": self.base_url,
+            "opco_expiry": self.opco_expiry.isoformat() if self.opco_expiry else None,
+            "recorded_expiry": self.recorded_expiry.isoformat() if self.recorded_expiry else None,
+            "expiry_changed": self.expiry_changed,
+            "checked_at": self.checked_at.isoformat(),
+            "duration_ms": self.duration_ms,
+        }
+
+
+class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error for the operator
+    """Ends one verification with a classified result."""
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        detail: str,
+        *,
+        endpoint: str | None = None,
+        status: int | None = None,
+        opco_expiry: date | None = None,
+    ) -> None:
+        super().__init__(outcome.value)
+        self.outcome = outcome
+        self.detail = detail
+        self.endpoint = endpoint
+        self.status = status
+        self.opco_expiry = opco_expiry
+
+
+# -- planning ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """What the operator asked for: one OPCO (of one CFA) or every stored key."""
+
+    opco_id: str | None = None
+    cfa_query: str | None = None
+    all_keys: bool = False
+    api_url: str | None = None
+    recette: bool = False
+
+
+def settings_from_config(
+    config: Config,
+    *,
+    timeout: float = 10.0,
+    concurrency: int = 8,
+    ca_bundle: Path | None = None,
+) -> VerifySettings:
+    """The request settings, with ``editeur``/``logiciel``/``version`` from the config."""
+    headers: dict[str, str] = {}
+    for name, default in (
+        ("editeur", DEFAULT_EDITEUR),
+        ("logiciel", DEFAULT_LOGICIEL),
+        ("version", __version__),
+    ):
+        value = config.get(name)
+        headers[name] = check_header_value(name, default if value in (None, "") else str(value))
+    if timeout <= 0:
+        raise UsageError(f"Délai invalide : {timeout} s (un nombre positif est attendu).")
+    if concurrency < 1:
+        raise UsageError(f"Parallélisme invalide : {concurrency} (au moins 1).")
+    if ca_bundle is not None and not ca_bundle.is_file():
+        raise UsageError(f"Fichier de certificats introuvable : {ca_bundle}.")
+    return VerifySettings(
+        editeur=headers["editeur"],
+        logiciel=headers["logiciel"],
+        version=headers["version"],
+        timeout=timeout,
+        concurrency=concurrency,
+        ca_bundle=ca_bundle,
+    )
+
+
+def check_header_value(name: str, value: str) -> str:
+    """A value sent in a plain-text header must be printable ASCII (no accent, no newline)."""
+    text = value.strip()
+    if not text or not all(32 <= ord(char) < 127 for char in text):
+        raise UsageError(
+            f"Valeur invalide pour « {name} » : un en-tête HTTP n'accepte que des caractères "
+            "ASCII imprimables (sans accents), et pas de valeur vide.",
+            hint=f"Corrigez-la : cfakey config set {name} VALEUR",
+        )
+    return text
+
+
+def base_url_for(opco: Opco, config: Config, *, recette: bool) -> tuple[str | None, str]:
+    """The configured (else registry) base URL of the OPCO, and the config key that sets it."""
+    setting = f"opco.{opco.id}.{'recette_url' if recette else 'api_url'}"
+    configured = config.get(setting)
+    if isinstance(configured, str) and configured.strip():
+        return configured.strip(), setting
+    public = opco.api.acceptance_url if recette else opco.api.base_url
+    return public, setting
+
+
+def oauth_for(opco: Opco, config: Config, store: KeyStore) -> tuple[OAuthClient | None, str | None]:
+    """The vendor OAuth client of the OPCO, or a French reason why it cannot be used."""
+    from cfakey.stores.base import oauth_entry_name  # noqa: PLC0415
+
+    prefix = f"opco.{opco.id}.oauth"
+    token_url = config.get(f"{prefix}.token_url")
+    client_id = config.get(f"{prefix}.client_id")
+    scope = config.get(f"{prefix}.scope")
+    if not token_url and not client_id:
+        if opco.api.oauth_client_required:
+            return None, (
+                f"{opco.name} exige aussi un client OAuth2 délivré à l'éditeur du logiciel, "
+                "qui n'est pas configuré"
+            )
+        return None, None
+    if not token_url or not client_id:
+        missing = f"{prefix}.token_url" if not token_url else f"{prefix}.client_id"
+        return None, f"client OAuth2 de {opco.name} incomplet : « {missing} » n'est pas réglé"
+    secret = store.get(oauth_entry_name(opco.id))
+    if not secret:
+        return None, f"le secret du client OAuth2 de {opco.name} est absent du magasin de clés"
+    return OAuthClient(
+        opco.id, str(token_url), str(client_id), str(scope) if scope else None, secret
+    ), None
+
+
+def plan_jobs(
+    metadata: Metadata,
+    store: KeyStore,
+    config: Config,
+    registry: Registry,
+    request: VerifyRequest,
+) -> list[VerifyJob]:
+    """The keys to check, their secrets read in one store session, and where to send them."""
+    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
+    from cfakey.stores.base import entry_name  # noqa: PLC0415
+
+    if request.all_keys:
+        siret_filter = resolve_cfa(metadata, request.cfa_query).siret if request.cfa_query else None
+        records = metadata.list_keys(siret=siret_filter)
+        cfas = {cfa.siret: cfa for cfa in metadata.list_cfas()}
+    else:
+        if request.opco_id is None:
+            raise UsageError("Indiquez un OPCO ou --all.", hint="Exemple : cfakey verify atlas")
+        cfa = resolve_cfa(metadata, request.cfa_query)
+        record = metadata.get_key(cfa.siret, request.opco_id)
+        opco = registry.get(request.opco_id)
+        if record is None:
+            raise NotFoundError(
+                f"Aucune clé {opco.name} n'est enregistrée pour le CFA {cfa.name} ({cfa.siret}).",
+                hint=f"Enregistrez-la : cfakey add {opco.id} --cfa {cfa.siret}",
+            )
+        records, cfas = [record], {cfa.siret: cfa}
+    with store.batch():
+        secrets = {(r.siret, r.opco_id): store.get(entry_name(r.siret, r.opco_id)) for r in records}
+        oauth: dict[str, tuple[OAuthClient | None, str | None]] = {
+            opco_id: oauth_for(registry.get(opco_id), config, store)
+            for opco_id in sorted({r.opco_id for r in records})
+        }
+    return [
+        _job(
+            record,
+            cfas.get(record.siret),
+            registry.get(record.opco_id),
+            config,
+            request,
+            secrets,
+            oauth,
+        )
+        for record in records
+    ]
+
+
+def _job(  # noqa: PLR0917 - a private builder called once
+    record: KeyRecord,
+    cfa: CfaRecord | None,
+    opco: Opco,
+    config: Config,
+    request: VerifyRequest,
+    secrets: Mapping[tuple[str, str], str | None],
+    oauth: Mapping[str, tuple[OAuthClient | None, str | None]],
+) -> VerifyJob:
+    base_url, setting = base_url_for(opco, config, recette=request.recette)
+    if request.api_url is not None:
+        base_url = request.api_url.strip()
+    client, problem = oauth[opco.id]
+    return VerifyJob(
+        siret=record.siret,
+        cfa_name=cfa.name if cfa else record.siret,
+        opco_id=opco.id,
+        opco_name=opco.name,
+        base_url=base_url,
+        url_setting=setting,
+        fingerprint=record.fingerprint,
+        recorded_expiry=record.expires_at,
+        recorded_source=record.expiry_source,
+        secret=secrets.get((record.siret, record.opco_id)),
+        oauth=client,
+        oauth_problem=problem,
+    )
+
+
+# -- URLs --------------------------------------------------------------------------------
+
+
+def check_base_url(url: str, *, setting: str = "opco.ID.api_url") -> str:
+    """``url`` without its trailing slash, if it is a usable API address; else a ``UsageError``.
+
+    Only ``https://`` is accepted, except for the local machine (tests, a local gateway).
+    """
+    outcome, detail = _url_problem(url, setting)
+    if outcome is not None:
+        raise UsageError(detail)
+    return url.strip().rstrip("/")
+
+
+def _url_problem(url: str, setting: str) -> tuple[Outcome | None, str]:
+    import httpx  # noqa: PLC0415
+
+    text = url.strip()
+    try:
+        parsed = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        return Outcome.INVALID_URL, (
+            f"Adresse d'API invalide : « {text} » (une adresse https://hôte/chemin est attendue)"
+        )
+    if parsed.query or parsed.fragment or parsed.userinfo:
+        return Outcome.INVALID_URL, (
+            f"Adresse d'API invalide : « {text} » (ni paramètres, ni fragment, ni identifiants "
+            "dans l'adresse de base)"
+        )
+    if parsed.scheme == "http" and parsed.host not in LOCAL_HOSTS:
+        return Outcome.INSECURE_URL, (
+            f"Adresse non sécurisée refusée : « {text} ». La clé ne part qu'en https:// "
+            "(http:// n'est accepté que pour 127.0.0.1 et localhost)"
+        )
+    return None, setting
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+class TokenCache:
+    """Vendor OAuth tokens, fetched once per OPCO and kept in memory for their lifetime."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._failures: dict[str, _Stop] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.fetches = 0
+
+    async def token(
+        self, client: httpx.AsyncClient, oauth: OAuthClient, settings: VerifySettings
+    ) -> str:
+        """A valid token for ``oauth``: from memory, or from the token endpoint (once)."""
+        lock = self._locks.setdefault(oauth.opco_id, asyncio.Lock())
+        async with lock:
+            if oauth.opco_id in self._failures:
+                raise self._failures[oauth.opco_id]
+            cached = self._tokens.get(oauth.opco_id)
+            if cached is not None and cached[1] > self._clock():
+                return cached[0]
+            try:
+                token, lifetime = await self._fetch(client, oauth, settings)
+            except _Stop as stop:
+                self._failures[oauth.opco_id] = stop
+                raise
+            self._tokens[oauth.opco_id] = (
+                token,
+                self._clock() + max(lifetime - TOKEN_MARGIN_SECONDS, 1.0),
+            )
+            return token
+
+    def invalidate(self, opco_id: str, token: str) -> None:
+        """Forget ``token`` (refused by the API) so that the next call fetches a new one."""
+        cached = self._tokens.get(opco_id)
+        if cached is not None and cached[0] == token:
+            del self._tokens[opco_id]
+
+    async def _fetch(
+        self, client: httpx.AsyncClient, oauth: OAuthClient, settings: VerifySettings
+    ) -> tuple[str, float]:
+        import httpx  # noqa: PLC0415
+
+        problem, detail = _url_problem(oauth.token_url, f"opco.{oauth.opco_id}.oauth.token_url")
+        if problem is not None:
+            raise _Stop(problem, detail.replace("Adresse d'API", "Adresse du jeton OAuth"))
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": oauth.client_id,
+            "client_secret": oauth.client_secret,
+        }
+        if oauth.scope:
+            form["scope"] = oauth.scope
+        self.fetches += 1
+        try:
+            response = await client.post(
+                oauth.token_url,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=settings.timeout,
+            )
+        except httpx.HTTPError as error:
+            raise _Stop(
+                Outcome.UNAVAILABLE,
+                "service de jeton OAuth : " + _transport_detail(error, settings),
+            ) from None
+        if response.status_code in (400, 401, 403):
+            raise _Stop(
+                Outcome.KEY_REFUSED,
+                f"le client OAuth2 de l'éditeur a été refusé (HTTP {response.status_code}) : "
+                "vérifiez son identifiant et son secret",
+                status=response.status_code,
+            )
+        if response.status_code != 200:
+            outcome = Outcome.UNAVAILABLE if response.status_code >= 500 else Outcome.BAD_RESPONSE
+            raise _Stop(
+                outcome,
+                f"service de jeton OAuth : HTTP {response.status_code}",
+                status=response.status_code,
+            )
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        token = payload.get("access_token") if isinstance(payload, dict) else None
+        if (
+            not isinstance(token, str)
+            or not token
+            or not all(32 < ord(char) < 127 for char in token)
+        ):
+            raise _Stop(
+                Outcome.BAD_RESPONSE,
+                "service de jeton OAuth : pas de jeton « access_token » lisible",
+            )
+        lifetime = payload.get("expires_in") if isinstance(payload, dict) else None
+        seconds = (
+            float(lifetime)
+            if isinstance(lifetime, int | float) and not isinstance(lifetime, bool)
+            else 300.0
+        )
+        return token, seconds
+
+
+def run_jobs(
+    jobs: Sequence[VerifyJob],
+    settings: VerifySettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_result: Callable[[VerifyResult], None] | None = None,
+    tokens: TokenCache | None = None,
+) -> list[VerifyResult]:
+    """Check every job, at most ``settings.concurrency`` at a time; results in job order."""
+    return asyncio.run(_run_all(jobs, settings, transport, on_result, tokens or TokenCache()))
+
+
+async def _run_all(
+    jobs: Sequence[VerifyJob],
+    settings: VerifySettings,
+    transport: httpx.AsyncBaseTransport | None,
+    on_result: Callable[[VerifyResult], None] | None,
+    tokens: TokenCache,
+) -> list[VerifyResult]:
+    import httpx  # noqa: PLC0415
+
+    limits = httpx.Limits(
+        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+    )
+    gate = asyncio.Semaphore(settings.concurrency)
+    async with httpx.AsyncClient(
+        transport=transport,
+        verify=_ssl_context(settings.ca_bundle),
+        timeout=settings.timeout,
+        follow_redirects=False,
+        limits=limits,
+    ) as client:
+
+        async def one(job: VerifyJob) -> VerifyResult:
+            async with gate:
+                result = await verify_job(client, job, settings, tokens)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        return list(await asyncio.gather(*(one(job) for job in jobs)))
+
+
+def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    """The system trust store, or only the given bundle (a corporate proxy's authority)."""
+    if ca_bundle is None:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=str(ca_bundle))
+    except (OSError, ssl.SSLError):
+        raise UsageError(f"Fichier de certificats illisible : {ca_bundle} (PEM attendu).") from None
+
+
+async def verify_job(
+    client: httpx.AsyncClient, job: VerifyJob, settings: VerifySettings, tokens: TokenCache
+) -> VerifyResult:
+    """Check one key and classify the answer; never raises for what the OPCO does."""
+    started = time.monotonic()
+    checked_at = datetime.now(UTC).replace(microsecond=0)
+    try:
+        base = _preflight(job)
+        await _check(client, job, base, settings, tokens)
+    except _Stop as stop:
+        return _result(job, stop, checked_at, started)
+    raise AssertionError("unreachable: _check always ends with _Stop")  # pragma: no cover
+
+
+def _preflight(job: VerifyJob) -> str:
+    if job.secret is None:
+        raise _Stop(
+            Outcome.NO_KEY,
+            f"la clé {job.opco_name} du CFA {job.siret} est absente du magasin de clés",
+        )
+    if job.base_url is None or not job.base_url.strip():
+        raise _Stop(Outcome.NO_BASE_URL, f"aucune adresse d'API connue pour {job.opco_name}")
+    problem, detail = _url_problem(job.base_url, job.url_setting)
+    if problem is not None:
+        raise _Stop(problem, detail)
+    if job.oauth_problem is not None:
+        raise _Stop(Outcome.OAUTH_MISSING, job.oauth_problem)
+    if not all(32 < ord(char) < 127 for char in job.secret):
+        raise _Stop(
+            Outcome.KEY_REFUSED,
+            "la clé enregistrée contient des espaces, des accents ou des caractères de contrôle : "
+            "elle ne peut pas être transmise (non envoyée)",
+        )
+    return job.base_url.strip().rstrip("/")
+
+
+async def _check(
+    client: httpx.AsyncClient,
+    job: VerifyJob,
+    base: str,
+    settings: VerifySettings,
+    tokens: TokenCache,
+) -> None:
+    steps: tuple[tuple[str, dict[str, str]], ...] = (
+        ("/v2/cfakeyinfo", {"siren": job.siren}),
+        ("/v2/dossiers/etats", {"numeroPage": "1"}),
+        ("/v1/status", {}),
+    )
+    for endpoint, params in steps:
+        response = await _get(client, job, f"{base}{endpoint}", params, settings, tokens, endpoint)
+        if response.status_code in NOT_SUPPORTED_STATUSES:
+            continue
+        _classify(job, endpoint, response)
+    raise _Stop(
+        Outcome.UNSUPPORTED,
+        "l'OPCO ne répond à aucun des points d'accès /v2/cfakeyinfo, /v2/dossiers/etats "
+        "et /v1/status",
+        endpoint="/v1/status",
+        status=404,
+    )
+
+
+async def _get(  # noqa: PLR0917 - private, called from one place
+    client: httpx.AsyncClient,
+    job: VerifyJob,
+    url: str,
+    params: Mapping[str, str],
+    settings: VerifySettings,
+    tokens: TokenCache,
+    endpoint: str,
+) -> httpx.Response:
+    """One read-only call: 429 retried, same-origin redirects followed, OAuth token renewed once."""
+    import httpx  # noqa: PLC0415
+
+    renewed = False
+    retries = 0
+    redirects = 0
+    target = httpx.URL(url, params=dict(params))
+    while True:
+        headers = _headers(job, settings)
+        token = None
+        if job.oauth is not None:
+            token = await tokens.token(client, job.oauth, settings)
+            headers["Authorization"] = f"Bearer {token}"
+        try:
+            response = await client.get(target, headers=headers)
+        except httpx.HTTPError as error:
+            raise _Stop(
+                Outcome.UNAVAILABLE, _transport_detail(error, settings), endpoint=endpoint
+            ) from None
+        status = response.status_code
+        if status == 401 and job.oauth is not None and token is not None and not renewed:
+            tokens.invalidate(job.oauth.opco_id, token)
+            renewed = True
+            continue
+        if status == 429:
+            wait = _retry_after(response.headers.get("Retry-After"), settings)
+            if wait is None or retries >= settings.max_retries:
+                raise _Stop(
+                    Outcome.RATE_LIMITED,
+                    _limited_detail(response, retries),
+                    endpoint=endpoint,
+                    status=429,
+                )
+            retries += 1
+            await asyncio.sleep(wait)
+            continue
+        if response.is_redirect:
+            location = response.headers.get("Location", "")
+            next_url = target.join(location)
+            if (next_url.scheme, next_url.host, next_url.port) != (
+                target.scheme,
+                target.host,
+                target.port,
+            ):
+                raise _Stop(
+                    Outcome.REDIRECT_REFUSED,
+                    f"l'API redirige vers un autre hôte ({next_url.scheme}://{next_url.host}) : "
+                    "la clé n'y a pas été envoyée",
+                    endpoint=endpoint,
+                    status=status,
+                )
+            if redirects >= settings.max_redirects:
+                raise _Stop(
+                    Outcome.BAD_RESPONSE, "trop de redirections", endpoint=endpoint, status=status
+                )
+            redirects += 1
+            target = next_url
+            continue
+        return response
+
+
+def _headers(job: VerifyJob, settings: VerifySettings) -> dict[str, str]:
+    return {
+        "X-API-KEY": job.secret or "",
+        "EDITEUR": settings.editeur,
+        "LOGICIEL": settings.logiciel,
+        "VERSION": settings.version,
+        "Accept": "application/json",
+    }
+
+
+def _retry_after(value: str | None, settings: VerifySettings) -> float | None:
+    """Seconds to wait before retrying, or ``None`` when the wait exceeds the cap."""
+    if value is None or not value.strip():
+        return settings.default_retry_wait
+    text = value.strip()
+    if text.isdigit():
+        seconds = float(text)
+    else:
+        try:
+            moment = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return settings.default_retry_wait
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = max((moment - datetime.now(UTC)).total_seconds(), 0.0)
+    return None if seconds > settings.max_retry_wait else seconds
+
+
+def _limited_detail(response: httpx.Response, retries: int) -> str:
+    value = response.headers.get("Retry-After")
+    tried = f" après {retries} nouvel(s) essai(s)" if retries else ""
+    if value and value.strip().isdigit():
+        return f"l'OPCO limite les appels (HTTP 429){tried} : réessayez dans {int(value)} s"
+    if value:
+        return f"l'OPCO limite les appels (HTTP 429){tried} : réessayez après {_clean(value)}"
+    return f"l'OPCO limite les appels (HTTP 429){tried}"
+
+
+def _transport_detail(error: Exception, settings: VerifySettings) -> str:  # noqa: PLR0911
+    """A French reason for a failed exchange, built from the error's type, never its text."""
+    import httpx  # noqa: PLC0415
+
+    if isinstance(error, httpx.TimeoutException):
+        return f"pas de réponse dans le délai de {settings.timeout:g} s".replace(".", ",")
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    text = " ".join(str(item) for item in chain).lower()
+    if (
+        any(isinstance(item, ssl.SSLError) for item in chain)
+        or "ssl" in text
+        or "certificate" in text
+    ):
+        return "échec TLS : certificat non reconnu ou connexion sécurisée impossible"
+    if isinstance(error, httpx.ConnectError):
+        if "name or service not known" in text or "name resolution" in text or "nodename" in text:
+            return "nom d'hôte introuvable (échec DNS)"
+        if "refused" in text:
+            return "connexion refusée"
+        return "connexion impossible"
+    if isinstance(error, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return "adresse inutilisable"
+    return "échange interrompu avec l'OPCO"
+
+
+def _classify(job: VerifyJob, endpoint: str, response: httpx.Response) -> None:
+    """Turn a final answer (no redirect, no 429, not 404/405/501) into a ``_Stop``."""
+    status = response.status_code
+    if status in (401, 403):
+        comment = _comment(response, job)
+        why = (
+            "authentification refusée (HTTP 401 : jeton OAuth absent ou expiré, ou clé refusée)"
+            if status == 401
+            else "clé CFA refusée par l'OPCO (HTTP 403)"
+        )
+        raise _Stop(
+            Outcome.KEY_REFUSED,
+            why + (f" : « {comment} »" if comment else ""),
+            endpoint=endpoint,
+            status=status,
+        )
+    if status >= 500:
+        raise _Stop(
+            Outcome.UNAVAILABLE,
+            f"erreur du serveur de l'OPCO (HTTP {status})",
+            endpoint=endpoint,
+            status=status,
+        )
+    if not 200 <= status < 300:
+        raise _Stop(
+            Outcome.BAD_RESPONSE,
+            f"réponse inattendue (HTTP {status})",
+            endpoint=endpoint,
+            status=status,
+        )
+    try:
+        payload = response.json()
+    except ValueError:
+        raise _Stop(
+            Outcome.BAD_RESPONSE, "la réponse n'est pas du JSON", endpoint=endpoint, status=status
+        ) from None
+    if endpoint != "/v2/cfakeyinfo":
+        if not isinstance(payload, dict | list):
+            raise _Stop(
+                Outcome.BAD_RESPONSE,
+                "réponse JSON d'une forme inattendue",
+                endpoint=endpoint,
+                status=status,
+            )
+        raise _Stop(
+            Outcome.VALID,
+            f"clé acceptée par {endpoint} (l'OPCO n'indique pas la date de fin de validité)",
+            endpoint=endpoint,
+            status=status,
+        )
+    if not isinstance(payload, dict) or payload.get("status") not in ("success", "error"):
+        raise _Stop(
+            Outcome.BAD_RESPONSE,
+            "réponse JSON d'une forme inattendue (champ « status » absent ou inconnu)",
+            endpoint=endpoint,
+            status=status,
+        )
+    comment = _comment(response, job)
+    if payload["status"] == "error":
+        raise _Stop(
+            Outcome.KEY_REFUSED,
+            "l'OPCO déclare la clé invalide" + (f" : « {comment} »" if comment else ""),
+            endpoint=endpoint,
+            status=status,
+        )
+    raw_date = payload.get("dateFinValidite")
+    if raw_date in (None, ""):
+        raise _Stop(
+            Outcome.VALID,
+            "clé valide (l'OPCO n'indique pas de date de fin)",
+            endpoint=endpoint,
+            status=status,
+        )
+    end = _parse_api_date(raw_date)
+    if end is None:
+        raise _Stop(
+            Outcome.BAD_RESPONSE,
+            f"« dateFinValidite » n'est pas une date : « {_clean(str(raw_date), job)} »",
+            endpoint=endpoint,
+            status=status,
+        )
+    raise _Stop(
+        Outcome.VALID,
+        f"clé valide jusqu'au {end:%d/%m/%Y}",
+        endpoint=endpoint,
+        status=status,
+        opco_expiry=end,
+    )
+
+
+def _parse_api_date(value: object) -> date | None:
+    """``YYYY-MM-DD`` (an ISO date-time is accepted too); ``None`` when it is not a date."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    try:
+        return (
+            date.fromisoformat(text[:10])
+            if len(text) == 10
+            else datetime.fromisoformat(text).date()
+        )
+    except ValueError:
+        return None
+
+
+def _comment(response: httpx.Response, job: VerifyJob) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return ""
+    if isinstance(payload, dict):
+        for name in ("comment", "message", "error_description"):
+            value = payload.get(name)
+            if isinstance(value, str) and value.strip():
+                return _clean(value, job)
+    return ""
+
+
+def _clean(text: str, job: VerifyJob | None = None) -> str:
+    """A server-supplied text made safe to show: one line, short, the secrets masked."""
+    cleaned = " ".join("".join(char if char.isprintable() else " " for char in text).split())
+    if job is not None:
+        for secret in (job.secret, job.oauth.client_secret if job.oauth else None):
+            if secret:
+                cleaned = cleaned.replace(secret, "***")
+    if len(cleaned) > MAX_COMMENT_LENGTH:
+        cleaned = cleaned[: MAX_COMMENT_LENGTH - 1] + "…"
+    return cleaned
+
+
+def _local_date(moment: datetime | None) -> date | None:
+    return None if moment is None else moment.astimezone().date()
+
+
+def _result(job: VerifyJob, stop: _Stop, checked_at: datetime, started: float) -> VerifyResult:
+    recorded = _local_date(job.recorded_expiry)
+    changed = stop.opco_expiry is not None and stop.opco_expiry != recorded
+    return VerifyResult(
+        siret=job.siret,
+        cfa_name=job.cfa_name,
+        opco_id=job.opco_id,
+        opco_name=job.opco_name,
+        outcome=stop.outcome,
+        detail=_clean(stop.detail, job) if stop.detail else "",
+        advice=advice(stop.outcome, job),
+        endpoint=stop.endpoint,
+        http_status=stop.status,
+        base_url=job.base_url,
+        opco_expiry=stop.opco_expiry,
+        recorded_expiry=recorded,
+        expiry_changed=changed,
+        checked_at=checked_at,
+        duration_ms=round((time.monotonic() - started) * 1000),
+    )
+
+
+def advice(outcome: Outcome, job: VerifyJob) -> str:
+    """What the operator should do about this result, in French."""
+    opco, setting = job.opco_id, job.url_setting
+    texts = {
+        Outcome.VALID: "Rien à faire.",
+        Outcome.KEY_REFUSED: (
+            "La clé a peut-être été régénérée par un collègue, révoquée, ou mal copiée. Récupérez "
+            f"la clé en cours sur le portail de l'OPCO (cfakey guide {opco}), enregistrez-la "
+            f"(cfakey add {opco} --cfa {job.siret}) et recopiez-la dans le logiciel du CFA."
+        ),
+        Outcome.UNSUPPORTED: (
+            "Cet OPCO n'offre aucun point d'accès de vérification à cette adresse : vérifiez "
+            "l'adresse de base (souvent terminée par /ApiEchangeCFA : "
+            f"cfakey config get {setting}) "
+            "ou contrôlez la clé depuis le logiciel du CFA."
+        ),
+        Outcome.UNAVAILABLE: (
+            "Réessayez plus tard ; si cela dure, contactez le support de l'OPCO. Derrière un proxy "
+            "d'entreprise, indiquez son autorité de certification avec --ca-bundle FICHIER."
+        ),
+        Outcome.RATE_LIMITED: (
+            "L'OPCO limite le nombre d'appels : réessayez plus tard, ou avec --concurrency "
+            "plus faible."
+        ),
+        Outcome.BAD_RESPONSE: (
+            "Cette adresse ne semble pas être celle de l'API Convergence : vérifiez-la "
+            f"(cfakey config get {setting})."
+        ),
+        Outcome.REDIRECT_REFUSED: (
+            "Si la nouvelle adresse est bien celle de l'OPCO, configurez-la directement : "
+            f"cfakey config set {setting} URL"
+        ),
+        Outcome.NO_BASE_URL: (
+            "L'adresse de l'API n'est pas publique pour cet OPCO : demandez-la à l'OPCO ou "
+            f"consultez le portail développeur cfadock ({CFADOCK_PORTAL}), puis : "
+            f"cfakey config set {setting} URL"
+        ),
+        Outcome.INVALID_URL: f"Corrigez l'adresse : cfakey config set {setting} https://…",
+        Outcome.INSECURE_URL: (
+            f"Utilisez l'adresse https:// de l'API : cfakey config set {setting} https://…"
+        ),
+        Outcome.OAUTH_MISSING: (
+            "Réglez le client OAuth2 de l'éditeur : "
+            f"cfakey config set opco.{opco}.oauth.token_url URL, "
+            f"cfakey config set opco.{opco}.oauth.client_id ID, puis le secret (saisie masquée) : "
+            f"cfakey config set opco.{opco}.oauth.client_secret"
+        ),
+        Outcome.NO_KEY: f"Enregistrez la clé : cfakey add {opco} --cfa {job.siret}",
+    }
+    return texts[outcome]
+
+
+# -- after the run -------------------------------------------------------------------------
+
+
+def expiry_moment(day: date) -> datetime:
+    """The stored form of an OPCO's end-of-validity date: local midnight, as UTC."""
+    return datetime(day.year, day.month, day.day).astimezone().astimezone(UTC)
+
+
+def record_results(
+    metadata: Metadata, jobs: Sequence[VerifyJob], results: Sequence[VerifyResult]
+) -> None:
+    """Journal every verification and store the expiry dates the OPCOs gave, in one transaction."""
+    sources = {(job.siret, job.opco_id): job for job in jobs}
+    with metadata.transaction():
+        for result in results:
+            job = sources.get((result.siret, result.opco_id))
+            update = result.opco_expiry is not None and job is not None
+            if update and job is not None and result.opco_expiry is not None:
+                stale = result.expiry_changed or job.recorded_source != "opco_api"
+                if stale and metadata.get_key(job.siret, job.opco_id) is not None:
+                    moment = expiry_moment(result.opco_expiry)
+                    metadata.set_expiry(job.siret, job.opco_id, moment, "opco_api")
+            metadata.log(
+                "verified",
+                siret=result.siret,
+                opco_id=result.opco_id,
+                old_fingerprint=job.fingerprint if job else None,
+                detail=journal_detail(result),
+            )
+
+
+def journal_detail(result: VerifyResult) -> str:
+    """The journal line of a verification: its class, endpoint and reason (never the key)."""
+    parts = [result.outcome.value]
+    if result.endpoint:
+        parts.append(result.endpoint)
+    if result.http_status is not None:
+        parts.append(f"HTTP {result.http_status}")
+    if result.opco_expiry is not None:
+        parts.append(f"fin de validité {result.opco_expiry.isoformat()}")
+    if result.expiry_changed:
+        parts.append("échéance mise à jour")
+    return " ; ".join(parts) + (f" — {result.detail}" if result.detail else "")
+
+
+def overall_exit_code(results: Iterable[VerifyResult]) -> ExitCode:
+    """0 when every key is valid, else the code of the most urgent class present."""
+    worst = max(
+        (result.outcome for result in results),
+        key=lambda outcome: outcome.rank,
+        default=Outcome.VALID,
+    )
+    return worst.exit_code
+
+
+def by_urgency(results: Iterable[VerifyResult]) -> list[VerifyResult]:
+    """Problems first (most urgent first), then changed expiries, then the rest."""
+    return sorted(
+        results,
+        key=lambda r: (
+            -r.outcome.rank,
+            not r.expiry_changed,
+            r.cfa_name.casefold(),
+            r.siret,
+            r.opco_id,
+        ),
+    )
