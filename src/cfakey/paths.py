@@ -82,3 +82,48 @@ def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE_MODE) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_new_file(
+    path: Path, data: bytes, *, replace: bool = False, mode: int = PRIVATE_FILE_MODE
+) -> None:
+    """Create ``path`` holding ``data``, all at once, never clobbering unless ``replace``.
+
+    The content goes to a temporary file (``mode`` from the start) in the same directory,
+    then ``os.link`` puts it in place, which fails with ``FileExistsError`` if ``path``
+    exists, even if it appeared a moment ago; ``replace`` uses ``os.replace`` instead.
+    On file systems without hard links the target is created with ``O_EXCL`` and filled.
+    Other failures raise the ``OSError`` unchanged, and leave nothing behind.
+    """
+    import secrets  # noqa: PLC0415 - only for the temporary name
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            tmp.replace(path)
+            return
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:
+            _write_exclusive(path, data, mode)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise

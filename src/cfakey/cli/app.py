@@ -143,6 +143,9 @@ def _register() -> None:
 
     registry_cmds.register(app)
     cfa_cmds.register(app)
+    from cfakey.cli import export_cmds  # noqa: PLC0415
+
+    export_cmds.register(app)
 
 
 _register()

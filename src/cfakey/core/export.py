@@ -80,9 +80,9 @@ class ExpiryFlag:
     def message(self) -> str:
         """One French line for stderr."""
         when = self.expires_at.astimezone().strftime("%d/%m/%Y")
-        if self.expired:
-            return f"Attention : la clé {self.opco_name} du CFA {self.cfa_name} ({self.siret}) a expiré le {when}."
-        return f"Attention : la clé {self.opco_name} du CFA {self.cfa_name} ({self.siret}) expire le {when}."
+        verb = "a expiré" if self.expired else "expire"
+        key = f"la clé {self.opco_name} du CFA {self.cfa_name} ({self.siret})"
+        return f"Attention : {key} {verb} le {when}."
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,9 @@ def key_variable(key: ExportedKey, *, qualified: bool) -> str:
 def check_format(name: str) -> str:
     """The format, or a French error listing the known ones."""
     if name not in FORMATS:
-        raise UsageError(f"Format inconnu : « {name} ». Formats disponibles : {', '.join(FORMATS)}.")
+        raise UsageError(
+            f"Format inconnu : « {name} ». Formats disponibles : {', '.join(FORMATS)}."
+        )
     return name
 
 
@@ -163,7 +165,9 @@ def plan_export(
         for record in sorted(records, key=lambda r: (order.get(r.opco_id, len(order)), r.opco_id)):
             planned.append(_planned(registry, cfa, record))
     if not planned:
-        raise NotFoundError(_nothing_selected(cfas, all_cfas=all_cfas, opco_ids=wanted), hint="Voir : cfakey list.")
+        raise NotFoundError(
+            _nothing_selected(cfas, all_cfas=all_cfas, opco_ids=wanted), hint="Voir : cfakey list."
+        )
     return KeyPlan(keys=tuple(planned), qualified=all_cfas)
 
 
@@ -176,7 +180,11 @@ def _planned(registry: Registry, cfa: CfaRecord, record: KeyRecord) -> PlannedKe
 
 
 def _nothing_selected(cfas: Sequence[CfaRecord], *, all_cfas: bool, opco_ids: Sequence[str]) -> str:
-    where = "aucun CFA" if not cfas else ("les CFA enregistrés" if all_cfas else f"le CFA {cfas[0].name}")
+    where = (
+        "aucun CFA"
+        if not cfas
+        else ("les CFA enregistrés" if all_cfas else f"le CFA {cfas[0].name}")
+    )
     if opco_ids:
         return f"Aucune clé ne correspond à la sélection ({', '.join(opco_ids)}) pour {where}."
     return f"Aucune clé n'est enregistrée pour {where}."
@@ -234,7 +242,12 @@ def expiry_flags(
     flags: list[ExpiryFlag] = []
     for key in keys:
         if isinstance(key, PlannedKey):
-            siret, name, opco_id, opco_name = key.cfa.siret, key.cfa.name, key.record.opco_id, key.opco_name
+            siret, name, opco_id, opco_name = (
+                key.cfa.siret,
+                key.cfa.name,
+                key.record.opco_id,
+                key.opco_name,
+            )
             expires_at = key.record.expires_at
         else:
             siret, name, opco_id, opco_name, expires_at = (
@@ -278,11 +291,13 @@ def dotenv_quote(value: str, *, what: str = "la valeur") -> str:
     """
     if "${" in value:
         raise UsageError(
-            f"{what} contient « ${{ », que les lecteurs de fichiers .env remplacent par une variable : "
-            "format dotenv impossible.",
+            f"{what} contient « ${{ », que les lecteurs de fichiers .env remplacent "
+            "par une variable : format dotenv impossible.",
             hint="Utilisez --format env, json ou yaml, ou cfakey exec.",
         )
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    )
     return f'"{escaped}"'
 
 
@@ -309,19 +324,30 @@ def render(keys: Sequence[ExportedKey], fmt: str, *, qualified: bool, exported_a
         return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
     import yaml  # noqa: PLC0415
 
-    text: str = yaml.safe_dump(document, allow_unicode=True, sort_keys=False, default_flow_style=False, width=1000)
+    text: str = yaml.safe_dump(
+        document, allow_unicode=True, sort_keys=False, default_flow_style=False, width=1000
+    )
     return text
 
 
-def _render_variables(keys: Sequence[ExportedKey], fmt: str, *, qualified: bool, exported_at: datetime) -> str:
-    lines = [f"# Clés CFA exportées par cfakey le {exported_at.astimezone():%d/%m/%Y à %H:%M} : ne pas diffuser."]
+def _render_variables(
+    keys: Sequence[ExportedKey], fmt: str, *, qualified: bool, exported_at: datetime
+) -> str:
+    when = exported_at.astimezone()
+    lines = [f"# Clés CFA exportées par cfakey le {when:%d/%m/%Y à %H:%M} : ne pas diffuser."]
     for key in keys:
         name = key_variable(key, qualified=qualified)
-        lines.append(_comment(f"# {key.opco_name}, CFA {key.cfa_name} ({key.siret}), {_expiry_text(key.expires_at)}"))
+        lines.append(
+            _comment(
+                f"# {key.opco_name}, CFA {key.cfa_name} ({key.siret}), "
+                + _expiry_text(key.expires_at)
+            )
+        )
         if fmt == "env":
             lines.append(f"export {name}={shell_quote(key.secret)}")
         else:
-            lines.append(f"{name}={dotenv_quote(key.secret, what=f'La clé {key.opco_name} du CFA {key.siret}')}")
+            what = f"La clé {key.opco_name} du CFA {key.siret}"
+            lines.append(f"{name}={dotenv_quote(key.secret, what=what)}")
     return "\n".join(lines) + "\n"
 
 
@@ -329,7 +355,9 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def export_document(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime) -> dict[str, Any]:
+def export_document(
+    keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime
+) -> dict[str, Any]:
     """The ``json``/``yaml`` structure: a contract for integrators (``docs/export.md``)."""
     return {
         "schema": EXPORT_SCHEMA,
@@ -447,7 +475,9 @@ def parse_template(text: str, name: str) -> Template:
                 continue
             end = line.find("}}", match.end())
             if end < 0:
-                raise TemplateError(_at(name, number, "accolades non fermées : « }} » manque après « {{ cfakey »."))
+                raise TemplateError(
+                    _at(name, number, "accolades non fermées : « }} » manque après « {{ cfakey ».")
+                )
             inner = line[match.start() + 2 : end]
             literal.append(line[position : match.start()])
             parts.extend(["".join(literal)] if any(literal) else [])
@@ -466,8 +496,8 @@ def _reference(name: str, line: int, text: str, inner: str) -> Reference:
     if body is None or "{{" in inner:
         raise TemplateError(
             _at(name, line, f"référence illisible : « {text} »."),
-            hint="Forme attendue : {{ cfakey:OPCO }}, {{ cfakey:SIRET/OPCO }}, {{ cfakey:OPCO.expires }}, "
-            "{{ cfakey:OPCO | json }}.",
+            hint="Forme attendue : {{ cfakey:OPCO }}, {{ cfakey:SIRET/OPCO }}, "
+            "{{ cfakey:OPCO.expires }}, {{ cfakey:OPCO | json }}.",
         )
     attribute = body["attribute"] or "key"
     if attribute not in TEMPLATE_ATTRIBUTES:
@@ -545,16 +575,24 @@ def fill_template(
                 cfa = resolve_cfa(metadata, ref.cfa)
             opco = resolve(registry, ref.opco)
         except CfakeyError as error:
-            raise type(error)(_at(template.name, ref.line, error.message), hint=error.hint) from None
+            raise type(error)(
+                _at(template.name, ref.line, error.message), hint=error.hint
+            ) from None
         record = metadata.get_key(cfa.siret, opco.id)
         if record is None:
             raise NotFoundError(
-                _at(template.name, ref.line, f"aucune clé {opco.name} n'est enregistrée pour le CFA {cfa.name}."),
+                _at(
+                    template.name,
+                    ref.line,
+                    f"aucune clé {opco.name} n'est enregistrée pour le CFA {cfa.name}.",
+                ),
                 hint=f"Ajoutez-la : cfakey add {opco.id} --cfa {cfa.siret}.",
             )
         wanted.setdefault((cfa.siret, opco.id), _planned(registry, cfa, record))
         targets.append((cfa.siret, opco.id))
-    keys = read_planned(store, KeyPlan(tuple(wanted.values()), qualified=True), on_progress=on_progress)
+    keys = read_planned(
+        store, KeyPlan(tuple(wanted.values()), qualified=True), on_progress=on_progress
+    )
     by_id = {(key.siret, key.opco_id): key for key in keys}
     out: list[str] = []
     references = iter(targets)
@@ -603,7 +641,8 @@ def check_destination(path: Path, *, force: bool) -> None:
         raise UsageError(f"{path} est un dossier : indiquez un nom de fichier.")
     if path.exists() and not force:
         raise AlreadyExistsError(
-            f"Le fichier {path} existe déjà : rien n'a été écrit.", hint="Ajoutez --force pour le remplacer."
+            f"Le fichier {path} existe déjà : rien n'a été écrit.",
+            hint="Ajoutez --force pour le remplacer.",
         )
     parent = path.parent
     if not parent.exists():
@@ -620,7 +659,8 @@ def write_output(path: Path, text: str, *, force: bool) -> None:
         write_new_file(path, text.encode("utf-8"), replace=force)
     except FileExistsError:
         raise AlreadyExistsError(
-            f"Le fichier {path} existe déjà : rien n'a été écrit.", hint="Ajoutez --force pour le remplacer."
+            f"Le fichier {path} existe déjà : rien n'a été écrit.",
+            hint="Ajoutez --force pour le remplacer.",
         ) from None
     except FileNotFoundError:
         raise CfakeyError(f"Le dossier {path.parent} n'existe pas : rien n'a été écrit.") from None
@@ -634,7 +674,13 @@ def write_output(path: Path, text: str, *, force: bool) -> None:
 def journal_export(metadata: Metadata, keys: Iterable[ExportedKey], detail: str) -> None:
     """One ``exported`` journal entry per key: fingerprint and destination, never the key."""
     for key in keys:
-        metadata.log("exported", siret=key.siret, opco_id=key.opco_id, new_fingerprint=key.fingerprint, detail=detail)
+        metadata.log(
+            "exported",
+            siret=key.siret,
+            opco_id=key.opco_id,
+            new_fingerprint=key.fingerprint,
+            detail=detail,
+        )
 
 
 def exec_environment(
@@ -644,7 +690,9 @@ def exec_environment(
     environment = dict(base)
     for key in keys:
         if "\0" in key.secret:
-            raise UsageError(f"La clé {key.opco_name} du CFA {key.siret} contient un caractère nul : "
-                             "impossible de la passer dans l'environnement.")
+            raise UsageError(
+                f"La clé {key.opco_name} du CFA {key.siret} contient un caractère nul : "
+                "impossible de la passer dans l'environnement."
+            )
         environment[key_variable(key, qualified=qualified)] = key.secret
     return environment
