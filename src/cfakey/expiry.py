@@ -84,11 +84,9 @@ def describe(rule: ExpiryRule) -> str:
             return f"{rule.days} jours"
         return f"{rule.months} mois"
     if rule.kind == "chosen_duration":
-        return f"choisie : {rule.lowest_months} à {rule.max_months} mois"
+        return f"choisie, {rule.lowest_months} à {rule.max_months} mois"
     if rule.kind == "portal_date":
-        return "date affichée par le portail" + (
-            " (ou exp du jeton)" if rule.jwt_exp_precedence else ""
-        )
+        return "date du jeton, sinon du portail" if rule.jwt_exp_precedence else "date du portail"
     if rule.kind == "none_stated":
         return "non précisée"
     return "inconnue"

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from collections.abc import Sequence
+
+    from rich.console import Console, JustifyMethod
+    from rich.table import Table
 
     from cfakey.context import AppContext
     from cfakey.registry.model import Link, Opco
@@ -33,41 +36,55 @@ def opcos(
 
         print_json([opco_summary(opco) for opco in registry.opcos])
         return
+    from rich import box  # noqa: PLC0415
     from rich.table import Table  # noqa: PLC0415
 
     from cfakey.cli.output import console  # noqa: PLC0415
     from cfakey.expiry import describe  # noqa: PLC0415
-    from cfakey.registry.model import CONNECTION_LABELS, OBTAIN_LABELS, SCOPE_LABELS  # noqa: PLC0415
+    from cfakey.registry.model import SCOPE_SHORT_LABELS  # noqa: PLC0415
 
-    table = Table(title=f"Registre des OPCO (version {registry.version})", title_justify="left")
-    for header in (
-        "Id",
-        "OPCO",
-        "Obtention de la clé",
-        "Durée de vie",
-        "Portée",
-        "Contrats",
-        "Factures",
-    ):
-        table.add_column(header, overflow="fold")
+    out = console()
+    # Below 110 columns the ids would squeeze every other column: names resolve as well.
+    with_ids = out.width >= 110
+    table = Table(
+        title=f"Registre des OPCO (version {registry.version})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    headers = ["OPCO", "Id"] if with_ids else ["OPCO"]
+    for header in (*headers, "Obtention", "Durée de vie", "Portée", "Contrats", "Factures"):
+        table.add_column(header, no_wrap=header in {"Id", "Contrats", "Factures"}, overflow="fold")
     for opco in registry.opcos:
         connection = opco.connection
         table.add_row(
-            opco.id,
-            opco.name,
-            OBTAIN_LABELS[opco.obtain],
+            *([opco.name, opco.id] if with_ids else [opco.name]),
+            OBTAIN_SHORT_LABELS[opco.obtain],
             describe(opco.expiry),
-            SCOPE_LABELS[opco.scope],
-            CONNECTION_LABELS[connection.contracts.state],
-            CONNECTION_LABELS[connection.invoices.state],
+            SCOPE_SHORT_LABELS[opco.scope],
+            CONNECTION_SHORT_LABELS[connection.contracts.state],
+            CONNECTION_SHORT_LABELS[connection.invoices.state],
         )
-    out = console()
     out.print(table)
     out.print(
         f"État de l'accrochage au {registry.opcos[0].connection.as_of:%d/%m/%Y}. "
         "Procédure détaillée : cfakey guide OPCO",
         style="dim",
     )
+
+
+OBTAIN_SHORT_LABELS = {
+    "self_service": "portail",
+    "on_request": "sur demande",
+    "not_published": "non publiée",
+}
+CONNECTION_SHORT_LABELS = {
+    "production": "prod.",
+    "recette": "recette",
+    "developpement": "dév.",
+    "prevu": "prévu",
+    "inconnu": "inconnu",
+}
 
 
 def opco_summary(opco: Opco) -> dict[str, Any]:
@@ -156,31 +173,44 @@ def render_guide(out: Console, opco: Opco) -> None:
         out.print(f"  Réception : {escape(request.delivery)}")
     if opco.steps:
         out.print("\n[bold]Étapes[/bold]")
-        for number, step in enumerate(opco.steps, start=1):
-            out.print(f"  {number}. {escape(step)}")
+        out.print(_columns([f"{n}." for n in range(1, len(opco.steps) + 1)], opco.steps))
     else:
         out.print("\n[bold]Étapes[/bold] : procédure non publiée par l'OPCO ; contactez-le.")
-    warnings = list(opco.warnings)
+    if opco.warnings:
+        out.print("\n[bold yellow]Attention[/bold yellow]")
+        out.print(_columns(["⚠"] * len(opco.warnings), opco.warnings, style="yellow"))
+    facts = [("Durée de vie", describe(opco.expiry))]
+    if opco.expiry.note:
+        facts.append(("", opco.expiry.note))
     if opco.regeneration_revokes:
-        warnings.insert(
-            0,
-            "Générer une nouvelle clé révoque l'ancienne : mettez votre logiciel à jour aussitôt.",
+        facts.append(
+            ("Nouvelle clé", "révoque la précédente : mettez le logiciel à jour aussitôt.")
         )
     if opco.shown_once:
-        warnings.insert(0, "La clé ne s'affiche qu'une fois : copiez-la immédiatement.")
-    if warnings:
-        out.print("\n[bold yellow]Attention[/bold yellow]")
-        for warning in warnings:
-            out.print(f"  [yellow]⚠ {escape(warning)}[/yellow]")
-    out.print(f"\n[bold]Durée de vie[/bold] : {describe(opco.expiry)}")
-    if opco.expiry.note:
-        out.print(f"  {escape(opco.expiry.note)}")
-    scope_note = f" ({escape(opco.scope_note)})" if opco.scope_note else ""
-    out.print(f"[bold]Portée de la clé[/bold] : {SCOPE_LABELS[opco.scope]}{scope_note}")
-    for conflict in opco.conflicts:
-        out.print(f"[bold]Sources en désaccord[/bold] : {escape(conflict)}")
+        facts.append(("Affichage", "une seule fois : copiez la clé immédiatement."))
+    scope_note = f" ({opco.scope_note})" if opco.scope_note else ""
+    facts.append(("Portée", SCOPE_LABELS[opco.scope] + scope_note))
+    facts.extend(("Sources en désaccord", conflict) for conflict in opco.conflicts)
+    out.print()
+    labels = [f"[bold]{label}[/bold]" for label, _ in facts]
+    out.print(_columns(labels, [text for _, text in facts], justify="left"))
     _render_support(out, opco)
     out.print(f"\nÉtape suivante : [bold]cfakey add {opco.id}[/bold]")
+
+
+def _columns(
+    labels: list[str], texts: Sequence[str], style: str = "", justify: JustifyMethod = "right"
+) -> Table:
+    """Labels in one column and wrapped text in the other, so long lines keep their indent."""
+    from rich.markup import escape  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(justify=justify, style=style, no_wrap=True)
+    grid.add_column(style=style)
+    for label, text in zip(labels, texts, strict=True):
+        grid.add_row(f"  {label}", escape(text))
+    return grid
 
 
 def _render_support(out: Console, opco: Opco) -> None:

@@ -33,6 +33,14 @@ SCOPE_LABELS: dict[str, str] = {
     "account": "compte du portail",
     "unknown": "inconnue",
 }
+SCOPE_SHORT_LABELS: dict[str, str] = {
+    "siren": "SIREN",
+    "siret": "SIRET",
+    "selected_cfa": "CFA choisi",
+    "og_establishments": "étab. de l'OG",
+    "account": "compte",
+    "unknown": "inconnue",
+}
 CONNECTION_LABELS: dict[str, str] = {
     "production": "en production",
     "recette": "en recette",
