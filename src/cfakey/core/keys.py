@@ -33,9 +33,15 @@ _STATUS_RANK: dict[str, int] = {EXPIRED: 0, RENEW: 1, VALID: 2, NO_DATE: 3}
 # Shapes seen in public sources (domain.md): used to warn, never to refuse.
 _BASE64ISH = re.compile(r"[A-Za-z0-9+/=_-]+")
 _KNOWN_SHAPES: dict[str, tuple[re.Pattern[str], str]] = {
-    "atlas": (re.compile(r"[A-Za-z0-9+/]{30,32}={0,2}"), "32 caractères (lettres, chiffres, + et /)"),
+    "atlas": (
+        re.compile(r"[A-Za-z0-9+/]{30,32}={0,2}"),
+        "32 caractères (lettres, chiffres, + et /)",
+    ),
     "afdas": (re.compile(r"[A-Za-z0-9]{64}"), "64 lettres et chiffres"),
-    "opcoep": (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "un jeton JWT (eyJ….….…)"),
+    "opcoep": (
+        re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
+        "un jeton JWT (eyJ….….…)",
+    ),
 }
 SHORT_KEY = 16
 LONG_KEY = 4096
@@ -62,7 +68,10 @@ def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
     value = raw.strip()
     trimmed = value != raw
     if not value:
-        raise UsageError("La clé est vide : rien n'a été enregistré.", hint="Collez la clé telle que le portail l'affiche.")
+        raise UsageError(
+            "La clé est vide : rien n'a été enregistré.",
+            hint="Collez la clé telle que le portail l'affiche.",
+        )
     if any(char.isspace() for char in value):
         raise UsageError(
             "La clé contient un espace ou un saut de ligne en son milieu : c'est souvent un copier-coller "
@@ -76,14 +85,22 @@ def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
         )
     warnings: list[str] = []
     if len(value) < SHORT_KEY:
-        warnings.append(f"Clé inhabituellement courte ({len(value)} caractères) : vérifiez qu'elle est complète.")
+        warnings.append(
+            f"Clé inhabituellement courte ({len(value)} caractères) : vérifiez qu'elle est complète."
+        )
     elif len(value) > LONG_KEY:
-        warnings.append(f"Clé inhabituellement longue ({len(value)} caractères) : vérifiez qu'il s'agit bien de la clé.")
+        warnings.append(
+            f"Clé inhabituellement longue ({len(value)} caractères) : vérifiez qu'il s'agit bien de la clé."
+        )
     shape = _KNOWN_SHAPES.get(opco_id or "")
     if shape is not None and not shape[0].fullmatch(value):
-        warnings.append(f"Forme inhabituelle pour cet OPCO (attendu : {shape[1]}) : vérifiez la clé.")
+        warnings.append(
+            f"Forme inhabituelle pour cet OPCO (attendu : {shape[1]}) : vérifiez la clé."
+        )
     elif shape is None and not _BASE64ISH.fullmatch(value) and "." not in value:
-        warnings.append("La clé contient des caractères peu courants dans une clé d'API : vérifiez-la.")
+        warnings.append(
+            "La clé contient des caractères peu courants dans une clé d'API : vérifiez-la."
+        )
     return CleanKey(value=value, trimmed=trimmed, warnings=tuple(warnings))
 
 
@@ -143,23 +160,16 @@ def resolve_expiry(
     result: Expiry
     if jwt_exp is not None and rule.jwt_exp_precedence:
         if expires is not None and _typed_date(expires).date() != jwt_exp.astimezone().date():
-            notes.append("La date « exp » contenue dans le jeton fait foi ; la date saisie est ignorée.")
+            notes.append(
+                "La date « exp » contenue dans le jeton fait foi ; la date saisie est ignorée."
+            )
         result = Expiry(jwt_exp, "jwt", tuple(notes))
     elif expires is not None:
-        result = Expiry(_typed_date(expires), "portal" if rule.kind == "portal_date" else "operator")
+        result = Expiry(
+            _typed_date(expires), "portal" if rule.kind == "portal_date" else "operator"
+        )
     elif lifetime_months is not None:
-        if rule.kind == "fixed_duration":
-            raise UsageError(
-                f"{opco.name} fixe elle-même la durée de vie de ses clés : --lifetime-months ne s'applique pas.",
-                hint="Pour une date différente, utilisez --expires JJ/MM/AAAA.",
-            )
-        if rule.kind == "chosen_duration":
-            end = chosen_expiry(rule, obtained, lifetime_months)
-        elif not 1 <= lifetime_months <= 120:
-            raise UsageError(f"Durée de vie de {lifetime_months} mois impossible : de 1 à 120 mois.")
-        else:
-            end = add_months(obtained, lifetime_months)
-        result = Expiry(local_midnight(end), "operator" if rule.kind != "chosen_duration" else "portal")
+        result = _lifetime_expiry(opco, obtained, lifetime_months)
     elif rule.kind == "fixed_duration":
         result = Expiry(local_midnight(fixed_expiry(rule, obtained)), "registry")
     elif jwt_exp is not None:
@@ -175,6 +185,21 @@ def resolve_expiry(
             hint="Générez une nouvelle clé sur le portail, ou corrigez la date.",
         )
     return result
+
+
+def _lifetime_expiry(opco: Opco, obtained: date, months: int) -> Expiry:
+    rule = opco.expiry
+    if rule.kind == "fixed_duration":
+        raise UsageError(
+            f"{opco.name} fixe elle-même la durée de vie de ses clés : "
+            "--lifetime-months ne s'applique pas.",
+            hint="Pour une date différente, utilisez --expires JJ/MM/AAAA.",
+        )
+    if rule.kind == "chosen_duration":
+        return Expiry(local_midnight(chosen_expiry(rule, obtained, months)), "portal")
+    if not 1 <= months <= 120:
+        raise UsageError(f"Durée de vie de {months} mois impossible : de 1 à 120 mois.")
+    return Expiry(local_midnight(add_months(obtained, months)), "operator")
 
 
 # Warning windows -----------------------------------------------------------------------
@@ -219,9 +244,15 @@ def window_for(
 ) -> Window:
     """The window for one OPCO: command-line values, else config, else defaults."""
     base = default_window(opco)
-    warn = warn_days if warn_days is not None else _int_setting(settings, f"opco.{opco_id}.warn_days")
-    crit = crit_days if crit_days is not None else _int_setting(settings, f"opco.{opco_id}.crit_days")
-    return Window(base.warn_days if warn is None else warn, base.crit_days if crit is None else crit)
+    warn = (
+        warn_days if warn_days is not None else _int_setting(settings, f"opco.{opco_id}.warn_days")
+    )
+    crit = (
+        crit_days if crit_days is not None else _int_setting(settings, f"opco.{opco_id}.crit_days")
+    )
+    return Window(
+        base.warn_days if warn is None else warn, base.crit_days if crit is None else crit
+    )
 
 
 def _int_setting(settings: Mapping[str, Any], name: str) -> int | None:
@@ -231,7 +262,9 @@ def _int_setting(settings: Mapping[str, Any], name: str) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise UsageError(f"Paramètre « {name} » invalide : un nombre de jours est attendu.") from None
+        raise UsageError(
+            f"Paramètre « {name} » invalide : un nombre de jours est attendu."
+        ) from None
 
 
 def check_window_args(warn_days: int | None, crit_days: int | None) -> None:
@@ -330,7 +363,12 @@ def classify(
 def urgency(row: KeyRow) -> tuple[int, float, str, str]:
     """Sort key: expired first, then fewest days left, undated last."""
     days = float("inf") if row.days_left is None else float(row.days_left)
-    return (_STATUS_RANK[row.status] if row.status != RENEW else 1, days, row.cfa_name.casefold(), row.opco_id)
+    return (
+        _STATUS_RANK[row.status] if row.status != RENEW else 1,
+        days,
+        row.cfa_name.casefold(),
+        row.opco_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -409,7 +447,9 @@ class Conflicts:
     same_key_elsewhere: tuple[KeyRecord, ...]
 
 
-def find_conflicts(metadata: Metadata, registry: Registry, cfa: CfaRecord, opco_id: str, fp: str) -> Conflicts:
+def find_conflicts(
+    metadata: Metadata, registry: Registry, cfa: CfaRecord, opco_id: str, fp: str
+) -> Conflicts:
     """The existing key of this CFA/OPCO, and other slots holding the same key.
 
     A key covering a whole SIREN (Afdas, OPCO Santé, OPCO 2i) legitimately appears under
@@ -504,7 +544,15 @@ def save_key(
     old_fp = existing.fingerprint if existing is not None else None
     from cfakey.core.storage import store_key  # noqa: PLC0415
 
-    store_key(store, metadata, record, key.value, action=action, old_fingerprint=old_fp, detail=f"expiry:{expiry.source}")
+    store_key(
+        store,
+        metadata,
+        record,
+        key.value,
+        action=action,
+        old_fingerprint=old_fp,
+        detail=f"expiry:{expiry.source}",
+    )
     return Saved(record=record, action=action, old_fingerprint=old_fp)
 
 
@@ -556,7 +604,9 @@ def read_import_file(path: Path) -> list[dict[str, str]]:
     except FileNotFoundError:
         raise UsageError(f"Fichier introuvable : {path}.") from None
     except UnicodeDecodeError:
-        raise UsageError(f"Le fichier {path} n'est pas en UTF-8 : enregistrez-le en UTF-8 (CSV UTF-8).") from None
+        raise UsageError(
+            f"Le fichier {path} n'est pas en UTF-8 : enregistrez-le en UTF-8 (CSV UTF-8)."
+        ) from None
     except OSError as error:
         raise UsageError(f"Fichier illisible : {path} ({error.strerror}).") from None
     stripped = text.lstrip()
@@ -580,7 +630,9 @@ def _json_rows(path: Path, text: str) -> list[dict[str, str]]:
     for number, item in enumerate(data, start=1):
         if not isinstance(item, dict):
             raise UsageError(f"{path} : l'élément {number} n'est pas un objet JSON.")
-        rows.append({str(k).strip().lower(): "" if v is None else str(v) for k, v in item.items()})
+        row = {str(k).strip().lower(): "" if v is None else str(v) for k, v in item.items()}
+        row["__row__"] = str(number)
+        rows.append(row)
     return rows
 
 
@@ -616,88 +668,151 @@ def plan_import(
     now: datetime,
     replace: bool,
 ) -> ImportPlan:
-    """Validate every row (row numbers count the header as line 1 for CSV-like files)."""
-    from cfakey.identifiers import is_valid_siret  # noqa: PLC0415
-    from cfakey.registry.names import resolve  # noqa: PLC0415
-    from cfakey.stores.base import fingerprint  # noqa: PLC0415
-
+    """Validate every row; raise one error listing every problem, or return the plan."""
     if not rows:
         raise UsageError("Le fichier ne contient aucune ligne à importer.")
-    problems: list[ImportProblem] = []
-    planned: list[ImportRow] = []
-    seen_slots: dict[tuple[str, str], int] = {}
-    seen_keys: dict[str, tuple[int, str, str]] = {}
-    known_cfas = {record.siret for record in metadata.list_cfas()}
-    new_cfas: dict[str, str] = {}
-    replaced: list[tuple[str, str]] = []
-    today = now.astimezone().date()
+    checker = _RowChecker(metadata, registry, now=now, replace=replace)
     for index, raw in enumerate(rows):
-        number = index + 2  # line 1 is the header
+        checker.check(int(raw.get("__row__") or index + 2), raw)
+    if checker.problems:
+        raise ImportRowsError(checker.problems)
+    return ImportPlan(
+        tuple(checker.planned), tuple(checker.new_cfas.items()), tuple(checker.replaced)
+    )
+
+
+class _RowChecker:
+    """Validates import rows one by one, remembering what earlier rows used."""
+
+    def __init__(
+        self, metadata: Metadata, registry: Registry, *, now: datetime, replace: bool
+    ) -> None:
+        self.metadata = metadata
+        self.registry = registry
+        self.now = now
+        self.today = now.astimezone().date()
+        self.replace = replace
+        self.known_cfas = {record.siret for record in metadata.list_cfas()}
+        self.problems: list[ImportProblem] = []
+        self.planned: list[ImportRow] = []
+        self.new_cfas: dict[str, str] = {}
+        self.replaced: list[tuple[str, str]] = []
+        self.seen_slots: dict[tuple[str, str], int] = {}
+        self.seen_keys: dict[str, tuple[int, str, str]] = {}
+
+    def check(self, number: int, raw: Mapping[str, str]) -> None:
         if "__extra__" in raw:
-            problems.append(ImportProblem(number, "*", "plus de valeurs que de colonnes"))
-            continue
-        row_problems: list[ImportProblem] = []
-        siret = "".join((raw.get("cfa") or "").split())
-        if not siret:
-            row_problems.append(ImportProblem(number, "cfa", "SIRET manquant"))
-        elif not is_valid_siret(siret):
-            row_problems.append(ImportProblem(number, "cfa", f"SIRET invalide : « {siret} »"))
-        opco: Opco | None = None
-        try:
-            opco = resolve(registry, raw.get("opco") or "")
-        except UsageError:
-            row_problems.append(ImportProblem(number, "opco", f"OPCO inconnu : « {(raw.get('opco') or '').strip()} »"))
+            self.problems.append(ImportProblem(number, "*", "plus de valeurs que de colonnes"))
+            return
+        found: list[ImportProblem] = []
+        siret = self._siret(number, raw, found)
+        opco = self._opco(number, raw, found)
         key: CleanKey | None = None
         try:
             key = clean_key(raw.get("key") or "", opco.id if opco else None)
         except UsageError as error:
-            row_problems.append(ImportProblem(number, "key", _first_sentence(error.message)))
-        obtained = today
-        obtained_text = (raw.get("obtained") or "").strip()
-        if obtained_text:
-            try:
-                obtained = parse_date(obtained_text).date()
-                if obtained > today:
-                    row_problems.append(ImportProblem(number, "obtained", "date d'obtention dans le futur"))
-            except UsageError:
-                row_problems.append(ImportProblem(number, "obtained", f"date illisible : « {obtained_text} »"))
-        expires_text = (raw.get("expires") or "").strip() or None
+            found.append(ImportProblem(number, "key", _first_sentence(error.message)))
+        obtained = self._obtained(number, raw, found)
         expiry: Expiry | None = None
+        expires_text = self._expires_text(number, raw, found)
         if opco is not None and key is not None:
             try:
-                expiry = resolve_expiry(opco, key.value, obtained=obtained, now=now, expires=expires_text)
+                expiry = resolve_expiry(
+                    opco, key.value, obtained=obtained, now=self.now, expires=expires_text
+                )
             except UsageError as error:
-                row_problems.append(ImportProblem(number, "expires", _first_sentence(error.message)))
-        if opco is not None and siret and not row_problems:
-            slot = (siret, opco.id)
-            if slot in seen_slots:
-                row_problems.append(
-                    ImportProblem(number, "opco", f"doublon : même CFA et même OPCO qu'à la ligne {seen_slots[slot]}")
-                )
-            seen_slots.setdefault(slot, number)
-        if key is not None and opco is not None and not row_problems:
-            fp = fingerprint(key.value)
-            other = seen_keys.get(fp)
-            if other is not None and not (other[2] == opco.id and opco.scope == "siren" and other[1][:9] == siret[:9]):
-                row_problems.append(ImportProblem(number, "key", f"même clé qu'à la ligne {other[0]}"))
-            seen_keys.setdefault(fp, (number, siret, opco.id))
-        if row_problems or opco is None or key is None or expiry is None:
-            problems.extend(row_problems)
-            continue
+                found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
+        if found or opco is None or key is None or expiry is None:
+            self.problems.extend(found)
+            return
+        if self._duplicate(number, siret, opco, key):
+            return
         cfa_name = (raw.get("cfa_name") or "").strip() or None
-        if siret not in known_cfas:
-            new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
-        elif metadata.get_key(siret, opco.id) is not None:
-            if not replace:
-                problems.append(
-                    ImportProblem(number, "opco", f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)")
+        if siret not in self.known_cfas:
+            self.new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
+        elif self.metadata.get_key(siret, opco.id) is not None:
+            if not self.replace:
+                message = (
+                    f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)"
                 )
-                continue
-            replaced.append((siret, opco.id))
-        planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
-    if problems:
-        raise ImportError_(problems)
-    return ImportPlan(tuple(planned), tuple(new_cfas.items()), tuple(replaced))
+                self.problems.append(ImportProblem(number, "opco", message))
+                return
+            self.replaced.append((siret, opco.id))
+        self.planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
+
+    def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
+        from cfakey.identifiers import is_valid_siret  # noqa: PLC0415
+
+        siret = "".join((raw.get("cfa") or "").split())
+        if not siret:
+            found.append(ImportProblem(number, "cfa", "SIRET manquant"))
+        elif not is_valid_siret(siret):
+            found.append(ImportProblem(number, "cfa", f"SIRET invalide : {_quote(siret)}"))
+        return siret
+
+    def _opco(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> Opco | None:
+        from cfakey.registry.names import resolve  # noqa: PLC0415
+
+        try:
+            return resolve(self.registry, raw.get("opco") or "")
+        except UsageError:
+            found.append(
+                ImportProblem(number, "opco", f"OPCO inconnu : {_quote(raw.get('opco') or '')}")
+            )
+            return None
+
+    def _obtained(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> date:
+        text = (raw.get("obtained") or "").strip()
+        if not text:
+            return self.today
+        try:
+            obtained = parse_date(text).date()
+        except UsageError:
+            found.append(ImportProblem(number, "obtained", f"date illisible : {_quote(text)}"))
+            return self.today
+        if obtained > self.today:
+            found.append(ImportProblem(number, "obtained", "date d'obtention dans le futur"))
+        return obtained
+
+    def _expires_text(
+        self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
+    ) -> str | None:
+        text = (raw.get("expires") or "").strip() or None
+        if text is not None:
+            try:
+                parse_date(text)
+            except UsageError:
+                found.append(ImportProblem(number, "expires", f"date illisible : {_quote(text)}"))
+                return None
+        return text
+
+    def _duplicate(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
+        from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+        slot = (siret, opco.id)
+        if slot in self.seen_slots:
+            message = f"doublon : même CFA et même OPCO qu'à la ligne {self.seen_slots[slot]}"
+            self.problems.append(ImportProblem(number, "opco", message))
+            return True
+        self.seen_slots[slot] = number
+        fp = fingerprint(key.value)
+        other = self.seen_keys.get(fp)
+        # A SIREN-wide key (Afdas, OPCO Santé...) is rightly repeated for each SIRET of the SIREN.
+        if other is not None and not (
+            other[2] == opco.id and opco.scope == "siren" and other[1][:9] == siret[:9]
+        ):
+            self.problems.append(ImportProblem(number, "key", f"même clé qu'à la ligne {other[0]}"))
+            return True
+        self.seen_keys.setdefault(fp, (number, siret, opco.id))
+        return False
+
+
+def _quote(value: str) -> str:
+    """A cell value for an error message; long values (a key in the wrong column) are not shown."""
+    value = value.strip()
+    if len(value) > 24:
+        return f"(valeur de {len(value)} caractères, non affichée)"
+    return f"« {value} »"
 
 
 def _first_sentence(message: str) -> str:
@@ -705,7 +820,7 @@ def _first_sentence(message: str) -> str:
     return head[:1].lower() + head[1:]
 
 
-class ImportError_(UsageError):  # noqa: N801 - ImportError is a builtin
+class ImportRowsError(UsageError):
     """Rows that failed validation; nothing was imported."""
 
     def __init__(self, problems: Sequence[ImportProblem]) -> None:
@@ -727,7 +842,9 @@ class ImportResult:
     replaced: int
 
 
-def run_import(store: KeyStore, metadata: Metadata, plan: ImportPlan, *, now: datetime) -> ImportResult:
+def run_import(
+    store: KeyStore, metadata: Metadata, plan: ImportPlan, *, now: datetime
+) -> ImportResult:
     """Store every planned key in one store session, then all metadata in one transaction.
 
     If the metadata cannot be written, the store entries are put back as they were.
@@ -777,7 +894,9 @@ def run_import(store: KeyStore, metadata: Metadata, plan: ImportPlan, *, now: da
                 else:
                     store.put(entry, secret)
         raise
-    return ImportResult(imported=len(plan.rows), new_cfas=len(plan.new_cfas), replaced=len(plan.replaced))
+    return ImportResult(
+        imported=len(plan.rows), new_cfas=len(plan.new_cfas), replaced=len(plan.replaced)
+    )
 
 
 # Journal -------------------------------------------------------------------------------------
@@ -798,6 +917,3 @@ def query_journal(
 def days_until(moment: datetime, now: datetime) -> int:
     """Whole calendar days between today and ``moment``, on the operator's clock."""
     return (moment.astimezone().date() - now.astimezone().date()).days
-
-
-
