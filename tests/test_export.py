@@ -53,7 +53,9 @@ TRICKY_KEYS = (
 )
 
 
-def exported(secret: str, opco_id: str = "atlas", siret: str = SIRET, **extra: object) -> core.ExportedKey:
+def exported(
+    secret: str, opco_id: str = "atlas", siret: str = SIRET, **extra: object
+) -> core.ExportedKey:
     values: dict[str, object] = {
         "siret": siret,
         "cfa_name": "CFA de test",
@@ -123,7 +125,9 @@ def test_env_single_key_as_the_issue_says(tmp_path: Path) -> None:
 def test_dotenv_is_read_by_python_dotenv_exactly(tmp_path: Path) -> None:
     keys = tricky_keys()
     target = tmp_path / ".env"
-    target.write_text(core.render(keys, "dotenv", qualified=False, exported_at=NOW), encoding="utf-8")
+    target.write_text(
+        core.render(keys, "dotenv", qualified=False, exported_at=NOW), encoding="utf-8"
+    )
     values = dotenv_values(target)
     assert values == {core.key_variable(key, qualified=False): key.secret for key in keys}
 
@@ -165,7 +169,9 @@ def test_yaml_round_trips_with_the_same_structure_as_json() -> None:
 def test_csv_round_trips_one_row_per_key(tmp_path: Path) -> None:
     keys = tricky_keys()
     target = tmp_path / "keys.csv"
-    target.write_text(core.render(keys, "csv", qualified=False, exported_at=NOW), encoding="utf-8", newline="")
+    target.write_text(
+        core.render(keys, "csv", qualified=False, exported_at=NOW), encoding="utf-8", newline=""
+    )
     with target.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(core.CSV_COLUMNS)
@@ -182,7 +188,9 @@ def test_comments_cannot_be_broken_by_a_cfa_name(tmp_path: Path) -> None:
     text = core.render([key], "env", qualified=False, exported_at=NOW)
     target = tmp_path / "k.env"
     target.write_text(text, encoding="utf-8")
-    result = subprocess.run(["sh", "-c", f'. {target}; printf %s "$CFA_KEY_ATLAS"'], capture_output=True, check=True)
+    result = subprocess.run(
+        ["sh", "-c", f'. {target}; printf %s "$CFA_KEY_ATLAS"'], capture_output=True, check=True
+    )
     assert result.stdout.decode() == "secret"
 
 
@@ -277,7 +285,9 @@ class CountingStore(KeyStore):
             self._in_batch = False
 
 
-def key_record(opco_id: str, secret: str, siret: str = SIRET, expires_at: datetime | None = None) -> KeyRecord:
+def key_record(
+    opco_id: str, secret: str, siret: str = SIRET, expires_at: datetime | None = None
+) -> KeyRecord:
     return KeyRecord(
         siret=siret,
         opco_id=opco_id,
@@ -313,37 +323,52 @@ def filled(isolated_home: Path) -> Iterator[tuple[Metadata, CountingStore]]:
     metadata.close()
 
 
-def test_plan_selects_default_cfa_in_registry_order(filled: tuple[Metadata, CountingStore], registry: Registry) -> None:
+def test_plan_selects_default_cfa_in_registry_order(
+    filled: tuple[Metadata, CountingStore], registry: Registry
+) -> None:
     metadata, store = filled
     plan = core.plan_export(metadata, registry, cfa_query=None, all_cfas=False)
-    assert [(p.cfa.siret, p.record.opco_id) for p in plan.keys] == [(SIRET, "atlas"), (SIRET, "sante")]
+    assert [(p.cfa.siret, p.record.opco_id) for p in plan.keys] == [
+        (SIRET, "atlas"),
+        (SIRET, "sante"),
+    ]
     assert not plan.qualified
     progress: list[tuple[int, int]] = []
-    keys = core.read_planned(store, plan, on_progress=lambda done, total: progress.append((done, total)))
+    keys = core.read_planned(
+        store, plan, on_progress=lambda done, total: progress.append((done, total))
+    )
     assert [key.secret for key in keys] == ["cle-atlas", "cle-sante"]
     assert store.batches == 1
     assert store.reads_outside_batch == 0
     assert progress == [(1, 2), (2, 2)]
 
 
-def test_plan_all_cfas_is_qualified(filled: tuple[Metadata, CountingStore], registry: Registry) -> None:
+def test_plan_all_cfas_is_qualified(
+    filled: tuple[Metadata, CountingStore], registry: Registry
+) -> None:
     metadata, _store = filled
     plan = core.plan_export(metadata, registry, cfa_query=None, all_cfas=True, opco_ids=["Atlas"])
     assert [p.cfa.siret for p in plan.keys] == sorted([SIRET, OTHER_SIRET])
     assert plan.qualified
 
 
-def test_plan_with_nothing_selected(filled: tuple[Metadata, CountingStore], registry: Registry) -> None:
+def test_plan_with_nothing_selected(
+    filled: tuple[Metadata, CountingStore], registry: Registry
+) -> None:
     metadata, _store = filled
     with pytest.raises(NotFoundError) as caught:
-        core.plan_export(metadata, registry, cfa_query=OTHER_SIRET, all_cfas=False, opco_ids=["afdas"])
+        core.plan_export(
+            metadata, registry, cfa_query=OTHER_SIRET, all_cfas=False, opco_ids=["afdas"]
+        )
     assert caught.value.exit_code == ExitCode.NOT_FOUND
     assert "Aucune clé ne correspond" in caught.value.message
     with pytest.raises(UsageError):
         core.plan_export(metadata, registry, cfa_query=SIRET, all_cfas=True)
 
 
-def test_journal_records_fingerprints_and_destination(filled: tuple[Metadata, CountingStore]) -> None:
+def test_journal_records_fingerprints_and_destination(
+    filled: tuple[Metadata, CountingStore],
+) -> None:
     metadata, _store = filled
     key = exported("cle-atlas")
     core.journal_export(metadata, [key], "export env vers stdout")

@@ -294,10 +294,17 @@ def _signals_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
 
 
 def _window(context: AppContext) -> Callable[[str], int]:
-    from cfakey.core.export import warn_days  # noqa: PLC0415
+    """Each OPCO's warning window, the same as ``cfakey list`` uses (config, else defaults)."""
+    from cfakey.core.keys import window_for  # noqa: PLC0415
 
-    config = context.config()
-    return lambda opco_id: warn_days(config, opco_id)
+    settings = context.config().values
+    registry = context.registry
+
+    def warn_days(opco_id: str) -> int:
+        opco = next((item for item in registry.opcos if item.id == opco_id), None)
+        return window_for(opco, opco_id, settings).warn_days
+
+    return warn_days
 
 
 def _report_flags(flags: list[ExpiryFlag]) -> None:

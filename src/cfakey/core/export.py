@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from cfakey.errors import AlreadyExistsError, CfakeyError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from cfakey.config import Config
     from cfakey.metadata import CfaRecord, KeyRecord, Metadata
     from cfakey.registry.model import Registry
     from cfakey.stores.base import KeyStore
@@ -224,15 +223,6 @@ def read_planned(
 # Expiry --------------------------------------------------------------------------------
 
 
-def warn_days(config: Config | None, opco_id: str) -> int:
-    """The OPCO's warning window in days: ``opco.<id>.warn_days`` or 30."""
-    value = None if config is None else config.get(f"opco.{opco_id}.warn_days")
-    try:
-        return int(value) if value is not None else DEFAULT_WARN_DAYS
-    except (TypeError, ValueError):
-        return DEFAULT_WARN_DAYS
-
-
 def expiry_flags(
     keys: Iterable[ExportedKey | PlannedKey],
     now: datetime,
@@ -417,10 +407,10 @@ def formula_risks(keys: Sequence[ExportedKey]) -> list[ExportedKey]:
 _REFERENCE_START = re.compile(r"\{\{\s*cfakey\b")
 _REFERENCE_BODY = re.compile(
     r"""\s*cfakey\s*:\s*
-    (?:(?P<cfa>[^/|{}]+?)\s*/\s*)?
-    (?P<opco>[^./|{}]+?)
+    (?:(?P<cfa>[^\s/|{}][^/|{}]*?)\s*/\s*)?
+    (?P<opco>[^\s./|{}][^./|{}]*?)
     (?:\.(?P<attribute>[A-Za-z_]+))?
-    \s*(?:\|\s*(?P<filter>[A-Za-z_]+)\s*)?$""",
+    \s*(?:\|\s*(?P<filter>[A-Za-z0-9_]+)\s*)?$""",
     re.VERBOSE,
 )
 

@@ -1,0 +1,163 @@
+"""``cfakey inject`` (templates of any syntax) and ``cfakey exec`` (keys in the environment)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cfakey.core import export as core
+from cfakey.errors import ExitCode, NotFoundError, UsageError
+from cfakey.metadata import Metadata
+from cfakey.paths import Paths
+from cfakey.registry.loader import load_registry
+from cfakey.registry.model import Registry
+from cfakey.stores.base import entry_name
+from tests.test_export import OTHER_SIRET, SIRET, CountingStore, key_record
+
+TRICKY = "a'b\"c$d\\e`f+g/h=i#j<&>"
+EXPIRES = datetime(2027, 3, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return load_registry(None, Paths.from_env().cache_dir)[0]
+
+
+@pytest.fixture
+def stocked(isolated_home: Path) -> Iterator[tuple[Metadata, CountingStore]]:
+    metadata = Metadata.open(Paths.from_env())
+    store = CountingStore()
+    metadata.add_cfa(SIRET, "CFA Principal", None)
+    metadata.add_cfa(OTHER_SIRET, "CFA Annexe", None)
+    for siret, opco_id, secret, expires in (
+        (SIRET, "atlas", TRICKY, EXPIRES),
+        (SIRET, "opcoep", "eyJhbGciOiJIUzI1NiJ9.e30.sig", None),
+        (OTHER_SIRET, "opcoep", "cle-annexe-opcoep", None),
+    ):
+        metadata.put_key(key_record(opco_id, secret, siret, expires))
+        store.put(entry_name(siret, opco_id), secret)
+    yield metadata, store
+    metadata.close()
+
+
+# Parsing -------------------------------------------------------------------------------
+
+
+def test_parse_keeps_everything_but_references() -> None:
+    text = (
+        "[api]\r\nkey = {{ cfakey:atlas }}\r\njinja = {{ other }}\r\n"
+        "{{cfakey:18130002100373/opcoep|json}}"
+    )
+    template = core.parse_template(text, "app.ini.tpl")
+    refs = template.references
+    assert [(r.line, r.cfa, r.opco, r.attribute, r.filter) for r in refs] == [
+        (2, None, "atlas", "key", None),
+        (4, SIRET, "opcoep", "key", "json"),
+    ]
+    literal = "".join(part if isinstance(part, str) else "@" for part in template.parts)
+    assert literal == "[api]\r\nkey = @\r\njinja = {{ other }}\r\n@"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("key = {{ cfakey:atlas", "accolades non fermées"),
+        ("key = {{ cfakey:atlas.colour }}", "référence inconnue"),
+        ("key = {{ cfakey:atlas | base64 }}", "filtre inconnu : « base64 »"),
+        ("key = {{ cfakey: }}", "référence illisible"),
+        ("key = {{ cfakey atlas }}", "référence illisible"),
+    ],
+)
+def test_bad_references_name_the_line(line: str, expected: str) -> None:
+    with pytest.raises(core.TemplateError) as caught:
+        core.parse_template(f"# header\n\n{line}\n", "app.ini.tpl")
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message.startswith("app.ini.tpl, ligne 3 : ")
+    assert expected in caught.value.message
+
+
+# Filling -------------------------------------------------------------------------------
+
+
+def fill(
+    text: str, stocked: tuple[Metadata, CountingStore], registry: Registry, **kwargs: str
+) -> str:
+    metadata, store = stocked
+    template = core.parse_template(text, "modele")
+    return core.fill_template(template, metadata, registry, store, **kwargs).text
+
+
+def test_raw_insertion_for_ini_and_properties(
+    stocked: tuple[Metadata, CountingStore], registry: Registry
+) -> None:
+    text = (
+        "[opco]\natlas={{ cfakey:atlas }}\nexpire={{ cfakey:atlas.expires }}\n"
+        "ep = {{ cfakey:OPCO EP }}\n"
+    )
+    assert fill(text, stocked, registry) == (
+        f"[opco]\natlas={TRICKY}\nexpire=2027-03-21\nep = eyJhbGciOiJIUzI1NiJ9.e30.sig\n"
+    )
+    assert stocked[1].batches == 1
+
+
+def test_json_filter_round_trips(
+    stocked: tuple[Metadata, CountingStore], registry: Registry
+) -> None:
+    text = (
+        '{"atlas": "{{ cfakey:atlas | json }}", '
+        '"annexe": "{{ cfakey:35600000000048/opcoep | json }}"}'
+    )
+    assert json.loads(fill(text, stocked, registry)) == {
+        "atlas": TRICKY,
+        "annexe": "cle-annexe-opcoep",
+    }
+
+
+def test_xml_filter_round_trips_in_text_and_attributes(
+    stocked: tuple[Metadata, CountingStore], registry: Registry
+) -> None:
+    text = (
+        "<config>\n  <key opco='atlas' value='{{ cfakey:atlas | xml }}'/>\n"
+        '  <key opco="atlas" value="{{ cfakey:atlas|xml }}">'
+        "{{ cfakey:atlas | xml }}</key>\n</config>\n"
+    )
+    root = ET.fromstring(fill(text, stocked, registry))  # noqa: S314 - our own test document
+    first, second = root.findall("key")
+    assert first.get("value") == TRICKY
+    assert second.get("value") == TRICKY
+    assert second.text == TRICKY
+
+
+def test_cfa_option_changes_unqualified_references(
+    stocked: tuple[Metadata, CountingStore], registry: Registry
+) -> None:
+    assert (
+        fill("k={{ cfakey:opcoep }}", stocked, registry, cfa_query="Annexe")
+        == "k=cle-annexe-opcoep"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "expected"),
+    [
+        ("a\nb={{ cfakey:atlass }}", UsageError, "modele, ligne 2 : OPCO inconnu : « atlass »"),
+        ("a\nb={{ cfakey:sante }}", NotFoundError, "modele, ligne 2 : aucune clé OPCO Santé"),
+        ("a\nb={{ cfakey:99999999999999/atlas }}", NotFoundError, "modele, ligne 2 : CFA inconnu"),
+    ],
+)
+def test_unknown_or_missing_is_an_error_before_any_read(
+    stocked: tuple[Metadata, CountingStore],
+    registry: Registry,
+    text: str,
+    error: type[Exception],
+    expected: str,
+) -> None:
+    with pytest.raises(error) as caught:
+        fill("x={{ cfakey:atlas }}\n" + text, stocked, registry)
+    assert expected.replace("ligne 2", "ligne 3") in str(caught.value)
+    assert stocked[1].batches == 0
