@@ -324,7 +324,7 @@ def test_overview_sorts_by_urgency_and_check_takes_the_worst(
 # Add, rotate, duplicates ----------------------------------------------------------------------
 
 
-def save(
+def save(  # noqa: PLR0917 - reads like the call it wraps
     metadata: Metadata,
     registry: Registry,
     store: MemoryStore,
@@ -473,9 +473,9 @@ def test_import_registers_cfas_in_one_store_session(
     assert len(store.secrets) == 330
     assert metadata.get_cfa(sirets[3]) is not None
     assert metadata.get_cfa(sirets[3]).name == "CFA 3"  # type: ignore[union-attr]
-    santé = metadata.get_key(sirets[0], "sante")
-    assert santé is not None
-    assert santé.expiry_source == "registry"
+    sante_key = metadata.get_key(sirets[0], "sante")
+    assert sante_key is not None
+    assert sante_key.expiry_source == "registry"
     assert len([entry for entry in metadata.journal() if entry.action == "imported"]) == 330
 
 

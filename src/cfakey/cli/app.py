@@ -142,6 +142,9 @@ def _register() -> None:
     from cfakey.cli import cfa_cmds, registry_cmds  # noqa: PLC0415
 
     registry_cmds.register(app)
+    from cfakey.cli import keys_cmds  # noqa: PLC0415
+
+    keys_cmds.register(app)
     cfa_cmds.register(app)
     from cfakey.cli import export_cmds  # noqa: PLC0415
 

@@ -74,8 +74,9 @@ def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
         )
     if any(char.isspace() for char in value):
         raise UsageError(
-            "La clé contient un espace ou un saut de ligne en son milieu : c'est souvent un copier-coller "
-            "incomplet ou deux clés collées ensemble. Rien n'a été enregistré.",
+            "La clé contient un espace ou un saut de ligne en son milieu : c'est souvent "
+            "un copier-coller incomplet ou deux clés collées ensemble. "
+            "Rien n'a été enregistré.",
             hint="Recopiez la clé d'un seul tenant depuis le portail de l'OPCO.",
         )
     if not value.isprintable():
@@ -86,11 +87,13 @@ def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
     warnings: list[str] = []
     if len(value) < SHORT_KEY:
         warnings.append(
-            f"Clé inhabituellement courte ({len(value)} caractères) : vérifiez qu'elle est complète."
+            f"Clé inhabituellement courte ({len(value)} caractères) : "
+            "vérifiez qu'elle est complète."
         )
     elif len(value) > LONG_KEY:
         warnings.append(
-            f"Clé inhabituellement longue ({len(value)} caractères) : vérifiez qu'il s'agit bien de la clé."
+            f"Clé inhabituellement longue ({len(value)} caractères) : "
+            "vérifiez qu'il s'agit bien de la clé."
         )
     shape = _KNOWN_SHAPES.get(opco_id or "")
     if shape is not None and not shape[0].fullmatch(value):
@@ -649,7 +652,8 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
     if missing:
         raise UsageError(
             f"{path} : colonne(s) manquante(s) : {', '.join(missing)}.",
-            hint="Colonnes attendues : cfa, opco, key ; facultatives : expires, obtained, cfa_name.",
+            hint="Colonnes attendues : cfa, opco, key ; "
+            "facultatives : expires, obtained, cfa_name.",
         )
     rows: list[dict[str, str]] = []
     for raw in reader:
