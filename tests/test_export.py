@@ -231,7 +231,10 @@ def test_write_new_file_is_private_and_never_clobbers(tmp_path: Path) -> None:
     write_new_file(target, b"third", replace=True)
     assert target.read_bytes() == b"third"
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.env"]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    metadata_files = Paths.from_env().data_dir.glob("cfakey.sqlite3*")
+    for path in metadata_files:
+        assert b"CANARY" not in path.read_bytes(), path
 
 
 def test_write_output_translates_errors(tmp_path: Path) -> None:
@@ -389,3 +392,255 @@ def test_cli_unknown_format_writes_nothing(tmp_path: Path) -> None:
     assert result.exit_code == ExitCode.USAGE
     assert "Format inconnu : « xml »" in result.stderr
     assert not target.exists()
+
+
+# The command, end to end, with the real encrypted-file store ---------------------------
+
+CANARY = "CANARY-a'b\"c$d\\e`f+g/h=i#j"
+CANARY_SANTE = "CANARY2+sante/key=="
+
+
+def store_keys(
+    entries: dict[tuple[str, str], tuple[str, datetime | None]],
+    cfas: tuple[tuple[str, str], ...] = ((SIRET, "CFA Principal"), (OTHER_SIRET, "CFA Annexe")),
+) -> None:
+    """Register CFAs and store keys through the real store and metadata, as ``add`` would."""
+    from cfakey.context import AppContext  # noqa: PLC0415
+    from cfakey.core.storage import store_key  # noqa: PLC0415
+
+    context = AppContext()
+    metadata = context.metadata()
+    for siret, name in cfas:
+        metadata.add_cfa(siret, name, None)
+    store = context.key_store()
+    with store.batch():
+        for (siret, opco_id), (secret, expires_at) in entries.items():
+            record = key_record(opco_id, secret, siret, expires_at)
+            record = KeyRecord(**{**record.__dict__, "store": store.kind})
+            store_key(store, metadata, record, secret, action="added")
+    store.close()
+    metadata.close()
+
+
+def journal() -> list[tuple[str, str | None, str | None, str]]:
+    with Metadata.open(Paths.from_env()) as metadata:
+        return [
+            (entry.action, entry.opco_id, entry.new_fingerprint, entry.detail)
+            for entry in metadata.journal()
+            if entry.action == "exported"
+        ]
+
+
+@pytest.fixture
+def two_keys(isolated_home: Path) -> None:
+    store_keys(
+        {
+            (SIRET, "atlas"): (CANARY, datetime(2030, 1, 1, tzinfo=UTC)),
+            (SIRET, "sante"): (CANARY_SANTE, None),
+            (OTHER_SIRET, "atlas"): ("annexe-atlas", None),
+        }
+    )
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_env_file_is_private_sourced_exactly_and_journalled(tmp_path: Path) -> None:
+    target = tmp_path / "cles.env"
+    result = run_cli("export", "--format", "env", "--output", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert mode(target) == 0o600
+    assert "2 clés exportée(s)" in result.stderr
+    assert result.stdout == ""
+    assert "CANARY" not in result.stderr
+    shell = subprocess.run(
+        ["sh", "-c", f'. {target}; printf "%s\\0%s" "$CFA_KEY_ATLAS" "$CFA_KEY_SANTE"'],
+        capture_output=True,
+        check=True,
+    )
+    assert shell.stdout.decode().split("\0") == [CANARY, CANARY_SANTE]
+    assert journal() == [
+        ("exported", "atlas", fingerprint(CANARY), f"export env vers {target.resolve()}"),
+        ("exported", "sante", fingerprint(CANARY_SANTE), f"export env vers {target.resolve()}"),
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "cfakey-home",
+        "cles.env",
+        "user-home",
+    ] or (
+        {p.name for p in tmp_path.iterdir()} >= {"cles.env"}
+        and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    )
+
+
+@pytest.mark.usefixtures("two_keys")
+@pytest.mark.parametrize("fmt", core.FORMATS)
+def test_cli_each_format_to_a_pipe_round_trips(fmt: str, tmp_path: Path) -> None:
+    result = run_cli("export", "--opco", "atlas", "--format", fmt)
+    assert result.exit_code == 0, result.stderr
+    assert "CANARY" not in result.stderr
+    text = result.stdout
+    if fmt == "env":
+        target = tmp_path / "k.env"
+        target.write_text(text, encoding="utf-8")
+        shell = subprocess.run(
+            ["sh", "-c", f'. {target}; printf %s "$CFA_KEY_ATLAS"'],
+            capture_output=True,
+            check=True,
+        )
+        value = shell.stdout.decode()
+    elif fmt == "dotenv":
+        target = tmp_path / ".env"
+        target.write_text(text, encoding="utf-8")
+        value = dotenv_values(target)["CFA_KEY_ATLAS"] or ""
+    elif fmt == "csv":
+        value = next(csv.DictReader(io_lines(text)))["cle"]
+    else:
+        loaded = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        value = loaded["keys"][0]["key"]
+        assert loaded["keys"][0]["cfa"]["siret"] == SIRET
+        assert loaded["keys"][0]["expires_at"] == "2030-01-01T00:00:00+00:00"
+    assert value == CANARY
+    assert journal() == [("exported", "atlas", fingerprint(CANARY), f"export {fmt} vers stdout")]
+
+
+def io_lines(text: str) -> list[str]:
+    return text.splitlines(keepends=True)
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_all_cfas_uses_siret_names() -> None:
+    result = run_cli("export", "--toutes-cfa", "--opco", "atlas", "--format", "dotenv")
+    assert result.exit_code == 0, result.stderr
+    assert f"CFA_KEY_{SIRET}_ATLAS=" in result.stdout
+    assert f'CFA_KEY_{OTHER_SIRET}_ATLAS="annexe-atlas"' in result.stdout
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_existing_output_needs_force(tmp_path: Path) -> None:
+    target = tmp_path / "cles.json"
+    target.write_text("précieux", encoding="utf-8")
+    target.chmod(0o644)
+    result = run_cli("export", "--format", "json", "--output", str(target))
+    assert result.exit_code == ExitCode.ALREADY_EXISTS
+    assert "existe déjà" in result.stderr
+    assert "--force" in result.stderr
+    assert target.read_text(encoding="utf-8") == "précieux"
+    assert journal() == []
+    forced = run_cli("export", "--format", "json", "--output", str(target), "--force")
+    assert forced.exit_code == 0, forced.stderr
+    assert json.loads(target.read_text(encoding="utf-8"))["keys"][0]["key"] == CANARY
+    assert mode(target) == 0o600
+
+
+@pytest.mark.usefixtures("two_keys")
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("absent/cles.env", "n'existe pas"), ("/sys/cfakey-test.env", "Impossible d'écrire")],
+)
+def test_cli_unusable_directory_writes_nothing(tmp_path: Path, where: str, expected: str) -> None:
+    target = tmp_path / where
+    if where.startswith("/sys") and os.access("/sys", os.W_OK) and os.geteuid() != 0:
+        pytest.skip("needs a directory this user cannot write")
+    result = run_cli("export", "--format", "env", "--output", str(target))
+    assert result.exit_code == ExitCode.ERROR
+    assert expected in result.stderr
+    assert not target.exists()
+    assert journal() == []
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_no_matching_key() -> None:
+    result = run_cli("export", "--opco", "afdas", "--format", "env")
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "Aucune clé ne correspond à la sélection (afdas)" in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_unknown_opco_is_usage() -> None:
+    result = run_cli("export", "--opco", "atlass", "--format", "env")
+    assert result.exit_code == ExitCode.USAGE
+    assert "OPCO inconnu" in result.stderr
+
+
+def test_cli_expired_keys_flagged_and_strict_refuses(isolated_home: Path, tmp_path: Path) -> None:
+    store_keys(
+        {
+            (SIRET, "atlas"): (CANARY, datetime(2020, 1, 1, tzinfo=UTC)),
+            (SIRET, "sante"): (CANARY_SANTE, datetime.now(UTC) + timedelta(days=5)),
+        }
+    )
+    target = tmp_path / "cles.env"
+    strict = run_cli("export", "--format", "env", "--output", str(target), "--strict")
+    assert strict.exit_code == ExitCode.ERROR
+    assert "Export refusé (--strict)" in strict.stderr
+    assert "a expiré le 01/01/2020" in strict.stderr
+    assert not target.exists()
+    assert journal() == []
+    lenient = run_cli("export", "--format", "env", "--output", str(target))
+    assert lenient.exit_code == 0
+    assert "a expiré le 01/01/2020" in lenient.stderr
+    assert "OPCO Santé" in lenient.stderr
+    assert target.exists()
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_locked_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", "mauvais-mot-de-passe")
+    target = tmp_path / "cles.env"
+    result = run_cli("export", "--format", "env", "--output", str(target))
+    assert result.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert "Erreur :" in result.stderr
+    assert not target.exists()
+    assert journal() == []
+
+
+def run_in_terminal(*args: str) -> tuple[int, str]:
+    """Run the real ``cfakey`` with stdout and stderr on a pseudo-terminal."""
+    import pty  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cfakey", *args],
+        stdout=follower,
+        stderr=follower,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return process.wait(timeout=30), b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_terminal_needs_reveal() -> None:
+    code, screen = run_in_terminal("export", "--format", "env")
+    assert code == ExitCode.USAGE
+    assert "--reveal" in screen
+    assert "CANARY" not in screen
+    code, screen = run_in_terminal("export", "--format", "env", "--opco", "sante", "--reveal")
+    assert code == 0
+    assert CANARY_SANTE in screen
+
+
+def test_progress_bar_on_a_terminal_for_many_keys(isolated_home: Path, tmp_path: Path) -> None:
+    opcos = ("afdas", "akto", "atlas", "constructys", "opcommerce", "ocapiat")
+    store_keys({(SIRET, opco_id): (f"cle-{opco_id}", None) for opco_id in opcos})
+    target = tmp_path / "cles.env"
+    code, screen = run_in_terminal("export", "--format", "env", "--output", str(target))
+    assert code == 0, screen
+    assert "Lecture des clés" in screen
+    assert "cle-" not in screen
+    assert target.read_text(encoding="utf-8").count("export CFA_KEY_") == 6

@@ -17,7 +17,18 @@ from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.registry.model import Registry
 from cfakey.stores.base import entry_name
-from tests.test_export import OTHER_SIRET, SIRET, CountingStore, key_record
+from tests.conftest import run_cli
+from tests.test_export import (
+    CANARY,
+    CANARY_SANTE,
+    OTHER_SIRET,
+    SIRET,
+    CountingStore,
+    journal,
+    key_record,
+    mode,
+    two_keys,  # noqa: F401 - fixture
+)
 
 TRICKY = "a'b\"c$d\\e`f+g/h=i#j<&>"
 EXPIRES = datetime(2027, 3, 21, 12, 0, tzinfo=UTC)
@@ -161,3 +172,121 @@ def test_unknown_or_missing_is_an_error_before_any_read(
         fill("x={{ cfakey:atlas }}\n" + text, stocked, registry)
     assert expected.replace("ligne 2", "ligne 3") in str(caught.value)
     assert stocked[1].batches == 0
+
+
+# inject, end to end ---------------------------------------------------------------------
+
+
+def write_template(tmp_path: Path, text: str) -> Path:
+    template = tmp_path / "si.ini.tpl"
+    template.write_text(text, encoding="utf-8")
+    return template
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_inject_fills_a_private_file_and_journals(tmp_path: Path) -> None:
+    template = write_template(
+        tmp_path,
+        "[atlas]\ncle = {{ cfakey:atlas }}\nexpire = {{ cfakey:atlas.expires }}\n"
+        '[json]\nsante = "{{ cfakey:sante | json }}"\n',
+    )
+    target = tmp_path / "si.ini"
+    result = run_cli("inject", "-i", str(template), "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert "CANARY" not in result.stdout + result.stderr
+    assert mode(target) == 0o600
+    assert target.read_text(encoding="utf-8") == (
+        f'[atlas]\ncle = {CANARY}\nexpire = 2030-01-01\n[json]\nsante = "{CANARY_SANTE}"\n'
+    )
+    entries = journal()
+    assert [entry[1] for entry in entries] == ["atlas", "sante"]
+    assert entries[0][3] == f"inject vers {target.resolve()} (modèle {template.resolve()})"
+    again = run_cli("inject", "-i", str(template), "-o", str(target))
+    assert again.exit_code == ExitCode.ALREADY_EXISTS
+    assert "existe déjà" in again.stderr
+    assert run_cli("inject", "-i", str(template), "-o", str(target), "--force").exit_code == 0
+
+
+@pytest.mark.usefixtures("two_keys")
+@pytest.mark.parametrize(
+    ("text", "code", "expected"),
+    [
+        (
+            "x = {{ cfakey:atlas }}\nb = {{ cfakey:atlass }}\n",
+            2,
+            "ligne 2 : OPCO inconnu : « atlass »",
+        ),
+        ("x = {{ cfakey:atlas }}\nb = {{ cfakey:atlas\n", 2, "ligne 2 : accolades non fermées"),
+        ("a = {{ cfakey:atlas.couleur }}\n", 2, "ligne 1 : référence inconnue"),
+        ("x = {{ cfakey:atlas }}\n\nb = {{ cfakey:afdas }}\n", 3, "ligne 3 : aucune clé Afdas"),
+    ],
+)
+def test_cli_inject_bad_template_writes_nothing(
+    tmp_path: Path, text: str, code: int, expected: str
+) -> None:
+    template = write_template(tmp_path, text)
+    target = tmp_path / "si.ini"
+    result = run_cli("inject", "-i", str(template), "-o", str(target))
+    assert result.exit_code == code
+    assert f"{template}, {expected}" in result.stderr
+    assert not target.exists()
+    assert journal() == []
+
+
+def test_cli_inject_missing_template(tmp_path: Path) -> None:
+    target = tmp_path / "si.ini"
+    result = run_cli("inject", "-i", str(tmp_path / "absent.tpl"), "-o", str(target))
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "Modèle introuvable" in result.stderr
+    assert not target.exists()
+
+
+# exec, end to end -----------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_exec_passes_keys_and_exit_code(tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    script = f'printf "%s\\0%s" "$CFA_KEY_ATLAS" "$CFA_KEY_SANTE" > {out}; exit 7'
+    result = run_cli("exec", "--", "sh", "-c", script)
+    assert result.exit_code == 7
+    assert out.read_text(encoding="utf-8").split("\0") == [CANARY, CANARY_SANTE]
+    assert "CANARY" not in result.stdout + result.stderr
+    assert [(entry[1], entry[3]) for entry in journal()] == [
+        ("atlas", "exec de sh"),
+        ("sante", "exec de sh"),
+    ]
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_exec_selection_and_all_cfas(tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    script = f"env | grep ^CFA_KEY_ | cut -d= -f1 | sort > {out}"
+    result = run_cli("exec", "--toutes-cfa", "--opco", "atlas", "--", "sh", "-c", script)
+    assert result.exit_code == 0, result.stderr
+    assert out.read_text(encoding="utf-8").split() == sorted(
+        [f"CFA_KEY_{OTHER_SIRET}_ATLAS", f"CFA_KEY_{SIRET}_ATLAS"]
+    )
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_exec_signal_becomes_128_plus_n() -> None:
+    result = run_cli("exec", "--opco", "atlas", "--", "sh", "-c", "kill -TERM $$")
+    assert result.exit_code == 128 + 15
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_exec_without_command() -> None:
+    for args in (("exec",), ("exec", "--opco", "atlas", "--")):
+        result = run_cli(*args)
+        assert result.exit_code == ExitCode.USAGE
+        assert "Aucune commande à lancer" in result.stderr
+    assert journal() == []
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_exec_command_not_found_is_127_and_not_journalled() -> None:
+    result = run_cli("exec", "--", "cfakey-commande-inexistante", "--x")
+    assert result.exit_code == 127
+    assert "Commande introuvable : « cfakey-commande-inexistante »" in result.stderr
+    assert journal() == []

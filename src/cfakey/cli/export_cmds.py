@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -114,12 +114,14 @@ def export(
     keys = _read_keys(context, plan)
     text = core.render(keys, fmt, qualified=plan.qualified, exported_at=context.now())
     destination = "stdout" if output is None else str(output.resolve())
-    with metadata.transaction():
-        core.journal_export(metadata, keys, f"export {fmt} vers {destination}")
-        if output is None:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        else:
+    if output is None:
+        # Journalled first: even a reader that stops early may have received keys.
+        with metadata.transaction():
+            core.journal_export(metadata, keys, f"export {fmt} vers {destination}")
+        _write_stdout(text)
+    else:
+        with metadata.transaction():
+            core.journal_export(metadata, keys, f"export {fmt} vers {destination}")
             core.write_output(output, text, force=force)
     if fmt == "csv":
         for key in core.formula_risks(keys):
@@ -132,6 +134,23 @@ def export(
         print_notice(
             f"{_count(len(keys))} exportée(s) vers {output} (format {fmt}, lisible par vous seul)."
         )
+
+
+def _write_stdout(text: str) -> None:
+    import os  # noqa: PLC0415
+
+    from cfakey.errors import CfakeyError  # noqa: PLC0415
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again when flushing at exit: point stdout at nothing.
+        with suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise CfakeyError(
+            "La sortie a été fermée avant la fin de l'export : export incomplet."
+        ) from None
 
 
 def _count(number: int) -> str:
@@ -203,7 +222,8 @@ def exec_command(
     command: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="-- COMMANDE [ARGUMENTS...]", help="Commande à lancer avec les clés."
+            metavar="COMMANDE",
+            help="Commande à lancer avec ses arguments, après « -- » (ex. : -- mon-si --synchro).",
         ),
     ] = None,
     cfa: CfaOption = None,
