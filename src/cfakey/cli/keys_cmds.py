@@ -324,9 +324,7 @@ def _lifecycle(
     cfa = _cfa(context, given.cfa)
     dialogue = Dialogue(given.interactive, assume_yes=given.yes)
     if given.expires is not None:
-        from cfakey.expiry import parse_date  # noqa: PLC0415
-
-        parse_date(given.expires)  # an unreadable date fails before any step
+        keys.read_date(given.expires)  # an unreadable date fails before any step
     existing = metadata.get_key(cfa.siret, opco.id)
     if rotation and existing is None:
         raise NotFoundError(

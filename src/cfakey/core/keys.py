@@ -138,8 +138,22 @@ def local_midnight(day: date) -> datetime:
     return datetime.combine(day, time()).astimezone().astimezone(UTC)
 
 
+def read_date(text: str) -> datetime:
+    """:func:`parse_date`, but a long value (a key pasted in the wrong field) is not quoted back."""
+    try:
+        return parse_date(text)
+    except UsageError as error:
+        if len(text.strip()) <= 20:
+            raise
+        raise UsageError(
+            f"Date illisible ({_quote(text)}). Formats acceptés : JJ/MM/AAAA, AAAA-MM-JJ, "
+            "avec éventuellement HH:MM.",
+            hint=error.hint,
+        ) from None
+
+
 def _typed_date(text: str) -> datetime:
-    return parse_date(text).astimezone().astimezone(UTC)
+    return read_date(text).astimezone().astimezone(UTC)
 
 
 def resolve_expiry(
@@ -814,7 +828,7 @@ class _RowChecker:
 def _quote(value: str) -> str:
     """A cell value for an error message; long values (a key in the wrong column) are not shown."""
     value = value.strip()
-    if len(value) > 24:
+    if len(value) > 20:
         return f"(valeur de {len(value)} caractères, non affichée)"
     return f"« {value} »"
 

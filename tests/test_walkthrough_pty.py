@@ -1,0 +1,83 @@
+"""``cfakey add atlas`` in a real pseudo-terminal: pauses, hidden key input, Ctrl-C.
+
+Runs the installed console script (what an operator types), so it also checks that the
+entry point, getpass on a terminal and the interrupt handling work outside CliRunner.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from cfakey.registry.loader import load_registry
+from tests.conftest import run_cli
+
+pexpect = pytest.importorskip("pexpect")
+
+SIRET = "18130002100373"
+KEY = "Pty+Key/0123456789abcdefghijkl=="
+STEPS = len(load_registry(None, None)[0].get("atlas").steps)
+
+
+def cfakey_command() -> list[str]:
+    beside = Path(sys.executable).with_name("cfakey")
+    found = str(beside) if beside.exists() else shutil.which("cfakey")
+    return [found] if found else [sys.executable, "-m", "cfakey"]
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    command = [*cfakey_command(), *args]
+    child = pexpect.spawn(
+        command[0],
+        command[1:],
+        env={**os.environ, "BROWSER": "true", "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(40, 120),
+    )
+    child.logfile_read = None
+    return child
+
+
+@pytest.fixture
+def cfa() -> str:
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA Pty").exit_code == 0
+    return SIRET
+
+
+def test_add_atlas_in_a_real_terminal(cfa: str) -> None:
+    child = spawn("add", "atlas")
+    child.expect("Ouvrir le portail")
+    child.sendline("n")
+    for number in range(1, STEPS + 1):
+        child.expect(f"Étape {number}/{STEPS}")
+        if number < STEPS:
+            child.expect(r"\[Entrée pour continuer\]")
+            child.sendline("")
+    child.expect("Collez la clé")
+    child.sendline(KEY)
+    child.expect("Clé Atlas enregistrée")
+    child.expect("cfakey verify atlas")
+    child.expect(pexpect.EOF)
+    transcript = (child.before or "") + (child.after if isinstance(child.after, str) else "")
+    child.close()
+    assert child.exitstatus == 0
+    assert KEY not in transcript  # getpass did not echo it
+    assert run_cli("show", "atlas", "--reveal").stdout == KEY + "\n"
+
+
+def test_ctrl_c_in_the_walkthrough_stores_nothing(cfa: str) -> None:
+    child = spawn("add", "atlas")
+    child.expect("Ouvrir le portail")
+    child.sendline("n")
+    child.expect("Étape 2/")
+    child.sendintr()
+    child.expect("rien n'a été enregistré")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert run_cli("list", "--json").stdout.strip() == "[]"
