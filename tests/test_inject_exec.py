@@ -100,7 +100,8 @@ def fill(
 ) -> str:
     metadata, store = stocked
     template = core.parse_template(text, "modele")
-    return core.fill_template(template, metadata, registry, store, **kwargs).text
+    planned = core.plan_template(template, metadata, registry, **kwargs)
+    return core.fill_template(planned, store).text
 
 
 def test_raw_insertion_for_ini_and_properties(
@@ -222,8 +223,10 @@ def test_cli_inject_fills_a_private_file_and_journals(tmp_path: Path) -> None:
     ],
 )
 def test_cli_inject_bad_template_writes_nothing(
-    tmp_path: Path, text: str, code: int, expected: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, code: int, expected: str
 ) -> None:
+    # A wrong store password proves the template is checked before the store is opened.
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", "mauvais-mot-de-passe")
     template = write_template(tmp_path, text)
     target = tmp_path / "si.ini"
     result = run_cli("inject", "-i", str(template), "-o", str(target))

@@ -194,16 +194,14 @@ def inject(
     parsed = core.read_template(template)
     core.check_destination(output, force=force)
     metadata = context.metadata()
-    store = context.key_store()
-    count = len({(ref.cfa, ref.opco) for ref in parsed.references})
-    with _progress(count) as on_progress:
-        filled = core.fill_template(
-            parsed, metadata, context.registry, store, cfa_query=cfa, on_progress=on_progress
-        )
-    flags = core.expiry_flags(filled.keys, context.now(), _window(context))
+    planned = core.plan_template(parsed, metadata, context.registry, cfa_query=cfa)
+    flags = core.expiry_flags(planned.plan.keys, context.now(), _window(context))
     _report_flags(flags)
     if strict:
         core.refuse_if_strict(flags)
+    store = context.key_store()
+    with _progress(len(planned.plan.keys)) as on_progress:
+        filled = core.fill_template(planned, store, on_progress=on_progress)
     destination = str(output.resolve())
     with metadata.transaction():
         core.journal_export(

@@ -536,20 +536,24 @@ class Filled:
     keys: tuple[ExportedKey, ...]
 
 
-def fill_template(
+@dataclass(frozen=True)
+class TemplatePlan:
+    """A template whose references all designate stored keys, before any key is read."""
+
+    template: Template
+    plan: KeyPlan
+    targets: tuple[tuple[str, str], ...]
+
+
+def plan_template(
     template: Template,
     metadata: Metadata,
     registry: Registry,
-    store: KeyStore,
     *,
     cfa_query: str | None = None,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> Filled:
-    """Resolve every reference, read the keys in one store session, and fill the template.
-
-    Every reference is checked before any key is read: an unknown CFA or OPCO, or a
-    key that was never stored, is an error naming the line.
-    """
+) -> TemplatePlan:
+    """Resolve every reference from the metadata alone, so that a mistake in the template
+    is reported (with its line) before the store is even unlocked."""
     from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
     from cfakey.registry.names import resolve  # noqa: PLC0415
 
@@ -580,13 +584,21 @@ def fill_template(
             )
         wanted.setdefault((cfa.siret, opco.id), _planned(registry, cfa, record))
         targets.append((cfa.siret, opco.id))
-    keys = read_planned(
-        store, KeyPlan(tuple(wanted.values()), qualified=True), on_progress=on_progress
-    )
+    return TemplatePlan(template, KeyPlan(tuple(wanted.values()), qualified=True), tuple(targets))
+
+
+def fill_template(
+    planned: TemplatePlan,
+    store: KeyStore,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Filled:
+    """Read the planned keys in one store session and fill the template with them."""
+    keys = read_planned(store, planned.plan, on_progress=on_progress)
     by_id = {(key.siret, key.opco_id): key for key in keys}
     out: list[str] = []
-    references = iter(targets)
-    for part in template.parts:
+    references = iter(planned.targets)
+    for part in planned.template.parts:
         if isinstance(part, str):
             out.append(part)
             continue
