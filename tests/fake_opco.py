@@ -265,7 +265,7 @@ class FakeOpco:
             context.load_cert_chain(str(tls[0]), str(tls[1]))
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
             self.scheme = "https"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
 
     @property
     def port(self) -> int:
@@ -291,6 +291,10 @@ class FakeOpco:
         """A copy of every request received so far."""
         with self.state.lock:
             return list(self.state.requests)
+
+    def _serve(self) -> None:
+        # A short poll interval makes shutdown() quick, which keeps the test suite fast.
+        self._server.serve_forever(poll_interval=0.02)
 
     def start(self) -> FakeOpco:
         """Serve in the background."""

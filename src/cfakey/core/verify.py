@@ -765,7 +765,7 @@ def _transport_detail(error: Exception, settings: VerifySettings) -> str:  # noq
     if isinstance(error, httpx.ConnectError):
         if "name or service not known" in text or "name resolution" in text or "nodename" in text:
             return "nom d'hôte introuvable (échec DNS)"
-        if "refused" in text:
+        if "refused" in text or any(isinstance(item, ConnectionRefusedError) for item in chain):
             return "connexion refusée"
         return "connexion impossible"
     if isinstance(error, httpx.UnsupportedProtocol | httpx.InvalidURL):
@@ -937,7 +937,7 @@ def advice(outcome: Outcome, job: VerifyJob) -> str:
         Outcome.KEY_REFUSED: (
             "La clé a peut-être été régénérée par un collègue, révoquée, ou mal copiée. Récupérez "
             f"la clé en cours sur le portail de l'OPCO (cfakey guide {opco}), enregistrez-la "
-            f"(cfakey add {opco} --cfa {job.siret}) et recopiez-la dans le logiciel du CFA."
+            f"(cfakey rotate {opco} --cfa {job.siret}) et recopiez-la dans le logiciel du CFA."
         ),
         Outcome.UNSUPPORTED: (
             "Cet OPCO n'offre aucun point d'accès de vérification à cette adresse : vérifiez "
