@@ -379,6 +379,8 @@ def test_add_then_rotate_journals_both_fingerprints(metadata: Metadata, registry
     )
     with pytest.raises(NotFoundError):
         save(metadata, registry, store, SIRET_A, "afdas", "A" * 64, rotation=True)
+    with pytest.raises(UsageError, match="identique à l'ancienne"):
+        save(metadata, registry, store, SIRET_A, "atlas", new_key, replace=True, rotation=True)
 
 
 def test_same_key_for_another_opco_or_cfa_is_refused_unless_confirmed(

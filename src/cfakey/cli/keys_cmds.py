@@ -716,8 +716,9 @@ def _summary(view: Overview) -> None:
     counts: dict[str, int] = {}
     for row in view.rows:
         counts[row.status] = counts.get(row.status, 0) + 1
+    plurals = {"expirée": "expirées", "valide": "valides"}
     parts = [
-        f"{counts[status]} {status}"
+        f"{counts[status]} {plurals.get(status, status) if counts[status] > 1 else status}"
         for status in ("expirée", "à renouveler", "valide", "sans date")
         if counts.get(status)
     ]
@@ -864,7 +865,7 @@ def show(
         f"Empreinte     : {record.fingerprint}",
     ]
     if row.rotation_due is not None:
-        lines.insert(4, f"Renouvellement conseillé : {row.rotation_due:%d/%m/%Y}")
+        lines.insert(4, f"Rotation      : conseillée le {row.rotation_due:%d/%m/%Y}")
     _write(lines)
 
 

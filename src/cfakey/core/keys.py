@@ -531,7 +531,12 @@ def save_key(
             hint="Si c'est voulu, confirmez (ou ajoutez --yes).",
         )
     existing = conflicts.existing
-    if existing is not None and existing.fingerprint == fp and not rotation:
+    if existing is not None and existing.fingerprint == fp:
+        if rotation:
+            raise UsageError(
+                "La nouvelle clé est identique à l'ancienne : le portail l'a-t-il bien "
+                "régénérée ? Rien n'a été modifié."
+            )
         raise AlreadyExistsError(
             f"Cette clé est déjà enregistrée pour {opco.name} et le CFA {cfa.siret} : rien à faire."
         )
