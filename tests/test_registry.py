@@ -78,7 +78,7 @@ def test_unknown_name_suggests(registry: Registry) -> None:
 def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first, _ = load_registry(None, cache)
-    files = list(cache.glob("registry-*.pickle"))
+    files = list(cache.glob("registry.pickle"))
     assert len(files) == 1
     assert files[0].stat().st_mode & 0o777 == 0o600
     again, _ = load_registry(None, cache)
@@ -90,7 +90,7 @@ def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
     merged, source = load_registry(overlay, cache)
     assert merged.get("atlas").api.base_url == "https://api.example.org"
     assert source.overlay == overlay
-    assert len(list(cache.glob("registry-*.pickle"))) == 1
+    assert len(list(cache.glob("registry.pickle"))) == 1
     files[0].write_bytes(b"garbage")
     assert load_registry(None, cache)[0] == first
 

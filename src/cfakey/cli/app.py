@@ -6,12 +6,15 @@ inside the command bodies so that ``cfakey --version`` costs little more than ty
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 from cfakey import __version__
@@ -21,13 +24,54 @@ if TYPE_CHECKING:
     from typer._click.core import Context as ClickContext
 
 
-class CfakeyGroup(TyperGroup):
-    """Turns cfakey's errors, click's usage errors and interruptions into French and exit codes.
+# Command name -> the module (in cfakey.cli) whose ``register(app)`` defines it, in the
+# order ``--help`` lists them. Only the module of the command being run is imported, and
+# only its commands are turned into click commands: start-up time is a feature.
+COMMAND_MODULES: dict[str, str] = {
+    "opcos": "registry_cmds",
+    "guide": "registry_cmds",
+    "cfa": "cfa_cmds",
+    "add": "keys_cmds",
+    "list": "keys_cmds",
+    "show": "keys_cmds",
+    "rotate": "keys_cmds",
+    "remove": "keys_cmds",
+    "check": "keys_cmds",
+    "import": "keys_cmds",
+    "journal": "keys_cmds",
+    "export": "export_cmds",
+    "inject": "export_cmds",
+    "exec": "export_cmds",
+    "verify": "verify_cmds",
+    "config": "verify_cmds",
+}
 
-    Handling them here rather than around ``app()`` means the test runner and the real
-    entry point behave the same. ``CFAKEY_DEBUG=1`` lets the exception through, with
-    its traceback.
+
+@functools.cache
+def _module_commands(module_name: str) -> TyperGroup:
+    """The click commands one command module registers, built on first use."""
+    module = importlib.import_module(f"cfakey.cli.{module_name}")
+    holder = typer.Typer(cls=TyperGroup)
+    module.register(holder)
+    return typer.main.get_group(holder)
+
+
+class CfakeyGroup(TyperGroup):
+    """The root command: lazy subcommands, and French errors with documented exit codes.
+
+    cfakey's errors, click's usage errors and interruptions are handled here rather than
+    around ``app()``, so the test runner and the real entry point behave the same.
+    ``CFAKEY_DEBUG=1`` lets the exception through, with its traceback.
     """
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        return list(COMMAND_MODULES)
+
+    def get_command(self, ctx: ClickContext, cmd_name: str) -> Any:
+        module_name = COMMAND_MODULES.get(cmd_name)
+        if module_name is None:
+            return None
+        return _module_commands(module_name).get_command(ctx, cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415
@@ -136,19 +180,3 @@ def root(
         ctx.obj.registry_overlay = registry
     else:
         ctx.obj = AppContext(registry_overlay=registry)
-
-
-def _register() -> None:
-    from cfakey.cli import cfa_cmds, registry_cmds  # noqa: PLC0415
-
-    registry_cmds.register(app)
-    from cfakey.cli import keys_cmds  # noqa: PLC0415
-
-    keys_cmds.register(app)
-    cfa_cmds.register(app)
-    from cfakey.cli import export_cmds  # noqa: PLC0415
-
-    export_cmds.register(app)
-
-
-_register()

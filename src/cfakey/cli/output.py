@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -53,6 +54,46 @@ def to_jsonable(value: Any) -> Any:
 def print_json(value: Any) -> None:
     """Pretty, UTF-8 JSON on stdout: the contract scripts rely on."""
     sys.stdout.write(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2) + "\n")
+
+
+def text_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int | None = None
+) -> list[str]:
+    """Rows aligned in columns, the widest columns wrapped until the table fits ``width``.
+
+    Plain text on purpose: importing and laying out a rich table costs more than the rest
+    of a command like ``opcos``, and this output pipes cleanly into other tools.
+    """
+    import shutil  # noqa: PLC0415
+    import textwrap  # noqa: PLC0415
+
+    limit = width or shutil.get_terminal_size((100, 24)).columns
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
+    # A column never gets narrower than its longest word, so words are never split.
+    floor = [
+        max(len(word) for text in (header, *(row[i] for row in rows)) for word in text.split())
+        for i, header in enumerate(headers)
+    ]
+    while sum(widths) + 2 * (len(widths) - 1) > limit:
+        widest = max(range(len(widths)), key=lambda i: widths[i] - floor[i])
+        if widths[widest] <= floor[widest]:
+            break
+        widths[widest] -= 1
+
+    def render(cells: Sequence[str]) -> list[str]:
+        wrapped = [textwrap.wrap(cell, w) or [""] for cell, w in zip(cells, widths, strict=True)]
+        return [
+            "  ".join(
+                (cell[depth] if depth < len(cell) else "").ljust(w)
+                for cell, w in zip(wrapped, widths, strict=True)
+            ).rstrip()
+            for depth in range(max(len(cell) for cell in wrapped))
+        ]
+
+    lines = [*render(headers), "  ".join("─" * w for w in widths)]
+    for row in rows:
+        lines.extend(render(row))
+    return lines
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -36,41 +37,34 @@ def opcos(
 
         print_json([opco_summary(opco) for opco in registry.opcos])
         return
-    from rich import box  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
 
-    from cfakey.cli.output import console  # noqa: PLC0415
+    from cfakey.cli.output import text_table  # noqa: PLC0415
     from cfakey.expiry import describe  # noqa: PLC0415
     from cfakey.registry.model import SCOPE_SHORT_LABELS  # noqa: PLC0415
 
-    out = console()
-    # Below 110 columns the ids would squeeze every other column: names resolve as well.
-    with_ids = out.width >= 110
-    table = Table(
-        title=f"Registre des OPCO (version {registry.version})",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
+    # Below 100 columns the ids would squeeze every other column; names resolve as well.
+    with_ids = shutil.get_terminal_size((100, 24)).columns >= 100
     headers = ["OPCO", "Id"] if with_ids else ["OPCO"]
-    for header in (*headers, "Obtention", "Durée de vie", "Portée", "Contrats", "Factures"):
-        table.add_column(header, no_wrap=header in {"Id", "Contrats", "Factures"}, overflow="fold")
-    for opco in registry.opcos:
-        connection = opco.connection
-        table.add_row(
-            *([opco.name, opco.id] if with_ids else [opco.name]),
+    headers += ["Obtention", "Durée de vie", "Portée", "Contrats", "Factures"]
+    rows = [
+        (
+            *((opco.name, opco.id) if with_ids else (opco.name,)),
             OBTAIN_SHORT_LABELS[opco.obtain],
             describe(opco.expiry),
             SCOPE_SHORT_LABELS[opco.scope],
-            CONNECTION_SHORT_LABELS[connection.contracts.state],
-            CONNECTION_SHORT_LABELS[connection.invoices.state],
+            CONNECTION_SHORT_LABELS[opco.connection.contracts.state],
+            CONNECTION_SHORT_LABELS[opco.connection.invoices.state],
         )
-    out.print(table)
-    out.print(
+        for opco in registry.opcos
+    ]
+    lines = [f"Registre des OPCO (version {registry.version})", "", *text_table(headers, rows)]
+    lines.append("")
+    lines.append(
         f"État de l'accrochage au {registry.opcos[0].connection.as_of:%d/%m/%Y}. "
-        "Procédure détaillée : cfakey guide OPCO",
-        style="dim",
+        "Procédure détaillée : cfakey guide OPCO"
     )
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 OBTAIN_SHORT_LABELS = {

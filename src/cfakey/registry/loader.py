@@ -5,13 +5,13 @@ or, in a source checkout and an editable install, at the repository root. An ove
 (``--registry PATH`` or ``CFAKEY_REGISTRY``) is merged over it by OPCO id.
 
 Validation imports pydantic, which costs more than the rest of a command's start-up, so
-the validated registry is cached in the cache directory under a name derived from the
-exact bytes of both files and cfakey's version: any edit invalidates it.
+the validated registry is cached in the cache directory together with the identity
+(path, size, modification time) of both files and cfakey's version: any edit or
+reinstall invalidates it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,30 +57,30 @@ def shipped_registry_path() -> Path:
 def load_registry(overlay: Path | None, cache_dir: Path | None) -> tuple[Registry, RegistrySource]:
     """Return the validated registry (shipped, then ``overlay`` merged over it)."""
     shipped = shipped_registry_path()
-    shipped_bytes = _read(shipped)
-    overlay_bytes = _read(overlay) if overlay is not None else b""
     source = RegistrySource(shipped=shipped, overlay=overlay)
-
-    cache_file = None
-    if cache_dir is not None:
-        digest = hashlib.sha256()
-        for part in (
-            __version__.encode(),
-            str(_CACHE_FORMAT).encode(),
-            shipped_bytes,
-            overlay_bytes,
-        ):
-            digest.update(len(part).to_bytes(8, "big"))
-            digest.update(part)
-        cache_file = cache_dir / f"registry-{digest.hexdigest()[:32]}.pickle"
-        cached = _read_cache(cache_file)
+    cache_file = cache_dir / "registry.pickle" if cache_dir is not None else None
+    # Path, size and modification time of both files: any edit or reinstall changes them.
+    cache_key = (__version__, _CACHE_FORMAT, _file_identity(shipped), _file_identity(overlay))
+    if cache_file is not None:
+        cached = _read_cache(cache_file, cache_key)
         if cached is not None:
             return cached, source
 
-    registry = _build(shipped, shipped_bytes, overlay, overlay_bytes)
+    overlay_bytes = _read(overlay) if overlay is not None else b""
+    registry = _build(shipped, _read(shipped), overlay, overlay_bytes)
     if cache_file is not None:
-        _write_cache(cache_file, registry)
+        _write_cache(cache_file, cache_key, registry)
     return registry, source
+
+
+def _file_identity(path: Path | None) -> tuple[str, int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return (str(path), -1, -1)  # unreadable: the build below reports it
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 def _build(
@@ -220,25 +220,26 @@ def _french(kind: str, english: str, value: Any) -> str:
     return english
 
 
-def _read_cache(cache_file: Path) -> Registry | None:
+def _read_cache(cache_file: Path, cache_key: tuple[object, ...]) -> Registry | None:
     try:
         raw = cache_file.read_bytes()
     except OSError:
         return None
     try:
         # The cache is written by cfakey itself into the user's private (0700) cache
-        # directory; its name is a digest of the exact YAML it was built from.
-        registry = pickle.loads(raw)  # noqa: S301
+        # directory, and is used only if it was built from these very files.
+        key, registry = pickle.loads(raw)  # noqa: S301
     except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
         return None
-    return registry if isinstance(registry, Registry) else None
+    if key != cache_key or not isinstance(registry, Registry):
+        return None
+    return registry
 
 
-def _write_cache(cache_file: Path, registry: Registry) -> None:
+def _write_cache(cache_file: Path, cache_key: tuple[object, ...], registry: Registry) -> None:
     try:
         ensure_private_dir(cache_file.parent)
-        for stale in cache_file.parent.glob("registry-*.pickle"):
-            stale.unlink(missing_ok=True)
-        atomic_write(cache_file, pickle.dumps(registry, protocol=pickle.HIGHEST_PROTOCOL))
+        payload = pickle.dumps((cache_key, registry), protocol=pickle.HIGHEST_PROTOCOL)
+        atomic_write(cache_file, payload)
     except OSError:
         return  # a read-only cache directory only costs speed
