@@ -1,4 +1,4 @@
-"""Benchmark: ``cfakey verify --all --concurrency 32`` over 1,100 keys, the fake OPCO answering in 100 ms.
+"""Benchmark: ``cfakey verify --all --concurrency 32``, 1,100 keys, a fake OPCO answering in 100 ms.
 
 100 CFAs × 11 OPCOs are stored in one batch in a temporary ``CFAKEY_HOME`` (encrypted
 file store), every OPCO's ``api_url`` points at the fake OPCO on 127.0.0.1 (AKTO with
@@ -23,11 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.fake_opco import FakeOpco, running_fake_opco  # noqa: E402
+
 from cfakey.config import Config  # noqa: E402
 from cfakey.context import AppContext  # noqa: E402
 from cfakey.metadata import KeyRecord, Metadata  # noqa: E402
 from cfakey.stores.base import entry_name, fingerprint, oauth_entry_name  # noqa: E402
-from tests.fake_opco import FakeOpco, running_fake_opco  # noqa: E402
 
 DELAY = 0.1
 TARGET_RATIO = 1.3
@@ -122,7 +123,8 @@ def main() -> int:
     ratio = wall / ideal
     print(f"commande       : {' '.join(command[1:])}")
     print(
-        f"code de sortie : {completed.returncode}  (requêtes API : {api_calls}, jetons OAuth : {tokens})"
+        f"code de sortie : {completed.returncode}  "
+        f"(requêtes API : {api_calls}, jetons OAuth : {tokens})"
     )
     print(f"temps réel     : {wall:.2f} s")
     print(f"idéal          : {keys} × {DELAY} s / {args.concurrency} = {ideal:.2f} s")
