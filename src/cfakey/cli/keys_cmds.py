@@ -351,12 +351,7 @@ def _lifecycle(
         and not _walkthrough(dialogue, opco, rotation=rotation)
     ):
         return
-    raw = (
-        _read_key_file(given.from_file)
-        if given.from_file is not None
-        else dialogue.secret("Collez la clé (saisie masquée) : ")
-    )
-    key = keys.clean_key(raw, opco.id)
+    key = _ask_key(dialogue, opco, given.from_file)
     if key.trimmed:
         _say("Espaces ou sauts de ligne retirés au début ou à la fin de la clé.")
     for warning in key.warnings:
@@ -396,6 +391,25 @@ def _lifecycle(
         rotation=rotation,
     )
     _report_saved(context, opco, cfa, saved, expiry)
+
+
+def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey:
+    """The key from the file, stdin or a hidden prompt; on a terminal, three tries."""
+    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.errors import UsageError  # noqa: PLC0415
+
+    if from_file is not None:
+        return keys.clean_key(_read_key_file(from_file), opco.id)
+    tries = 3 if dialogue.tty else 1
+    for attempt in range(1, tries + 1):
+        raw = dialogue.secret("Collez la clé (saisie masquée) : ")
+        try:
+            return keys.clean_key(raw, opco.id)
+        except UsageError as error:
+            if attempt == tries:
+                raise
+            _warn(f"{error.message} Réessayez ({tries - attempt} essai(s) restant(s)).")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
