@@ -237,6 +237,23 @@ def test_write_new_file_is_private_and_never_clobbers(tmp_path: Path) -> None:
         assert b"CANARY" not in path.read_bytes(), path
 
 
+def test_write_new_file_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """File systems without hard links (FAT, some network shares): O_EXCL creation instead."""
+
+    def no_link(_source: object, _target: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    target = tmp_path / "out.env"
+    write_new_file(target, b"first")
+    assert target.read_bytes() == b"first"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_new_file(target, b"second")
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.env"]
+
+
 def test_write_output_translates_errors(tmp_path: Path) -> None:
     target = tmp_path / "out.env"
     target.write_text("précieux", encoding="utf-8")
@@ -644,3 +661,22 @@ def test_progress_bar_on_a_terminal_for_many_keys(isolated_home: Path, tmp_path:
     assert "Lecture des clés" in screen
     assert "cle-" not in screen
     assert target.read_text(encoding="utf-8").count("export CFA_KEY_") == 6
+
+
+def test_cli_dotenv_refuses_interpolation_and_writes_nothing(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    store_keys({(SIRET, "atlas"): ("abc${HOME}def", None)})
+    target = tmp_path / ".env"
+    result = run_cli("export", "--format", "dotenv", "--output", str(target))
+    assert result.exit_code == ExitCode.USAGE
+    assert "format dotenv impossible" in result.stderr
+    assert "abc${HOME}def" not in result.stderr
+    assert not target.exists()
+    assert journal() == []
+    fallback = run_cli("export", "--format", "env", "--output", str(target))
+    assert fallback.exit_code == 0
+    shell = subprocess.run(
+        ["sh", "-c", f'. {target}; printf %s "$CFA_KEY_ATLAS"'], capture_output=True, check=True
+    )
+    assert shell.stdout.decode() == "abc${HOME}def"
