@@ -680,3 +680,21 @@ def test_cli_dotenv_refuses_interpolation_and_writes_nothing(
         ["sh", "-c", f'. {target}; printf %s "$CFA_KEY_ATLAS"'], capture_output=True, check=True
     )
     assert shell.stdout.decode() == "abc${HOME}def"
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_reader_closing_the_pipe_is_a_clean_error_and_journalled() -> None:
+    import sys  # noqa: PLC0415
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cfakey", "export", "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # like `| head -c0`: the reader is gone before cfakey writes
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == ExitCode.ERROR
+    assert "La sortie a été fermée avant la fin de l'export" in err.decode()
+    assert "Traceback" not in err.decode()
+    assert [entry[3] for entry in journal()] == ["export json vers stdout"] * 2
