@@ -15,6 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cfakey.cli.app import app
+from tests.secret_service import (  # noqa: F401 - fixtures, shared with every test module
+    own_secret_service,
+    secret_service,
+    secret_service_daemon,
+)
 
 TEST_FILE_PASSWORD = "mot-de-passe-de-test"
 

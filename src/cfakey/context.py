@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from cfakey.config import Config
     from cfakey.metadata import Metadata
     from cfakey.registry.loader import RegistrySource
+    from cfakey.stores.base import KeyStore
+    from cfakey.stores.file_store import PasswordSource
+    from cfakey.stores.selection import StoreDecision
 
 
 def _utc_now() -> datetime:
@@ -35,8 +38,16 @@ class AppContext:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     registry_overlay: Path | None = None
     clock: Callable[[], datetime] = _utc_now
+    #: ``--store``: the key store asked for on the command line, over everything else.
+    store_option: str | None = None
+    #: Asks the encrypted file's password in a terminal (the CLI's); ``None``: never prompt.
+    password_prompt: PasswordSource | None = None
+    #: Asks the operator to accept the encrypted file when the keyring does not work.
+    confirm_file_store: Callable[[str], bool] | None = None
     _metadata: Metadata | None = field(default=None, init=False, repr=False)
     _config: Config | None = field(default=None, init=False, repr=False)
+    _store_decision: StoreDecision | None = field(default=None, init=False, repr=False)
+    _key_store: KeyStore | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def paths(self) -> Paths:
@@ -80,6 +91,47 @@ class AppContext:
 
             self._config = Config.load(self.paths.config_file)
         return self._config
+
+    def store_decision(self) -> StoreDecision:
+        """Which key store to use and why: ``--store``, ``CFAKEY_STORE``, config, detection."""
+        if self._store_decision is None:
+            from cfakey.stores.keyring_store import probe_keyring  # noqa: PLC0415
+            from cfakey.stores.selection import decide_store  # noqa: PLC0415
+
+            self._store_decision = decide_store(
+                option=self.store_option,
+                env_value=self.env.get("CFAKEY_STORE"),
+                config_value=self.config().get("store"),
+                probe=probe_keyring,
+            )
+        return self._store_decision
+
+    def key_store(self) -> KeyStore:
+        """The key store in use, chosen on first use; nothing is unlocked until a key is read.
+
+        A store found by detection is remembered in the config. When the keyring does not
+        work and nothing was chosen, the encrypted file is used only if the operator
+        accepts it: never a silent fallback.
+        """
+        if self._key_store is None:
+            from cfakey.errors import StoreUnavailableError  # noqa: PLC0415
+            from cfakey.stores.file_store import password_source  # noqa: PLC0415
+            from cfakey.stores.keyring_store import FILE_STORE_HINT  # noqa: PLC0415
+            from cfakey.stores.selection import open_store  # noqa: PLC0415
+
+            decision = self.store_decision()
+            kind = decision.kind
+            if kind is None:
+                if self.confirm_file_store is None or not self.confirm_file_store(decision.reason):
+                    raise StoreUnavailableError(
+                        f"{decision.reason[:1].upper()}{decision.reason[1:]}.", hint=FILE_STORE_HINT
+                    )
+                kind = "file"
+            if decision.origin == "auto":
+                self.config().set("store", kind)
+            source = password_source(self.env, self.password_prompt)
+            self._key_store = open_store(kind, self.paths, source)
+        return self._key_store
 
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""

@@ -44,6 +44,7 @@ COMMAND_MODULES: dict[str, str] = {
     "exec": "export_cmds",
     "verify": "verify_cmds",
     "config": "verify_cmds",
+    "store": "store_cmds",
 }
 
 
@@ -162,6 +163,17 @@ def root(
             show_envvar=True,
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            metavar="keyring|file",
+            help=(
+                "Magasin de clés : keyring (trousseau du système) ou file (fichier chiffré). "
+                "Prime sur la variable CFAKEY_STORE et sur le choix retenu."
+            ),
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -176,7 +188,21 @@ def root(
     """Options communes à toutes les commandes."""
     from cfakey.context import AppContext  # noqa: PLC0415
 
-    if isinstance(ctx.obj, AppContext):
-        ctx.obj.registry_overlay = registry
-    else:
-        ctx.obj = AppContext(registry_overlay=registry)
+    if not isinstance(ctx.obj, AppContext):
+        ctx.obj = AppContext(
+            password_prompt=_prompt_password, confirm_file_store=_confirm_file_store
+        )
+    ctx.obj.registry_overlay = registry
+    ctx.obj.store_option = store
+
+
+def _prompt_password(*, new: bool) -> str:
+    from cfakey.cli.prompts import prompt_file_password  # noqa: PLC0415
+
+    return prompt_file_password(new=new)
+
+
+def _confirm_file_store(reason: str) -> bool:
+    from cfakey.cli.prompts import confirm_file_store  # noqa: PLC0415
+
+    return confirm_file_store(reason)
