@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
+    from cfakey.core.doctor import DoctorReport
 
 NEW_PASSWORD_ENV = "CFAKEY_NEW_FILE_PASSWORD"  # noqa: S105 - a variable name
 
@@ -22,6 +23,7 @@ store_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add the ``store`` command group to ``app``."""
     app.add_typer(store_app)
+    app.command("doctor")(doctor)
 
 
 @store_app.command("password")
@@ -61,3 +63,98 @@ def change_password(ctx: typer.Context) -> None:
     print_notice(
         f"Mot de passe du fichier chiffré changé : {count} clé(s) ré-chiffrée(s) dans {store.path}."
     )
+
+
+@store_app.command("use")
+def use_store(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(metavar="keyring|file", help="Magasin à retenir.")],
+) -> None:
+    """Retient le magasin de clés à utiliser : trousseau du système ou fichier chiffré.
+
+    Les clés déjà rangées ne sont pas déplacées : exportez-les puis réimportez-les.
+    """
+    from cfakey.cli.output import print_notice  # noqa: PLC0415
+
+    context: AppContext = ctx.obj
+    choice = kind.strip().lower()
+    context.config().set("store", choice)
+    label = "le trousseau du système" if choice == "keyring" else "le fichier chiffré"
+    print_notice(f"Magasin de clés retenu : {label} (dans {context.paths.config_file}).")
+
+
+def doctor(
+    ctx: typer.Context,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Sortie JSON (pour les scripts).")
+    ] = False,
+) -> None:
+    """Diagnostic : magasin de clés et pourquoi, trousseau, chemins, registre, clés orphelines.
+
+    Code de sortie 0 si tout va bien, 1 sinon ; chaque problème vient avec la commande
+    qui le corrige.
+    """
+    from cfakey.cli.output import print_json  # noqa: PLC0415
+    from cfakey.core.doctor import diagnose  # noqa: PLC0415
+
+    context: AppContext = ctx.obj
+    report = diagnose(context)
+    if as_json:
+        print_json({**to_jsonable_report(report), "healthy": report.healthy})
+    else:
+        _render_doctor(report)
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
+    """The ``doctor --json`` object."""
+    from cfakey.cli.output import to_jsonable  # noqa: PLC0415
+
+    data: dict[str, Any] = to_jsonable(report)
+    return data
+
+
+def _render_doctor(report: DoctorReport) -> None:
+    lines = ["Magasin de clés"]
+    lines.append(f"  en service : {report.store or 'aucun'} ({report.store_reason})")
+    if report.store_description:
+        lines.append(f"  détail     : {report.store_description}")
+    lines.append("Trousseau du système (keyring)")
+    if report.keyring_backend is None:
+        lines.append("  non examiné")
+    else:
+        state = "utilisable" if report.keyring_usable else f"inutilisable : {report.keyring_reason}"
+        lines.append(
+            f"  choisi     : {report.keyring_backend} ({report.keyring_chosen_by}), {state}"
+        )
+        lines.extend(
+            f"  écarté     : {item.name} : {item.reason}" for item in report.keyring_rejected
+        )
+    lines.append("Chemins")
+    for item in report.paths:
+        mode = f"mode {item.mode}" if item.exists else "absent"
+        lines.append(f"  {item.label:<26} {item.path} ({mode})")
+    lines.append("Registre des OPCO")
+    lines.append(
+        f"  livré      : {report.registry_shipped} "
+        f"(version {report.registry_version}, {report.registry_opcos} OPCO)"
+    )
+    lines.append(f"  surcouche  : {report.registry_overlay or 'aucune'}")
+    lines.append("Cohérence métadonnées / magasin")
+    lines.append(
+        f"  {report.keys_checked} clé(s) vérifiée(s), "
+        f"{len(report.missing_secrets)} secret(s) manquant(s)"
+    )
+    if report.orphan_entries is None:
+        lines.append("  entrées sans métadonnées : non vérifiable (ce magasin ne sait pas lister)")
+    else:
+        lines.append(f"  entrées sans métadonnées : {len(report.orphan_entries)}")
+    if report.healthy:
+        lines.append("\nTout va bien.")
+    else:
+        lines.append(f"\n{len(report.problems)} problème(s) :")
+        for problem in report.problems:
+            lines.append(f"  - {problem.message}")
+            lines.append(f"    correction : {problem.fix}")
+    sys.stdout.write("\n".join(lines) + "\n")
