@@ -421,15 +421,22 @@ def store_keys(
     entries: dict[tuple[str, str], tuple[str, datetime | None]],
     cfas: tuple[tuple[str, str], ...] = ((SIRET, "CFA Principal"), (OTHER_SIRET, "CFA Annexe")),
 ) -> None:
-    """Register CFAs and store keys through the real store and metadata, as ``add`` would."""
+    """Register CFAs and store keys through the real encrypted file and metadata, as ``add``
+    would; the file gets cheap scrypt parameters (they live in its header) so that each
+    command run by a test does not pay 0.4 s to unlock it."""
     from cfakey.context import AppContext  # noqa: PLC0415
     from cfakey.core.storage import store_key  # noqa: PLC0415
+    from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source  # noqa: PLC0415
 
     context = AppContext()
     metadata = context.metadata()
     for siret, name in cfas:
         metadata.add_cfa(siret, name, None)
-    store = context.key_store()
+    store = EncryptedFileStore(
+        context.paths.encrypted_store,
+        password_source(context.env),
+        new_file_kdf=ScryptParams(n=2**10),
+    )
     with store.batch():
         for (siret, opco_id), (secret, expires_at) in entries.items():
             record = key_record(opco_id, secret, siret, expires_at)
