@@ -476,7 +476,7 @@ def test_cli_env_file_is_private_sourced_exactly_and_journalled(tmp_path: Path) 
     result = run_cli("export", "--format", "env", "--output", str(target))
     assert result.exit_code == 0, result.stderr
     assert mode(target) == 0o600
-    assert "2 clés exportée(s)" in result.stderr
+    assert "2 clés exportées vers" in result.stderr
     assert result.stdout == ""
     assert "CANARY" not in result.stderr
     shell = subprocess.run(

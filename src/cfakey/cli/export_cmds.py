@@ -112,7 +112,9 @@ def export(
     )
     _check_expiry(context, plan, strict=strict)
     keys = _read_keys(context, plan)
-    text = core.render(keys, fmt, qualified=plan.qualified, exported_at=context.now())
+    text = core.render(
+        keys, fmt, qualified=plan.qualified, exported_at=context.now().replace(microsecond=0)
+    )
     destination = "stdout" if output is None else str(output.resolve())
     if output is None:
         # Journalled first: even a reader that stops early may have received keys.
@@ -132,7 +134,8 @@ def export(
             )
     if output is not None:
         print_notice(
-            f"{_count(len(keys))} exportée(s) vers {output} (format {fmt}, lisible par vous seul)."
+            f"{_count(len(keys))} exportée{'s' if len(keys) > 1 else ''} vers {output} "
+            f"(format {fmt}, lisible par vous seul)."
         )
 
 

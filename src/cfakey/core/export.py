@@ -80,7 +80,7 @@ class ExpiryFlag:
         """One French line for stderr."""
         when = self.expires_at.astimezone().strftime("%d/%m/%Y")
         verb = "a expiré" if self.expired else "expire"
-        key = f"la clé {self.opco_name} du CFA {self.cfa_name} ({self.siret})"
+        key = f"la clé {self.opco_name} de « {self.cfa_name} » ({self.siret})"
         return f"Attention : {key} {verb} le {when}."
 
 
@@ -329,8 +329,7 @@ def _render_variables(
         name = key_variable(key, qualified=qualified)
         lines.append(
             _comment(
-                f"# {key.opco_name}, CFA {key.cfa_name} ({key.siret}), "
-                + _expiry_text(key.expires_at)
+                f"# {key.opco_name}, {key.cfa_name} ({key.siret}), " + _expiry_text(key.expires_at)
             )
         )
         if fmt == "env":
