@@ -693,8 +693,15 @@ def test_all_checks_every_key_problems_first(opco: FakeOpco, isolated_home: Path
 
     # Atlas refuses the second CFA's key (10) and Afdas is down (12): refused wins.
     assert result.exit_code == 10, result.stderr
-    cells = [line.split("│") for line in result.stdout.splitlines() if line.startswith("│")]
-    labels = [row[1].strip() for row in cells if row[1].strip() and row[1].strip() != "Résultat"]
+    lines = result.stdout.splitlines()
+    rule = next(index for index, line in enumerate(lines) if line.startswith("─"))
+    known = ("clé refusée", "OPCO indisponible", "valide")
+    # One line per result; wrapped continuation lines start with spaces.
+    labels = [
+        next(label for label in known if line.startswith(label))
+        for line in lines[rule + 1 :]
+        if line and not line.startswith(" ")
+    ]
     assert labels == ["clé refusée", "OPCO indisponible", "valide"]
     assert "3 clé(s) vérifiée(s)" in result.stderr
     assert "cfakey rotate atlas --cfa 35600000000048" in result.stderr

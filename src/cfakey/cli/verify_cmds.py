@@ -209,29 +209,28 @@ def _render_single(result: VerifyResult) -> None:
 
 
 def _render_table(results: list[VerifyResult], elapsed: float) -> None:
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-
-    from cfakey.cli.output import console, print_notice  # noqa: PLC0415
+    from cfakey.cli.output import print_notice, text_table  # noqa: PLC0415
     from cfakey.core.verify import Outcome, by_urgency  # noqa: PLC0415
 
     ordered = by_urgency(results)
-    table = Table(title="Vérification des clés auprès des OPCO", title_justify="left")
-    for header in ("Résultat", "OPCO", "CFA", "Fin de validité", "Détail"):
-        table.add_column(header, overflow="fold")
+    rows = []
     for result in ordered:
-        style = "green" if result.outcome is Outcome.VALID else "red"
         end = f"{result.opco_expiry:%d/%m/%Y}" if result.opco_expiry else ""
         if result.expiry_changed:
             end += " (modifiée)"
-        table.add_row(
-            f"[{style}]{escape(result.outcome.label)}[/{style}]",
-            escape(result.opco_name),
-            escape(f"{result.cfa_name} ({result.siret})"),
-            end,
-            escape(result.detail),
+        rows.append(
+            (
+                result.outcome.label,
+                result.opco_name,
+                f"{result.cfa_name} ({result.siret})",
+                end,
+                result.detail,
+            )
         )
-    console().print(table)
+    # Plain text: a rich table of 1,100 rows takes about a second to lay out.
+    headers = ("Résultat", "OPCO", "CFA", "Fin de validité", "Détail")
+    lines = ["Vérification des clés auprès des OPCO", *text_table(headers, rows)]
+    sys.stdout.write("\n".join(lines) + "\n")
     counts = _counts(results)
     parts = [f"{count} {Outcome(value).label}" for value, count in counts.items()]
     seconds = f"{elapsed:.1f}".replace(".", ",")
