@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -17,9 +18,11 @@ import pytest
 
 from cfakey.errors import ExitCode
 from cfakey.expiry import add_months
+from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.stores.base import fingerprint
-from tests.conftest import run_cli
+from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
+from tests.conftest import TEST_FILE_PASSWORD, run_cli
 from tests.test_keys_core import jwt, luhn_siret
 
 SIRET = "18130002100373"
@@ -43,10 +46,25 @@ def enters(opco_id: str) -> str:
     return "\n" * (steps(opco_id) - 1)
 
 
+def cheap_store() -> None:
+    """Create the real encrypted file with cheap scrypt parameters (kept in its header),
+    so that each command a test runs does not pay 0.4 s to unlock it."""
+    store = EncryptedFileStore(
+        Paths.from_env().encrypted_store,
+        password_source(os.environ),
+        new_file_kdf=ScryptParams(n=2**10),
+    )
+    with store.batch():
+        store.put("warm-up", "x")
+        store.delete("warm-up")
+    store.close()
+
+
 @pytest.fixture
 def cfa() -> str:
     result = run_cli("cfa", "add", SIRET, "--nom", "CFA Test")
     assert result.exit_code == 0, result.stderr
+    cheap_store()
     return SIRET
 
 
@@ -496,3 +514,17 @@ def test_secret_canary_never_leaks(cfa: str, isolated_home: Path, tmp_path: Path
             data = path.read_bytes()
             assert CANARY.encode() not in data, path
             assert b"sEcReT" not in data, path
+
+
+def test_wrong_store_password_changes_nothing_and_list_still_works(
+    cfa: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli("add", "atlas", input=ATLAS_KEY).exit_code == 0
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", "pas-le-bon-mot-de-passe")
+    locked = run_cli("add", "sante", input=KEY_2)
+    assert locked.exit_code == ExitCode.STORE_UNAVAILABLE, locked.stderr
+    assert run_cli("remove", "atlas", "--yes").exit_code == ExitCode.STORE_UNAVAILABLE
+    assert [row["opco"] for row in listed()] == ["atlas"]  # metadata only: no password needed
+    assert run_cli("check").exit_code == 0
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", TEST_FILE_PASSWORD)
+    assert run_cli("show", "atlas", "--reveal").stdout == ATLAS_KEY + "\n"
