@@ -101,6 +101,9 @@ def main() -> None:
             "CFAKEY_FILE_PASSWORD": "mot-de-passe-du-banc",
             "COLUMNS": "100",
         }
+        # Users' installs keep compiled bytecode; without it every run recompiles cfakey
+        # from source while typer's is cached, which is not what an operator sees.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         source = Path(home) / "cles.csv"
         write_import_file(source)
         start = time.perf_counter()

@@ -604,11 +604,7 @@ def list_keys(
     context: AppContext = ctx.obj
     view = _overview(context, cfa, opco_name)
     if as_json:
-        import json  # noqa: PLC0415
-
-        sys.stdout.write(
-            json.dumps([row.as_json() for row in view.rows], ensure_ascii=False, indent=2) + "\n"
-        )
+        sys.stdout.write(_json_rows([row.as_json() for row in view.rows]) + "\n")
         return
     if not view.rows:
         _empty_hint(view)
@@ -621,6 +617,16 @@ def list_keys(
     else:
         _write(_table(view.rows))
     _summary(view)
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    """A JSON list with one object per line: readable, and written by the C encoder
+    (``indent`` would switch json to its pure-Python encoder, 50 ms for 1,100 keys)."""
+    import json  # noqa: PLC0415
+
+    if not rows:
+        return "[]"
+    return "[\n" + ",\n".join(json.dumps(row, ensure_ascii=False) for row in rows) + "\n]"
 
 
 def _empty_hint(view: Overview) -> None:
@@ -765,13 +771,16 @@ def check(
     if as_json:
         import json  # noqa: PLC0415
 
-        payload = {
-            "status": ("ok", "warning", "critical")[result.level],
-            "exit_code": result.level,
-            "checked": result.checked,
-            "problems": [{**row.as_json(), "level": row.level} for row in result.problems],
-        }
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        problems = _json_rows([{**row.as_json(), "level": row.level} for row in result.problems])
+        head = json.dumps(
+            {
+                "status": ("ok", "warning", "critical")[result.level],
+                "exit_code": result.level,
+                "checked": result.checked,
+            },
+            ensure_ascii=False,
+        )
+        sys.stdout.write(f'{head[:-1]}, "problems": {problems}}}\n')
     else:
         lines = [_check_summary(result)]
         labels = ("OK", "ALERTE", "CRITIQUE")
