@@ -54,9 +54,7 @@ def cheap_store() -> None:
         password_source(os.environ),
         new_file_kdf=ScryptParams(n=2**10),
     )
-    with store.batch():
-        store.put("warm-up", "x")
-        store.delete("warm-up")
+    store.put("test/placeholder", "x")  # an empty store writes no file
     store.close()
 
 
@@ -528,3 +526,16 @@ def test_wrong_store_password_changes_nothing_and_list_still_works(
     assert run_cli("check").exit_code == 0
     monkeypatch.setenv("CFAKEY_FILE_PASSWORD", TEST_FILE_PASSWORD)
     assert run_cli("show", "atlas", "--reveal").stdout == ATLAS_KEY + "\n"
+
+
+def test_waiting_for_an_email_does_not_unlock_the_store(
+    cfa: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli("add", "atlas", input=ATLAS_KEY).exit_code == 0
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", "pas-le-bon-mot-de-passe")
+    result = run_cli("add", "constructys", "--interactive", input="n\nn\n")
+    assert result.exit_code == 0, result.stderr
+    assert "cfakey add constructys" in result.stderr
+    received = run_cli("add", "constructys", "--interactive", input=f"o\n{KEY_2}\n")
+    assert received.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert [row["opco"] for row in listed()] == ["atlas"]

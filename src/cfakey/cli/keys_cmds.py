@@ -198,8 +198,7 @@ def _cfa(context: AppContext, query: str | None) -> CfaRecord:
 
 
 def _store(context: AppContext) -> KeyStore:
-    store: KeyStore = context.key_store()  # type: ignore[attr-defined,unused-ignore]
-    return store
+    return context.key_store()
 
 
 def _date(moment: datetime | None) -> str:
@@ -331,7 +330,9 @@ def _lifecycle(
             f"Aucune clé {opco.name} enregistrée pour le CFA {cfa.siret} : rien à renouveler.",
             hint=f"Pour en ajouter une : cfakey add {opco.id} --cfa {cfa.siret}.",
         )
-    store = _store(context)  # fail now, not after the operator went through the portal
+    # Open (and unlock) the store now, not after the operator went through the portal;
+    # for keys that come by e-mail, only once the e-mail has arrived.
+    store = _store(context) if opco.request is None else None
     if dialogue.interactive:
         verb = "Renouvellement" if rotation else "Ajout"
         _say(
@@ -351,6 +352,8 @@ def _lifecycle(
         and not _walkthrough(dialogue, opco, rotation=rotation)
     ):
         return
+    if store is None:
+        store = _store(context)
     key = _ask_key(dialogue, opco, given.from_file)
     if key.trimmed:
         _say("Espaces ou sauts de ligne retirés au début ou à la fin de la clé.")
