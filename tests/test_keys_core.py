@@ -491,7 +491,9 @@ def test_import_reads_json_and_refuses_existing_keys_without_yes(
         json.dumps([{"cfa": SIRET_A, "opco": "Atlas", "key": "J" * 32}]), encoding="utf-8"
     )
     rows = keys.read_import_file(path)
-    with pytest.raises(keys.ImportRowsError, match="déjà enregistrée"):
+    with pytest.raises(
+        keys.ImportRowsError, match="élément 1, colonne « opco » : une clé atlas est déjà"
+    ):
         keys.plan_import(rows, metadata, registry, now=NOW, replace=False)
     plan = keys.plan_import(rows, metadata, registry, now=NOW, replace=True)
     keys.run_import(store, metadata, plan, now=NOW)

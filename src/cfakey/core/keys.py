@@ -7,6 +7,7 @@ No message built here ever contains a key: only fingerprints, row numbers and na
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -604,9 +605,10 @@ class ImportProblem:
     row: int
     column: str
     message: str
+    unit: str = "ligne"  # "élément" in a JSON list
 
     def __str__(self) -> str:
-        return f"ligne {self.row}, colonne « {self.column} » : {self.message}"
+        return f"{self.unit} {self.row}, colonne « {self.column} » : {self.message}"
 
 
 @dataclass(frozen=True)
@@ -698,6 +700,10 @@ def plan_import(
     for index, raw in enumerate(rows):
         checker.check(int(raw.get("__row__") or index + 2), raw)
     if checker.problems:
+        if "__row__" in rows[0]:
+            checker.problems = [
+                dataclasses.replace(problem, unit="élément") for problem in checker.problems
+            ]
         raise ImportRowsError(checker.problems)
     return ImportPlan(
         tuple(checker.planned), tuple(checker.new_cfas.items()), tuple(checker.replaced)
