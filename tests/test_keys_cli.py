@@ -246,7 +246,7 @@ def test_no_cfa_registered_gives_the_hint() -> None:
 def test_existing_key_needs_confirmation_then_is_a_rotation(cfa: str) -> None:
     assert run_cli("add", "atlas", input=ATLAS_KEY).exit_code == 0
     again = run_cli("add", "atlas", input=KEY_2)
-    assert again.exit_code == ExitCode.USAGE  # a confirmation without a terminal
+    assert again.exit_code == ExitCode.ALREADY_EXISTS
     assert "--yes" in again.stderr
     assert run_cli("show", "atlas", "--reveal").stdout == ATLAS_KEY + "\n"
     declined = run_cli("add", "atlas", "--interactive", input="n\n")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from cfakey.context import AppContext
     from cfakey.core.keys import CleanKey, Expiry, KeyRow, Overview, Saved
-    from cfakey.metadata import CfaRecord
+    from cfakey.metadata import CfaRecord, KeyRecord
     from cfakey.registry.model import Opco
     from cfakey.stores.base import KeyStore
 
@@ -339,13 +339,7 @@ def _lifecycle(
             _bold(f"{verb} de la clé {opco.name} ({opco.key_label}) pour {cfa.name} ({cfa.siret})")
         )
     if existing is not None and not rotation:
-        _say(
-            f"Une clé {opco.name} est déjà enregistrée pour ce CFA "
-            f"(empreinte {existing.fingerprint}, "
-            f"échéance {_date(existing.expires_at)})."
-        )
-        if not dialogue.confirm("La remplacer (ce sera enregistré comme un renouvellement) ?"):
-            raise _abandon()
+        _confirm_replacement(dialogue, opco, cfa, existing, yes=given.yes)
     if (
         given.from_file is None
         and dialogue.interactive
@@ -394,6 +388,27 @@ def _lifecycle(
         rotation=rotation,
     )
     _report_saved(context, opco, cfa, saved, expiry)
+
+
+def _confirm_replacement(
+    dialogue: Dialogue, opco: Opco, cfa: CfaRecord, existing: KeyRecord, *, yes: bool
+) -> None:
+    """``add`` over an existing key: refused in scripts without --yes, else confirmed."""
+    if not dialogue.interactive and not yes:
+        from cfakey.errors import AlreadyExistsError  # noqa: PLC0415
+
+        raise AlreadyExistsError(
+            f"Une clé {opco.name} est déjà enregistrée pour le CFA {cfa.siret} "
+            f"(empreinte {existing.fingerprint}) : rien n'a été modifié.",
+            hint="Pour la remplacer : ajoutez --yes, ou utilisez cfakey rotate.",
+        )
+    _say(
+        f"Une clé {opco.name} est déjà enregistrée pour ce CFA "
+        f"(empreinte {existing.fingerprint}, "
+        f"échéance {_date(existing.expires_at)})."
+    )
+    if not dialogue.confirm("La remplacer (ce sera enregistré comme un renouvellement) ?"):
+        raise _abandon()
 
 
 def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey:
