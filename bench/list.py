@@ -22,6 +22,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cfakey.identifiers import with_check_digit
+
 TARGET = 2.5
 OPCOS = (
     "afdas",
@@ -47,25 +49,12 @@ def cfakey_executable() -> str:
     return found
 
 
-def luhn_siret(prefix13: str) -> str:
-    """Complete 13 digits into a Luhn-valid SIRET."""
-    for last in "0123456789":
-        candidate = prefix13 + last
-        total = 0
-        for position, char in enumerate(reversed(candidate)):
-            value = int(char) * (2 if position % 2 else 1)
-            total += value - 9 if value > 9 else value
-        if total % 10 == 0:
-            return candidate
-    raise AssertionError("unreachable")
-
-
 def write_import_file(path: Path) -> None:
     """100 CFAs × 11 OPCOs, with dates spread over the next year (some soon, some far)."""
     lines = ["cfa,opco,key,expires,cfa_name"]
     today = datetime.now(UTC).astimezone().date()
     for cfa_index in range(100):
-        siret = luhn_siret(f"8{cfa_index:04d}00000000")
+        siret = with_check_digit(f"8{cfa_index:04d}00000000")
         for opco_index, opco in enumerate(OPCOS):
             key = f"Bench{cfa_index:03d}{opco_index:02d}+Key/0123456789abcdef="
             days = 3 + (cfa_index * 11 + opco_index) * 7 % 170

@@ -27,6 +27,7 @@ from tests.fake_opco import FakeOpco, running_fake_opco  # noqa: E402
 
 from cfakey.config import Config  # noqa: E402
 from cfakey.context import AppContext  # noqa: E402
+from cfakey.identifiers import with_check_digit  # noqa: E402
 from cfakey.metadata import KeyRecord, Metadata  # noqa: E402
 from cfakey.stores.base import entry_name, fingerprint, oauth_entry_name  # noqa: E402
 
@@ -34,19 +35,11 @@ DELAY = 0.1
 TARGET_RATIO = 1.3
 
 
-def luhn_complete(digits: str) -> str:
-    """``digits`` followed by the check digit that makes the whole number Luhn-valid."""
-    total = 0
-    for position, char in enumerate(reversed(digits + "0")):
-        value = int(char) * (2 if position % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return digits + str((10 - total % 10) % 10)
-
-
 def sirets(count: int) -> list[str]:
     """``count`` distinct valid SIRETs (one SIREN each)."""
     return [
-        luhn_complete(luhn_complete(f"{100000 + n:08d}") + f"{n % 10000:04d}") for n in range(count)
+        with_check_digit(with_check_digit(f"{100000 + n:08d}") + f"{n % 10000:04d}")
+        for n in range(count)
     ]
 
 

@@ -18,15 +18,16 @@ import pytest
 
 from cfakey.errors import ExitCode
 from cfakey.expiry import add_months
+from cfakey.identifiers import with_check_digit
 from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.stores.base import fingerprint
 from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
 from tests.conftest import TEST_FILE_PASSWORD, run_cli
-from tests.test_keys_core import jwt, luhn_siret
+from tests.test_keys_core import jwt
 
 SIRET = "18130002100373"
-OTHER_SIRET = luhn_siret("4410000000001")
+OTHER_SIRET = with_check_digit("4410000000001")
 ATLAS_KEY = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
 KEY_2 = "Mb7+Nv/Cx5Za3Sd1Fg9Hj2Kl4Pq6Wt8Y"
 REGISTRY = load_registry(None, None)[0]

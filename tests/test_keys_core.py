@@ -12,6 +12,7 @@ import pytest
 
 from cfakey.core import keys
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
+from cfakey.identifiers import with_check_digit
 from cfakey.metadata import KeyRecord, Metadata
 from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
@@ -22,22 +23,9 @@ NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ATLAS_KEY = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
 
 
-def luhn_siret(prefix13: str) -> str:
-    """Complete 13 digits into a Luhn-valid SIRET."""
-    for last in "0123456789":
-        candidate = prefix13 + last
-        total = 0
-        for position, char in enumerate(reversed(candidate)):
-            value = int(char) * (2 if position % 2 else 1)
-            total += value - 9 if value > 9 else value
-        if total % 10 == 0:
-            return candidate
-    raise AssertionError("unreachable")
-
-
-SIRET_A = luhn_siret("1813000210037")
-SIRET_B = luhn_siret("1813000210099")  # same SIREN as A
-SIRET_C = luhn_siret("4410000000001")
+SIRET_A = with_check_digit("1813000210037")
+SIRET_B = with_check_digit("1813000210099")  # same SIREN as A
+SIRET_C = with_check_digit("4410000000001")
 
 
 def jwt(exp: datetime) -> str:
@@ -422,7 +410,7 @@ def test_import_validates_every_row_and_stores_nothing_on_error(
     tmp_path: Path, metadata: Metadata, registry: Registry
 ) -> None:
     secret = "Secret+Key/With=Dollar$0123456789"
-    new_siret = luhn_siret("5520000000001")
+    new_siret = with_check_digit("5520000000001")
     path = write_csv(
         tmp_path / "cles.csv",
         [
@@ -458,7 +446,7 @@ def test_import_validates_every_row_and_stores_nothing_on_error(
 def test_import_registers_cfas_in_one_store_session(
     tmp_path: Path, metadata: Metadata, registry: Registry
 ) -> None:
-    sirets = [luhn_siret(f"77{index:011d}") for index in range(30)]
+    sirets = [with_check_digit(f"77{index:011d}") for index in range(30)]
     lines = ["cfa,opco,key,expires,obtained,cfa_name"]
     for index, siret in enumerate(sirets):
         for opco in registry.opcos:

@@ -24,6 +24,14 @@ def _compact(text: str) -> str:
     return "".join(text.split())
 
 
+def with_check_digit(digits: str) -> str:
+    """``digits`` followed by the Luhn check digit: 8 digits give a SIREN, 13 a SIRET."""
+    for last in "0123456789":
+        if _luhn_ok(digits + last):
+            return digits + last
+    raise ValueError("a Luhn check digit always exists")  # pragma: no cover
+
+
 def is_valid_siren(siren: str) -> bool:
     """Nine digits with a valid Luhn checksum."""
     return len(siren) == 9 and siren.isascii() and siren.isdigit() and _luhn_ok(siren)

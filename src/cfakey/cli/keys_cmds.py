@@ -197,6 +197,23 @@ def _cfa(context: AppContext, query: str | None) -> CfaRecord:
     return resolve_cfa(context.metadata(), query)
 
 
+def _stored_key(
+    context: AppContext, opco_name: str, cfa: str | None
+) -> tuple[Opco, CfaRecord, KeyRecord]:
+    """The OPCO, the CFA and the metadata of the key asked for, or a French "not found"."""
+    from cfakey.errors import NotFoundError  # noqa: PLC0415
+
+    opco = context.resolve_opco(opco_name)
+    record_cfa = _cfa(context, cfa)
+    record = context.metadata().get_key(record_cfa.siret, opco.id)
+    if record is None:
+        raise NotFoundError(
+            f"Aucune clé {opco.name} enregistrée pour le CFA {record_cfa.siret}.",
+            hint=f"Pour l'ajouter : cfakey add {opco.id} --cfa {record_cfa.siret}.",
+        )
+    return opco, record_cfa, record
+
+
 def _store(context: AppContext) -> KeyStore:
     return context.key_store()
 
@@ -850,18 +867,9 @@ def show(
 ) -> None:
     """Métadonnées et empreinte d'une clé ; la clé elle-même seulement avec --reveal."""
     from cfakey.core import keys  # noqa: PLC0415
-    from cfakey.errors import NotFoundError  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    opco = context.resolve_opco(opco_name)
-    record_cfa = _cfa(context, cfa)
-    metadata = context.metadata()
-    record = metadata.get_key(record_cfa.siret, opco.id)
-    if record is None:
-        raise NotFoundError(
-            f"Aucune clé {opco.name} enregistrée pour le CFA {record_cfa.siret}.",
-            hint=f"Pour l'ajouter : cfakey add {opco.id} --cfa {record_cfa.siret}.",
-        )
+    opco, record_cfa, record = _stored_key(context, opco_name, cfa)
     if reveal:
         from cfakey.core.storage import read_key  # noqa: PLC0415
 
@@ -918,18 +926,10 @@ def remove(
 ) -> None:
     """Supprime une clé : le secret et ses métadonnées ensemble, inscrit au journal."""
     from cfakey.core.storage import remove_key  # noqa: PLC0415
-    from cfakey.errors import NotFoundError  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    opco = context.resolve_opco(opco_name)
-    record_cfa = _cfa(context, cfa)
+    opco, record_cfa, record = _stored_key(context, opco_name, cfa)
     metadata = context.metadata()
-    record = metadata.get_key(record_cfa.siret, opco.id)
-    if record is None:
-        raise NotFoundError(
-            f"Aucune clé {opco.name} enregistrée pour le CFA {record_cfa.siret}.",
-            hint="Voir : cfakey list.",
-        )
     dialogue = Dialogue(None, assume_yes=yes)
     question = (
         f"Supprimer la clé {opco.name} de {record_cfa.name} (empreinte {record.fingerprint}) ?"
