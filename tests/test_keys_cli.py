@@ -90,7 +90,7 @@ def test_walkthrough_atlas_step_by_step(cfa: str) -> None:
         assert f"Étape {number}/{total}" in result.stderr
     assert result.stderr.count("[Entrée pour continuer]") == total - 1
     assert "retirés au début ou à la fin" in result.stderr
-    assert "cfakey export atlas" in result.stderr
+    assert "cfakey export --opco atlas" in result.stderr
     assert "cfakey verify atlas" in result.stderr
     assert ATLAS_KEY not in result.stdout + result.stderr
     (row,) = listed()

@@ -324,3 +324,9 @@ def test_version_and_help_in_a_real_process() -> None:
     assert "Commandes" in shown.stdout
     assert "Affiche cette aide et quitte." in shown.stdout
     assert "Show this message" not in shown.stdout
+
+
+def test_missing_required_option_names_the_option() -> None:
+    result = run_cli("export")
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.startswith("Erreur : Option obligatoire manquante : --format.")

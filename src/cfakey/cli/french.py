@@ -89,9 +89,14 @@ def click_error(error: Exception) -> int | None:
     if isinstance(error, exceptions.MissingParameter) and error.param is not None:
         from cfakey.cli.output import print_error  # noqa: PLC0415
 
-        name = error.param.metavar or error.param.name or "?"
         command = error.ctx.command_path if error.ctx is not None else "cfakey"
-        print_error(f"{name.upper()} manquant.", hint=f"Aide : « {command} --help ».")
+        options = [opt for opt in error.param.opts if opt.startswith("--")]
+        if error.param.param_type_name == "option" and options:
+            message = f"Option obligatoire manquante : {options[0]}."
+        else:
+            name = error.param.metavar or error.param.name or "?"
+            message = f"{name.upper()} manquant."
+        print_error(message, hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.UsageError):
         from cfakey.cli.output import print_error  # noqa: PLC0415

@@ -594,7 +594,7 @@ def _report_saved(
     if old_fp is not None:
         _warn("L'ancienne clé ne fonctionne plus : mettez à jour le logiciel du CFA sans attendre.")
     _say("  1. Recopiez la clé dans le logiciel du CFA, ou exportez-la :")
-    _say(f"     cfakey export {opco.id} --cfa {cfa.siret}")
+    _say(f"     cfakey export --opco {opco.id} --cfa {cfa.siret} --format env")
     _say("  2. Vérifiez qu'elle est acceptée par l'OPCO :")
     _say(f"     cfakey verify {opco.id} --cfa {cfa.siret}")
 
