@@ -286,7 +286,7 @@ def test_rotate_warns_journals_and_reminds(cfa: str) -> None:
     assert result.exit_code == 0, result.stderr
     assert "révoque l'ancienne" in result.stderr
     assert "mettez à jour le logiciel du CFA sans attendre" in result.stderr
-    assert f"cfakey export afdas --cfa {cfa}" in result.stderr
+    assert f"cfakey export --opco afdas --cfa {cfa} --format env" in result.stderr
     last = json_journal()[-1]
     assert (last["action"], last["ancienne_empreinte"], last["nouvelle_empreinte"]) == (
         "rotated",
