@@ -132,7 +132,7 @@ def assert_key_confined(server: FakeOpco, result: CliResult, home: Path, *keys: 
 def invoke_with_transport(transport: httpx.AsyncBaseTransport, *args: str) -> CliResult:
     """Run the CLI with an injected HTTP transport (the context's HTTP client factory)."""
     context = AppContext()
-    context.http_transport = transport  # type: ignore[attr-defined]
+    context.http_transport = transport
     result = CliRunner().invoke(app, list(args), obj=context, prog_name="cfakey")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception

@@ -19,6 +19,8 @@ from cfakey.paths import Paths
 from cfakey.registry.model import Opco, Registry
 
 if TYPE_CHECKING:
+    import httpx
+
     from cfakey.config import Config
     from cfakey.metadata import Metadata
     from cfakey.registry.loader import RegistrySource
@@ -38,6 +40,8 @@ class AppContext:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     registry_overlay: Path | None = None
     clock: Callable[[], datetime] = _utc_now
+    #: Transport for API calls; ``None`` is the real network. Tests plug a mock here.
+    http_transport: httpx.AsyncBaseTransport | None = None
     #: ``--store``: the key store asked for on the command line, over everything else.
     store_option: str | None = None
     #: Asks the encrypted file's password in a terminal (the CLI's); ``None``: never prompt.

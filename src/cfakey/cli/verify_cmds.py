@@ -108,7 +108,7 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
         _render_nothing(as_json=as_json)
         return
     started = time.monotonic()
-    transport = getattr(context, "http_transport", None)
+    transport = context.http_transport
     if all_keys and not as_json and sys.stderr.isatty():
         results = _run_with_progress(jobs, settings, transport)
     else:
