@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,31 +20,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _timing import cfakey_executable, compare_to_typer
 from cfakey.identifiers import with_check_digit
+from cfakey.registry.loader import load_registry
 
 TARGET = 2.5
-OPCOS = (
-    "afdas",
-    "akto",
-    "atlas",
-    "constructys",
-    "opcommerce",
-    "ocapiat",
-    "opco2i",
-    "opcoep",
-    "mobilites",
-    "sante",
-    "uniformation",
-)
-
-
-def cfakey_executable() -> str:
-    """The console script installed beside this interpreter, else the one on PATH."""
-    beside = Path(sys.executable).with_name("cfakey")
-    found = str(beside) if beside.exists() else shutil.which("cfakey")
-    if found is None:
-        sys.exit("cfakey n'est pas installé dans cet environnement (pip install -e .).")
-    return found
+OPCOS = tuple(opco.id for opco in load_registry(None, None)[0].opcos)
 
 
 def write_import_file(path: Path) -> None:
@@ -63,21 +42,12 @@ def write_import_file(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(
-        command, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     rounds = parser.parse_args().rounds
     cfakey = cfakey_executable()
     commands = {
-        "python -c 'import typer'": [sys.executable, "-c", "import typer"],
         "cfakey list": [cfakey, "list"],
         "cfakey list --json": [cfakey, "list", "--json"],
         "cfakey check": [cfakey, "check"],
@@ -102,25 +72,8 @@ def main() -> None:
         if result.returncode != 0:
             sys.exit(f"import impossible ({result.returncode}) : {result.stderr.strip()}")
         print(f"import de 1100 clés : {time.perf_counter() - start:.2f} s")
-        for command in commands.values():  # warm-up: file cache, registry cache
-            timed(command, env)
-        samples: dict[str, list[float]] = {label: [] for label in commands}
-        for _ in range(rounds):
-            for label, command in commands.items():
-                samples[label].append(timed(command, env))
-    baseline = statistics.median(samples["python -c 'import typer'"])
-    print(f"{rounds} tours, médianes (processus complet) :")
-    failed = False
-    for label, values in samples.items():
-        median = statistics.median(values)
-        ratio = median / baseline
-        verdict = ""
-        if label.startswith("cfakey"):
-            ok = ratio <= TARGET
-            failed |= not ok
-            verdict = f"  cible ≤ {TARGET}× : {'OK' if ok else 'DÉPASSÉE'}"
-        print(f"  {label:<28} {median * 1000:7.1f} ms  {ratio:4.2f}×{verdict}")
-    if failed:
+        met = compare_to_typer(commands, env, rounds, dict.fromkeys(commands, TARGET))
+    if not met:
         sys.exit(1)
 
 

@@ -36,6 +36,15 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
 STORE_CHOICES = ("keyring", "file")
 
 
+def require_known_key(key: str) -> None:
+    """Refuse a setting name cfakey does not know (a typo would otherwise be ignored)."""
+    if describe_key(key) is None:
+        raise UsageError(
+            f"Paramètre inconnu : « {key} ».",
+            hint="Paramètres reconnus : cfakey config list --all.",
+        )
+
+
 def describe_key(key: str) -> str | None:
     """The French description of a known key, ``None`` for an unknown one."""
     for pattern, description in KNOWN_KEYS:
@@ -81,11 +90,7 @@ class Config:
 
     def set(self, key: str, value: Any) -> None:
         """Set a known key and save the file atomically (mode 0600)."""
-        if describe_key(key) is None:
-            raise UsageError(
-                f"Paramètre inconnu : « {key} ».",
-                hint="Paramètres reconnus : cfakey config list --all.",
-            )
+        require_known_key(key)
         if key == "store" and value not in STORE_CHOICES:
             raise UsageError(f"Magasin inconnu : « {value} » (choix : {', '.join(STORE_CHOICES)}).")
         self.values[key] = value

@@ -347,10 +347,10 @@ def config_get(
     key: Annotated[str, typer.Argument(metavar="CLE", help="Paramètre à afficher.")],
 ) -> None:
     """Affiche la valeur d'un paramètre (jamais celle d'un secret)."""
-    from cfakey import __version__  # noqa: PLC0415
     from cfakey.cli.output import print_notice  # noqa: PLC0415
-    from cfakey.config import describe_key  # noqa: PLC0415
-    from cfakey.errors import NotFoundError, UsageError  # noqa: PLC0415
+    from cfakey.config import require_known_key  # noqa: PLC0415
+    from cfakey.core.verify import HEADER_DEFAULTS  # noqa: PLC0415
+    from cfakey.errors import NotFoundError  # noqa: PLC0415
     from cfakey.stores.base import oauth_entry_name  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -364,16 +364,11 @@ def config_get(
             )
         print_notice("Secret enregistré dans le magasin de clés (il n'est jamais affiché).")
         return
-    if describe_key(key) is None:
-        raise UsageError(
-            f"Paramètre inconnu : « {key} ».",
-            hint="Paramètres reconnus : cfakey config list --all.",
-        )
+    require_known_key(key)
     value = context.config().get(key)
     if value is None:
-        defaults = {"editeur": "cfakey", "logiciel": "cfakey", "version": __version__}
-        if key in defaults:
-            sys.stdout.write(f"{defaults[key]}\n")
+        if key in HEADER_DEFAULTS:
+            sys.stdout.write(f"{HEADER_DEFAULTS[key]}\n")
             print_notice("(valeur par défaut)")
             return
         raise NotFoundError(
@@ -389,8 +384,7 @@ def config_unset(
 ) -> None:
     """Efface un paramètre (ou le secret OAuth2 du magasin de clés)."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
-    from cfakey.config import describe_key  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
+    from cfakey.config import require_known_key  # noqa: PLC0415
     from cfakey.stores.base import oauth_entry_name  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -399,12 +393,8 @@ def config_unset(
     secret_match = SECRET_SETTING.fullmatch(key)
     if secret_match is not None:
         removed = _store(context).delete(oauth_entry_name(secret_match["opco"]))
-    elif describe_key(key) is None:
-        raise UsageError(
-            f"Paramètre inconnu : « {key} ».",
-            hint="Paramètres reconnus : cfakey config list --all.",
-        )
     else:
+        require_known_key(key)
         removed = context.config().unset(key)
     print_notice(f"{key} effacé." if removed else f"{key} n'était pas réglé : rien à faire.")
 

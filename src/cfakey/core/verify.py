@@ -36,6 +36,8 @@ NOT_SUPPORTED_STATUSES = frozenset({404, 405, 501})
 CFADOCK_PORTAL = "https://www.cfadock.fr/portail_developpeur"
 DEFAULT_EDITEUR = "cfakey"
 DEFAULT_LOGICIEL = "cfakey"
+#: The software headers sent when the config sets none.
+HEADER_DEFAULTS = {"editeur": DEFAULT_EDITEUR, "logiciel": DEFAULT_LOGICIEL, "version": __version__}
 TOKEN_MARGIN_SECONDS = 30.0
 MAX_COMMENT_LENGTH = 200
 
@@ -229,11 +231,7 @@ def settings_from_config(
 ) -> VerifySettings:
     """The request settings, with ``editeur``/``logiciel``/``version`` from the config."""
     headers: dict[str, str] = {}
-    for name, default in (
-        ("editeur", DEFAULT_EDITEUR),
-        ("logiciel", DEFAULT_LOGICIEL),
-        ("version", __version__),
-    ):
+    for name, default in HEADER_DEFAULTS.items():
         value = config.get(name)
         headers[name] = check_header_value(name, default if value in (None, "") else str(value))
     if timeout <= 0:
