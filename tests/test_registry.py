@@ -330,3 +330,10 @@ def test_missing_required_option_names_the_option() -> None:
     result = run_cli("export")
     assert result.exit_code == ExitCode.USAGE
     assert result.stderr.startswith("Erreur : Option obligatoire manquante : --format.")
+
+
+def test_unparseable_long_date_is_not_quoted_back() -> None:
+    pasted_key = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
+    with pytest.raises(UsageError, match="non affichée") as caught:
+        parse_date(pasted_key)
+    assert pasted_key not in caught.value.message

@@ -27,6 +27,18 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+def quote_input(value: str) -> str:
+    """What the operator typed, for an error message; a long value is not shown.
+
+    A long value in a date or name field is most often a key pasted in the wrong place,
+    and error messages must never carry a key.
+    """
+    value = value.strip()
+    if len(value) > 20:
+        return f"(valeur de {len(value)} caractères, non affichée)"
+    return f"« {value} »"
+
+
 class CfakeyError(Exception):
     """An error the operator can act on; ``str(error)`` is one French sentence."""
 

@@ -7,7 +7,7 @@ import calendar
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from cfakey.errors import UsageError
+from cfakey.errors import UsageError, quote_input
 from cfakey.registry.model import ExpiryRule
 
 
@@ -72,7 +72,7 @@ def parse_date(text: str) -> datetime:
         except ValueError:
             continue
     raise UsageError(
-        f"Date illisible : « {text.strip()} ». Formats acceptés : JJ/MM/AAAA, AAAA-MM-JJ, "
+        f"Date illisible : {quote_input(text)}. Formats acceptés : JJ/MM/AAAA, AAAA-MM-JJ, "
         "avec éventuellement HH:MM."
     )
 

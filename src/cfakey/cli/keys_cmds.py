@@ -334,13 +334,14 @@ def _lifecycle(
 ) -> None:
     from cfakey.core import keys  # noqa: PLC0415
     from cfakey.errors import NotFoundError  # noqa: PLC0415
+    from cfakey.expiry import parse_date  # noqa: PLC0415
 
     opco = context.resolve_opco(opco_name)
     metadata = context.metadata()
     cfa = _cfa(context, given.cfa)
     dialogue = Dialogue(given.interactive, assume_yes=given.yes)
     if given.expires is not None:
-        keys.read_date(given.expires)  # an unreadable date fails before any step
+        parse_date(given.expires)  # an unreadable date fails before any step
     existing = metadata.get_key(cfa.siret, opco.id)
     if rotation and existing is None:
         raise NotFoundError(

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
+from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError, quote_input
 from cfakey.expiry import add_months, chosen_expiry, fixed_expiry, jwt_expiry, parse_date
 
 if TYPE_CHECKING:
@@ -139,22 +139,8 @@ def local_midnight(day: date) -> datetime:
     return datetime.combine(day, time()).astimezone().astimezone(UTC)
 
 
-def read_date(text: str) -> datetime:
-    """:func:`parse_date`, but a long value (a key pasted in the wrong field) is not quoted back."""
-    try:
-        return parse_date(text)
-    except UsageError as error:
-        if len(text.strip()) <= 20:
-            raise
-        raise UsageError(
-            f"Date illisible ({_quote(text)}). Formats acceptés : JJ/MM/AAAA, AAAA-MM-JJ, "
-            "avec éventuellement HH:MM.",
-            hint=error.hint,
-        ) from None
-
-
 def _typed_date(text: str) -> datetime:
-    return read_date(text).astimezone().astimezone(UTC)
+    return parse_date(text).astimezone().astimezone(UTC)
 
 
 def resolve_expiry(
@@ -776,7 +762,7 @@ class _RowChecker:
         if not siret:
             found.append(ImportProblem(number, "cfa", "SIRET manquant"))
         elif not is_valid_siret(siret):
-            found.append(ImportProblem(number, "cfa", f"SIRET invalide : {_quote(siret)}"))
+            found.append(ImportProblem(number, "cfa", f"SIRET invalide : {quote_input(siret)}"))
         return siret
 
     def _opco(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> Opco | None:
@@ -786,7 +772,9 @@ class _RowChecker:
             return resolve(self.registry, raw.get("opco") or "")
         except UsageError:
             found.append(
-                ImportProblem(number, "opco", f"OPCO inconnu : {_quote(raw.get('opco') or '')}")
+                ImportProblem(
+                    number, "opco", f"OPCO inconnu : {quote_input(raw.get('opco') or '')}"
+                )
             )
             return None
 
@@ -797,7 +785,7 @@ class _RowChecker:
         try:
             obtained = parse_date(text).date()
         except UsageError:
-            found.append(ImportProblem(number, "obtained", f"date illisible : {_quote(text)}"))
+            found.append(ImportProblem(number, "obtained", f"date illisible : {quote_input(text)}"))
             return self.today
         if obtained > self.today:
             found.append(ImportProblem(number, "obtained", "date d'obtention dans le futur"))
@@ -811,7 +799,9 @@ class _RowChecker:
             try:
                 parse_date(text)
             except UsageError:
-                found.append(ImportProblem(number, "expires", f"date illisible : {_quote(text)}"))
+                found.append(
+                    ImportProblem(number, "expires", f"date illisible : {quote_input(text)}")
+                )
                 return None
         return text
 
@@ -834,14 +824,6 @@ class _RowChecker:
             return True
         self.seen_keys.setdefault(fp, (number, siret, opco.id))
         return False
-
-
-def _quote(value: str) -> str:
-    """A cell value for an error message; long values (a key in the wrong column) are not shown."""
-    value = value.strip()
-    if len(value) > 20:
-        return f"(valeur de {len(value)} caractères, non affichée)"
-    return f"« {value} »"
 
 
 def _first_sentence(message: str) -> str:
