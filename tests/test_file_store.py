@@ -465,3 +465,22 @@ def test_writers_killed_at_random_moments_never_damage_the_file(path: Path) -> N
         entries = open_store(path).entries()  # decrypts and authenticates the whole file
         assert entry_name(SIRET_A, "atlas") in entries
     assert path.stat().st_size > 0
+
+
+def test_prepare_asks_the_password_up_front_once(path: Path) -> None:
+    passwords = Passwords()
+    store = open_store(path, passwords)
+    store.prepare()
+    assert passwords.asked == [True]  # a new file: the password is chosen now
+    assert not path.exists()  # nothing written until a key is stored
+    store.put(entry_name(SIRET_A, "atlas"), KEY)
+    assert passwords.asked == [True]  # not asked again to write
+    assert open_store(path).get(entry_name(SIRET_A, "atlas")) == KEY
+
+
+def test_prepare_refuses_a_wrong_password_before_anything_else(path: Path) -> None:
+    open_store(path).put(entry_name(SIRET_A, "atlas"), KEY)
+    before = path.read_bytes()
+    with pytest.raises(StoreUnavailableError, match="Mot de passe du fichier chiffré incorrect"):
+        open_store(path, "pas-le-bon-mot-de-passe").prepare()
+    assert path.read_bytes() == before

@@ -218,6 +218,12 @@ def _store(context: AppContext) -> KeyStore:
     return context.key_store()
 
 
+def _prepared_store(context: AppContext) -> KeyStore:
+    store = context.key_store()
+    store.prepare()
+    return store
+
+
 def _date(moment: datetime | None) -> str:
     return "—" if moment is None else moment.astimezone().strftime("%d/%m/%Y")
 
@@ -348,9 +354,9 @@ def _lifecycle(
             f"Aucune clé {opco.name} enregistrée pour le CFA {cfa.siret} : rien à renouveler.",
             hint=f"Pour en ajouter une : cfakey add {opco.id} --cfa {cfa.siret}.",
         )
-    # Open (and unlock) the store now, not after the operator went through the portal;
-    # for keys that come by e-mail, only once the e-mail has arrived.
-    store = _store(context) if opco.request is None else None
+    # Open the store and ask its password now, not after the operator went through the
+    # portal; for keys that come by e-mail, only once the e-mail has arrived.
+    store = _prepared_store(context) if opco.request is None else None
     if dialogue.interactive:
         verb = "Renouvellement" if rotation else "Ajout"
         _say(
@@ -365,7 +371,7 @@ def _lifecycle(
     ):
         return
     if store is None:
-        store = _store(context)
+        store = _prepared_store(context)
     key = _ask_key(dialogue, opco, given.from_file)
     if key.trimmed:
         _say("Espaces ou sauts de ligne retirés au début ou à la fin de la clé.")

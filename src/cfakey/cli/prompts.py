@@ -43,7 +43,7 @@ def confirm_file_store(reason: str) -> bool:
     """In a terminal, explain why the keyring is unusable and offer the encrypted file."""
     if not sys.stdin.isatty():
         return False
-    print_notice(f"Le {reason}.")
+    print_notice(f"{reason[:1].upper()}{reason[1:]}.")
     print_notice(
         "cfakey peut garder les clés dans un fichier chiffré par un mot de passe "
         "(AES-256-GCM, clé dérivée par scrypt), jamais en clair. Ce choix sera retenu."

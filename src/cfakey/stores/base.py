@@ -58,6 +58,9 @@ class KeyStore(ABC):
     def delete(self, entry: str) -> bool:
         """Remove ``entry``; ``False`` if there was nothing to remove."""
 
+    def prepare(self) -> None:  # noqa: B027 - optional hook, most stores need nothing
+        """Ask now for what the store needs (a password), before a long interactive procedure."""
+
     def entries(self) -> list[str] | None:
         """Every entry name, or ``None`` when the backend cannot enumerate (OS keyrings)."""
         return None

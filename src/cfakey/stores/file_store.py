@@ -301,6 +301,17 @@ class EncryptedFileStore(KeyStore):
 
     # -- the password -------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Ask for the password now: checked against the file, or chosen for a new one."""
+        if self._key is not None:
+            return
+        envelope = self._read()
+        if envelope is None:
+            password = check_new_password(self._password_source(new=True))
+            self._key = derive_key(password, secrets.token_bytes(_SALT_BYTES), self._new_file_kdf)
+        else:
+            self._unlock(envelope)
+
     def unlock(self) -> list[str]:
         """Check the password against the existing file now; the names of its entries."""
         envelope = self._read()
