@@ -129,7 +129,7 @@ def assert_key_confined(server: FakeOpco, result: CliResult, home: Path, *keys: 
             assert key not in detail
 
 
-def invoke_with_transport(transport: httpx.AsyncBaseTransport, *args: str) -> CliResult:
+def invoke_with_transport(transport: httpx.BaseTransport, *args: str) -> CliResult:
     """Run the CLI with an injected HTTP transport (the context's HTTP client factory)."""
     context = AppContext()
     context.http_transport = transport
@@ -338,14 +338,14 @@ def test_fault_gives_french_message_and_exit_code(
 
 def test_redirect_to_another_host_never_leaves_with_the_key(opco: FakeOpco) -> None:
     contacted: list[str] = []
-    real = httpx.AsyncHTTPTransport()
+    real = httpx.HTTPTransport()
 
-    class LocalOnly(httpx.AsyncBaseTransport):
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    class LocalOnly(httpx.BaseTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
             contacted.append(request.url.host)
             if request.url.host != "127.0.0.1":
                 pytest.fail(f"request sent to {request.url.host}")
-            return await real.handle_async_request(request)
+            return real.handle_request(request)
 
     (result,) = engine.run_jobs(
         [job(opco.base_url("redirect-other"))], engine.VerifySettings(), transport=LocalOnly()
@@ -456,6 +456,19 @@ def test_ca_bundle_that_does_not_exist_is_a_usage_error() -> None:
     assert result.exit_code == 2
     assert "Fichier de certificats introuvable" in result.stderr
 
+
+def test_ca_bundle_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
+    seed((SIRET, "atlas", KEY_ATLAS))
+    set_url("atlas", "https://api.opco.invalid/ApiEchangeCFA")
+    bundle = tmp_path / "pas-un-certificat.pem"
+    bundle.write_text("ceci n'est pas un certificat\n")
+
+    result = run_cli("verify", "atlas", "--ca-bundle", str(bundle))
+
+    assert result.exit_code == 2
+    assert "Fichier de certificats illisible" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert journal_details("atlas") == []
 
 def test_rate_limit_retry_after_seconds_is_honoured(opco: FakeOpco) -> None:
     seed((SIRET, "atlas", KEY_ATLAS))
@@ -766,6 +779,48 @@ def test_all_runs_concurrently(opco: FakeOpco) -> None:
     assert {result.outcome for result in results} == {engine.Outcome.VALID}
     assert time.monotonic() - started < 0.2 * 16 / 8 + 0.5
 
+
+def test_concurrent_workers_share_one_oauth_token(opco: FakeOpco) -> None:
+    opco.state.delay = 0.05
+    opco.state.accept_any_key = True
+    client = engine.OAuthClient(
+        "akto", opco.token_url, opco.state.oauth_client_id, None, opco.state.oauth_client_secret
+    )
+    jobs = [
+        engine.VerifyJob(
+            siret=SIRET,
+            cfa_name="CFA test",
+            opco_id="akto",
+            opco_name="AKTO",
+            base_url=opco.base_url("oauth"),
+            url_setting="opco.akto.api_url",
+            fingerprint=None,
+            recorded_expiry=None,
+            recorded_source=None,
+            secret=f"cle-akto-{n}",
+            oauth=client,
+        )
+        for n in range(12)
+    ]
+    tokens = engine.TokenCache()
+
+    results = engine.run_jobs(jobs, engine.VerifySettings(concurrency=8), tokens=tokens)
+
+    assert [result.outcome for result in results] == [engine.Outcome.VALID] * 12
+    assert tokens.fetches == 1
+    assert [request.path for request in opco.requests].count("/oauth/token") == 1
+
+
+def test_an_unexpected_error_in_a_worker_reaches_the_caller() -> None:
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("panne interne")
+
+    jobs = [job("http://127.0.0.1:9/ApiEchangeCFA", secret=f"cle-{n}") for n in range(6)]
+
+    with pytest.raises(RuntimeError, match="panne interne"):
+        engine.run_jobs(
+            jobs, engine.VerifySettings(concurrency=3), transport=httpx.MockTransport(broken)
+        )
 
 # -- config ----------------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ class AppContext:
     registry_overlay: Path | None = None
     clock: Callable[[], datetime] = _utc_now
     #: Transport for API calls; ``None`` is the real network. Tests plug a mock here.
-    http_transport: httpx.AsyncBaseTransport | None = None
+    http_transport: httpx.BaseTransport | None = None
     #: ``--store``: the key store asked for on the command line, over everything else.
     store_option: str | None = None
     #: Asks the encrypted file's password in a terminal (the CLI's); ``None``: never prompt.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 import time
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cfakey.config import Config
     from cfakey.context import AppContext
     from cfakey.core.verify import VerifyResult
@@ -102,17 +105,24 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     request = engine.VerifyRequest(
         opco_id=opco_id, cfa_query=cfa, all_keys=all_keys, api_url=api_url, recette=recette
     )
+    tls = engine.TlsPreparation(settings.ca_bundle)  # overlaps the key store's unlocking
     metadata = context.metadata()
     jobs = engine.plan_jobs(metadata, _store(context), context.config(), context.registry, request)
     if not jobs:
         _render_nothing(as_json=as_json)
         return
     started = time.monotonic()
-    transport = context.http_transport
+    run = functools.partial(
+        engine.run_jobs,
+        jobs,
+        settings,
+        transport=context.http_transport,
+        ssl_context=tls.ssl_context(),
+    )
     if all_keys and not as_json and sys.stderr.isatty():
-        results = _run_with_progress(jobs, settings, transport)
+        results = _run_with_progress(run, len(jobs))
     else:
-        results = engine.run_jobs(jobs, settings, transport=transport)
+        results = run()
     engine.record_results(metadata, jobs, results)
     elapsed = time.monotonic() - started
     code = engine.overall_exit_code(results)
@@ -131,11 +141,10 @@ def _store(context: AppContext) -> KeyStore:
     return store
 
 
-def _run_with_progress(jobs: Any, settings: Any, transport: Any) -> list[VerifyResult]:
+def _run_with_progress(run: Callable[..., list[VerifyResult]], total: int) -> list[VerifyResult]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
 
     from cfakey.cli.output import console  # noqa: PLC0415
-    from cfakey.core.verify import run_jobs  # noqa: PLC0415
 
     with Progress(
         TextColumn("Vérification"),
@@ -145,10 +154,8 @@ def _run_with_progress(jobs: Any, settings: Any, transport: Any) -> list[VerifyR
         console=console(stderr=True),
         transient=True,
     ) as progress:
-        task = progress.add_task("verify", total=len(jobs))
-        return run_jobs(
-            jobs, settings, transport=transport, on_result=lambda _: progress.advance(task)
-        )
+        task = progress.add_task("verify", total=total)
+        return run(on_result=lambda _: progress.advance(task))
 
 
 def _render_nothing(*, as_json: bool) -> None:
