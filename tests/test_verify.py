@@ -470,6 +470,7 @@ def test_ca_bundle_that_is_not_pem_is_a_usage_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert journal_details("atlas") == []
 
+
 def test_rate_limit_retry_after_seconds_is_honoured(opco: FakeOpco) -> None:
     seed((SIRET, "atlas", KEY_ATLAS))
     set_url("atlas", opco.base_url("ratelimit-once"))
@@ -821,6 +822,7 @@ def test_an_unexpected_error_in_a_worker_reaches_the_caller() -> None:
         engine.run_jobs(
             jobs, engine.VerifySettings(concurrency=3), transport=httpx.MockTransport(broken)
         )
+
 
 # -- config ----------------------------------------------------------------------------------------
 
