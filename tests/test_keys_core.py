@@ -87,6 +87,13 @@ def test_clean_key_trims_and_says_so() -> None:
     assert cleaned.warnings == ()
 
 
+@pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
+def test_one_final_line_end_is_not_reported_as_trimmed(ending: str) -> None:
+    cleaned = keys.clean_key(ATLAS_KEY + ending, "atlas")
+    assert cleaned.value == ATLAS_KEY
+    assert not cleaned.trimmed
+
+
 @pytest.mark.parametrize(
     ("raw", "fragment"),
     [

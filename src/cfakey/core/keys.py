@@ -63,11 +63,15 @@ class CleanKey:
 def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
     """Trim surrounding whitespace; refuse what cannot be a key; warn on unusual shapes.
 
+    ``trimmed`` says whether more than one final line end was removed.
+
     Refused: empty, whitespace inside, non-printable characters. Everything else is
     accepted, since keys are opaque to the CFA and OPCOs change formats.
     """
-    value = raw.strip()
-    trimmed = value != raw
+    # The line end that ``echo`` and every text file add is not worth a remark.
+    line = raw.removesuffix("\n").removesuffix("\r")
+    value = line.strip()
+    trimmed = value != line
     if not value:
         raise UsageError(
             "La clé est vide : rien n'a été enregistré.",
