@@ -63,7 +63,7 @@ class CleanKey:
 def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
     """Trim surrounding whitespace; refuse what cannot be a key; warn on unusual shapes.
 
-    ``trimmed`` says whether more than one final line end was removed.
+    ``trimmed`` says whether anything besides one final line end was removed.
 
     Refused: empty, whitespace inside, non-printable characters. Everything else is
     accepted, since keys are opaque to the CFA and OPCOs change formats.
