@@ -112,6 +112,8 @@ def _report(error: Exception) -> int:
     if isinstance(error, CfakeyError):
         print_error(error.message, hint=error.hint)
         return int(error.exit_code)
+    if isinstance(error, BrokenPipeError):
+        return _stdout_closed()
     if isinstance(error, typer.Abort):
         return _report_interrupt()
     if isinstance(error, exceptions.ClickException):
@@ -123,6 +125,17 @@ def _report(error: Exception) -> int:
         f"erreur inattendue ({type(error).__name__}).",
         hint="Relancez avec CFAKEY_DEBUG=1 pour afficher le détail technique.",
     )
+    return int(ExitCode.ERROR)
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``cfakey opcos | head -3``): stop without a word.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush does not fail
+    again; the exit code still says the output was cut short.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
     return int(ExitCode.ERROR)
 
 

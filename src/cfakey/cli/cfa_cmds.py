@@ -24,10 +24,13 @@ def register(app: typer.Typer) -> None:
 @cfa_app.command("add")
 def add_cfa(
     ctx: typer.Context,
-    siret: Annotated[str, typer.Argument(help="SIRET de l'établissement (14 chiffres).")],
-    name: Annotated[str, typer.Option("--nom", help="Nom du CFA.")],
+    siret: Annotated[
+        str, typer.Argument(metavar="SIRET", help="SIRET de l'établissement (14 chiffres).")
+    ],
+    name: Annotated[str, typer.Option("--nom", metavar="NOM", help="Nom du CFA.")],
     uai: Annotated[
-        str | None, typer.Option("--uai", help="Code UAI (7 chiffres et une lettre).")
+        str | None,
+        typer.Option("--uai", metavar="UAI", help="Code UAI (7 chiffres et une lettre)."),
     ] = None,
 ) -> None:
     """Enregistre un CFA ; le premier devient celui par défaut."""

@@ -28,7 +28,9 @@ COMMAND_NOT_EXECUTABLE = 126
 CfaOption = Annotated[
     str | None,
     typer.Option(
-        "--cfa", help="CFA concerné (SIRET, SIREN ou nom) ; par défaut, le CFA par défaut."
+        "--cfa",
+        metavar="CFA",
+        help="CFA concerné (SIRET, SIREN ou nom) ; par défaut, le CFA par défaut.",
     ),
 ]
 AllCfasOption = Annotated[
@@ -41,7 +43,9 @@ AllCfasOption = Annotated[
 OpcoOption = Annotated[
     list[str] | None,
     typer.Option(
-        "--opco", help="OPCO à inclure (répétable) ; par défaut, tous ceux qui ont une clé."
+        "--opco",
+        metavar="OPCO",
+        help="OPCO à inclure (répétable) ; par défaut, tous ceux qui ont une clé.",
     ),
 ]
 StrictOption = Annotated[
@@ -69,7 +73,11 @@ def export(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", "-f", help="Format : env, dotenv, json, yaml ou csv.", show_default=False
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="Format : env, dotenv, json, yaml ou csv.",
+            show_default=False,
         ),
     ],
     cfa: CfaOption = None,
@@ -78,7 +86,10 @@ def export(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Fichier à créer (droits 0600) ; sinon la sortie standard."
+            "--output",
+            "-o",
+            metavar="FICHIER",
+            help="Fichier à créer (droits 0600) ; sinon la sortie standard.",
         ),
     ] = None,
     force: ForceOption = False,
@@ -168,6 +179,7 @@ def inject(
         typer.Option(
             "--input",
             "-i",
+            metavar="MODELE",
             help="Modèle contenant des références {{ cfakey:OPCO }}.",
             show_default=False,
         ),
@@ -177,6 +189,7 @@ def inject(
         typer.Option(
             "--output",
             "-o",
+            metavar="FICHIER",
             help="Fichier de configuration à créer (droits 0600).",
             show_default=False,
         ),

@@ -120,6 +120,7 @@ def prepare_help() -> None:
 
     for name, text in _PANEL_TITLES.items():
         setattr(rich_utils, name, text)
+    _hide_argument_types()
     original = decorators.help_option
     if getattr(original, "_cfakey_french", False):
         return
@@ -136,3 +137,20 @@ def prepare_help() -> None:
 
     french_help_option._cfakey_french = True  # type: ignore[attr-defined]
     decorators.help_option = french_help_option
+
+
+def _hide_argument_types() -> None:
+    """No ``<str>`` or ``<path>`` beside an argument that has its own French name.
+
+    typer prints an argument's click type next to its metavar (``OPCO  <str>``): jargon
+    that tells the operator nothing the name (OPCO, FICHIER, CLE) does not. Options carry
+    their own metavars, which click shows instead of the type.
+    """
+    from typer._click import types  # noqa: PLC0415
+    from typer.models import TyperPath  # noqa: PLC0415
+
+    def named_by_metavar(self: Any, param: Any, ctx: Any) -> str | None:
+        return "" if getattr(param, "metavar", None) else None
+
+    for param_type in (types.StringParamType, TyperPath):
+        param_type.get_metavar = named_by_metavar  # type: ignore[method-assign]

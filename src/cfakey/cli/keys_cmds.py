@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 OPCO_ARG = typer.Argument(metavar="OPCO", help="Identifiant ou nom de l'OPCO (voir cfakey opcos).")
 CFA_OPTION = typer.Option(
-    "--cfa", help="CFA concerné : SIRET, SIREN ou nom (défaut : le CFA par défaut)."
+    "--cfa", metavar="CFA", help="CFA concerné : SIRET, SIREN ou nom (défaut : le CFA par défaut)."
 )
 YES_OPTION = typer.Option("--yes", "-y", help="Répond oui aux confirmations (pour les scripts).")
 JSON_OPTION = typer.Option("--json", help="Sortie JSON (pour les scripts).")
@@ -636,7 +636,9 @@ def _overview(
 def list_keys(
     ctx: typer.Context,
     cfa: Annotated[str | None, CFA_OPTION] = None,
-    opco_name: Annotated[str | None, typer.Option("--opco", help="Seulement cet OPCO.")] = None,
+    opco_name: Annotated[
+        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
+    ] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
     detail: Annotated[
         bool, typer.Option("--detail", help="Une ligne par clé, même pour plusieurs CFA.")
@@ -997,7 +999,9 @@ def import_keys(
 def journal(
     ctx: typer.Context,
     cfa: Annotated[str | None, CFA_OPTION] = None,
-    opco_name: Annotated[str | None, typer.Option("--opco", help="Seulement cet OPCO.")] = None,
+    opco_name: Annotated[
+        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
+    ] = None,
     since: Annotated[
         str | None,
         typer.Option(

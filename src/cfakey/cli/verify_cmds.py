@@ -52,11 +52,15 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     ] = False,
     cfa: Annotated[
         str | None,
-        typer.Option("--cfa", help="CFA (SIRET, SIREN ou nom) ; par défaut le CFA par défaut."),
+        typer.Option(
+            "--cfa", metavar="CFA", help="CFA (SIRET, SIREN ou nom) ; par défaut le CFA par défaut."
+        ),
     ] = None,
     api_url: Annotated[
         str | None,
-        typer.Option("--api-url", help="Adresse de base de l'API pour cet appel seulement."),
+        typer.Option(
+            "--api-url", metavar="URL", help="Adresse de base de l'API pour cet appel seulement."
+        ),
     ] = None,
     recette: Annotated[
         bool, typer.Option("--recette", help="Utilise l'environnement de recette.")
@@ -65,19 +69,29 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     concurrency: Annotated[
         int,
         typer.Option(
-            "--concurrency", min=1, max=256, help="Vérifications simultanées (avec --all)."
+            "--concurrency",
+            metavar="N",
+            min=1,
+            max=256,
+            help="Vérifications simultanées (avec --all).",
         ),
     ] = 8,
     timeout: Annotated[
         float,
         typer.Option(
-            "--timeout", min=0.1, max=600.0, help="Délai maximal de chaque requête, en secondes."
+            "--timeout",
+            metavar="SECONDES",
+            min=0.1,
+            max=600.0,
+            help="Délai maximal de chaque requête, en secondes.",
         ),
     ] = 10.0,
     ca_bundle: Annotated[
         Path | None,
         typer.Option(
-            "--ca-bundle", help="Certificats (PEM) à utiliser à la place du magasin du système."
+            "--ca-bundle",
+            metavar="FICHIER",
+            help="Certificats (PEM) à utiliser à la place du magasin du système.",
         ),
     ] = None,
 ) -> None:
