@@ -391,8 +391,10 @@ def check_base_url(url: str, *, setting: str = "opco.ID.api_url") -> str:
 
 @functools.lru_cache(maxsize=256)
 def _url_problem(url: str, setting: str) -> tuple[Outcome | None, str]:
-    """What is wrong with ``url`` (``None`` and ``setting`` when nothing); cached, as every
-    key of an OPCO shares its base URL."""
+    """What is wrong with ``url``: a class and a French reason, or ``None`` and ``setting``.
+
+    Cached: every key of an OPCO shares its base URL, and ``--all`` checks 1,100 keys.
+    """
     import httpx  # noqa: PLC0415
 
     text = url.strip()
@@ -545,7 +547,7 @@ def run_jobs(
     work is waiting on the network, and a blocking client spends about a third less CPU
     per request than the asyncio one, which matters at 1,100 keys. ``on_result`` is called
     from the worker threads. An injected ``transport`` belongs to the caller: it is shared
-    by the workers and never closed here. ``ssl_context`` comes from ``prepare_tls``;
+    by the workers and never closed here. ``ssl_context`` comes from ``TlsPreparation``;
     without it, it is built here.
     """
     import httpx  # noqa: PLC0415
@@ -554,7 +556,7 @@ def run_jobs(
     if ssl_context is None:
         ssl_context = _ssl_context(settings.ca_bundle)
     results: list[VerifyResult | None] = [None] * len(jobs)
-    failures: list[BaseException] = []
+    failures: list[Exception] = []
     pending = iter(range(len(jobs)))
     taking = threading.Lock()
     stop = threading.Event()
