@@ -134,8 +134,10 @@ def _stdout_closed() -> int:
     stdout is pointed at /dev/null so that the interpreter's final flush does not fail
     again; the exit code still says the output was cut short.
     """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    import contextlib  # noqa: PLC0415
+
+    with contextlib.suppress(OSError, ValueError):  # no descriptor: nothing left to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return int(ExitCode.ERROR)
 
 
