@@ -329,14 +329,13 @@ class Metadata:
 
     def list_keys(self, siret: str | None = None, opco_id: str | None = None) -> list[KeyRecord]:
         """Key metadata, optionally for one CFA and/or one OPCO."""
-        query, params = "SELECT * FROM key WHERE 1 = 1", []
-        if siret is not None:
-            query += " AND siret = ?"
-            params.append(siret)
-        if opco_id is not None:
-            query += " AND opco_id = ?"
-            params.append(opco_id)
-        rows = self._db.execute(query + " ORDER BY siret, opco_id", params)
+        rows = self._db.execute(
+            "SELECT * FROM key"
+            " WHERE (:siret IS NULL OR siret = :siret)"
+            " AND (:opco_id IS NULL OR opco_id = :opco_id)"
+            " ORDER BY siret, opco_id",
+            {"siret": siret, "opco_id": opco_id},
+        )
         return [_key_record(row) for row in rows]
 
     def delete_key(self, siret: str, opco_id: str) -> bool:
@@ -398,17 +397,14 @@ class Metadata:
         since: datetime | None = None,
     ) -> list[JournalEntry]:
         """Journal entries, oldest first, optionally filtered."""
-        query, params = "SELECT * FROM journal WHERE 1 = 1", []
-        if siret is not None:
-            query += " AND siret = ?"
-            params.append(siret)
-        if opco_id is not None:
-            query += " AND opco_id = ?"
-            params.append(opco_id)
-        if since is not None:
-            query += " AND at >= ?"
-            params.append(_to_text(since) or "")
-        rows = self._db.execute(query + " ORDER BY id", params)
+        rows = self._db.execute(
+            "SELECT * FROM journal"
+            " WHERE (:siret IS NULL OR siret = :siret)"
+            " AND (:opco_id IS NULL OR opco_id = :opco_id)"
+            " AND (:since IS NULL OR at >= :since)"
+            " ORDER BY id",
+            {"siret": siret, "opco_id": opco_id, "since": _to_text(since)},
+        )
         return [
             JournalEntry(
                 id=row["id"],

@@ -117,10 +117,7 @@ def write_new_file(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _fill(fd, data)
         if replace:
             tmp.replace(path)
             return
@@ -137,10 +134,15 @@ def write_new_file(
 def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _fill(fd, data)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def _fill(fd: int, data: bytes) -> None:
+    """Write ``data`` to the newly created file ``fd``, fsync and close it."""
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cfakey.cli.options import JSON_OPTION
+
 if TYPE_CHECKING:
     from cfakey.context import AppContext
 
@@ -52,9 +54,7 @@ def add_cfa(
 @cfa_app.command("list")
 def list_cfas(
     ctx: typer.Context,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Sortie JSON (pour les scripts).")
-    ] = False,
+    as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Liste les CFA enregistrés et le nombre de clés de chacun."""
     from cfakey.cli.output import print_json, print_notice  # noqa: PLC0415

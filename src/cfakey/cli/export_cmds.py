@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cfakey.cli.options import CFA_OPTION
+
 if TYPE_CHECKING:
     import subprocess
     from types import FrameType
@@ -25,14 +27,7 @@ PROGRESS_THRESHOLD = 5
 COMMAND_NOT_FOUND = 127
 COMMAND_NOT_EXECUTABLE = 126
 
-CfaOption = Annotated[
-    str | None,
-    typer.Option(
-        "--cfa",
-        metavar="CFA",
-        help="CFA concerné (SIRET, SIREN ou nom) ; par défaut, le CFA par défaut.",
-    ),
-]
+CfaOption = Annotated[str | None, CFA_OPTION]
 AllCfasOption = Annotated[
     bool,
     typer.Option(
@@ -368,24 +363,11 @@ def _read_keys(context: AppContext, plan: KeyPlan) -> list[ExportedKey]:
 
 @contextmanager
 def _progress(total: int) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr when it is a terminal and there are enough keys to wait for."""
-    if total <= PROGRESS_THRESHOLD or not sys.stderr.isatty():
+    """A progress bar on stderr when it is a terminal and there are enough keys to wait for."""
+    from cfakey.cli.output import progress_bar  # noqa: PLC0415
+
+    if total <= PROGRESS_THRESHOLD:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
-
-    from cfakey.cli.output import console  # noqa: PLC0415
-
-    with Progress(
-        TextColumn("Lecture des clés"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("lecture", total=total)
-
-        def advance(done: int, _total: int) -> None:
-            progress.update(task, completed=done)
-
-        yield advance
+    with progress_bar("Lecture des clés", total) as update:
+        yield None if update is None else lambda done, _total: update(completed=done)

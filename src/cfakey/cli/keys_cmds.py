@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_ARG
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -23,12 +25,7 @@ if TYPE_CHECKING:
     from cfakey.registry.model import Opco
     from cfakey.stores.base import KeyStore
 
-OPCO_ARG = typer.Argument(metavar="OPCO", help="Identifiant ou nom de l'OPCO (voir cfakey opcos).")
-CFA_OPTION = typer.Option(
-    "--cfa", metavar="CFA", help="CFA concerné : SIRET, SIREN ou nom (défaut : le CFA par défaut)."
-)
 YES_OPTION = typer.Option("--yes", "-y", help="Répond oui aux confirmations (pour les scripts).")
-JSON_OPTION = typer.Option("--json", help="Sortie JSON (pour les scripts).")
 
 # Short column labels for the matrix, so that 11 OPCOs fit an 80-column terminal.
 SHORT_LABELS = {

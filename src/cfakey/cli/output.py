@@ -7,10 +7,12 @@ colour off. rich is imported only by commands that draw tables or panels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -94,6 +96,34 @@ def text_table(
     for row in rows:
         lines.extend(render(row))
     return lines
+
+
+@contextmanager
+def progress_bar(
+    label: str, total: int, *, elapsed: bool = False
+) -> Iterator[Callable[..., None] | None]:
+    """A transient progress bar on stderr when it is a terminal; ``None`` otherwise.
+
+    Yields rich's ``Progress.update`` bound to the bar: ``update(completed=n)`` or
+    ``update(advance=1)``. It takes a lock, so worker threads may call it.
+    """
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns: list[ProgressColumn] = [TextColumn(label), BarColumn(), MofNCompleteColumn()]
+    if elapsed:
+        columns.append(TimeElapsedColumn())
+    with Progress(*columns, console=console(stderr=True), transient=True) as progress:
+        yield functools.partial(progress.update, progress.add_task(label, total=total))
 
 
 def console(*, stderr: bool = False) -> Console:

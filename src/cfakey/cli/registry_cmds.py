@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cfakey.cli.options import JSON_OPTION, OPCO_ARG
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -15,8 +17,6 @@ if TYPE_CHECKING:
 
     from cfakey.context import AppContext
     from cfakey.registry.model import Link, Opco
-
-JSON_OPTION = typer.Option("--json", help="Sortie JSON (pour les scripts).")
 
 
 def register(app: typer.Typer) -> None:
@@ -103,7 +103,7 @@ def opco_summary(opco: Opco) -> dict[str, Any]:
 
 def guide(
     ctx: typer.Context,
-    opco_name: Annotated[str, typer.Argument(metavar="OPCO", help="Identifiant ou nom de l'OPCO.")],
+    opco_name: Annotated[str, OPCO_ARG],
     open_portal: Annotated[
         bool, typer.Option("--open", help="Ouvre le portail de l'OPCO dans le navigateur.")
     ] = False,

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cfakey.cli.options import JSON_OPTION
+
 if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.doctor import DoctorReport
@@ -85,9 +87,7 @@ def use_store(
 
 def doctor(
     ctx: typer.Context,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Sortie JSON (pour les scripts).")
-    ] = False,
+    as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Diagnostic : magasin de clés et pourquoi, trousseau, chemins, registre, clés orphelines.
 

@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_ARG
 
+if TYPE_CHECKING:
     from cfakey.config import Config
     from cfakey.context import AppContext
     from cfakey.core.verify import VerifyResult
     from cfakey.stores.base import KeyStore
 
-JSON_OPTION = typer.Option("--json", help="Sortie JSON (pour les scripts).")
 SECRET_SETTING = re.compile(r"opco\.(?P<opco>[^.]+)\.oauth\.client_secret")
 OPCO_SETTING = re.compile(r"opco\.(?P<opco>[^.]+)\.(?P<rest>.+)")
 URL_SUFFIXES = (".api_url", ".recette_url", ".oauth.token_url")
@@ -43,19 +42,11 @@ def register(app: typer.Typer) -> None:
 
 def verify(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
-    opco_name: Annotated[
-        str | None,
-        typer.Argument(metavar="OPCO", help="Identifiant ou nom de l'OPCO.", show_default=False),
-    ] = None,
+    opco_name: Annotated[str | None, OPCO_ARG] = None,
     all_keys: Annotated[
         bool, typer.Option("--all", help="Vérifie toutes les clés enregistrées.")
     ] = False,
-    cfa: Annotated[
-        str | None,
-        typer.Option(
-            "--cfa", metavar="CFA", help="CFA (SIRET, SIREN ou nom) ; par défaut le CFA par défaut."
-        ),
-    ] = None,
+    cfa: Annotated[str | None, CFA_OPTION] = None,
     api_url: Annotated[
         str | None,
         typer.Option(
@@ -96,6 +87,7 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     ] = None,
 ) -> None:
     """Vérifie auprès de l'API Convergence de l'OPCO que la clé est acceptée, et jusqu'à quand."""
+    from cfakey.cli.output import progress_bar  # noqa: PLC0415
     from cfakey.core import verify as engine  # noqa: PLC0415
     from cfakey.errors import UsageError  # noqa: PLC0415
 
@@ -133,8 +125,9 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
         transport=context.http_transport,
         ssl_context=tls.ssl_context(),
     )
-    if all_keys and not as_json and sys.stderr.isatty():
-        results = _run_with_progress(run, len(jobs))
+    if all_keys and not as_json:
+        with progress_bar("Vérification", len(jobs), elapsed=True) as update:
+            results = run(on_result=None if update is None else lambda _: update(advance=1))
     else:
         results = run()
     engine.record_results(metadata, jobs, results)
@@ -153,23 +146,6 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
 def _store(context: AppContext) -> KeyStore:
     store: KeyStore = context.key_store()  # type: ignore[attr-defined,unused-ignore]
     return store
-
-
-def _run_with_progress(run: Callable[..., list[VerifyResult]], total: int) -> list[VerifyResult]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
-
-    from cfakey.cli.output import console  # noqa: PLC0415
-
-    with Progress(
-        TextColumn("Vérification"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("verify", total=total)
-        return run(on_result=lambda _: progress.advance(task))
 
 
 def _render_nothing(*, as_json: bool) -> None:
@@ -267,20 +243,23 @@ def _render_table(results: list[VerifyResult], elapsed: float) -> None:
 # -- config --------------------------------------------------------------------------------
 
 
-def _check_opco_segment(context: AppContext, key: str) -> None:
+def _parse_setting(context: AppContext, key: str) -> tuple[str, str | None]:
+    """The setting's name, and the OPCO id when it names an OAuth client secret.
+
+    An ``opco.<id>.…`` setting must use the registry id, not a name (« opco.Atlas.… »).
+    """
     from cfakey.errors import UsageError  # noqa: PLC0415
 
+    key = key.strip()
     match = OPCO_SETTING.fullmatch(key)
-    if match is None:
-        return
-    opco_id = match["opco"]
-    if any(opco.id == opco_id for opco in context.registry.opcos):
-        return
-    opco = context.resolve_opco(opco_id)
-    raise UsageError(
-        f"« {opco_id} » n'est pas un identifiant d'OPCO.",
-        hint=f"Utilisez l'identifiant : opco.{opco.id}.{match['rest']}",
-    )
+    if match is not None and all(opco.id != match["opco"] for opco in context.registry.opcos):
+        opco = context.resolve_opco(match["opco"])  # an unknown name raises its own error
+        raise UsageError(
+            f"« {match['opco']} » n'est pas un identifiant d'OPCO.",
+            hint=f"Utilisez l'identifiant : opco.{opco.id}.{match['rest']}",
+        )
+    secret = SECRET_SETTING.fullmatch(key)
+    return key, secret["opco"] if secret else None
 
 
 def _coerce(key: str, value: str) -> Any:
@@ -334,10 +313,8 @@ def config_set(
     from cfakey.stores.base import fingerprint, oauth_entry_name  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    key = key.strip()
-    _check_opco_segment(context, key)
-    secret_match = SECRET_SETTING.fullmatch(key)
-    if secret_match is not None:
+    key, secret_opco = _parse_setting(context, key)
+    if secret_opco is not None:
         if value is not None:
             raise UsageError(
                 "Un secret ne se passe jamais en argument (il resterait dans l'historique "
@@ -345,7 +322,7 @@ def config_set(
                 hint="Relancez sans valeur, il sera demandé en saisie masquée (ou lu sur "
                 f"l'entrée standard) : cfakey config set {key}",
             )
-        opco = context.registry.get(secret_match["opco"])
+        opco = context.registry.get(secret_opco)
         secret = _read_secret(f"Secret du client OAuth2 de {opco.name}")
         _store(context).put(oauth_entry_name(opco.id), secret)
         print_notice(
@@ -375,11 +352,9 @@ def config_get(
     from cfakey.stores.base import oauth_entry_name  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    key = key.strip()
-    _check_opco_segment(context, key)
-    secret_match = SECRET_SETTING.fullmatch(key)
-    if secret_match is not None:
-        if _store(context).get(oauth_entry_name(secret_match["opco"])) is None:
+    key, secret_opco = _parse_setting(context, key)
+    if secret_opco is not None:
+        if _store(context).get(oauth_entry_name(secret_opco)) is None:
             raise NotFoundError(
                 f"Aucun secret enregistré pour « {key} ».", hint=f"cfakey config set {key}"
             )
@@ -409,11 +384,9 @@ def config_unset(
     from cfakey.stores.base import oauth_entry_name  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    key = key.strip()
-    _check_opco_segment(context, key)
-    secret_match = SECRET_SETTING.fullmatch(key)
-    if secret_match is not None:
-        removed = _store(context).delete(oauth_entry_name(secret_match["opco"]))
+    key, secret_opco = _parse_setting(context, key)
+    if secret_opco is not None:
+        removed = _store(context).delete(oauth_entry_name(secret_opco))
     else:
         require_known_key(key)
         removed = context.config().unset(key)

@@ -134,20 +134,14 @@ def detect_backend() -> tuple[KeyringBackend, str]:
         try:
             return core.load_keyring(configured), "variable PYTHON_KEYRING_BACKEND"
         except Exception as error:  # noqa: BLE001 - import or viability errors of any kind
-            raise StoreUnavailableError(
-                f"Le trousseau demandé par PYTHON_KEYRING_BACKEND ({configured}) "
-                f"est inutilisable : {error or type(error).__name__}.",
-                hint=FILE_STORE_HINT,
+            raise _unusable(
+                f"Le trousseau demandé par PYTHON_KEYRING_BACKEND ({configured})", error
             ) from None
     config_file = keyring_config_file()
     try:
         from_config = core.load_config()
     except Exception as error:  # noqa: BLE001 - import or viability errors of any kind
-        raise StoreUnavailableError(
-            f"Le trousseau désigné par {config_file} est inutilisable : "
-            f"{error or type(error).__name__}.",
-            hint=FILE_STORE_HINT,
-        ) from None
+        raise _unusable(f"Le trousseau désigné par {config_file}", error) from None
     if from_config is not None:
         return from_config, f"fichier de configuration de keyring ({config_file})"
     viable = [(cls, c) for cls, c in _backend_classes() if c.priority is not None]
@@ -165,6 +159,12 @@ def detect_backend() -> tuple[KeyringBackend, str]:
 
     fallback: type[KeyringBackend] = fail.Keyring
     return fallback(), "aucun trousseau disponible : keyring se rabat sur « fail »"
+
+
+def _unusable(which: str, error: Exception) -> StoreUnavailableError:
+    return StoreUnavailableError(
+        f"{which} est inutilisable : {error or type(error).__name__}.", hint=FILE_STORE_HINT
+    )
 
 
 def probe_keyring(*, access: bool = True) -> KeyringProbe:
