@@ -1,4 +1,4 @@
-"""The help screens and the process edges of the CLI, in a real process (as a user runs it)."""
+"""The help screens, usage errors and process edges of the CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from cfakey.cli.app import COMMAND_MODULES
 from cfakey.errors import ExitCode
+from tests.conftest import run_cli
 
 LEAF_COMMANDS = (
     "opcos",
@@ -84,3 +85,57 @@ def test_closed_stdout_ends_quietly() -> None:
 
     assert result.returncode == ExitCode.ERROR
     assert result.stderr == ""
+
+
+PASTED_KEY = "Zx9QwEr7Ty1Ui3Op5As6Df8Gh0JkLm12"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ("add", "atlas", PASTED_KEY),
+            ExitCode.USAGE,
+            "Erreur : Argument(s) en trop : (valeur de 32",
+        ),
+        (
+            ("add", "ocapiat", "--lifetime-months", PASTED_KEY),
+            ExitCode.USAGE,
+            "Valeur invalide pour '--lifetime-months' : (valeur de 32",
+        ),
+        ((PASTED_KEY,), ExitCode.USAGE, "Erreur : Commande inconnue : (valeur de 32"),
+        (
+            ("cfa", "add", PASTED_KEY, "--nom", "CFA"),
+            ExitCode.USAGE,
+            "SIRET invalide : (valeur de 32",
+        ),
+        (("cfa", "default", PASTED_KEY), ExitCode.NOT_FOUND, "CFA inconnu : (valeur de 32"),
+        (("guide", PASTED_KEY), ExitCode.USAGE, "OPCO inconnu : (valeur de 32"),
+        (("export", "--format", PASTED_KEY), ExitCode.USAGE, "Format inconnu : (valeur de 32"),
+    ],
+)
+def test_a_key_typed_in_the_wrong_place_is_not_quoted_back(
+    args: tuple[str, ...], code: ExitCode, message: str
+) -> None:
+    assert run_cli("cfa", "add", "18130002100373", "--nom", "CFA Démo").exit_code == 0
+
+    result = run_cli(*args)
+
+    assert result.exit_code == code
+    assert message in result.stderr, result.stderr
+    assert PASTED_KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("verify", "--concurrency", "abc"), "« abc » n'est pas un nombre entier."),
+        (("add", "atlas", "de", "trop"), "Argument(s) en trop : de trop."),
+    ],
+)
+def test_usage_errors_are_french_with_one_final_period(args: tuple[str, ...], message: str) -> None:
+    result = run_cli(*args)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert message in result.stderr
+    assert ".." not in result.stderr

@@ -131,6 +131,15 @@ def test_ocapiat_lifetime_out_of_range_stores_nothing(cfa: str, lifetime: str) -
     assert listed() == []
 
 
+def test_key_pasted_at_the_lifetime_prompt_is_not_quoted_back(cfa: str) -> None:
+    answers = "n\n" + enters("ocapiat") + f"{ATLAS_KEY}\n{ATLAS_KEY}\n"
+    result = run_cli("add", "ocapiat", "--interactive", input=answers)
+    assert result.exit_code == ExitCode.USAGE
+    assert "Durée de vie illisible : (valeur de 32 caractères, non affichée)" in result.stderr
+    assert ATLAS_KEY not in result.stdout + result.stderr
+    assert listed() == []
+
+
 def test_email_opco_explains_the_request_and_sends_the_operator_back_later(cfa: str) -> None:
     result = run_cli("add", "opco2i", "--interactive", input="n\nn\n")
     assert result.exit_code == 0, result.stderr

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cfakey.errors import UsageError
+from cfakey.errors import UsageError, quote_input
 
 LA_POSTE_SIREN = "356000000"
 _UAI_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
@@ -57,11 +57,12 @@ def is_valid_uai(uai: str) -> bool:
 def _explain_digits(kind: str, value: str, length: int) -> str:
     if not value:
         return f"{kind} vide : il faut {length} chiffres."
+    shown = quote_input(value)
     if not (value.isascii() and value.isdigit()):
-        return f"{kind} invalide : « {value} » ne doit contenir que des chiffres."
+        return f"{kind} invalide : {shown} ne doit contenir que des chiffres."
     if len(value) != length:
-        return f"{kind} invalide : « {value} » a {len(value)} chiffres au lieu de {length}."
-    return f"{kind} invalide : « {value} » a une clé de contrôle fausse (faute de frappe ?)."
+        return f"{kind} invalide : {shown} a {len(value)} chiffres au lieu de {length}."
+    return f"{kind} invalide : {shown} a une clé de contrôle fausse (faute de frappe ?)."
 
 
 def validate_siren(text: str) -> str:
@@ -88,7 +89,7 @@ def validate_uai(text: str) -> str:
     digits = uai[:7]
     if len(uai) != 8 or not (digits.isascii() and digits.isdigit()) or not uai[7:].isalpha():
         raise UsageError(
-            f"UAI invalide : « {text.strip()} » "
+            f"UAI invalide : {quote_input(text)} "
             "(attendu : 7 chiffres puis une lettre, ex. 0133527N)."
         )
     expected = _UAI_LETTERS[int(digits) % 23]

@@ -24,7 +24,10 @@ _USAGE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^Missing option '(?P<a>[^']+)'\.?$"), "option obligatoire manquante : {a}"),
     (re.compile(r"^Missing parameter: (?P<a>.+)$"), "paramètre manquant : {a}"),
     (re.compile(r"^Missing command\.?$"), "commande manquante"),
-    (re.compile(r"^Got unexpected extra arguments? \((?P<a>.*)\)$"), "argument(s) en trop : {a}"),
+    (
+        re.compile(r"^Got unexpected extra argument(?:s|\(s\))? \((?P<a>.*)\)$"),
+        "argument(s) en trop : {a}",
+    ),
     (re.compile(r"^Invalid value for (?P<a>[^:]+): (?P<b>.*)$"), "valeur invalide pour {a} : {b}"),
     (re.compile(r"^Invalid value: (?P<b>.*)$"), "valeur invalide : {b}"),
     (
@@ -35,7 +38,7 @@ _USAGE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
-        re.compile(r"^'?(?P<a>.*?)'? is not a valid integer(?: range)?\.?$"),
+        re.compile(r"^'?(?P<a>.*?)'? is not a valid int(?:eger)?(?: range)?\.?$"),
         "« {a} » n'est pas un nombre entier",
     ),
     (re.compile(r"^Value '?(?P<a>.*?)'? is not a valid (?P<b>.+)\.$"), "« {a} » n'est pas valide"),
@@ -48,6 +51,8 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "{a} n'est pas dans l'intervalle {b}",
     ),
 )
+#: A word (quotes and brackets aside) long enough to be a key rather than a value.
+_LONG_WORD = re.compile(r"(?:« )?(?P<word>[^\s'\"«»()\[\],]{21,})(?: »)?")
 _PANEL_TITLES = {
     "ARGUMENTS_PANEL_TITLE": "Arguments",
     "OPTIONS_PANEL_TITLE": "Options",
@@ -72,6 +77,13 @@ def translate_usage(message: str) -> str:
                 text += f" (voulez-vous dire {parts['b']} ?)"
             return text
     return message
+
+
+def _mask_long_values(message: str) -> str:
+    """Click quotes back what was typed; a long word there is most often a pasted key."""
+    from cfakey.errors import quote_input  # noqa: PLC0415
+
+    return _LONG_WORD.sub(lambda match: quote_input(match["word"]), message)
 
 
 def _translate_value(text: str) -> str:
@@ -102,7 +114,7 @@ def click_error(error: Exception) -> int | None:
         from cfakey.cli.output import print_error  # noqa: PLC0415
 
         command = error.ctx.command_path if error.ctx is not None else "cfakey"
-        text = translate_usage(error.format_message())
+        text = _mask_long_values(translate_usage(error.format_message())).rstrip(".")
         print_error(f"{text[:1].upper()}{text[1:]}.", hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.ClickException):

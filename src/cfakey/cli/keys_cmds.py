@@ -525,7 +525,7 @@ def _expiry(
     lifetime_months: int | None,
 ) -> Expiry:
     from cfakey.core import keys  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
+    from cfakey.errors import UsageError, quote_input  # noqa: PLC0415
 
     question = keys.expiry_question(opco, key.value)
     rule = opco.expiry
@@ -538,7 +538,8 @@ def _expiry(
             )
             if not answer.isdigit():
                 raise UsageError(
-                    f"Durée de vie illisible : « {answer} » (un nombre de mois est attendu)."
+                    f"Durée de vie illisible : {quote_input(answer)} "
+                    "(un nombre de mois est attendu)."
                 )
             lifetime_months = int(answer)
         elif question == "date":

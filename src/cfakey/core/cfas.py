@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cfakey.errors import NotFoundError, UsageError
+from cfakey.errors import NotFoundError, UsageError, quote_input
 from cfakey.metadata import CfaRecord, Metadata
 from cfakey.registry.names import normalize
 
@@ -38,5 +38,9 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
         return matches[0]
     if len(matches) > 1:
         sirets = ", ".join(cfa.siret for cfa in matches)
-        raise UsageError(f"« {query} » désigne plusieurs CFA ({sirets}) : précisez le SIRET.")
-    raise NotFoundError(f"CFA inconnu : « {query} ».", hint="Liste des CFA : cfakey cfa list.")
+        raise UsageError(
+            f"{quote_input(query)} désigne plusieurs CFA ({sirets}) : précisez le SIRET."
+        )
+    raise NotFoundError(
+        f"CFA inconnu : {quote_input(query)}.", hint="Liste des CFA : cfakey cfa list."
+    )

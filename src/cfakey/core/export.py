@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cfakey.errors import AlreadyExistsError, CfakeyError, NotFoundError, UsageError
+from cfakey.errors import AlreadyExistsError, CfakeyError, NotFoundError, UsageError, quote_input
 
 if TYPE_CHECKING:
     from cfakey.metadata import CfaRecord, KeyRecord, Metadata
@@ -129,7 +129,7 @@ def check_format(name: str) -> str:
     """The format, or a French error listing the known ones."""
     if name not in FORMATS:
         raise UsageError(
-            f"Format inconnu : « {name} ». Formats disponibles : {', '.join(FORMATS)}."
+            f"Format inconnu : {quote_input(name)}. Formats disponibles : {', '.join(FORMATS)}."
         )
     return name
 
