@@ -28,7 +28,9 @@ Scenarios (``{base}`` is ``/<scenario>/ApiEchangeCFA``):
 - ``redirect-same``: 307 to the same path under ``ok`` (same host);
 - ``redirect-other``: 302 to ``https://elsewhere.invalid/...`` (must not be followed);
 - ``oauth``: like ``ok`` but 401 without ``Authorization: Bearer <issued token>``;
-  tokens come from ``POST /oauth/token`` (client credentials).
+  tokens come from ``POST /oauth/token`` (client credentials);
+- ``echo``: 403 whose comment quotes the ``X-API-KEY`` and ``Authorization`` it received
+  (a careless server: what it says must never reach the operator or the journal).
 """
 
 from __future__ import annotations
@@ -190,6 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
                 {"Location": f"https://elsewhere.invalid{request.path}?{request.query}"},
                 b"",
             )
+        if scenario == "echo":
+            received = f"{request.header('X-API-KEY')} / {request.header('Authorization')}"
+            return _json(403, {"status": "error", "comment": f"refusé : {received}"})
         if scenario == "oauth":
             token = (request.header("Authorization") or "").removeprefix("Bearer ")
             with state.lock:

@@ -577,7 +577,9 @@ def test_key_missing_from_the_store(opco: FakeOpco) -> None:
     [
         ("pas une adresse", "Adresse d'API invalide : « pas une adresse »"),
         ("ftp://api.opco.fr/ApiEchangeCFA", "Adresse d'API invalide"),
-        ("https://api.opco.fr/ApiEchangeCFA?cle=1", "ni paramètres"),
+        ("https://api.opco.fr/ApiEchangeCFA?cle=1", "« https://api.opco.fr/ApiEchangeCFA?… »"),
+        ("https://moi:p4ss@api.opco.fr/ApiEchangeCFA", "« https://***@api.opco.fr/ApiEchangeCFA »"),
+        (KEY_ATLAS, "Adresse d'API invalide : (valeur de 40 caractères, non affichée)"),
     ],
 )
 def test_invalid_url(url: str, message: str) -> None:
@@ -590,6 +592,8 @@ def test_invalid_url(url: str, message: str) -> None:
     assert message in result.stderr
     assert saved.exit_code == 2
     assert message in saved.stderr
+    for secret in ("cle=1", "p4ss", KEY_ATLAS):
+        assert secret not in result.stderr + saved.stderr
     assert run_cli("config", "list", "--json").stdout.strip() == '{\n  "values": {}\n}'
 
 
@@ -810,6 +814,101 @@ def test_concurrent_workers_share_one_oauth_token(opco: FakeOpco) -> None:
     assert [result.outcome for result in results] == [engine.Outcome.VALID] * 12
     assert tokens.fetches == 1
     assert [request.path for request in opco.requests].count("/oauth/token") == 1
+
+
+def akto_job(base_url: str, client: engine.OAuthClient, secret: str = KEY_AKTO) -> engine.VerifyJob:
+    return engine.VerifyJob(
+        siret=SIRET,
+        cfa_name="CFA test",
+        opco_id="akto",
+        opco_name="AKTO",
+        base_url=base_url,
+        url_setting="opco.akto.api_url",
+        fingerprint=None,
+        recorded_expiry=None,
+        recorded_source=None,
+        secret=secret,
+        oauth=client,
+    )
+
+
+def test_what_a_careless_server_echoes_is_masked_key_and_bearer_token(opco: FakeOpco) -> None:
+    client = engine.OAuthClient(
+        "akto", opco.token_url, opco.state.oauth_client_id, None, opco.state.oauth_client_secret
+    )
+
+    (result,) = engine.run_jobs([akto_job(opco.base_url("echo"), client)], engine.VerifySettings())
+
+    assert result.outcome is engine.Outcome.KEY_REFUSED
+    assert "refusé : *** / Bearer ***" in result.detail
+    shown = result.detail + engine.journal_detail(result) + json.dumps(result.as_json())
+    assert KEY_AKTO not in shown
+    assert "jeton-1" not in shown
+
+
+def test_a_refused_oauth_client_is_one_verdict_raised_afresh_for_each_key(opco: FakeOpco) -> None:
+    client = engine.OAuthClient("akto", opco.token_url, "inconnu", None, "mauvais-secret")
+    jobs = [akto_job(opco.base_url("oauth"), client, secret=f"cle-{n}") for n in range(3)]
+    tokens = engine.TokenCache()
+
+    results = engine.run_jobs(jobs, engine.VerifySettings(concurrency=1), tokens=tokens)
+
+    assert [result.outcome for result in results] == [engine.Outcome.KEY_REFUSED] * 3
+    assert tokens.fetches == 1
+    with httpx.Client() as http:
+        raised = []
+        for _ in range(2):
+            with pytest.raises(engine._Stop) as caught:
+                tokens.token(http, client, engine.VerifySettings())
+            raised.append(caught.value)
+    assert raised[0] is not raised[1]
+    assert raised[0].outcome is raised[1].outcome is engine.Outcome.KEY_REFUSED
+
+
+def test_a_proxy_from_the_environment_never_gets_a_local_plain_http_request(
+    opco: FakeOpco, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:  # a port where nothing listens: the proxy would fail
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, f"http://127.0.0.1:{dead}")
+    monkeypatch.delenv("NO_PROXY")
+
+    (result,) = engine.run_jobs([job(opco.base_url("ok"))], engine.VerifySettings())
+
+    assert result.outcome is engine.Outcome.VALID, result.detail
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (3600, 3600.0),
+        (None, 300.0),
+        (True, 300.0),
+        ("3600", 300.0),
+        (-5, 300.0),
+        (float("nan"), 300.0),
+        (10**400, 86_400.0),
+        (1e12, 86_400.0),
+    ],
+)
+def test_token_lifetime_is_bounded(value: object, seconds: float) -> None:
+    assert engine._token_lifetime(value) == seconds
+
+
+def test_unsupported_reports_the_status_the_opco_gave() -> None:
+    def not_implemented(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(501, json={"message": "Not Implemented"})
+
+    (result,) = engine.run_jobs(
+        [job("http://127.0.0.1:9/ApiEchangeCFA")],
+        engine.VerifySettings(),
+        transport=httpx.MockTransport(not_implemented),
+    )
+
+    assert result.outcome is engine.Outcome.UNSUPPORTED
+    assert result.http_status == 501
 
 
 def test_an_unexpected_error_in_a_worker_reaches_the_caller() -> None:

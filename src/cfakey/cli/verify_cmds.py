@@ -267,7 +267,7 @@ def _coerce(key: str, value: str) -> Any:
     from cfakey.errors import UsageError  # noqa: PLC0415
 
     if key.endswith(URL_SUFFIXES):
-        return check_base_url(value, setting=key)
+        return check_base_url(value)
     if key in HEADER_SETTINGS:
         return check_header_value(key, value)
     if key.endswith(INT_SUFFIXES):

@@ -10,6 +10,8 @@ the operator or the journal is scrubbed of the key and of the bearer token.
 from __future__ import annotations
 
 import functools
+import math
+import re
 import ssl
 import threading
 import time
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfakey import __version__
-from cfakey.errors import ExitCode, NotFoundError, UsageError
+from cfakey.errors import ExitCode, NotFoundError, UsageError, quote_input
 
 if TYPE_CHECKING:
     import httpx
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from cfakey.stores.base import KeyStore
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+#: httpx mount patterns for LOCAL_HOSTS.
+LOCAL_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 NOT_SUPPORTED_STATUSES = frozenset({404, 405, 501})
 CFADOCK_PORTAL = "https://www.cfadock.fr/portail_developpeur"
 DEFAULT_EDITEUR = "cfakey"
@@ -40,7 +44,10 @@ DEFAULT_LOGICIEL = "cfakey"
 #: The software headers sent when the config sets none.
 HEADER_DEFAULTS = {"editeur": DEFAULT_EDITEUR, "logiciel": DEFAULT_LOGICIEL, "version": __version__}
 TOKEN_MARGIN_SECONDS = 30.0
+DEFAULT_TOKEN_LIFETIME = 300.0
+MAX_TOKEN_LIFETIME = 86_400.0
 MAX_COMMENT_LENGTH = 200
+_USERINFO = re.compile(r"(?P<scheme>^[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 
 class Outcome(Enum):
@@ -207,6 +214,20 @@ class _Stop(Exception):  # noqa: N818 - a control-flow signal, not an error for 
         self.endpoint = endpoint
         self.status = status
         self.opco_expiry = opco_expiry
+
+    def again(self) -> _Stop:
+        """The same verdict as a new exception, for another job.
+
+        Re-raising one exception would pile up tracebacks and keep alive the frames of
+        every job it ended, their keys included.
+        """
+        return _Stop(
+            self.outcome,
+            self.detail,
+            endpoint=self.endpoint,
+            status=self.status,
+            opco_expiry=self.opco_expiry,
+        )
 
 
 # -- planning ---------------------------------------------------------------------------
@@ -378,20 +399,20 @@ def _job(  # noqa: PLR0917 - a private builder called once
 # -- URLs --------------------------------------------------------------------------------
 
 
-def check_base_url(url: str, *, setting: str = "opco.ID.api_url") -> str:
+def check_base_url(url: str) -> str:
     """``url`` without its trailing slash, if it is a usable API address; else a ``UsageError``.
 
     Only ``https://`` is accepted, except for the local machine (tests, a local gateway).
     """
-    outcome, detail = _url_problem(url, setting)
-    if outcome is not None:
-        raise UsageError(detail)
+    problem = _url_problem(url)
+    if problem is not None:
+        raise UsageError(problem[1])
     return url.strip().rstrip("/")
 
 
 @functools.lru_cache(maxsize=256)
-def _url_problem(url: str, setting: str) -> tuple[Outcome | None, str]:
-    """What is wrong with ``url``: a class and a French reason, or ``None`` and ``setting``.
+def _url_problem(url: str) -> tuple[Outcome, str] | None:
+    """What is wrong with the base address ``url``: a class and a French reason, if anything.
 
     Cached: every key of an OPCO shares its base URL, and ``--all`` checks 1,100 keys.
     """
@@ -404,19 +425,29 @@ def _url_problem(url: str, setting: str) -> tuple[Outcome | None, str]:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         return Outcome.INVALID_URL, (
-            f"Adresse d'API invalide : « {text} » (une adresse https://hôte/chemin est attendue)"
+            f"Adresse d'API invalide : {quote_input(text)} "
+            "(une adresse https://hôte/chemin est attendue)"
         )
     if parsed.query or parsed.fragment or parsed.userinfo:
         return Outcome.INVALID_URL, (
-            f"Adresse d'API invalide : « {text} » (ni paramètres, ni fragment, ni identifiants "
-            "dans l'adresse de base)"
+            f"Adresse d'API invalide : {_shown_url(text)} (ni paramètres, ni fragment, "
+            "ni identifiants dans l'adresse de base)"
         )
     if parsed.scheme == "http" and parsed.host not in LOCAL_HOSTS:
         return Outcome.INSECURE_URL, (
-            f"Adresse non sécurisée refusée : « {text} ». La clé ne part qu'en https:// "
-            "(http:// n'est accepté que pour 127.0.0.1 et localhost)"
+            f"Adresse non sécurisée refusée : {_shown_url(text)}. La clé ne part qu'en "
+            "https:// (http:// n'est accepté que pour 127.0.0.1 et localhost)"
         )
-    return None, setting
+    return None
+
+
+def _shown_url(text: str) -> str:
+    """An address for a message, its credentials, parameters and fragment (secrets?) hidden."""
+    shown = _USERINFO.sub(r"\g<scheme>***@", text)
+    for mark in "?#":
+        head, found, _ = shown.partition(mark)
+        shown = head + (f"{mark}…" if found else "")
+    return f"« {shown} »"
 
 
 # -- running -----------------------------------------------------------------------------
@@ -445,7 +476,7 @@ class TokenCache:
         """A valid token for ``oauth``: from memory, or from the token endpoint (once)."""
         with self._lock(oauth.opco_id):
             if oauth.opco_id in self._failures:
-                raise self._failures[oauth.opco_id]
+                raise self._failures[oauth.opco_id].again()
             cached = self._tokens.get(oauth.opco_id)
             if cached is not None and cached[1] > self._clock():
                 return cached[0]
@@ -472,9 +503,9 @@ class TokenCache:
     ) -> tuple[str, float]:
         import httpx  # noqa: PLC0415
 
-        problem, detail = _url_problem(oauth.token_url, f"opco.{oauth.opco_id}.oauth.token_url")
+        problem = _url_problem(oauth.token_url)
         if problem is not None:
-            raise _Stop(problem, detail.replace("Adresse d'API", "Adresse du jeton OAuth"))
+            raise _Stop(problem[0], problem[1].replace("Adresse d'API", "Adresse du jeton OAuth"))
         form = {
             "grant_type": "client_credentials",
             "client_id": oauth.client_id,
@@ -482,7 +513,8 @@ class TokenCache:
         }
         if oauth.scope:
             form["scope"] = oauth.scope
-        self.fetches += 1
+        with self._guard:
+            self.fetches += 1
         try:
             response = client.post(
                 oauth.token_url,
@@ -523,13 +555,20 @@ class TokenCache:
                 Outcome.BAD_RESPONSE,
                 "service de jeton OAuth : pas de jeton « access_token » lisible",
             )
-        lifetime = payload.get("expires_in") if isinstance(payload, dict) else None
-        seconds = (
-            float(lifetime)
-            if isinstance(lifetime, int | float) and not isinstance(lifetime, bool)
-            else 300.0
-        )
-        return token, seconds
+        return token, _token_lifetime(payload.get("expires_in"))
+
+
+def _token_lifetime(value: object) -> float:
+    """``expires_in`` in seconds: 5 minutes when absent or absurd, a day at the most."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return DEFAULT_TOKEN_LIFETIME
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too large for a float
+        return MAX_TOKEN_LIFETIME
+    if math.isnan(seconds) or seconds <= 0:
+        return DEFAULT_TOKEN_LIFETIME
+    return min(seconds, MAX_TOKEN_LIFETIME)
 
 
 def run_jobs(
@@ -572,6 +611,9 @@ def run_jobs(
             timeout=settings.timeout,
             follow_redirects=False,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            # A proxy set in the environment (HTTP_PROXY…) never gets a plain-http request
+            # to this machine: it would carry the key in clear.
+            mounts=dict.fromkeys(LOCAL_PATTERNS),
         )
         try:
             while (index := next_index()) is not None:
@@ -668,9 +710,9 @@ def _preflight(job: VerifyJob) -> str:
         )
     if job.base_url is None or not job.base_url.strip():
         raise _Stop(Outcome.NO_BASE_URL, f"aucune adresse d'API connue pour {job.opco_name}")
-    problem, detail = _url_problem(job.base_url, job.url_setting)
+    problem = _url_problem(job.base_url)
     if problem is not None:
-        raise _Stop(problem, detail)
+        raise _Stop(*problem)
     if job.oauth_problem is not None:
         raise _Stop(Outcome.OAUTH_MISSING, job.oauth_problem)
     if not all(32 < ord(char) < 127 for char in job.secret):
@@ -696,15 +738,14 @@ def _check(
     )
     for endpoint, params in steps:
         response = _get(client, job, f"{base}{endpoint}", params, settings, tokens, endpoint)
-        if response.status_code in NOT_SUPPORTED_STATUSES:
-            continue
-        _classify(job, endpoint, response)
+        if response.status_code not in NOT_SUPPORTED_STATUSES:
+            _classify(job, endpoint, response)
     raise _Stop(
         Outcome.UNSUPPORTED,
         "l'OPCO ne répond à aucun des points d'accès /v2/cfakeyinfo, /v2/dossiers/etats "
         "et /v1/status",
         endpoint="/v1/status",
-        status=404,
+        status=response.status_code,
     )
 
 
@@ -922,7 +963,8 @@ def _classify(job: VerifyJob, endpoint: str, response: httpx.Response) -> None:
     if end is None:
         raise _Stop(
             Outcome.BAD_RESPONSE,
-            f"« dateFinValidite » n'est pas une date : « {_clean(str(raw_date), job)} »",
+            f"« dateFinValidite » n'est pas une date : "
+            f"« {_clean(str(raw_date), _sent_secrets(job, response))} »",
             endpoint=endpoint,
             status=status,
         )
@@ -959,17 +1001,24 @@ def _comment(response: httpx.Response, job: VerifyJob) -> str:
         for name in ("comment", "message", "error_description"):
             value = payload.get(name)
             if isinstance(value, str) and value.strip():
-                return _clean(value, job)
+                return _clean(value, _sent_secrets(job, response))
     return ""
 
 
-def _clean(text: str, job: VerifyJob | None = None) -> str:
-    """A server-supplied text made safe to show: one line, short, the secrets masked."""
+def _sent_secrets(job: VerifyJob, response: httpx.Response | None = None) -> tuple[str, ...]:
+    """What must never be shown: the key, the OAuth client secret, the bearer token sent."""
+    token = None
+    if response is not None:
+        token = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+    candidates = (job.secret, job.oauth.client_secret if job.oauth else None, token)
+    return tuple(secret.strip() for secret in candidates if secret and secret.strip())
+
+
+def _clean(text: str, secrets: Iterable[str] = ()) -> str:
+    """A server-supplied text made safe to show: one line, short, the ``secrets`` masked."""
     cleaned = " ".join("".join(char if char.isprintable() else " " for char in text).split())
-    if job is not None:
-        for secret in (job.secret, job.oauth.client_secret if job.oauth else None):
-            if secret:
-                cleaned = cleaned.replace(secret, "***")
+    for secret in secrets:
+        cleaned = cleaned.replace(secret, "***")
     if len(cleaned) > MAX_COMMENT_LENGTH:
         cleaned = cleaned[: MAX_COMMENT_LENGTH - 1] + "…"
     return cleaned
@@ -988,7 +1037,7 @@ def _result(job: VerifyJob, stop: _Stop, checked_at: datetime, started: float) -
         opco_id=job.opco_id,
         opco_name=job.opco_name,
         outcome=stop.outcome,
-        detail=_clean(stop.detail, job) if stop.detail else "",
+        detail=_clean(stop.detail, _sent_secrets(job)) if stop.detail else "",
         advice=advice(stop.outcome, job),
         endpoint=stop.endpoint,
         http_status=stop.status,
