@@ -316,11 +316,18 @@ def test_a_file_from_a_newer_cfakey_is_refused(path: Path) -> None:
     assert path.read_bytes() == raw
 
 
-def test_absurd_scrypt_parameters_are_refused_before_deriving(path: Path) -> None:
-    raw = _stored(path).replace(b'"n": 1024', b'"n": 1073741824')
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [(b'"n": 1024', b'"n": 1073741824'), (b'"r": 8', b'"r": 32')],
+)
+def test_absurd_scrypt_parameters_are_refused_before_deriving(
+    path: Path, field: bytes, value: bytes
+) -> None:
+    raw = _stored(path).replace(b'"n": 1024', b'"n": 4194304').replace(field, value)
     path.write_bytes(raw)
     with pytest.raises(DataCorruptedError):
         open_store(path).get(entry_name(SIRET_A, "atlas"))
+    assert path.read_bytes() == raw
 
 
 # -- failures while writing --------------------------------------------------------------

@@ -167,3 +167,23 @@ def test_twenty_processes_write_at_once(isolated_home: Path) -> None:
     with Metadata.open(Paths.from_env()) as metadata:
         assert len(metadata.list_keys()) == 20
         assert len([entry for entry in metadata.journal() if entry.action == "added"]) == 20
+
+
+def test_an_error_after_sqlite_rolled_back_by_itself_is_the_one_reported(
+    metadata: Metadata,
+) -> None:
+    metadata.add_cfa(SIRET, "CFA", None)
+
+    def failing_unit() -> None:
+        with metadata.transaction():
+            metadata.put_key(record("atlas"))
+            metadata._db.execute("ROLLBACK")  # what SQLite does on its own after SQLITE_FULL
+            raise RuntimeError("disque plein")
+
+    with pytest.raises(RuntimeError, match="disque plein"):
+        failing_unit()
+
+    assert metadata.list_keys() == []
+    with metadata.transaction():  # no transaction left open behind
+        metadata.put_key(record("afdas"))
+    assert [key.opco_id for key in metadata.list_keys()] == ["afdas"]

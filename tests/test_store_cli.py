@@ -11,8 +11,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from cfakey.config import Config
 from cfakey.context import AppContext
-from cfakey.errors import ExitCode
+from cfakey.errors import CfakeyError, ExitCode
 from cfakey.metadata import Metadata
 from cfakey.paths import Paths
 from cfakey.stores.base import entry_name
@@ -112,6 +113,31 @@ def test_an_unknown_store_is_a_usage_error(
     result = run_cli(*args, "store", "password")
     assert result.exit_code == ExitCode.USAGE
     assert named in result.stderr
+
+
+def test_a_store_in_the_config_that_is_not_text_is_a_usage_error(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CFAKEY_STORE")
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    (isolated_home / "config.json").write_text('{"store": 1}\n')
+
+    result = run_cli("store", "password")
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "Magasin de clés inconnu : « 1 » (fichier de configuration)" in result.stderr
+    assert (isolated_home / "config.json").read_text() == '{"store": 1}\n'
+
+
+def test_a_config_that_cannot_be_written_is_a_french_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "pas-un-dossier"
+    blocker.write_text("")
+    config = Config(blocker / "config.json")
+
+    with pytest.raises(CfakeyError, match="Impossible d'enregistrer la configuration") as caught:
+        config.set("editeur", "Mon éditeur")
+    assert caught.value.message.endswith(": un fichier porte déjà ce nom.")
+    assert not (blocker / "config.json").exists()
 
 
 def test_no_keyring_and_no_terminal_names_the_way_out(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cfakey.errors import DataCorruptedError, UsageError
+from cfakey.errors import CfakeyError, DataCorruptedError, UsageError, os_reason
 from cfakey.paths import atomic_write, ensure_private_dir
 
 # Each known key: a pattern for its name and a French description for help and errors.
@@ -69,7 +69,7 @@ class Config:
             return cls(path)
         except OSError as error:
             raise DataCorruptedError(
-                f"Fichier de configuration {path} illisible : {error.strerror}."
+                f"Fichier de configuration {path} illisible : {os_reason(error)}."
             ) from None
         try:
             values = json.loads(raw)
@@ -106,6 +106,12 @@ class Config:
 
     def save(self) -> None:
         """Write the settings atomically, readable by the owner only."""
-        ensure_private_dir(self.path.parent)
         text = json.dumps(self.values, ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-        atomic_write(self.path, text.encode("utf-8"))
+        try:
+            ensure_private_dir(self.path.parent)
+            atomic_write(self.path, text.encode("utf-8"))
+        except OSError as error:
+            raise CfakeyError(
+                f"Impossible d'enregistrer la configuration {self.path} : {os_reason(error)}.",
+                hint="Vérifiez les droits du dossier, ou choisissez-en un autre avec CFAKEY_HOME.",
+            ) from None

@@ -37,7 +37,8 @@ def _utc_now() -> datetime:
 class AppContext:
     """What a command needs from the outside world, in one object tests can build."""
 
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: Not in the repr: it holds CFAKEY_FILE_PASSWORD when a script sets it.
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     registry_overlay: Path | None = None
     clock: Callable[[], datetime] = _utc_now
     #: Transport for API calls; ``None`` is the real network. Tests plug a mock here.

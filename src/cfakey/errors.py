@@ -6,6 +6,7 @@ the operator; only the CLI layer turns it into a line on stderr and an exit code
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -25,6 +26,23 @@ class ExitCode(IntEnum):
     RATE_LIMITED = 13
     BAD_RESPONSE = 14
     INTERRUPTED = 130
+
+
+_OS_REASONS = {
+    errno.EACCES: "permission refusée",
+    errno.EPERM: "opération non permise",
+    errno.ENOSPC: "plus de place sur le disque",
+    errno.EDQUOT: "quota disque dépassé",
+    errno.EROFS: "système de fichiers en lecture seule",
+    errno.ENOTDIR: "un élément du chemin n'est pas un dossier",
+    errno.EEXIST: "un fichier porte déjà ce nom",
+    errno.EIO: "erreur d'entrée-sortie",
+}
+
+
+def os_reason(error: OSError) -> str:
+    """The French for the usual reasons a file cannot be read or written."""
+    return _OS_REASONS.get(error.errno or 0, error.strerror or type(error).__name__)
 
 
 def quote_input(value: str) -> str:

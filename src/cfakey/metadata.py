@@ -19,7 +19,13 @@ from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Self
 
-from cfakey.errors import AlreadyExistsError, CfakeyError, DataCorruptedError, NotFoundError
+from cfakey.errors import (
+    AlreadyExistsError,
+    CfakeyError,
+    DataCorruptedError,
+    NotFoundError,
+    os_reason,
+)
 from cfakey.paths import PRIVATE_FILE_MODE, Paths, ensure_private_dir
 
 EXPIRY_SOURCES = ("registry", "jwt", "portal", "opco_api", "operator", "none")
@@ -175,7 +181,7 @@ class Metadata:
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
             connection = sqlite3.connect(path, timeout=30, isolation_level=None)
         except (OSError, sqlite3.OperationalError) as error:
-            reason = getattr(error, "strerror", None) or str(error)
+            reason = os_reason(error) if isinstance(error, OSError) else str(error)
             raise CfakeyError(
                 f"Impossible d'ouvrir les métadonnées dans {path.parent} ({reason}) : "
                 "vérifiez les droits du dossier ou choisissez-en un autre avec CFAKEY_HOME."
@@ -243,10 +249,11 @@ class Metadata:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back already (disk full…)
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     # CFAs ------------------------------------------------------------------------------
 

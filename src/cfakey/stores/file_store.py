@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import hashlib
 import hmac
 import json
@@ -24,11 +23,17 @@ import secrets
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cfakey.errors import DataCorruptedError, NotFoundError, StoreUnavailableError, UsageError
+from cfakey.errors import (
+    DataCorruptedError,
+    NotFoundError,
+    StoreUnavailableError,
+    UsageError,
+    os_reason,
+)
 from cfakey.paths import atomic_write, ensure_private_dir
 from cfakey.stores.base import KeyStore
 
@@ -48,6 +53,10 @@ class PasswordSource(Protocol):
     def __call__(self, *, new: bool) -> str: ...
 
 
+#: scrypt needs 128·n·r bytes; the default takes 128 MiB. A header asking more is damaged.
+MAX_SCRYPT_MEMORY = 2**30
+
+
 @dataclass(frozen=True)
 class ScryptParams:
     """scrypt cost parameters. The default costs 128 MiB and about 0.4 s, once per process."""
@@ -62,26 +71,11 @@ class ScryptParams:
             raise ValueError("n")
         if not (1 <= self.r <= 32 and 1 <= self.p <= 16):
             raise ValueError("r, p")
+        if 128 * self.n * self.r > MAX_SCRYPT_MEMORY:
+            raise ValueError("memory")
 
 
 DEFAULT_SCRYPT = ScryptParams()
-
-
-_OS_REASONS = {
-    errno.EACCES: "permission refusée",
-    errno.EPERM: "opération non permise",
-    errno.ENOSPC: "plus de place sur le disque",
-    errno.EDQUOT: "quota disque dépassé",
-    errno.EROFS: "système de fichiers en lecture seule",
-    errno.ENOTDIR: "un élément du chemin n'est pas un dossier",
-    errno.EEXIST: "un fichier porte déjà ce nom",
-    errno.EIO: "erreur d'entrée-sortie",
-}
-
-
-def os_reason(error: OSError) -> str:
-    """The French for the usual reasons a file cannot be read or written."""
-    return _OS_REASONS.get(error.errno or 0, error.strerror or type(error).__name__)
 
 
 def no_terminal_error() -> StoreUnavailableError:
@@ -113,8 +107,8 @@ class _Key:
 
     salt: bytes
     params: ScryptParams
-    encryption: bytes
-    check: bytes
+    encryption: bytes = field(repr=False)
+    check: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)

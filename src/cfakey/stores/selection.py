@@ -63,7 +63,7 @@ def decide_store(
     """The store to use and why: option, then ``CFAKEY_STORE``, then config, then detection."""
     for origin, value in (("option", option), ("env", env_value), ("config", config_value)):
         if value:
-            kind = _checked(value.strip().lower(), origin)
+            kind = _checked(str(value).strip().lower(), origin)
             label = "trousseau du système" if kind == "keyring" else "fichier chiffré"
             return StoreDecision(kind, origin, f"{label}, choisi par {ORIGINS[origin]}")
     status = probe()
