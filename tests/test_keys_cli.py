@@ -264,13 +264,13 @@ def test_existing_key_needs_confirmation_then_is_a_rotation(cfa: str) -> None:
     assert "rien n'a été enregistré" in declined.stderr
     replaced = run_cli("add", "atlas", "--yes", input=KEY_2)
     assert replaced.exit_code == 0, replaced.stderr
-    assert run_cli("show", "atlas", "--reveal").stdout == KEY_2 + "\n"
     last = json_journal()[-1]
     assert (last["action"], last["ancienne_empreinte"], last["nouvelle_empreinte"]) == (
         "rotated",
         fingerprint(ATLAS_KEY),
         fingerprint(KEY_2),
     )
+    assert run_cli("show", "atlas", "--reveal").stdout == KEY_2 + "\n"
 
 
 def test_same_key_pasted_for_another_opco_is_refused_unless_confirmed(cfa: str) -> None:
@@ -312,8 +312,13 @@ def test_show_never_prints_the_key_unless_revealed(cfa: str) -> None:
     assert ATLAS_KEY not in shown.stdout + shown.stderr
     as_json = json.loads(run_cli("show", "atlas", "--json").stdout)
     assert as_json["fingerprint"] == fingerprint(ATLAS_KEY)
+    assert [row["action"] for row in json_journal()] == ["cfa_added", "added"]
     revealed = run_cli("show", "atlas", "--reveal")
     assert revealed.stdout == ATLAS_KEY + "\n"
+    last = json_journal()[-1]
+    assert (last["action"], last["opco"]) == ("revealed", "atlas")
+    assert last["nouvelle_empreinte"] == fingerprint(ATLAS_KEY)
+    assert ATLAS_KEY not in str(json_journal())
     absent = run_cli("show", "sante")
     assert absent.exit_code == ExitCode.NOT_FOUND
     assert "Aucune clé" in absent.stderr

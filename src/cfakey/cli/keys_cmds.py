@@ -46,6 +46,7 @@ ACTION_LABELS = {
     "rotated": "renouvelée",
     "imported": "importée",
     "exported": "exportée",
+    "revealed": "affichée",
     "verified": "vérifiée",
     "removed": "supprimée",
     "cfa_added": "CFA ajouté",
@@ -881,6 +882,13 @@ def show(
         from cfakey.core.storage import read_key  # noqa: PLC0415
 
         secret = read_key(_store(context), record.siret, record.opco_id)
+        context.metadata().log(
+            "revealed",
+            siret=record.siret,
+            opco_id=record.opco_id,
+            new_fingerprint=record.fingerprint,
+            detail="cfakey show --reveal",
+        )
         sys.stdout.write(secret + "\n")
         return
     window = keys.window_for(opco, opco.id, context.config().values)

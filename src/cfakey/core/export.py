@@ -16,7 +16,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cfakey.errors import AlreadyExistsError, CfakeyError, NotFoundError, UsageError, quote_input
+from cfakey.errors import (
+    AlreadyExistsError,
+    CfakeyError,
+    NotFoundError,
+    UsageError,
+    os_reason,
+    quote_input,
+)
 
 if TYPE_CHECKING:
     from cfakey.metadata import CfaRecord, KeyRecord, Metadata
@@ -667,7 +674,7 @@ def write_output(path: Path, text: str, *, force: bool) -> None:
         raise CfakeyError(f"Le dossier {path.parent} n'existe pas : rien n'a été écrit.") from None
     except OSError as error:
         raise CfakeyError(
-            f"Impossible d'écrire dans {path.parent} ({error.strerror}) : rien n'a été écrit.",
+            f"Impossible d'écrire dans {path.parent} ({os_reason(error)}) : rien n'a été écrit.",
             hint="Vérifiez les droits du dossier ou choisissez-en un autre.",
         ) from None
 
