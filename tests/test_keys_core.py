@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -191,6 +192,23 @@ def test_opco_ep_jwt_exp_wins_over_the_typed_date(registry: Registry) -> None:
     undated = resolve(registry, "opcoep", "not-a-jwt-key-0123")
     assert undated.expires_at is None
     assert undated.source == "none"
+
+
+def test_a_typed_date_equal_to_the_jwt_date_is_not_called_ignored_east_of_utc(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        token = jwt(datetime(2027, 3, 21, 15, 0, tzinfo=UTC))
+        same_day = resolve(registry, "opcoep", token, expires="21/03/2027")
+        other_day = resolve(registry, "opcoep", token, expires="22/03/2027")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert same_day.source == other_day.source == "jwt"
+    assert same_day.notes == ()
+    assert other_day.notes
 
 
 @pytest.mark.parametrize(

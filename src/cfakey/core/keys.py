@@ -167,7 +167,7 @@ def resolve_expiry(
     jwt_exp = jwt_expiry(key)
     result: Expiry
     if jwt_exp is not None and rule.jwt_exp_precedence:
-        if expires is not None and _typed_date(expires).date() != jwt_exp.astimezone().date():
+        if expires is not None and parse_date(expires).date() != jwt_exp.astimezone().date():
             notes.append(
                 "La date « exp » contenue dans le jeton fait foi ; la date saisie est ignorée."
             )
