@@ -294,7 +294,7 @@ def test_rotate_warns_journals_and_reminds(cfa: str) -> None:
     result = run_cli("rotate", "afdas", "--interactive", input=answers)
     assert result.exit_code == 0, result.stderr
     assert "révoque l'ancienne" in result.stderr
-    assert "mettez à jour le logiciel du CFA sans attendre" in result.stderr
+    assert "L'ancienne clé ne fonctionne plus : mettez à jour le logiciel du CFA" in result.stderr
     assert f"cfakey export --opco afdas --cfa {cfa} --format env" in result.stderr
     last = json_journal()[-1]
     assert (last["action"], last["ancienne_empreinte"], last["nouvelle_empreinte"]) == (
@@ -302,6 +302,16 @@ def test_rotate_warns_journals_and_reminds(cfa: str) -> None:
         fingerprint("A" * 64),
         fingerprint("B" * 64),
     )
+
+
+def test_after_a_replacement_the_old_key_notice_says_only_what_the_registry_knows(
+    cfa: str,
+) -> None:
+    assert run_cli("add", "atlas", input=ATLAS_KEY).exit_code == 0
+    result = run_cli("add", "atlas", "--yes", input=KEY_2)
+    assert result.exit_code == 0, result.stderr
+    assert "L'ancienne clé a peut-être cessé de fonctionner" in result.stderr
+    assert "ne fonctionne plus" not in result.stderr
 
 
 def test_show_never_prints_the_key_unless_revealed(cfa: str) -> None:

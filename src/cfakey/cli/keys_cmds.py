@@ -56,6 +56,14 @@ ACTION_LABELS = {
 REVOKE_WARNING = (
     "Générer une nouvelle clé révoque l'ancienne : mettez votre logiciel à jour aussitôt."
 )
+#: After a replacement, by what the registry knows of the OPCO (True, unknown, False).
+OLD_KEY_NOTICES = {
+    True: "L'ancienne clé ne fonctionne plus : mettez à jour le logiciel du CFA sans attendre.",
+    None: "L'ancienne clé a peut-être cessé de fonctionner : mettez à jour le logiciel du CFA "
+    "sans attendre.",
+    False: "L'ancienne clé reste valable chez cet OPCO ; mettez quand même à jour le logiciel "
+    "du CFA.",
+}
 SHOWN_ONCE_WARNING = "La clé ne s'affiche qu'une fois : copiez-la maintenant."
 
 
@@ -598,7 +606,7 @@ def _report_saved(
         _say(f"Échéance : aucune date connue{advice}.")
     _say(_bold("\nEt maintenant :"))
     if old_fp is not None:
-        _warn("L'ancienne clé ne fonctionne plus : mettez à jour le logiciel du CFA sans attendre.")
+        _warn(OLD_KEY_NOTICES[opco.regeneration_revokes])
     _say("  1. Recopiez la clé dans le logiciel du CFA, ou exportez-la :")
     _say(f"     cfakey export --opco {opco.id} --cfa {cfa.siret} --format env")
     _say("  2. Vérifiez qu'elle est acceptée par l'OPCO :")
