@@ -278,6 +278,7 @@ def test_same_key_pasted_for_another_opco_is_refused_unless_confirmed(cfa: str) 
     refused = run_cli("add", "mobilites", input=ATLAS_KEY)
     assert refused.exit_code == ExitCode.ALREADY_EXISTS
     assert "déjà enregistrée pour atlas" in refused.stderr
+    assert refused.stderr.count("déjà enregistrée") == 1
     assert [row["opco"] for row in listed()] == ["atlas"]
     confirmed = run_cli("add", "mobilites", "--yes", input=ATLAS_KEY)
     assert confirmed.exit_code == 0, confirmed.stderr

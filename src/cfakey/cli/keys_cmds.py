@@ -392,17 +392,15 @@ def _lifecycle(
         metadata, context.registry, cfa, opco.id, fingerprint(key.value)
     )
     allow_duplicate = False
-    if conflicts.same_key_elsewhere:
+    # Without a question to ask, save_key refuses with the same sentence: say it once.
+    if conflicts.same_key_elsewhere and (dialogue.interactive or given.yes):
         _warn(
             "Cette clé est déjà enregistrée pour "
             f"{keys.describe_slots(conflicts.same_key_elsewhere)}."
         )
-        if dialogue.interactive or given.yes:
-            if not dialogue.confirm(
-                "Une clé collée au mauvais endroit ? L'enregistrer quand même ?"
-            ):
-                raise _abandon()
-            allow_duplicate = True
+        if not dialogue.confirm("Une clé collée au mauvais endroit ? L'enregistrer quand même ?"):
+            raise _abandon()
+        allow_duplicate = True
     saved = keys.save_key(
         store,
         metadata,
