@@ -422,6 +422,19 @@ def test_check_ocapiat_default_window_is_shorter(cfa: str) -> None:
 # import and journal -----------------------------------------------------------------
 
 
+def test_import_errors_name_the_real_line_after_blank_lines(tmp_path: Path, cfa: str) -> None:
+    bad = tmp_path / "blancs.csv"
+    bad.write_text(
+        f'cfa,opco,key,cfa_name\n\n{cfa},atlas,{"A" * 32},"CFA\nsur deux lignes"\n'
+        f"\n{cfa},opco-x,{'B' * 32},\n",
+        encoding="utf-8",
+    )
+    result = run_cli("import", str(bad))
+    assert result.exit_code == ExitCode.USAGE
+    assert "ligne 6, colonne « opco »" in result.stderr, result.stderr
+    assert listed() == []
+
+
 def test_import_all_or_nothing_with_row_and_column(tmp_path: Path, cfa: str) -> None:
     secret = "Imp0rt+Secret/Key=$abcdefghijklm"
     bad = tmp_path / "bad.csv"

@@ -652,10 +652,13 @@ def _json_rows(path: Path, text: str) -> list[dict[str, str]]:
 
 def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
     import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
 
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    # A file object, not split lines: a quoted value may span lines, and line_num then
+    # gives each row's real line (blank lines are skipped) for the error messages.
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     if reader.fieldnames is None:
         raise UsageError(f"Le fichier {path} est vide.")
     header = [name.strip().lower() for name in reader.fieldnames]
@@ -668,10 +671,13 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
         )
     rows: list[dict[str, str]] = []
     for raw in reader:
+        line = str(reader.line_num)
         if None in raw:
-            rows.append({"__extra__": "1"})
+            rows.append({"__extra__": "1", "__line__": line})
             continue
-        rows.append({str(k).strip().lower(): (v or "") for k, v in raw.items()})
+        rows.append(
+            {str(k).strip().lower(): (v or "") for k, v in raw.items()} | {"__line__": line}
+        )
     return rows
 
 
@@ -688,7 +694,7 @@ def plan_import(
         raise UsageError("Le fichier ne contient aucune ligne à importer.")
     checker = _RowChecker(metadata, registry, now=now, replace=replace)
     for index, raw in enumerate(rows):
-        checker.check(int(raw.get("__row__") or index + 2), raw)
+        checker.check(int(raw.get("__row__") or raw.get("__line__") or index + 2), raw)
     if checker.problems:
         if "__row__" in rows[0]:
             checker.problems = [
