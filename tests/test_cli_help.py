@@ -64,6 +64,15 @@ def test_help_shows_french_names_not_type_jargon(command: str) -> None:
     assert TYPE_JARGON.search(shown.stdout) is None, shown.stdout
 
 
+@pytest.mark.parametrize("group", sorted({c.split()[0] for c in LEAF_COMMANDS if " " in c}))
+def test_a_group_alone_shows_its_help_in_french(group: str) -> None:
+    shown = cfakey(group, capture_output=True)
+
+    assert "Affiche cette aide et quitte." in shown.stdout + shown.stderr
+    assert "Show this message" not in shown.stdout + shown.stderr
+    assert "Commandes" in shown.stdout + shown.stderr
+
+
 def test_help_options_say_what_they_take() -> None:
     shown = cfakey("verify", "--help", capture_output=True).stdout
 
