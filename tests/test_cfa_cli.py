@@ -63,7 +63,7 @@ def test_invalid_identities_are_refused(
 
 def test_unknown_cfa() -> None:
     run_cli("cfa", "add", SIRET, "--nom", "CFA")
-    result = run_cli("cfa", "default", "99999999999999")
+    result = run_cli("cfa", "default", "35600000000048")  # valid, not registered
     assert result.exit_code == ExitCode.NOT_FOUND
     assert "CFA inconnu" in result.stderr
 

@@ -148,3 +148,15 @@ def test_usage_errors_are_french_with_one_final_period(args: tuple[str, ...], me
     assert result.exit_code == ExitCode.USAGE
     assert message in result.stderr
     assert ".." not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [("cfa", "default"), ("export", "--format", "env", "--cfa"), ("list", "--cfa")]
+)
+def test_a_siret_typo_in_cfa_is_said_as_such_everywhere(command: tuple[str, ...]) -> None:
+    assert run_cli("cfa", "add", "18130002100373", "--nom", "CFA Démo").exit_code == 0
+
+    result = run_cli(*command, "18130002100374")
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "clé de contrôle fausse" in result.stderr

@@ -194,12 +194,6 @@ def _abandon() -> typer.Exit:
 def _cfa(context: AppContext, query: str | None) -> CfaRecord:
     from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
 
-    if query is not None:
-        compact = "".join(query.split())
-        if len(compact) == 14 and compact.isdigit():
-            from cfakey.identifiers import validate_siret  # noqa: PLC0415
-
-            validate_siret(compact)
     return resolve_cfa(context.metadata(), query)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cfakey.errors import NotFoundError, UsageError, quote_input
+from cfakey.identifiers import validate_siret
 from cfakey.metadata import CfaRecord, Metadata
 from cfakey.registry.names import normalize
 
@@ -25,6 +26,8 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
             hint="Choisir celui par défaut : cfakey cfa default SIRET.",
         )
     compact = "".join(query.split())
+    if len(compact) == 14 and compact.isdigit():
+        validate_siret(compact)  # a typo in a SIRET is said as such, not as « CFA inconnu »
     by_siret = [cfa for cfa in cfas if cfa.siret == compact]
     if by_siret:
         return by_siret[0]
