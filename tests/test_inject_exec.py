@@ -159,7 +159,7 @@ def test_cfa_option_changes_unqualified_references(
     [
         ("a\nb={{ cfakey:atlass }}", UsageError, "modele, ligne 2 : OPCO inconnu : « atlass »"),
         ("a\nb={{ cfakey:sante }}", NotFoundError, "modele, ligne 2 : aucune clé OPCO Santé"),
-        ("a\nb={{ cfakey:99999999999999/atlas }}", NotFoundError, "modele, ligne 2 : CFA inconnu"),
+        ("a\nb={{ cfakey:77777777200016/atlas }}", NotFoundError, "modele, ligne 2 : CFA inconnu"),
     ],
 )
 def test_unknown_or_missing_is_an_error_before_any_read(
