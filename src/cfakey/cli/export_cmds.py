@@ -206,10 +206,7 @@ def inject(
     core.check_destination(output, force=force)
     metadata = context.metadata()
     planned = core.plan_template(parsed, metadata, context.registry, cfa_query=cfa)
-    flags = core.expiry_flags(planned.plan.keys, context.now(), _window(context))
-    _report_flags(flags)
-    if strict:
-        core.refuse_if_strict(flags)
+    _check_expiry(context, planned.plan, strict=strict)
     store = context.key_store()
     with _progress(len(planned.plan.keys)) as on_progress:
         filled = core.fill_template(planned, store, on_progress=on_progress)
