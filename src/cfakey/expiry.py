@@ -10,6 +10,20 @@ from datetime import UTC, date, datetime, timedelta
 from cfakey.errors import UsageError, quote_input
 from cfakey.registry.model import ExpiryRule
 
+#: Every date cfakey accepts, stores or shows lies in this range (docs/commands.md).
+#: Keys live months, not centuries: a date outside it is a typo, a placeholder such as
+#: .NET's "never" (9999-12-31) or a hostile value, and far dates overflow the platform's
+#: time functions in some time zones.
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2099, 12, 31)
+DATE_RANGE_TEXT = "du 01/01/2000 au 31/12/2099"
+
+
+def in_date_range(day: date) -> bool:
+    """Whether ``day`` lies in the range cfakey accepts (:data:`EARLIEST_DATE` to
+    :data:`LATEST_DATE`)."""
+    return EARLIEST_DATE <= day <= LATEST_DATE
+
 
 def add_months(start: date, months: int) -> date:
     """``start`` plus whole calendar months, clamped to the month's last day (31/08 + 6 = 28/02)."""
