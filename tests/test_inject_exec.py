@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -10,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import cfakey
 from cfakey.core import export as core
 from cfakey.errors import ExitCode, NotFoundError, UsageError
 from cfakey.metadata import Metadata
@@ -17,7 +23,9 @@ from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.registry.model import Registry
 from cfakey.stores.base import entry_name
-from tests.conftest import run_cli
+from cfakey.stores.file_store import SECRET_ENV_VARIABLES
+from tests.conftest import TEST_FILE_PASSWORD, run_cli
+from tests.fake_opco import running_fake_opco
 from tests.test_export import (
     CANARY,
     CANARY_SANTE,
@@ -30,6 +38,7 @@ from tests.test_export import (
     two_keys,  # noqa: F401 - fixture
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 TRICKY = "a'b\"c$d\\e`f+g/h=i#j<&>"
 EXPIRES = datetime(2027, 3, 21, 12, 0, tzinfo=UTC)
 
@@ -273,6 +282,92 @@ def test_cli_exec_selection_and_all_cfas(tmp_path: Path) -> None:
     )
 
 
+def dump_environment(target: Path) -> list[str]:
+    """A real child process that writes its whole environment to ``target`` as JSON."""
+    script = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    return [sys.executable, "-c", script, str(target)]
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_cli_exec_child_gets_the_keys_asked_for_and_nothing_that_opens_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new_password = "nouveau-mot-de-passe-du-fichier"
+    monkeypatch.setenv("CFAKEY_NEW_FILE_PASSWORD", new_password)
+    monkeypatch.setenv("CFA_KEY_SANTE", "une-cle-sante-heritee")  # from an earlier `eval`
+    monkeypatch.setenv("MON_SI_REGLAGE", "garde")
+    seen = tmp_path / "environ.json"
+    result = run_cli("exec", "--opco", "atlas", "--", *dump_environment(seen))
+    assert result.exit_code == 0, result.stderr
+    environment = json.loads(seen.read_text(encoding="utf-8"))
+    assert environment["CFA_KEY_ATLAS"] == CANARY
+    assert environment["MON_SI_REGLAGE"] == "garde"
+    ours = sorted(name for name in environment if name.startswith(("CFA_KEY_", "CFAKEY_")))
+    assert ours == ["CFAKEY_HOME", "CFAKEY_STORE", "CFA_KEY_ATLAS"]
+    values = "\0".join(environment.values())
+    for secret in (TEST_FILE_PASSWORD, new_password, CANARY_SANTE, "une-cle-sante-heritee"):
+        assert secret not in values
+
+
+def test_every_secret_variable_cfakey_reads_is_withheld_from_exec() -> None:
+    """A new ``CFAKEY_*PASSWORD``/``SECRET``/``TOKEN`` variable must join the withheld list."""
+    source = "\n".join(
+        path.read_text(encoding="utf-8") for path in Path(cfakey.__file__).parent.rglob("*.py")
+    )
+    names = set(re.findall(r"[\"'](CFAKEY_[A-Z0-9_]+)[\"']", source))
+    secret_looking = {name for name in names if re.search("PASSWORD|SECRET|TOKEN|KEY$", name)}
+    assert secret_looking == {"CFAKEY_FILE_PASSWORD", "CFAKEY_NEW_FILE_PASSWORD"}
+    assert secret_looking <= set(SECRET_ENV_VARIABLES)
+    inherited = dict.fromkeys(names, "x") | {"cfakey_file_password": "x"}
+    kept = core.exec_environment(inherited, [], qualified=False)
+    assert not {name.upper() for name in kept} & set(SECRET_ENV_VARIABLES)
+
+
+def documented_curl_example() -> list[str]:
+    """The ``cfakey exec ... curl`` line of docs/export.md, split as a shell would."""
+    text = (ROOT / "docs" / "export.md").read_text(encoding="utf-8")
+    lines = [
+        line for line in text.splitlines() if line.startswith("cfakey exec") and "curl" in line
+    ]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0])
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl n'est pas installé")
+@pytest.mark.usefixtures("two_keys")
+def test_documented_curl_example_keeps_the_key_off_every_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run the example of the docs as written: the key reaches the server in its header,
+    and neither the shell's nor curl's arguments (what ``ps`` shows) ever hold it."""
+    args = documented_curl_example()
+    separator = args.index("--")
+    options, command = args[2:separator], args[separator + 1 :]
+    # A PATH with only sh and a curl that records its arguments, then runs the real one:
+    # whatever else the example needs must be a shell builtin, which makes no process.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sh").symlink_to("/bin/sh")
+    recorded = tmp_path / "curl-argv"
+    wrapper = bin_dir / "curl"
+    wrapper.write_text(
+        f'#!/bin/sh\nprintf "%s\\0" "$@" > {recorded}\nexec {shutil.which("curl")} "$@"\n',
+        encoding="utf-8",
+    )
+    wrapper.chmod(0o700)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with running_fake_opco() as server:
+        url = server.base_url("ok") + "/v2/cfakeyinfo"
+        command = [part.replace("https://...", url) for part in command]
+        result = run_cli("exec", *options, "--", *command)
+        requests = server.requests
+    assert result.exit_code == 0, result.stderr
+    assert [request.header("X-API-KEY") for request in requests] == [CANARY]
+    curl_argv = recorded.read_bytes().decode("utf-8").split("\0")
+    assert url in curl_argv
+    assert not [part for part in command + curl_argv if "CANARY" in part]
+
+
 @pytest.mark.usefixtures("two_keys")
 def test_cli_exec_signal_becomes_128_plus_n() -> None:
     result = run_cli("exec", "--opco", "atlas", "--", "sh", "-c", "kill -TERM $$")
@@ -324,3 +419,18 @@ def test_secret_canary_only_where_asked(tmp_path: Path, isolated_home: Path) -> 
         assert "CANARY" not in text
     for path in isolated_home.rglob("cfakey.sqlite3*"):
         assert b"CANARY" not in path.read_bytes(), path
+
+
+@pytest.mark.slow
+def test_exec_code_type_checks_for_windows() -> None:
+    """``signal.SIGQUIT``/``SIGHUP`` do not exist on Windows: exec guards them."""
+    exec_modules = ("src/cfakey/cli/export_cmds.py", "src/cfakey/core/export.py")
+    mypy = (sys.executable, "-m", "mypy", "--platform", "win32", "--follow-imports=silent")
+    result = subprocess.run(
+        [*mypy, *exec_modules],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout

@@ -302,10 +302,11 @@ def _signals_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
 
     handlers: dict[signal.Signals, Handler] = {
         signal.SIGINT: signal.SIG_IGN,
-        signal.SIGQUIT: signal.SIG_IGN,
         signal.SIGTERM: forward,
-        signal.SIGHUP: forward,
     }
+    if sys.platform != "win32":  # Windows has neither Ctrl-\ (SIGQUIT) nor SIGHUP
+        handlers[signal.SIGQUIT] = signal.SIG_IGN
+        handlers[signal.SIGHUP] = forward
     previous: dict[signal.Signals, Handler] = {}
     try:
         for signum, handler in handlers.items():

@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.doctor import DoctorReport
 
-NEW_PASSWORD_ENV = "CFAKEY_NEW_FILE_PASSWORD"  # noqa: S105 - a variable name
-
 store_app = typer.Typer(
     name="store",
     help="Magasin de clés : trousseau du système ou fichier chiffré.",
@@ -39,7 +37,7 @@ def change_password(ctx: typer.Context) -> None:
     from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.cli.prompts import prompt_file_password  # noqa: PLC0415
     from cfakey.errors import StoreUnavailableError, UsageError  # noqa: PLC0415
-    from cfakey.stores.file_store import EncryptedFileStore  # noqa: PLC0415
+    from cfakey.stores.file_store import NEW_PASSWORD_ENV, EncryptedFileStore  # noqa: PLC0415
 
     context: AppContext = ctx.obj
     if context.store_decision().kind == "keyring":

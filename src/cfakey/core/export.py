@@ -694,8 +694,20 @@ def journal_export(metadata: Metadata, keys: Iterable[ExportedKey], detail: str)
 def exec_environment(
     base: Mapping[str, str], keys: Sequence[ExportedKey], *, qualified: bool
 ) -> dict[str, str]:
-    """The child's environment: ours plus one variable per key (names as in ``env``)."""
-    environment = dict(base)
+    """The child's environment: ours plus one variable per key (names as in ``env``).
+
+    The child gets the keys asked for and nothing else that opens a key: the variables
+    cfakey reads a secret from (the file store's password) are removed, and so are
+    ``CFA_KEY_*`` variables inherited from our own environment, which would pass for
+    keys of this selection.
+    """
+    from cfakey.stores.file_store import SECRET_ENV_VARIABLES  # noqa: PLC0415
+
+    def withheld(name: str) -> bool:
+        upper = name.upper()  # Windows names ignore case
+        return upper in SECRET_ENV_VARIABLES or upper.startswith(f"{VARIABLE_PREFIX}_")
+
+    environment = {name: value for name, value in base.items() if not withheld(name)}
     for key in keys:
         if "\0" in key.secret:
             raise UsageError(
