@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
+import signal
 import stat
 import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -252,6 +256,100 @@ def test_write_new_file_without_hard_links(tmp_path: Path, monkeypatch: pytest.M
         write_new_file(target, b"second")
     assert target.read_bytes() == b"first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.env"]
+
+
+# Temporary files of killed writers -------------------------------------------------------
+
+# Runs cfakey with an audit hook that stops it once its temporary file holds the keys,
+# just before it is linked into place, and waits there for a byte on stdin.
+_PAUSED_CFAKEY = textwrap.dedent(
+    """
+    import os, sys
+    def pause(event, args):
+        if event == "os.link" and str(args[0]).endswith(".tmp"):
+            os.write(1, b"fichier temporaire ecrit\\n")
+            os.read(0, 1)
+    sys.addaudithook(pause)
+    from cfakey.cli import main
+    main(sys.argv[1:])
+    """
+)
+
+
+def temporaries(directory: Path) -> list[Path]:
+    return sorted(path for path in directory.iterdir() if path.name.endswith(".tmp"))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+@pytest.mark.usefixtures("two_keys")
+def test_a_killed_export_leaves_a_temporary_file_the_next_export_removes(tmp_path: Path) -> None:
+    out = tmp_path / "sortie"
+    out.mkdir()
+    target = out / "cles.env"
+    args = ("export", "--format", "env", "--output", str(target))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_CFAKEY, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert writer.stdout is not None
+    paused = writer.stdout.readline()
+    if paused != b"fichier temporaire ecrit\n":
+        writer.kill()
+        pytest.fail(writer.communicate()[1].decode())
+    [leftover] = temporaries(out)
+    assert CANARY_SANTE.encode() in leftover.read_bytes()
+    assert mode(leftover) == 0o600
+    writer.kill()  # SIGKILL: no finally, no atexit
+    writer.communicate()
+    assert writer.returncode == -signal.SIGKILL
+    assert temporaries(out) == [leftover]
+    assert not target.exists()
+    assert journal() == []  # the kill came before the commit
+
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert temporaries(out) == []
+    assert sorted(path.name for path in out.iterdir()) == ["cles.env"]
+    assert CANARY_SANTE in target.read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+@pytest.mark.usefixtures("two_keys")
+def test_export_removes_abandoned_temporaries_and_keeps_those_in_use(tmp_path: Path) -> None:
+    """Dead writers' files go, whatever export they belonged to; a live writer's file (it
+    holds a lock), a link, and files of other programs stay."""
+    out = tmp_path / "sortie"
+    out.mkdir()
+    abandoned = [
+        out / ".cles.env.cfakey-0123456789abcdef.tmp",
+        out / ".autre-export.json.cfakey-fedcba9876543210.tmp",
+        out / ".cles.env.4242.deadbeef.tmp",  # named by cfakey before this fix
+    ]
+    for path in abandoned:
+        path.write_text(f"export CFA_KEY_ATLAS={CANARY}\n", encoding="utf-8")
+    elsewhere = tmp_path / "a-garder.txt"
+    elsewhere.write_text("précieux", encoding="utf-8")
+    kept = [
+        out / ".cles.env.cfakey-aaaaaaaaaaaaaaaa.tmp",  # in use: locked below
+        out / ".cles.env.swp",
+        out / "notes.tmp",
+        out / ".cles.env.cfakey-pas-hexa.tmp",
+        out / ".autre.env.4242.deadbeef.tmp",  # the old form, but for another name
+    ]
+    for path in kept:
+        path.write_text("autre", encoding="utf-8")
+    link = out / ".lien.cfakey-1111111111111111.tmp"
+    link.symlink_to(elsewhere)
+    with kept[0].open("rb") as in_use:
+        fcntl.flock(in_use.fileno(), fcntl.LOCK_EX)
+        result = run_cli("export", "--format", "env", "--output", str(out / "cles.env"))
+    assert result.exit_code == 0, result.stderr
+    assert not [path for path in abandoned if path.exists()]
+    assert [path for path in kept if path.exists()] == kept
+    assert link.is_symlink()
+    assert elsewhere.read_text(encoding="utf-8") == "précieux"
 
 
 def test_write_output_translates_errors(tmp_path: Path) -> None:

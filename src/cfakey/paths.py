@@ -7,7 +7,11 @@ servers want.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -101,6 +105,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+#: A temporary file of :func:`write_new_file`, whatever the name of its target.
+_TEMPORARY = re.compile(r"\..+\.cfakey-[0-9a-f]{16}\.tmp")
+_MAX_CLAIMS = 8
+
+
 def write_new_file(
     path: Path, data: bytes, *, replace: bool = False, mode: int = PRIVATE_FILE_MODE
 ) -> None:
@@ -111,13 +120,18 @@ def write_new_file(
     exists, even if it appeared a moment ago; ``replace`` uses ``os.replace`` instead.
     On file systems without hard links the target is created with ``O_EXCL`` and filled.
     Other failures raise the ``OSError`` unchanged, and leave nothing behind.
-    """
-    import secrets  # noqa: PLC0415 - only for the temporary name
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    The writer holds a lock on its temporary file until it is gone, so the temporary
+    files of writers killed on the way (they hold the keys) are told from those in use
+    and removed by the next write to the same directory.
+    """
+    remove_abandoned_temporaries(path)
+    fd, tmp = _claim_temporary(path, mode)
     try:
         _fill(fd, data)
+        if sys.platform == "win32":  # Windows renames or links no open file
+            os.close(fd)
+            fd = -1
         if replace:
             tmp.replace(path)
             return
@@ -129,20 +143,120 @@ def write_new_file(
             _write_exclusive(path, data, mode)
     finally:
         tmp.unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+
+
+def _claim_temporary(path: Path, mode: int) -> tuple[int, Path]:
+    """Create and lock a new temporary file next to ``path``: its descriptor and path.
+
+    Another writer may take the file for abandoned between its creation and the lock, and
+    remove it: the name is then checked to still lead to the locked file, else retried.
+    """
+    import secrets  # noqa: PLC0415 - only for the temporary name
+
+    for _attempt in range(_MAX_CLAIMS):
+        tmp = path.with_name(f".{path.name}.cfakey-{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        _lock_exclusive(fd, blocking=True)
+        if _names(tmp, fd):
+            return fd, tmp
+        os.close(fd)
+    raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether ``path`` still leads to the open file ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), path.stat())
+    except OSError:
+        return False
+
+
+def remove_abandoned_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files that writers killed mid-write left next to ``path``.
+
+    Those of cfakey's writers still at work are locked and kept. Returns what was removed.
+    """
+    # Earlier versions named them .<name>.<pid>.<8 hex>.tmp: matched for this name only.
+    legacy = re.compile(re.escape(f".{path.name}.") + r"[0-9]+\.[0-9a-f]{8}\.tmp")
+    try:
+        names = [entry.name for entry in os.scandir(path.parent)]
+    except OSError:
+        return []
+    removed: list[Path] = []
+    for name in names:
+        if _TEMPORARY.fullmatch(name) or legacy.fullmatch(name):
+            candidate = path.parent / name
+            if _remove_if_abandoned(candidate):
+                removed.append(candidate)
+    return removed
+
+
+def _remove_if_abandoned(candidate: Path) -> bool:
+    """Unlink ``candidate`` if it is a regular file no live writer holds."""
+    if sys.platform == "win32":
+        # No flock, but a file still open in its writer's process cannot be removed.
+        return _is_regular(candidate) and _unlink(candidate)
+    try:
+        fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return False  # gone, not ours, or a link: not a temporary file of ours to remove
+    try:
+        # Unlinked with the lock held, so no writer can be claiming it meanwhile.
+        held = not stat.S_ISREG(os.fstat(fd).st_mode) or not _lock_exclusive(fd, blocking=False)
+        return not held and _unlink(candidate)
+    finally:
+        os.close(fd)
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        path.unlink()
+    except OSError:
+        return False
+    return True
+
+
+def _lock_exclusive(fd: int, *, blocking: bool) -> bool:
+    """An exclusive ``flock`` on ``fd``, released by the kernel when the process dies.
+
+    False when held elsewhere, or when the file system has no locks: a temporary file
+    whose writer cannot be told dead is kept.
+    """
+    if sys.platform == "win32":
+        return True  # see _remove_if_abandoned
+    import fcntl  # noqa: PLC0415 - POSIX only
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
 
 
 def _write_exclusive(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        _fill(fd, data)
+        try:
+            _fill(fd, data)
+        finally:
+            os.close(fd)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
 
 
 def _fill(fd: int, data: bytes) -> None:
-    """Write ``data`` to the newly created file ``fd``, fsync and close it."""
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Write all of ``data`` to the newly created file ``fd`` and fsync it (left open)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
