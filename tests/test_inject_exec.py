@@ -391,36 +391,6 @@ def test_cli_exec_command_not_found_is_127_and_not_journalled() -> None:
     assert journal() == []
 
 
-# The secret canary, through export, inject and exec --------------------------------------
-
-
-@pytest.mark.usefixtures("two_keys")
-def test_secret_canary_only_where_asked(tmp_path: Path, isolated_home: Path) -> None:
-    """The key may appear in an export to stdout, in the files asked for, in the child's
-    environment; never in cfakey's messages, the journal or the metadata."""
-    messages: list[str] = []
-    template = write_template(tmp_path, "k={{ cfakey:atlas }}\nbad={{ cfakey:atlas.x }}\n")
-    good_template = write_template(tmp_path / "ok", "k={{ cfakey:atlas | json }}\n")
-    for args in (
-        ("export", "--format", "env", "--output", str(tmp_path / "a.env")),
-        ("export", "--format", "env", "--output", str(tmp_path / "a.env")),  # exists
-        ("export", "--format", "yaml", "--output", str(tmp_path / "absent" / "a.yaml")),
-        ("export", "--format", "env", "--strict", "--opco", "atlas"),
-        ("inject", "-i", str(template), "-o", str(tmp_path / "bad.ini")),
-        ("inject", "-i", str(good_template), "-o", str(tmp_path / "good.ini")),
-        ("exec", "--opco", "atlas", "--", "sh", "-c", "exit 3"),
-        ("exec", "--", "cfakey-commande-inexistante"),
-    ):
-        result = run_cli(*args)
-        messages.append(result.stderr)
-        if args[0] != "export" or "--output" in args:
-            messages.append(result.stdout)
-    for text in messages:
-        assert "CANARY" not in text
-    for path in isolated_home.rglob("cfakey.sqlite3*"):
-        assert b"CANARY" not in path.read_bytes(), path
-
-
 @pytest.mark.slow
 def test_exec_code_type_checks_for_windows() -> None:
     """``signal.SIGQUIT``/``SIGHUP`` do not exist on Windows: exec guards them."""
