@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,9 +33,11 @@ from cfakey.cli.app import CfakeyGroup, app
 from cfakey.errors import ExitCode
 from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
+from cfakey.stores.base import entry_name, oauth_entry_name
 from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
 from tests.conftest import CliResult, run_cli
 from tests.fake_opco import FakeOpco, running_fake_opco
+from tests.secret_service import SecretServiceDaemon
 
 SIRET = "18130002100373"
 OTHER_SIRET = "35600000000048"
@@ -195,7 +197,12 @@ def canary(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch)
     store.put("canari/amorce", "x")  # an empty store writes no file
     store.delete("canari/amorce")
     store.close()
-    run = CanaryRun(tmp_path, tmp_path / "in", tmp_path / "out")
+    return new_run(tmp_path)
+
+
+def new_run(root: Path) -> CanaryRun:
+    """A run below ``root`` with a CFA, and the directories of the operator's own files."""
+    run = CanaryRun(root, root / "in", root / "out")
     run.inputs.mkdir()
     run.outputs.mkdir()
     run.run("cfa", "add", SIRET, "--nom", "CFA Principal", expected=0)
@@ -377,6 +384,46 @@ def test_canary_appears_only_where_asked_through_every_command(
     run.run("cfa", "remove", OTHER_SIRET, "--force", expected=0)
     run.run("journal", "--csv", expected=0)
     run.check()
+
+
+@pytest.mark.slow
+@pytest.mark.secret_service
+def test_canary_through_the_system_keyring(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    own_secret_service: Callable[..., SecretServiceDaemon],
+) -> None:
+    """The same rules with the real Secret Service as the store; its own files (below
+    tmp_path) are scanned like every other."""
+    daemon = own_secret_service()
+    monkeypatch.delenv("CFAKEY_STORE")
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", FILE_PASSWORD)  # set, unused: still secret
+    run = new_run(tmp_path)
+    run.run("store", "use", "keyring", expected=0)
+    run.run("add", "atlas", "--expires", FAR, stdin=KEY_ATLAS, expected=0)
+    run.run("add", "sante", "--expires", FAR, stdin=KEY_SANTE, expected=0)
+    run.run("rotate", "atlas", "--yes", "--expires", FAR, stdin=KEY_ATLAS_ROTATED, expected=0)
+    run.run("list", "--json", expected=0)
+    run.run("show", "atlas", "--reveal", expected=0, shown=[KEY_ATLAS_ROTATED])
+    run.run("export", "--format", "json", "--output", str(run.outputs / "c.json"), expected=0)
+    run.output("c.json", KEY_ATLAS_ROTATED, KEY_SANTE)
+    child = run.outputs / "environnement.json"
+    run.run("exec", "--opco", "sante", "--", *dump_environment(child), expected=0)
+    run.output("environnement.json", KEY_SANTE)
+    secret = "opco.akto.oauth.client_secret"
+    run.run("config", "set", secret, stdin=OAUTH_SECRET + "\n", expected=0)
+    run.run("config", "get", secret, expected=0)
+    run.run("doctor", "--json", expected=0)
+    assert daemon.items("cfakey") == {
+        entry_name(SIRET, "atlas"): KEY_ATLAS_ROTATED,
+        entry_name(SIRET, "sante"): KEY_SANTE,
+        oauth_entry_name("akto"): OAUTH_SECRET,
+    }
+    run.run("config", "unset", secret, expected=0)
+    run.run("remove", "sante", "--yes", expected=0)
+    run.run("journal", "--csv", expected=0)
+    assert sorted(path.name for path in tmp_path.rglob("*.keyring"))  # its files were scanned
+    run.check_clean()
 
 
 def test_a_command_without_a_scenario_that_ran_fails_the_canary(canary: CanaryRun) -> None:
