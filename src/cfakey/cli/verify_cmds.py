@@ -263,19 +263,15 @@ def _parse_setting(context: AppContext, key: str) -> tuple[str, str | None]:
 
 
 def _coerce(key: str, value: str) -> Any:
+    from cfakey.config import window_days  # noqa: PLC0415
     from cfakey.core.verify import check_base_url, check_header_value  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
 
     if key.endswith(URL_SUFFIXES):
         return check_base_url(value)
     if key in HEADER_SETTINGS:
         return check_header_value(key, value)
     if key.endswith(INT_SUFFIXES):
-        if not value.strip().isdigit() or int(value) < 1:
-            raise UsageError(
-                f"« {value} » n'est pas un nombre de jours valide (entier positif attendu)."
-            )
-        return int(value)
+        return window_days(key, value)
     return value.strip()
 
 
@@ -336,7 +332,8 @@ def config_set(
         )
     config = context.config()
     config.set(key, _coerce(key, value))
-    print_notice(f"{key} = {config.get(key)}")
+    # Not the value: a key pasted in the wrong place must not be written back (config get).
+    print_notice(f"{key} enregistré.")
 
 
 @config_app.command("get")

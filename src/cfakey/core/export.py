@@ -22,7 +22,6 @@ from cfakey.errors import (
     NotFoundError,
     UsageError,
     os_reason,
-    quote_input,
 )
 
 if TYPE_CHECKING:
@@ -135,9 +134,7 @@ def key_variable(key: ExportedKey, *, qualified: bool) -> str:
 def check_format(name: str) -> str:
     """The format, or a French error listing the known ones."""
     if name not in FORMATS:
-        raise UsageError(
-            f"Format inconnu : {quote_input(name)}. Formats disponibles : {', '.join(FORMATS)}."
-        )
+        raise UsageError(f"Format inconnu : formats disponibles : {', '.join(FORMATS)}.")
     return name
 
 
