@@ -133,6 +133,8 @@ SHORT_KEY = "Zx9QwEr7Ty1Ui3"
             "Adresse d'API invalide : une adresse https://hôte/chemin est attendue",
         ),
         (("config", "set", "{key}", "x"), ExitCode.USAGE, "Paramètre inconnu : un nom"),
+        (("config", "set", "{key}"), ExitCode.USAGE, "Paramètre inconnu : un nom"),
+        (("--store", "{key}", "add", "atlas"), ExitCode.USAGE, "Magasin de clés inconnu (option"),
         (
             ("config", "set", "opco.atlas.warn_days", "{key}"),
             ExitCode.USAGE,

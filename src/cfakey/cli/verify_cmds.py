@@ -305,6 +305,7 @@ def config_set(
 ) -> None:
     """Règle un paramètre (le secret OAuth2 va dans le magasin de clés, jamais dans le fichier)."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
+    from cfakey.config import require_known_key  # noqa: PLC0415
     from cfakey.errors import UsageError  # noqa: PLC0415
     from cfakey.stores.base import fingerprint, oauth_entry_name  # noqa: PLC0415
 
@@ -326,6 +327,7 @@ def config_set(
             f"(empreinte {fingerprint(secret)})."
         )
         return
+    require_known_key(key)  # before quoting it below: it may be a key typed in the wrong place
     if value is None:
         raise UsageError(
             f"VALEUR manquante pour « {key} ».", hint=f"Exemple : cfakey config set {key} VALEUR"
