@@ -236,6 +236,10 @@ def test_overview_commands_survive_any_stored_date(cfa: str, zone: str, stored: 
             "UPDATE key SET expires_at = ?, stored_at = ?, obtained_on = ?",
             (stored, stored, stored[:10]),
         )
+        db.execute(
+            "INSERT INTO journal (at, user, action, detail) VALUES (?, 'u', 'verified', '')",
+            (stored,),
+        )
 
     outputs = [
         run_cli(*command)
@@ -246,6 +250,7 @@ def test_overview_commands_survive_any_stored_date(cfa: str, zone: str, stored: 
             ("show", "atlas"),
             ("show", "atlas", "--json"),
             ("export", "--format", "env"),
+            ("journal",),
         )
     ]
 

@@ -1036,7 +1036,7 @@ def journal(
     )
     rows = [
         (
-            entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            _date(entry.at, "%Y-%m-%d %H:%M:%S"),
             entry.user,
             entry.siret or "",
             entry.opco_id or "",
