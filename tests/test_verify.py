@@ -958,14 +958,20 @@ def test_config_set_get_unset_list() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("config", "set", "opco.atlass.api_url", "https://x.fr"), "OPCO inconnu : « atlass »"),
+        (
+            ("config", "set", "opco.atlass.api_url", "https://x.fr"),
+            "OPCO inconnu : un identifiant ou un nom",
+        ),
         (
             ("config", "set", "opco.opco-ep.api_url", "https://x.fr"),
             "n'est pas un identifiant d'OPCO",
         ),
-        (("config", "set", "couleur", "bleu"), "Paramètre inconnu : « couleur »"),
+        (("config", "set", "couleur", "bleu"), "Paramètre inconnu : un nom de la forme"),
         (("config", "get", "couleur"), "Paramètre inconnu"),
-        (("config", "set", "opco.atlas.warn_days", "beaucoup"), "nombre de jours valide"),
+        (
+            ("config", "set", "opco.atlas.warn_days", "beaucoup"),
+            "nombre entier de jours de 0 à 3650",
+        ),
         (("config", "set", "opco.atlas.api_url"), "VALEUR manquante"),
         (("config", "set", "opco.Atlas.api_url", "https://x.fr"), "opco.atlas.api_url"),
     ],
