@@ -356,3 +356,27 @@ def test_an_overlay_loads_with_unambiguous_names_or_is_refused(
     for opco in registry.opcos:
         for spelling in (opco.id, opco.name, *opco.aliases):
             assert resolve(registry, spelling).id == opco.id
+
+
+# Click's own messages ----------------------------------------------------------------------
+
+CLICK_MESSAGES = (
+    "No such option: {v}",
+    "No such command {v!r}.",
+    "Got unexpected extra argument ({v})",
+    "Got unexpected extra arguments ({v} {v})",
+    "Invalid value for '--warn-days': {v!r} is not a valid integer.",
+    "Invalid value for '--format': {v!r} is not one of 'env', 'json'.",
+    "Invalid value for 'FICHIER': Path {v!r} does not exist.",
+    "Invalid value for '--concurrency': {v} is not in the range 1<=x<=32.",
+    "Invalid value: {v!r} is not a valid boolean. Recognized values: 1, 0",
+    "{v}",
+)
+
+
+@FAST
+@given(st.sampled_from(CLICK_MESSAGES), marked_text)
+def test_click_messages_never_keep_a_typed_value(template: str, value: str) -> None:
+    from cfakey.cli.french import translate_usage  # noqa: PLC0415
+
+    assert MARKER not in translate_usage(template.format(v=value))

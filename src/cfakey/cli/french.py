@@ -35,6 +35,10 @@ _USAGE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^Invalid value for (?P<p>[^:]+): (?P<v>.*)$"), "valeur invalide pour {p}{v}"),
     (re.compile(r"^Invalid value: (?P<v>.*)$"), "valeur invalide{v}"),
     (
+        re.compile(r"^Option '(?P<p>-{1,2}[\w-]+)' does not take a value\.?$"),
+        "l'option {p} n'attend pas de valeur",
+    ),
+    (
         re.compile(r"^Option '(?P<p>[^']+)' requires an argument\.?$"),
         "l'option {p} attend une valeur",
     ),
@@ -50,6 +54,8 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         "un nombre entier est attendu",
     ),
     (re.compile(r"^.* is not a valid float\.?$", re.S), "un nombre est attendu"),
+    (re.compile(r"^.* is not a valid boolean\..*$", re.S), "oui ou non est attendu"),
+    (re.compile(r"^.* does not match the formats .*$", re.S), "le format n'est pas reconnu"),
     (
         re.compile(r"^.* is not one of (?P<b>(?:'[\w.-]*'(?:, )?)+)\.$", re.S),
         "choix possibles : {b}",
