@@ -83,8 +83,8 @@ def field_problem(column: str, value: str) -> str | None:
     limit = FIELD_LIMITS.get(column, OTHER_FIELD_LIMIT)
     if len(value) > limit:
         return f"valeur trop longue ({len(value)} caractères, au plus {limit} attendus)"
-    if column != "key" and not value.isprintable():
-        # The key's own check explains its invisible characters better.
+    if column != "key" and not value.replace("\t", " ").isprintable():
+        # The key's own check explains its invisible characters better; a tab is a space.
         return "la valeur contient des caractères invisibles ou de contrôle"
     return None
 
@@ -192,8 +192,8 @@ def _require_columns(path: Path, columns: Sequence[str]) -> None:
     if missing:
         raise UsageError(
             f"{path} : colonne(s) manquante(s) : {', '.join(missing)}.",
-            hint="Colonnes attendues : cfa, opco, key ; "
-            "facultatives : expires, obtained, cfa_name.",
+            hint=f"Colonnes attendues : {', '.join(IMPORT_COLUMNS)} ; "
+            f"facultatives : {', '.join(OPTIONAL_COLUMNS)}.",
         )
 
 
