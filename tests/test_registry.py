@@ -410,3 +410,22 @@ def test_unparseable_long_date_is_not_quoted_back() -> None:
     with pytest.raises(UsageError, match="Date illisible : formats acceptés") as caught:
         parse_date(pasted_key)
     assert pasted_key not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("opcos:\n  - id: akto\n    name: 2i\n", "« 2i » désigne à la fois akto et opco2i"),
+        ("opcos:\n  - id: sante\n    expiry:\n      months: 99999999\n", "vaut au plus 120"),
+    ],
+)
+def test_cli_refuses_an_overlay_before_any_lookup(tmp_path: Path, text: str, expected: str) -> None:
+    overlay = write(tmp_path / "overlay.yaml", text)
+
+    for args in (("guide", "2i"), ("opcos",), ("list",)):
+        result = run_cli("--registry", str(overlay), *args)
+
+        assert result.exit_code == ExitCode.USAGE, result.stderr
+        assert f"Registre {overlay}" in result.stderr
+        assert expected in result.stderr
+        assert "erreur inattendue" not in result.stderr
