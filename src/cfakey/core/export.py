@@ -233,6 +233,8 @@ def expiry_flags(
     window: Callable[[str], int] = lambda _opco: DEFAULT_WARN_DAYS,
 ) -> list[ExpiryFlag]:
     """Keys already expired or expiring within their OPCO's window."""
+    from cfakey.expiry import usable_moment  # noqa: PLC0415
+
     flags: list[ExpiryFlag] = []
     for key in keys:
         if isinstance(key, PlannedKey):
@@ -251,6 +253,8 @@ def expiry_flags(
                 key.opco_name,
                 key.expires_at,
             )
+        # Bounded again here: a flag must never overflow on a stored year 1 or 9999.
+        expires_at = usable_moment(expires_at)
         if expires_at is None:
             continue
         expired = expires_at <= now
