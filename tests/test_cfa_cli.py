@@ -44,7 +44,7 @@ def test_empty_list_gives_a_hint() -> None:
     [
         ((SIRET[:-1] + "4", "--nom", "X"), "clé de contrôle fausse"),
         (("1813000210037", "--nom", "X"), "13 chiffres au lieu de 14"),
-        (("18130002100ABC", "--nom", "X"), "que des chiffres"),
+        (("18130002100ABC", "--nom", "X"), "14 chiffres attendus, sans lettre"),
         ((SIRET, "--nom", "X", "--uai", "0133527A"), "lettre de contrôle devrait être « N »"),
         ((SIRET, "--nom", "X", "--uai", "12"), "7 chiffres puis une lettre"),
         ((SIRET, "--nom", "   "), "nom du CFA est vide"),

@@ -97,49 +97,74 @@ def test_closed_stdout_ends_quietly() -> None:
 
 
 PASTED_KEY = "Zx9QwEr7Ty1Ui3Op5As6Df8Gh0JkLm12"
+# Keys of 20 characters or fewer exist: the old « long value » mask quoted them back.
+SHORT_KEY = "Zx9QwEr7Ty1Ui3"
 
 
+@pytest.mark.parametrize("pasted", [PASTED_KEY, SHORT_KEY])
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
+        (("add", "atlas", "{key}"), ExitCode.USAGE, "Erreur : Argument(s) en trop."),
         (
-            ("add", "atlas", PASTED_KEY),
+            ("add", "ocapiat", "--lifetime-months", "{key}"),
             ExitCode.USAGE,
-            "Erreur : Argument(s) en trop : (valeur de 32",
+            "Valeur invalide pour '--lifetime-months' : un nombre entier est attendu.",
+        ),
+        (("{key}",), ExitCode.USAGE, "Erreur : Commande inconnue."),
+        (
+            ("cfa", "add", "{key}", "--nom", "CFA"),
+            ExitCode.USAGE,
+            "SIRET invalide : 14 chiffres attendus",
         ),
         (
-            ("add", "ocapiat", "--lifetime-months", PASTED_KEY),
+            ("cfa", "add", "18130002100373", "--nom", "CFA", "--uai", "{key}"),
             ExitCode.USAGE,
-            "Valeur invalide pour '--lifetime-months' : (valeur de 32",
+            "UAI invalide : attendu 7 chiffres puis une lettre",
         ),
-        ((PASTED_KEY,), ExitCode.USAGE, "Erreur : Commande inconnue : (valeur de 32"),
+        (("cfa", "default", "{key}"), ExitCode.NOT_FOUND, "CFA inconnu : un SIRET, un SIREN"),
+        (("list", "--cfa", "{key}"), ExitCode.NOT_FOUND, "CFA inconnu : un SIRET, un SIREN"),
+        (("guide", "{key}"), ExitCode.USAGE, "OPCO inconnu : un identifiant ou un nom"),
+        (("export", "--format", "{key}"), ExitCode.USAGE, "Format inconnu : formats disponibles"),
+        (("journal", "--since", "{key}"), ExitCode.USAGE, "Date illisible : formats acceptés"),
         (
-            ("cfa", "add", PASTED_KEY, "--nom", "CFA"),
+            ("config", "set", "opco.atlas.api_url", "{key}"),
             ExitCode.USAGE,
-            "SIRET invalide : (valeur de 32",
+            "Adresse d'API invalide : une adresse https://hôte/chemin est attendue",
         ),
-        (("cfa", "default", PASTED_KEY), ExitCode.NOT_FOUND, "CFA inconnu : (valeur de 32"),
-        (("guide", PASTED_KEY), ExitCode.USAGE, "OPCO inconnu : (valeur de 32"),
-        (("export", "--format", PASTED_KEY), ExitCode.USAGE, "Format inconnu : (valeur de 32"),
+        (("config", "set", "{key}", "x"), ExitCode.USAGE, "Paramètre inconnu : un nom"),
+        (("config", "set", "{key}"), ExitCode.USAGE, "Paramètre inconnu : un nom"),
+        (("--store", "{key}", "add", "atlas"), ExitCode.USAGE, "Magasin de clés inconnu (option"),
+        (
+            ("config", "set", "opco.atlas.warn_days", "{key}"),
+            ExitCode.USAGE,
+            "Paramètre « opco.atlas.warn_days » invalide : un nombre entier de jours",
+        ),
+        (("check", "--warn-days", "{key}"), ExitCode.USAGE, "un nombre entier est attendu"),
     ],
 )
 def test_a_key_typed_in_the_wrong_place_is_not_quoted_back(
-    args: tuple[str, ...], code: ExitCode, message: str
+    args: tuple[str, ...], code: ExitCode, message: str, pasted: str
 ) -> None:
     assert run_cli("cfa", "add", "18130002100373", "--nom", "CFA Démo").exit_code == 0
 
-    result = run_cli(*args)
+    result = run_cli(*(arg.format(key=pasted) for arg in args))
 
     assert result.exit_code == code
     assert message in result.stderr, result.stderr
-    assert PASTED_KEY not in result.stdout + result.stderr
+    assert pasted not in result.stdout + result.stderr
+    assert pasted[:8] not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("verify", "--concurrency", "abc"), "« abc » n'est pas un nombre entier."),
-        (("add", "atlas", "de", "trop"), "Argument(s) en trop : de trop."),
+        (
+            ("verify", "--concurrency", "abc"),
+            "Valeur invalide pour '--concurrency' : un nombre entier est attendu.",
+        ),
+        (("add", "atlas", "de", "trop"), "Argument(s) en trop."),
+        (("list", "--cf", "x"), "Option inconnue (voulez-vous dire --cfa ou --opco ?)."),
     ],
 )
 def test_usage_errors_are_french_with_one_final_period(args: tuple[str, ...], message: str) -> None:

@@ -202,7 +202,7 @@ def test_unknown_format_is_a_usage_error() -> None:
     with pytest.raises(UsageError) as caught:
         core.check_format("xml")
     assert caught.value.exit_code == ExitCode.USAGE
-    assert "Format inconnu : « xml »" in caught.value.message
+    assert "Format inconnu : formats disponibles : env, dotenv, json" in caught.value.message
 
 
 # Expiry flags --------------------------------------------------------------------------
@@ -505,7 +505,7 @@ def test_cli_unknown_format_writes_nothing(tmp_path: Path) -> None:
     target = tmp_path / "out.txt"
     result = run_cli("export", "--format", "xml", "--output", str(target))
     assert result.exit_code == ExitCode.USAGE
-    assert "Format inconnu : « xml »" in result.stderr
+    assert "Format inconnu : formats disponibles : env, dotenv, json" in result.stderr
     assert not target.exists()
 
 

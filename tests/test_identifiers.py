@@ -56,7 +56,7 @@ def test_uai_check_letter() -> None:
     [
         ("18130002100374", "clé de contrôle fausse"),
         ("1813000210037", "13 chiffres au lieu de 14"),
-        ("1813000210037A", "que des chiffres"),
+        ("1813000210037A", "14 chiffres attendus, sans lettre"),
         ("", "SIRET vide"),
     ],
 )

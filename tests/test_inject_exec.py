@@ -166,7 +166,7 @@ def test_cfa_option_changes_unqualified_references(
 @pytest.mark.parametrize(
     ("text", "error", "expected"),
     [
-        ("a\nb={{ cfakey:atlass }}", UsageError, "modele, ligne 2 : OPCO inconnu : « atlass »"),
+        ("a\nb={{ cfakey:atlass }}", UsageError, "modele, ligne 2 : OPCO inconnu : un identifiant"),
         ("a\nb={{ cfakey:sante }}", NotFoundError, "modele, ligne 2 : aucune clé OPCO Santé"),
         ("a\nb={{ cfakey:77777777200016/atlas }}", NotFoundError, "modele, ligne 2 : CFA inconnu"),
     ],
@@ -225,7 +225,7 @@ def test_cli_inject_fills_a_private_file_and_journals(tmp_path: Path) -> None:
         (
             "x = {{ cfakey:atlas }}\nb = {{ cfakey:atlass }}\n",
             2,
-            "ligne 2 : OPCO inconnu : « atlass »",
+            "ligne 2 : OPCO inconnu : un identifiant ou un nom d'OPCO est attendu",
         ),
         ("x = {{ cfakey:atlas }}\nb = {{ cfakey:atlas\n", 2, "ligne 2 : accolades non fermées"),
         ("a = {{ cfakey:atlas.couleur }}\n", 2, "ligne 1 : référence inconnue"),

@@ -135,7 +135,7 @@ def test_key_pasted_at_the_lifetime_prompt_is_not_quoted_back(cfa: str) -> None:
     answers = "n\n" + enters("ocapiat") + f"{ATLAS_KEY}\n{ATLAS_KEY}\n"
     result = run_cli("add", "ocapiat", "--interactive", input=answers)
     assert result.exit_code == ExitCode.USAGE
-    assert "Durée de vie illisible : (valeur de 32 caractères, non affichée)" in result.stderr
+    assert "Durée de vie illisible : un nombre de mois est attendu." in result.stderr
     assert ATLAS_KEY not in result.stdout + result.stderr
     assert listed() == []
 
@@ -431,6 +431,7 @@ def test_import_errors_name_the_real_line_after_blank_lines(tmp_path: Path, cfa:
     )
     result = run_cli("import", str(bad))
     assert result.exit_code == ExitCode.USAGE
+    assert "ligne 3, colonne « cfa_name » : la valeur s'étend sur plusieurs" in result.stderr
     assert "ligne 6, colonne « opco »" in result.stderr, result.stderr
     assert listed() == []
 

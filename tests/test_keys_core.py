@@ -462,7 +462,7 @@ def test_import_validates_every_row_and_stores_nothing_on_error(
     assert "ligne 7, colonne « opco » : doublon" in text
     assert "ligne 8, colonne « key » : même clé qu'à la ligne 2" in text
     assert "ligne 9, colonne « key »" in text
-    assert "ligne 10, colonne « expires » : date illisible : (valeur de" in text
+    assert "ligne 10, colonne « expires » : valeur trop longue (33 caractères" in text
     assert secret not in text
     assert store.secrets == {}
     assert metadata.get_cfa(new_siret) is None

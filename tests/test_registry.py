@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -13,6 +15,7 @@ import pytest
 from cfakey import __version__
 from cfakey.errors import ExitCode, RegistryError, UnknownOpcoError, UsageError
 from cfakey.expiry import add_months, chosen_expiry, fixed_expiry, jwt_expiry, parse_date
+from cfakey.paths import ensure_private_dir
 from cfakey.registry.loader import load_registry
 from cfakey.registry.model import Registry
 from cfakey.registry.names import name_index, normalize, resolve
@@ -78,7 +81,7 @@ def test_unknown_name_suggests(registry: Registry) -> None:
 def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first, _ = load_registry(None, cache)
-    files = list(cache.glob("registry.pickle"))
+    files = list(cache.glob("registry.json"))
     assert len(files) == 1
     assert files[0].stat().st_mode & 0o777 == 0o600
     again, _ = load_registry(None, cache)
@@ -90,9 +93,59 @@ def test_cache_is_used_and_invalidated(tmp_path: Path) -> None:
     merged, source = load_registry(overlay, cache)
     assert merged.get("atlas").api.base_url == "https://api.example.org"
     assert source.overlay == overlay
-    assert len(list(cache.glob("registry.pickle"))) == 1
+    assert len(list(cache.glob("registry.json"))) == 1
     files[0].write_bytes(b"garbage")
     assert load_registry(None, cache)[0] == first
+
+
+def test_a_cache_that_is_not_private_is_ignored(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    shipped, _ = load_registry(None, cache)
+    cache_file = cache / "registry.json"
+    forged = cache_file.read_text(encoding="utf-8").replace("https://", "https://attacker.example/")
+    cache_file.write_text(forged, encoding="utf-8")
+    assert "attacker" in str(load_registry(None, cache)[0])  # private: trusted as written
+    cache_file.write_text(forged, encoding="utf-8")
+    cache_file.chmod(0o666)  # writable by others: anyone could have forged it
+
+    registry, _ = load_registry(None, cache)
+
+    assert registry == shipped
+    assert cache_file.stat().st_mode & 0o777 == 0o600  # rebuilt, private again
+    if os.getuid() == 0:  # only root can give a file away
+        cache_file.write_text(forged, encoding="utf-8")
+        os.chown(cache_file, 4242, 4242)
+        assert load_registry(None, cache)[0] == shipped
+
+
+def test_the_cache_cannot_run_code(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    shipped, _ = load_registry(None, cache)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (marker.touch, ())  # type: ignore[return-value]
+
+    for name in ("registry.json", "registry.pickle"):
+        (cache / name).write_bytes(pickle.dumps(Payload()))
+        (cache / name).chmod(0o600)
+        assert load_registry(None, cache)[0] == shipped
+    (cache / "registry.json").write_text(
+        json.dumps([["x"], {"$": "Popen", "args": ["touch", str(marker)]}]), encoding="utf-8"
+    )
+    assert load_registry(None, cache)[0] == shipped
+    assert not marker.exists()
+    assert not (cache / "registry.pickle").exists()  # the old format is cleaned up
+
+
+def test_private_directories_are_private_up_from_the_first_missing_one(tmp_path: Path) -> None:
+    leaf = tmp_path / "a" / "b" / "c"
+
+    ensure_private_dir(leaf)
+
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", leaf):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
 
 
 def test_overlay_merges_by_id_and_adds(tmp_path: Path) -> None:
@@ -148,6 +201,25 @@ opcos:
         ("opcos: {}\n", "le fichier doit contenir une liste « opcos »"),
         ("autre: 1\nopcos: []\n", "champ inconnu « autre »"),
         ("opcos:\n  - id: atlas\n    name: a: b\n", "ligne 3"),
+        # A name or an id equal to another OPCO's alias: every later lookup would crash.
+        ("opcos:\n  - id: akto\n    name: 2i\n", "« 2i » désigne à la fois akto et opco2i"),
+        (
+            "opcos:\n  - id: atlas\n    aliases: [OPCO EP]\n",
+            "« opcoep » désigne à la fois atlas et opcoep",
+        ),
+        # Lifetimes that would overflow date arithmetic.
+        (
+            "opcos:\n  - id: mobilites\n    expiry:\n      days: 1000000000000\n",
+            "OPCO « mobilites », champ « expiry » : « days » vaut au plus 3660",
+        ),
+        (
+            "opcos:\n  - id: sante\n    expiry:\n      months: 99999999\n",
+            "« months » vaut au plus 120",
+        ),
+        (
+            "opcos:\n  - id: opcoep\n    expiry:\n      recommended_rotation_months: 10000\n",
+            "« recommended_rotation_months » vaut au plus 120",
+        ),
     ],
 )
 def test_bad_overlays_name_file_opco_and_field(tmp_path: Path, text: str, expected: str) -> None:
@@ -156,7 +228,7 @@ def test_bad_overlays_name_file_opco_and_field(tmp_path: Path, text: str, expect
         load_registry(overlay, tmp_path / "cache")
     assert str(overlay) in caught.value.message
     assert expected in caught.value.message
-    assert not list((tmp_path / "cache").glob("*.pickle"))
+    assert not list((tmp_path / "cache").glob("registry.*"))
 
 
 def test_missing_and_unreadable_overlays(tmp_path: Path) -> None:
@@ -307,7 +379,8 @@ def test_guide_open_uses_the_browser(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_usage_errors_are_french() -> None:
     result = run_cli("guide", "atlas", "--bogus")
     assert result.exit_code == ExitCode.USAGE
-    assert result.stderr.startswith("Erreur : Option inconnue : --bogus.")
+    assert result.stderr.startswith("Erreur : Option inconnue.")
+    assert "--bogus" not in result.stderr
     result = run_cli("gide")
     assert result.exit_code == ExitCode.USAGE
     assert "Commande inconnue" in result.stderr
@@ -334,6 +407,25 @@ def test_missing_required_option_names_the_option() -> None:
 
 def test_unparseable_long_date_is_not_quoted_back() -> None:
     pasted_key = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
-    with pytest.raises(UsageError, match="non affichée") as caught:
+    with pytest.raises(UsageError, match="Date illisible : formats acceptés") as caught:
         parse_date(pasted_key)
     assert pasted_key not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("opcos:\n  - id: akto\n    name: 2i\n", "« 2i » désigne à la fois akto et opco2i"),
+        ("opcos:\n  - id: sante\n    expiry:\n      months: 99999999\n", "vaut au plus 120"),
+    ],
+)
+def test_cli_refuses_an_overlay_before_any_lookup(tmp_path: Path, text: str, expected: str) -> None:
+    overlay = write(tmp_path / "overlay.yaml", text)
+
+    for args in (("guide", "2i"), ("opcos",), ("list",)):
+        result = run_cli("--registry", str(overlay), *args)
+
+        assert result.exit_code == ExitCode.USAGE, result.stderr
+        assert f"Registre {overlay}" in result.stderr
+        assert expected in result.stderr
+        assert "erreur inattendue" not in result.stderr

@@ -125,7 +125,7 @@ def test_a_store_in_the_config_that_is_not_text_is_a_usage_error(
     result = run_cli("store", "password")
 
     assert result.exit_code == ExitCode.USAGE
-    assert "Magasin de clés inconnu : « 1 » (fichier de configuration)" in result.stderr
+    assert "Magasin de clés inconnu (fichier de configuration)" in result.stderr
     assert (isolated_home / "config.json").read_text() == '{"store": 1}\n'
 
 

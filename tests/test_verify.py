@@ -575,11 +575,15 @@ def test_key_missing_from_the_store(opco: FakeOpco) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("pas une adresse", "Adresse d'API invalide : « pas une adresse »"),
+        (
+            "pas une adresse",
+            "Adresse d'API invalide : une adresse https://hôte/chemin est attendue",
+        ),
         ("ftp://api.opco.fr/ApiEchangeCFA", "Adresse d'API invalide"),
         ("https://api.opco.fr/ApiEchangeCFA?cle=1", "« https://api.opco.fr/ApiEchangeCFA?… »"),
         ("https://moi:p4ss@api.opco.fr/ApiEchangeCFA", "« https://***@api.opco.fr/ApiEchangeCFA »"),
-        (KEY_ATLAS, "Adresse d'API invalide : (valeur de 40 caractères, non affichée)"),
+        (KEY_ATLAS, "Adresse d'API invalide : une adresse https://hôte/chemin est attendue"),
+        ("Zx9QwEr7Ty1Ui3", "Adresse d'API invalide : une adresse https://hôte/chemin est attendue"),
     ],
 )
 def test_invalid_url(url: str, message: str) -> None:
@@ -592,7 +596,7 @@ def test_invalid_url(url: str, message: str) -> None:
     assert message in result.stderr
     assert saved.exit_code == 2
     assert message in saved.stderr
-    for secret in ("cle=1", "p4ss", KEY_ATLAS):
+    for secret in ("cle=1", "p4ss", KEY_ATLAS, "Zx9QwEr7Ty1Ui3", "pas une adresse"):
         assert secret not in result.stderr + saved.stderr
     assert run_cli("config", "list", "--json").stdout.strip() == '{\n  "values": {}\n}'
 
@@ -954,14 +958,20 @@ def test_config_set_get_unset_list() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("config", "set", "opco.atlass.api_url", "https://x.fr"), "OPCO inconnu : « atlass »"),
+        (
+            ("config", "set", "opco.atlass.api_url", "https://x.fr"),
+            "OPCO inconnu : un identifiant ou un nom",
+        ),
         (
             ("config", "set", "opco.opco-ep.api_url", "https://x.fr"),
             "n'est pas un identifiant d'OPCO",
         ),
-        (("config", "set", "couleur", "bleu"), "Paramètre inconnu : « couleur »"),
+        (("config", "set", "couleur", "bleu"), "Paramètre inconnu : un nom de la forme"),
         (("config", "get", "couleur"), "Paramètre inconnu"),
-        (("config", "set", "opco.atlas.warn_days", "beaucoup"), "nombre de jours valide"),
+        (
+            ("config", "set", "opco.atlas.warn_days", "beaucoup"),
+            "nombre entier de jours de 0 à 3650",
+        ),
         (("config", "set", "opco.atlas.api_url"), "VALEUR manquante"),
         (("config", "set", "opco.Atlas.api_url", "https://x.fr"), "opco.atlas.api_url"),
     ],

@@ -36,13 +36,42 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
 STORE_CHOICES = ("keyring", "file")
 
 
+#: Widest warning window, in days: keys live months, and a larger value would overflow
+#: date arithmetic (``Infinity``, 10**12).
+MAX_WINDOW_DAYS = 3650
+
+
 def require_known_key(key: str) -> None:
-    """Refuse a setting name cfakey does not know (a typo would otherwise be ignored)."""
+    """Refuse a setting name cfakey does not know (a typo would otherwise be ignored).
+
+    The name is not quoted back: a key pasted in the wrong place would land in the message.
+    """
     if describe_key(key) is None:
         raise UsageError(
-            f"Paramètre inconnu : « {key} ».",
+            "Paramètre inconnu : un nom de la forme store, editeur ou opco.<id>.api_url "
+            "est attendu.",
             hint="Paramètres reconnus : cfakey config list --all.",
         )
+
+
+def window_days(name: str, value: object) -> int:
+    """A warning window (``warn_days``, ``crit_days``) from the settings or the command line.
+
+    Whole days from 0 to :data:`MAX_WINDOW_DAYS`; anything else (negative, ``Infinity``,
+    a fraction, text) is refused with a message naming the setting, never quoting the value.
+    """
+    days: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        days = value
+    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 5:
+        days = int(value.strip())
+    if days is None or not 0 <= days <= MAX_WINDOW_DAYS:
+        raise UsageError(
+            f"Paramètre « {name} » invalide : un nombre entier de jours de 0 à "
+            f"{MAX_WINDOW_DAYS} est attendu.",
+            hint=f"Corrigez-le : cfakey config set {name} JOURS (ou config unset {name}).",
+        )
+    return days
 
 
 def describe_key(key: str) -> str | None:
@@ -51,6 +80,14 @@ def describe_key(key: str) -> str | None:
         if pattern.fullmatch(key):
             return description
     return None
+
+
+class _NotJsonError(ValueError):
+    """``NaN``, ``Infinity``: accepted by Python's json module, not by the JSON standard."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonError(name)
 
 
 @dataclass
@@ -67,16 +104,25 @@ class Config:
             raw = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return cls(path)
+        except UnicodeDecodeError:
+            raise DataCorruptedError(
+                f"Fichier de configuration {path} invalide : ce n'est pas du texte UTF-8 ; "
+                "corrigez-le ou supprimez-le."
+            ) from None
         except OSError as error:
             raise DataCorruptedError(
                 f"Fichier de configuration {path} illisible : {os_reason(error)}."
             ) from None
         try:
-            values = json.loads(raw)
-        except json.JSONDecodeError as error:
+            values = json.loads(raw, parse_constant=_refuse_constant)
+        except (json.JSONDecodeError, _NotJsonError) as error:
+            line = f" (ligne {error.lineno})" if isinstance(error, json.JSONDecodeError) else ""
             raise DataCorruptedError(
-                f"Fichier de configuration {path} invalide (ligne {error.lineno}) : "
-                "corrigez-le ou supprimez-le."
+                f"Fichier de configuration {path} invalide{line} : corrigez-le ou supprimez-le."
+            ) from None
+        except (ValueError, RecursionError):  # a 5,000-digit number, 100,000 nested [
+            raise DataCorruptedError(
+                f"Fichier de configuration {path} invalide : corrigez-le ou supprimez-le."
             ) from None
         if not isinstance(values, dict):
             raise DataCorruptedError(
@@ -92,7 +138,9 @@ class Config:
         """Set a known key and save the file atomically (mode 0600)."""
         require_known_key(key)
         if key == "store" and value not in STORE_CHOICES:
-            raise UsageError(f"Magasin inconnu : « {value} » (choix : {', '.join(STORE_CHOICES)}).")
+            raise UsageError(f"Magasin inconnu : choix possibles : {', '.join(STORE_CHOICES)}.")
+        if key.endswith(("warn_days", "crit_days")):
+            value = window_days(key, value)
         self.values[key] = value
         self.save()
 

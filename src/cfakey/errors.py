@@ -45,18 +45,6 @@ def os_reason(error: OSError) -> str:
     return _OS_REASONS.get(error.errno or 0, error.strerror or type(error).__name__)
 
 
-def quote_input(value: str) -> str:
-    """What the operator typed, for an error message; a long value is not shown.
-
-    A long value in a date or name field is most often a key pasted in the wrong place,
-    and error messages must never carry a key.
-    """
-    value = value.strip()
-    if len(value) > 20:
-        return f"(valeur de {len(value)} caractères, non affichée)"
-    return f"« {value} »"
-
-
 class CfakeyError(Exception):
     """An error the operator can act on; ``str(error)`` is one French sentence."""
 

@@ -7,7 +7,7 @@ import calendar
 import json
 from datetime import UTC, date, datetime, timedelta
 
-from cfakey.errors import UsageError, quote_input
+from cfakey.errors import UsageError
 from cfakey.registry.model import ExpiryRule
 
 #: Every date cfakey accepts, stores or shows lies in this range (docs/commands.md).
@@ -23,6 +23,15 @@ def in_date_range(day: date) -> bool:
     """Whether ``day`` lies in the range cfakey accepts (:data:`EARLIEST_DATE` to
     :data:`LATEST_DATE`)."""
     return EARLIEST_DATE <= day <= LATEST_DATE
+
+
+_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
+_LONGEST_DATE_TEXT = len("2099-12-31 23:59:59")
+# A JWT payload is a few hundred bytes; a huge one is not decoded at all.
+_MAX_JWT_PAYLOAD = 16_384
+# Timestamps of 0001-01-02 and 9999-12-30 (UTC): representable in every time zone.
+_SMALLEST_TIMESTAMP = -62_135_510_400
+_LARGEST_TIMESTAMP = 253_402_128_000
 
 
 def add_months(start: date, months: int) -> date:
@@ -58,9 +67,24 @@ def chosen_expiry(rule: ExpiryRule, obtained: date, lifetime_months: int) -> dat
 
 def jwt_expiry(key: str) -> datetime | None:
     """The ``exp`` claim of a key that is a JWT, else ``None``. The signature is not checked:
-    only the OPCO can, and the date is only used to warn before it passes."""
+    only the OPCO can, and the date is only used to warn before it passes.
+
+    A claim outside :data:`EARLIEST_DATE`..:data:`LATEST_DATE` (.NET's "never",
+    253402300799, is 9999-12-31) is no usable date: ``None`` too, see :func:`jwt_exp_ignored`.
+    """
+    moment = _jwt_exp_claim(key)
+    return moment if moment is not None and in_date_range(moment.date()) else None
+
+
+def jwt_exp_ignored(key: str) -> bool:
+    """Whether the key is a JWT whose ``exp`` claim lies outside the accepted range."""
+    moment = _jwt_exp_claim(key)
+    return moment is not None and not in_date_range(moment.date())
+
+
+def _jwt_exp_claim(key: str) -> datetime | None:
     parts = key.split(".")
-    if len(parts) != 3 or not parts[0].startswith("eyJ"):
+    if len(parts) != 3 or not parts[0].startswith("eyJ") or len(parts[1]) > _MAX_JWT_PAYLOAD:
         return None
     try:
         payload = parts[1] + "=" * (-len(parts[1]) % 4)
@@ -68,26 +92,64 @@ def jwt_expiry(key: str) -> datetime | None:
         exp = claims.get("exp") if isinstance(claims, dict) else None
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             return None
+        # Far outside any range, but representable: the caller decides it is unusable.
+        exp = min(max(exp, _SMALLEST_TIMESTAMP), _LARGEST_TIMESTAMP)
         return datetime.fromtimestamp(exp, tz=UTC)
-    except (ValueError, OverflowError, OSError):
+    except (ValueError, OverflowError, OSError, RecursionError):
         return None
+
+
+def usable_moment(moment: datetime | None) -> datetime | None:
+    """``moment`` if its date lies in the accepted range, else ``None`` (no usable date).
+
+    Applied where stored dates are read back, so that a value written before the range
+    existed (or by hand) can never overflow the time functions of a later command.
+    """
+    if moment is None:
+        return None
+    try:
+        day = moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
+    except (OverflowError, ValueError):
+        return None
+    return moment if in_date_range(day) else None
+
+
+def local_time(moment: datetime) -> datetime:
+    """``moment`` on the operator's clock; unchanged when the local time would overflow
+    (a stored year 1 or 9999 in an overseas time zone), so that display never crashes."""
+    try:
+        return moment.astimezone()
+    except (OverflowError, ValueError):
+        return moment
+
+
+def local_date(moment: datetime) -> date:
+    """The day ``moment`` falls on, on the operator's clock (see :func:`local_time`)."""
+    return local_time(moment).date()
 
 
 def parse_date(text: str) -> datetime:
     """A date typed by the operator: ``JJ/MM/AAAA`` or ISO, optionally with ``HH:MM``.
 
-    Returns a naive local datetime (midnight when no time was given).
+    Returns a naive local datetime (midnight when no time was given), always within
+    :data:`EARLIEST_DATE`..:data:`LATEST_DATE`. The error never quotes the text: a value in
+    the wrong field may be a key.
     """
     cleaned = " ".join(text.strip().replace("T", " ").split())
-    formats = ("%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
-    for fmt in formats:
-        try:
-            return datetime.strptime(cleaned, fmt)  # noqa: DTZ007 - a local wall-clock date
-        except ValueError:
-            continue
+    if len(cleaned) <= _LONGEST_DATE_TEXT:
+        for fmt in _DATE_FORMATS:
+            try:
+                moment = datetime.strptime(cleaned, fmt)  # noqa: DTZ007 - a local wall-clock date
+            except ValueError:
+                continue
+            if not in_date_range(moment.date()):
+                raise UsageError(
+                    f"Date hors de la plage acceptée : les dates vont {DATE_RANGE_TEXT}."
+                )
+            return moment
     raise UsageError(
-        f"Date illisible : {quote_input(text)}. Formats acceptés : JJ/MM/AAAA, AAAA-MM-JJ, "
-        "avec éventuellement HH:MM."
+        "Date illisible : formats acceptés JJ/MM/AAAA ou AAAA-MM-JJ, avec éventuellement HH:MM "
+        f"(dates {DATE_RANGE_TEXT})."
     )
 
 

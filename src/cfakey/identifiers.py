@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from cfakey.errors import UsageError, quote_input
+from cfakey.errors import UsageError
 
 LA_POSTE_SIREN = "356000000"
 _UAI_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
+#: Longest CFA name accepted (the Sirene register's names are at most 120 characters).
+CFA_NAME_MAX = 150
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -55,14 +57,14 @@ def is_valid_uai(uai: str) -> bool:
 
 
 def _explain_digits(kind: str, value: str, length: int) -> str:
+    # Never quotes the value: a key typed in the wrong field would land in the message.
     if not value:
         return f"{kind} vide : il faut {length} chiffres."
-    shown = quote_input(value)
     if not (value.isascii() and value.isdigit()):
-        return f"{kind} invalide : {shown} ne doit contenir que des chiffres."
+        return f"{kind} invalide : {length} chiffres attendus, sans lettre ni autre signe."
     if len(value) != length:
-        return f"{kind} invalide : {shown} a {len(value)} chiffres au lieu de {length}."
-    return f"{kind} invalide : {shown} a une clé de contrôle fausse (faute de frappe ?)."
+        return f"{kind} invalide : {len(value)} chiffres au lieu de {length}."
+    return f"{kind} invalide : clé de contrôle fausse (faute de frappe ?)."
 
 
 def validate_siren(text: str) -> str:
@@ -88,11 +90,20 @@ def validate_uai(text: str) -> str:
         return uai
     digits = uai[:7]
     if len(uai) != 8 or not (digits.isascii() and digits.isdigit()) or not uai[7:].isalpha():
-        raise UsageError(
-            f"UAI invalide : {quote_input(text)} "
-            "(attendu : 7 chiffres puis une lettre, ex. 0133527N)."
-        )
+        raise UsageError("UAI invalide : attendu 7 chiffres puis une lettre, ex. 0133527N.")
     expected = _UAI_LETTERS[int(digits) % 23]
-    raise UsageError(
-        f"UAI invalide : « {uai} » ; la lettre de contrôle devrait être « {expected} »."
-    )
+    raise UsageError(f"UAI invalide : la lettre de contrôle devrait être « {expected} ».")
+
+
+def clean_cfa_name(text: str) -> str:
+    """A CFA's name on one line with single spaces, or a French error (never quoting it)."""
+    name = " ".join(text.split())
+    if not name:
+        raise UsageError("Le nom du CFA est vide.")
+    if len(name) > CFA_NAME_MAX:
+        raise UsageError(
+            f"Nom du CFA trop long : {len(name)} caractères, au plus {CFA_NAME_MAX} attendus."
+        )
+    if not name.isprintable():
+        raise UsageError("Le nom du CFA contient des caractères invisibles ou de contrôle.")
+    return name

@@ -26,6 +26,7 @@ from cfakey.errors import (
     NotFoundError,
     os_reason,
 )
+from cfakey.expiry import usable_moment
 from cfakey.paths import PRIVATE_FILE_MODE, Paths, ensure_private_dir
 
 EXPIRY_SOURCES = ("registry", "jwt", "portal", "opco_api", "operator", "none")
@@ -145,7 +146,9 @@ def _key_record(row: sqlite3.Row) -> KeyRecord:
         opco_id=row["opco_id"],
         obtained_on=date.fromisoformat(row["obtained_on"]),
         stored_at=datetime.fromisoformat(row["stored_at"]),
-        expires_at=_to_datetime(row["expires_at"]),
+        # A date outside the accepted range (written by hand or by an older version) is no
+        # usable date: no overview command may overflow on it.
+        expires_at=usable_moment(_to_datetime(row["expires_at"])),
         expiry_source=row["expiry_source"],
         fingerprint=row["fingerprint"],
         os_user=row["os_user"],

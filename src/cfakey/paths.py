@@ -63,8 +63,19 @@ class Paths:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) if needed and make it readable by its owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    """Create ``path`` if needed and make it readable by its owner only.
+
+    Missing parents are created 0700 too (``mkdir -p`` would leave them to the umask):
+    a parent another user can write to lets that user swap what is below it.
+    """
+    missing: list[Path] = []
+    current = path.parent
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+    path.mkdir(exist_ok=True, mode=PRIVATE_DIR_MODE)
     if path.stat().st_mode & 0o777 != PRIVATE_DIR_MODE:
         path.chmod(PRIVATE_DIR_MODE)
     return path

@@ -37,15 +37,12 @@ def add_cfa(
 ) -> None:
     """Enregistre un CFA ; le premier devient celui par défaut."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
-    from cfakey.identifiers import validate_siret, validate_uai  # noqa: PLC0415
+    from cfakey.identifiers import clean_cfa_name, validate_siret, validate_uai  # noqa: PLC0415
 
     context: AppContext = ctx.obj
     valid_siret = validate_siret(siret)
     valid_uai = validate_uai(uai) if uai is not None else None
-    clean_name = " ".join(name.split())
-    if not clean_name:
-        raise UsageError("Le nom du CFA est vide : indiquez-le avec --nom.")
+    clean_name = clean_cfa_name(name)
     record = context.metadata().add_cfa(valid_siret, clean_name, valid_uai)
     default = " (CFA par défaut)" if record.is_default else ""
     print_notice(f"CFA enregistré : {record.name}, SIRET {record.siret}{default}.")

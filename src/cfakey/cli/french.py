@@ -14,45 +14,63 @@ from cfakey.errors import ExitCode
 
 HELP_OPTION_TEXT = "Affiche cette aide et quitte."
 
+# Click quotes back what was typed (an unknown command, an extra argument, a bad value):
+# that may be a key pasted in the wrong place, so no French template keeps it. Groups named
+# ``a`` are typed text and are dropped; ``p`` is a parameter's name and ``b`` click's own
+# list of choices or suggestions, both written by cfakey, and are kept.
 _USAGE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
-        re.compile(r"^No such option: (?P<a>\S+)(?: Did you mean (?P<b>.+)\?)?$"),
-        "option inconnue : {a}",
+        re.compile(r"^No such option: (?P<a>\S+)(?: \(Possible options: (?P<b>.+)\))?$"),
+        "option inconnue",
     ),
-    (re.compile(r"^No such command '?(?P<a>[^'.]+)'?\.?(?:.*)$"), "commande inconnue : « {a} »"),
-    (re.compile(r"^Missing argument '(?P<a>[^']+)'\.?$"), "argument manquant : {a}"),
-    (re.compile(r"^Missing option '(?P<a>[^']+)'\.?$"), "option obligatoire manquante : {a}"),
-    (re.compile(r"^Missing parameter: (?P<a>.+)$"), "paramètre manquant : {a}"),
+    (re.compile(r"^No such command '?(?P<a>[^'.]+)'?\.?(?:.*)$"), "commande inconnue"),
+    (re.compile(r"^Missing argument '(?P<p>[^']+)'\.?$"), "argument manquant : {p}"),
+    (re.compile(r"^Missing option '(?P<p>[^']+)'\.?$"), "option obligatoire manquante : {p}"),
+    (re.compile(r"^Missing parameter: (?P<p>.+)$"), "paramètre manquant : {p}"),
     (re.compile(r"^Missing command\.?$"), "commande manquante"),
     (
         re.compile(r"^Got unexpected extra argument(?:s|\(s\))? \((?P<a>.*)\)$"),
-        "argument(s) en trop : {a}",
+        "argument(s) en trop",
     ),
-    (re.compile(r"^Invalid value for (?P<a>[^:]+): (?P<b>.*)$"), "valeur invalide pour {a} : {b}"),
-    (re.compile(r"^Invalid value: (?P<b>.*)$"), "valeur invalide : {b}"),
+    (re.compile(r"^Invalid value for (?P<p>[^:]+): (?P<v>.*)$"), "valeur invalide pour {p}{v}"),
+    (re.compile(r"^Invalid value: (?P<v>.*)$"), "valeur invalide{v}"),
     (
-        re.compile(r"^Option '(?P<a>[^']+)' requires an argument\.?$"),
-        "l'option {a} attend une valeur",
+        re.compile(r"^Option '(?P<p>-{1,2}[\w-]+)' does not take a value\.?$"),
+        "l'option {p} n'attend pas de valeur",
     ),
-    (re.compile(r"^(?P<a>\S+) option requires an argument\.?$"), "l'option {a} attend une valeur"),
+    (
+        re.compile(r"^Option '(?P<p>[^']+)' requires an argument\.?$"),
+        "l'option {p} attend une valeur",
+    ),
+    (
+        re.compile(r"^(?P<p>-{1,2}[\w-]+) option requires an argument\.?$"),
+        "l'option {p} attend une valeur",
+    ),
 )
+# What was wrong with a value, said without the value (see above).
 _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
-        re.compile(r"^'?(?P<a>.*?)'? is not a valid int(?:eger)?(?: range)?\.?$"),
-        "« {a} » n'est pas un nombre entier",
+        re.compile(r"^.* is not a valid int(?:eger)?(?: range)?\.?$", re.S),
+        "un nombre entier est attendu",
     ),
-    (re.compile(r"^Value '?(?P<a>.*?)'? is not a valid (?P<b>.+)\.$"), "« {a} » n'est pas valide"),
+    (re.compile(r"^.* is not a valid float\.?$", re.S), "un nombre est attendu"),
+    (re.compile(r"^.* is not a valid boolean\..*$", re.S), "oui ou non est attendu"),
+    (re.compile(r"^.* does not match the formats .*$", re.S), "le format n'est pas reconnu"),
     (
-        re.compile(r"^'?(?P<a>.*?)'? is not one of (?P<b>.+)\.$"),
-        "« {a} » ne fait pas partie de {b}",
+        re.compile(r"^.* is not one of (?P<b>(?:'[\w.-]*'(?:, )?)+)\.$", re.S),
+        "choix possibles : {b}",
     ),
     (
-        re.compile(r"^(?P<a>.+) is not in the range (?P<b>.+)\.$"),
-        "{a} n'est pas dans l'intervalle {b}",
+        re.compile(r"^.* is not in the range (?P<b>[\d<=>x. -]+)\.$", re.S),
+        "hors de l'intervalle {b}",
     ),
+    (re.compile(r"^.* does not exist\.?$", re.S), "ce chemin n'existe pas"),
+    (re.compile(r"^.* is a directory\.?$", re.S), "c'est un dossier"),
+    (re.compile(r"^.* is a file\.?$", re.S), "c'est un fichier"),
+    (re.compile(r"^.* is not readable\.?$", re.S), "ce fichier n'est pas lisible"),
 )
-#: A word (quotes and brackets aside) long enough to be a key rather than a value.
-_LONG_WORD = re.compile(r"(?:« )?(?P<word>[^\s'\"«»()\[\],]{21,})(?: »)?")
+#: Click's "Possible options: --x, --y" suggestions: option names cfakey defines.
+_OPTION_LIST = re.compile(r"-{1,2}[\w-]+(?:, -{1,2}[\w-]+)*")
 _PANEL_TITLES = {
     "ARGUMENTS_PANEL_TITLE": "Arguments",
     "OPTIONS_PANEL_TITLE": "Options",
@@ -67,31 +85,32 @@ _PANEL_TITLES = {
 
 
 def translate_usage(message: str) -> str:
-    """Rewrite one of click's usage messages in French (unknown ones are kept)."""
+    """Rewrite one of click's usage messages in French, never keeping a typed value.
+
+    An unknown message is replaced by a generic one for the same reason.
+    """
     for pattern, template in _USAGE_PATTERNS:
         match = pattern.match(message.strip())
         if match:
-            parts = {key: _translate_value(value or "") for key, value in match.groupdict().items()}
+            groups = match.groupdict()
+            parts = {"p": groups.get("p") or "", "v": _translate_value(groups.get("v"))}
             text = template.format(**parts)
-            if match.groupdict().get("b") and "Did you mean" in message:
-                text += f" (voulez-vous dire {parts['b']} ?)"
+            suggested = groups.get("b")
+            if suggested and _OPTION_LIST.fullmatch(suggested):
+                text += f" (voulez-vous dire {suggested.replace(', ', ' ou ')} ?)"
             return text
-    return message
+    return "ligne de commande invalide"
 
 
-def _mask_long_values(message: str) -> str:
-    """Click quotes back what was typed; a long word there is most often a pasted key."""
-    from cfakey.errors import quote_input  # noqa: PLC0415
-
-    return _LONG_WORD.sub(lambda match: quote_input(match["word"]), message)
-
-
-def _translate_value(text: str) -> str:
+def _translate_value(text: str | None) -> str:
+    """`` : reason`` for click's explanation of a bad value, or nothing when unknown."""
+    if text is None:
+        return ""
     for pattern, template in _VALUE_PATTERNS:
         match = pattern.match(text.strip())
         if match:
-            return template.format(**match.groupdict())
-    return text
+            return " : " + template.format(**match.groupdict())
+    return ""
 
 
 def click_error(error: Exception) -> int | None:
@@ -114,7 +133,7 @@ def click_error(error: Exception) -> int | None:
         from cfakey.cli.output import print_error  # noqa: PLC0415
 
         command = error.ctx.command_path if error.ctx is not None else "cfakey"
-        text = _mask_long_values(translate_usage(error.format_message())).rstrip(".")
+        text = translate_usage(error.format_message()).rstrip(".")
         print_error(f"{text[:1].upper()}{text[1:]}.", hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.ClickException):

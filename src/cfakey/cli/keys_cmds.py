@@ -224,8 +224,10 @@ def _prepared_store(context: AppContext) -> KeyStore:
     return store
 
 
-def _date(moment: datetime | None) -> str:
-    return "—" if moment is None else moment.astimezone().strftime("%d/%m/%Y")
+def _date(moment: datetime | None, form: str = "%d/%m/%Y") -> str:
+    from cfakey.expiry import local_time  # noqa: PLC0415 - never overflows on a stored value
+
+    return "—" if moment is None else local_time(moment).strftime(form)
 
 
 def _read_key_file(path: Path) -> str:
@@ -526,7 +528,7 @@ def _expiry(
     lifetime_months: int | None,
 ) -> Expiry:
     from cfakey.core import keys  # noqa: PLC0415
-    from cfakey.errors import UsageError, quote_input  # noqa: PLC0415
+    from cfakey.errors import UsageError  # noqa: PLC0415
 
     question = keys.expiry_question(opco, key.value)
     rule = opco.expiry
@@ -538,10 +540,7 @@ def _expiry(
                 needed=f"--lifetime-months N ({rule.lowest_months} à {rule.max_months})",
             )
             if not answer.isdigit():
-                raise UsageError(
-                    f"Durée de vie illisible : {quote_input(answer)} "
-                    "(un nombre de mois est attendu)."
-                )
+                raise UsageError("Durée de vie illisible : un nombre de mois est attendu.")
             lifetime_months = int(answer)
         elif question == "date":
             optional = rule.jwt_exp_precedence
@@ -924,7 +923,7 @@ def show(
             f"source : {sources.get(record.expiry_source, record.expiry_source)}"
         ),
         f"Obtenue le    : {record.obtained_on:%d/%m/%Y}",
-        f"Enregistrée le: {record.stored_at.astimezone():%d/%m/%Y %H:%M} par {record.os_user}",
+        f"Enregistrée le: {_date(record.stored_at, '%d/%m/%Y %H:%M')} par {record.os_user}",
         f"Magasin       : {record.store}",
         f"Empreinte     : {record.fingerprint}",
     ]
@@ -1037,7 +1036,7 @@ def journal(
     )
     rows = [
         (
-            entry.at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+            _date(entry.at, "%Y-%m-%d %H:%M:%S"),
             entry.user,
             entry.siret or "",
             entry.opco_id or "",

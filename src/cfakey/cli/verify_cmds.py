@@ -263,19 +263,15 @@ def _parse_setting(context: AppContext, key: str) -> tuple[str, str | None]:
 
 
 def _coerce(key: str, value: str) -> Any:
+    from cfakey.config import window_days  # noqa: PLC0415
     from cfakey.core.verify import check_base_url, check_header_value  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
 
     if key.endswith(URL_SUFFIXES):
         return check_base_url(value)
     if key in HEADER_SETTINGS:
         return check_header_value(key, value)
     if key.endswith(INT_SUFFIXES):
-        if not value.strip().isdigit() or int(value) < 1:
-            raise UsageError(
-                f"« {value} » n'est pas un nombre de jours valide (entier positif attendu)."
-            )
-        return int(value)
+        return window_days(key, value)
     return value.strip()
 
 
@@ -309,6 +305,7 @@ def config_set(
 ) -> None:
     """Règle un paramètre (le secret OAuth2 va dans le magasin de clés, jamais dans le fichier)."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
+    from cfakey.config import require_known_key  # noqa: PLC0415
     from cfakey.errors import UsageError  # noqa: PLC0415
     from cfakey.stores.base import fingerprint, oauth_entry_name  # noqa: PLC0415
 
@@ -330,13 +327,15 @@ def config_set(
             f"(empreinte {fingerprint(secret)})."
         )
         return
+    require_known_key(key)  # before quoting it below: it may be a key typed in the wrong place
     if value is None:
         raise UsageError(
             f"VALEUR manquante pour « {key} ».", hint=f"Exemple : cfakey config set {key} VALEUR"
         )
     config = context.config()
     config.set(key, _coerce(key, value))
-    print_notice(f"{key} = {config.get(key)}")
+    # Not the value: a key pasted in the wrong place must not be written back (config get).
+    print_notice(f"{key} enregistré.")
 
 
 @config_app.command("get")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cfakey.errors import NotFoundError, UsageError, quote_input
+from cfakey.errors import NotFoundError, UsageError
 from cfakey.identifiers import validate_siret
 from cfakey.metadata import CfaRecord, Metadata
 from cfakey.registry.names import normalize
@@ -41,9 +41,9 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
         return matches[0]
     if len(matches) > 1:
         sirets = ", ".join(cfa.siret for cfa in matches)
-        raise UsageError(
-            f"{quote_input(query)} désigne plusieurs CFA ({sirets}) : précisez le SIRET."
-        )
+        raise UsageError(f"--cfa désigne plusieurs CFA ({sirets}) : précisez le SIRET.")
+    # What was typed is not quoted back: a key pasted in the wrong place would land here.
     raise NotFoundError(
-        f"CFA inconnu : {quote_input(query)}.", hint="Liste des CFA : cfakey cfa list."
+        "CFA inconnu : un SIRET, un SIREN ou un nom de CFA enregistré est attendu.",
+        hint="Liste des CFA : cfakey cfa list.",
     )

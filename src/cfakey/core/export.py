@@ -22,7 +22,6 @@ from cfakey.errors import (
     NotFoundError,
     UsageError,
     os_reason,
-    quote_input,
 )
 
 if TYPE_CHECKING:
@@ -135,9 +134,7 @@ def key_variable(key: ExportedKey, *, qualified: bool) -> str:
 def check_format(name: str) -> str:
     """The format, or a French error listing the known ones."""
     if name not in FORMATS:
-        raise UsageError(
-            f"Format inconnu : {quote_input(name)}. Formats disponibles : {', '.join(FORMATS)}."
-        )
+        raise UsageError(f"Format inconnu : formats disponibles : {', '.join(FORMATS)}.")
     return name
 
 
@@ -236,6 +233,8 @@ def expiry_flags(
     window: Callable[[str], int] = lambda _opco: DEFAULT_WARN_DAYS,
 ) -> list[ExpiryFlag]:
     """Keys already expired or expiring within their OPCO's window."""
+    from cfakey.expiry import usable_moment  # noqa: PLC0415
+
     flags: list[ExpiryFlag] = []
     for key in keys:
         if isinstance(key, PlannedKey):
@@ -254,6 +253,8 @@ def expiry_flags(
                 key.opco_name,
                 key.expires_at,
             )
+        # Bounded again here: a flag must never overflow on a stored year 1 or 9999.
+        expires_at = usable_moment(expires_at)
         if expires_at is None:
             continue
         expired = expires_at <= now

@@ -12,11 +12,23 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError, quote_input
-from cfakey.expiry import add_months, chosen_expiry, fixed_expiry, jwt_expiry, parse_date
+# read_import_file is re-exported: the import command reads its file through this module.
+from cfakey.core.imports import ImportProblem, ImportRowsError, recorded_problems
+from cfakey.core.imports import read_import_file as read_import_file  # noqa: PLC0414
+from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
+from cfakey.expiry import (
+    DATE_RANGE_TEXT,
+    add_months,
+    chosen_expiry,
+    fixed_expiry,
+    in_date_range,
+    jwt_exp_ignored,
+    jwt_expiry,
+    local_date,
+    parse_date,
+)
 
 if TYPE_CHECKING:
     from cfakey.metadata import CfaRecord, JournalEntry, KeyRecord, Metadata
@@ -160,18 +172,23 @@ def resolve_expiry(
 
     Precedence: a JWT ``exp`` claim when the rule says it wins (OPCO EP); then an explicit
     date; then a chosen lifetime; then the registry's fixed duration; then a JWT ``exp``
-    in any key; else no date. A date already past is refused.
+    in any key; else no date. A date already past, or outside the accepted range, is refused.
     """
     rule = opco.expiry
     notes: list[str] = []
     jwt_exp = jwt_expiry(key)
+    if jwt_exp is None and jwt_exp_ignored(key):
+        notes.append(
+            "La date « exp » du jeton est hors de la plage acceptée "
+            f"({DATE_RANGE_TEXT}) : elle est ignorée."
+        )
     result: Expiry
     if jwt_exp is not None and rule.jwt_exp_precedence:
         if expires is not None and parse_date(expires).date() != jwt_exp.astimezone().date():
             notes.append(
                 "La date « exp » contenue dans le jeton fait foi ; la date saisie est ignorée."
             )
-        result = Expiry(jwt_exp, "jwt", tuple(notes))
+        result = Expiry(jwt_exp, "jwt")
     elif expires is not None:
         result = Expiry(
             _typed_date(expires), "portal" if rule.kind == "portal_date" else "operator"
@@ -185,7 +202,13 @@ def resolve_expiry(
     else:
         if rule.kind == "chosen_duration":
             notes.append("Durée de vie non indiquée : la clé est enregistrée sans date d'échéance.")
-        result = Expiry(None, "none", tuple(notes))
+        result = Expiry(None, "none")
+    result = dataclasses.replace(result, notes=tuple(notes))
+    if result.expires_at is not None and not in_date_range(result.expires_at.date()):
+        raise UsageError(
+            f"Date d'échéance hors de la plage acceptée ({DATE_RANGE_TEXT}) : "
+            "rien n'a été enregistré."
+        )
     if result.expires_at is not None and result.expires_at <= now:
         when = result.expires_at.astimezone().strftime("%d/%m/%Y %H:%M")
         raise UsageError(
@@ -264,22 +287,19 @@ def window_for(
 
 
 def _int_setting(settings: Mapping[str, Any], name: str) -> int | None:
+    from cfakey.config import window_days  # noqa: PLC0415
+
     value = settings.get(name)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise UsageError(
-            f"Paramètre « {name} » invalide : un nombre de jours est attendu."
-        ) from None
+    return None if value is None else window_days(name, value)
 
 
 def check_window_args(warn_days: int | None, crit_days: int | None) -> None:
     """Refuse negative windows and a critical window wider than the warning one."""
+    from cfakey.config import MAX_WINDOW_DAYS  # noqa: PLC0415
+
     for name, value in (("--warn-days", warn_days), ("--crit-days", crit_days)):
-        if value is not None and value < 0:
-            raise UsageError(f"{name} doit être un nombre de jours positif ou nul.")
+        if value is not None and not 0 <= value <= MAX_WINDOW_DAYS:
+            raise UsageError(f"{name} doit être un nombre de jours de 0 à {MAX_WINDOW_DAYS}.")
     if warn_days is not None and crit_days is not None and crit_days > warn_days:
         raise UsageError("--crit-days ne peut pas dépasser --warn-days.")
 
@@ -311,7 +331,7 @@ class KeyRow:
             "cfa_name": self.cfa_name,
             "opco": self.opco_id,
             "opco_name": self.opco_name,
-            "expires": self.expires_at.astimezone().date().isoformat() if self.expires_at else None,
+            "expires": local_date(self.expires_at).isoformat() if self.expires_at else None,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "days_left": self.days_left,
             "status": self.status,
@@ -331,11 +351,11 @@ def classify(
     now: datetime,
 ) -> KeyRow:
     """Status of one key at ``now`` within ``window``."""
-    today = now.astimezone().date()
+    today = local_date(now)
     rotation_due: date | None = None
     days_left: int | None = None
     if record.expires_at is not None:
-        days_left = (record.expires_at.astimezone().date() - today).days
+        days_left = (local_date(record.expires_at) - today).days
         if record.expires_at <= now:
             status, level = EXPIRED, 2
         elif days_left <= window.crit_days:
@@ -347,7 +367,7 @@ def classify(
     else:
         status, level = NO_DATE, 0
         months = opco.expiry.recommended_rotation_months if opco is not None else None
-        if months:
+        if months and in_date_range(record.obtained_on):
             rotation_due = add_months(record.obtained_on, months)
             if (rotation_due - today).days <= window.warn_days:
                 # Advice, not an outage: never critical.
@@ -571,9 +591,6 @@ def save_key(
 
 # Import ------------------------------------------------------------------------------------
 
-IMPORT_COLUMNS = ("cfa", "opco", "key")
-OPTIONAL_COLUMNS = ("expires", "obtained", "cfa_name")
-
 
 @dataclass(frozen=True)
 class ImportRow:
@@ -589,19 +606,6 @@ class ImportRow:
 
 
 @dataclass(frozen=True)
-class ImportProblem:
-    """Why a row cannot be imported (never quoting the key)."""
-
-    row: int
-    column: str
-    message: str
-    unit: str = "ligne"  # "élément" in a JSON list
-
-    def __str__(self) -> str:
-        return f"{self.unit} {self.row}, colonne « {self.column} » : {self.message}"
-
-
-@dataclass(frozen=True)
 class ImportPlan:
     """Every row of the file, validated; nothing is stored until :func:`run_import`."""
 
@@ -609,76 +613,6 @@ class ImportPlan:
     new_cfas: tuple[tuple[str, str], ...]
     replaced: tuple[tuple[str, str], ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-
-def read_import_file(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV (``,`` or ``;``) or JSON file as dictionaries of strings."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"Fichier introuvable : {path}.") from None
-    except UnicodeDecodeError:
-        raise UsageError(
-            f"Le fichier {path} n'est pas en UTF-8 : enregistrez-le en UTF-8 (CSV UTF-8)."
-        ) from None
-    except OSError as error:
-        raise UsageError(f"Fichier illisible : {path} ({error.strerror}).") from None
-    stripped = text.lstrip()
-    if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
-        return _json_rows(path, text)
-    return _csv_rows(path, text)
-
-
-def _json_rows(path: Path, text: str) -> list[dict[str, str]]:
-    import json  # noqa: PLC0415
-
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise UsageError(f"JSON invalide dans {path} (ligne {error.lineno}).") from None
-    if isinstance(data, dict) and isinstance(data.get("keys"), list):
-        data = data["keys"]
-    if not isinstance(data, list):
-        raise UsageError(f"{path} : une liste d'objets JSON est attendue.")
-    rows: list[dict[str, str]] = []
-    for number, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
-            raise UsageError(f"{path} : l'élément {number} n'est pas un objet JSON.")
-        row = {str(k).strip().lower(): "" if v is None else str(v) for k, v in item.items()}
-        row["__row__"] = str(number)
-        rows.append(row)
-    return rows
-
-
-def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
-    import csv  # noqa: PLC0415
-    import io  # noqa: PLC0415
-
-    first_line = text.split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    # A file object, not split lines: a quoted value may span lines, and line_num then
-    # gives each row's real line (blank lines are skipped) for the error messages.
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    if reader.fieldnames is None:
-        raise UsageError(f"Le fichier {path} est vide.")
-    header = [name.strip().lower() for name in reader.fieldnames]
-    missing = [column for column in IMPORT_COLUMNS if column not in header]
-    if missing:
-        raise UsageError(
-            f"{path} : colonne(s) manquante(s) : {', '.join(missing)}.",
-            hint="Colonnes attendues : cfa, opco, key ; "
-            "facultatives : expires, obtained, cfa_name.",
-        )
-    rows: list[dict[str, str]] = []
-    for raw in reader:
-        line = str(reader.line_num)
-        if None in raw:
-            rows.append({"__extra__": "1", "__line__": line})
-            continue
-        rows.append(
-            {str(k).strip().lower(): (v or "") for k, v in raw.items()} | {"__line__": line}
-        )
-    return rows
 
 
 def plan_import(
@@ -729,9 +663,11 @@ class _RowChecker:
         if "__extra__" in raw:
             self.problems.append(ImportProblem(number, "*", "plus de valeurs que de colonnes"))
             return
+        recorded = recorded_problems(raw, number)
         found: list[ImportProblem] = []
         siret = self._siret(number, raw, found)
         opco = self._opco(number, raw, found)
+        cfa_name = self._cfa_name(number, raw, found)
         key: CleanKey | None = None
         try:
             key = clean_key(raw.get("key") or "", opco.id if opco else None)
@@ -747,12 +683,15 @@ class _RowChecker:
                 )
             except UsageError as error:
                 found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
+        if recorded:
+            # A field that failed its own check was left out: say why, not that it is missing.
+            bad = {problem.column for problem in recorded}
+            found = recorded + [problem for problem in found if problem.column not in bad]
         if found or opco is None or key is None or expiry is None:
             self.problems.extend(found)
             return
         if self._duplicate(number, siret, opco, key):
             return
-        cfa_name = (raw.get("cfa_name") or "").strip() or None
         if siret not in self.known_cfas:
             self.new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
         elif self.metadata.get_key(siret, opco.id) is not None:
@@ -766,26 +705,35 @@ class _RowChecker:
         self.planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
 
     def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
-        from cfakey.identifiers import is_valid_siret  # noqa: PLC0415
+        from cfakey.identifiers import validate_siret  # noqa: PLC0415
 
-        siret = "".join((raw.get("cfa") or "").split())
-        if not siret:
-            found.append(ImportProblem(number, "cfa", "SIRET manquant"))
-        elif not is_valid_siret(siret):
-            found.append(ImportProblem(number, "cfa", f"SIRET invalide : {quote_input(siret)}"))
-        return siret
+        try:
+            return validate_siret(raw.get("cfa") or "")
+        except UsageError as error:
+            found.append(ImportProblem(number, "cfa", _first_sentence(error.message)))
+            return ""
 
     def _opco(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> Opco | None:
         from cfakey.registry.names import resolve  # noqa: PLC0415
 
         try:
             return resolve(self.registry, raw.get("opco") or "")
-        except UsageError:
-            found.append(
-                ImportProblem(
-                    number, "opco", f"OPCO inconnu : {quote_input(raw.get('opco') or '')}"
-                )
-            )
+        except UsageError as error:
+            found.append(ImportProblem(number, "opco", _first_sentence(error.message)))
+            return None
+
+    def _cfa_name(
+        self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
+    ) -> str | None:
+        from cfakey.identifiers import clean_cfa_name  # noqa: PLC0415
+
+        text = raw.get("cfa_name") or ""
+        if not text.strip():
+            return None
+        try:
+            return clean_cfa_name(text)
+        except UsageError as error:
+            found.append(ImportProblem(number, "cfa_name", _first_sentence(error.message)))
             return None
 
     def _obtained(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> date:
@@ -794,8 +742,8 @@ class _RowChecker:
             return self.today
         try:
             obtained = parse_date(text).date()
-        except UsageError:
-            found.append(ImportProblem(number, "obtained", f"date illisible : {quote_input(text)}"))
+        except UsageError as error:
+            found.append(ImportProblem(number, "obtained", _first_sentence(error.message)))
             return self.today
         if obtained > self.today:
             found.append(ImportProblem(number, "obtained", "date d'obtention dans le futur"))
@@ -808,10 +756,8 @@ class _RowChecker:
         if text is not None:
             try:
                 parse_date(text)
-            except UsageError:
-                found.append(
-                    ImportProblem(number, "expires", f"date illisible : {quote_input(text)}")
-                )
+            except UsageError as error:
+                found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
                 return None
         return text
 
@@ -838,20 +784,9 @@ class _RowChecker:
 
 def _first_sentence(message: str) -> str:
     head = message.split(" : rien n'a été", 1)[0].split(". ", 1)[0].rstrip(".")
+    if head[1:2].isupper():  # an acronym: SIRET, OPCO
+        return head
     return head[:1].lower() + head[1:]
-
-
-class ImportRowsError(UsageError):
-    """Rows that failed validation; nothing was imported."""
-
-    def __init__(self, problems: Sequence[ImportProblem]) -> None:
-        shown = "\n".join(f"  {problem}" for problem in problems[:20])
-        more = f"\n  … et {len(problems) - 20} autre(s)" if len(problems) > 20 else ""
-        super().__init__(
-            f"{len(problems)} erreur(s) dans le fichier ; rien n'a été importé :\n{shown}{more}",
-            hint="Corrigez le fichier puis relancez cfakey import.",
-        )
-        self.problems = tuple(problems)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfakey import __version__
-from cfakey.errors import ExitCode, NotFoundError, UsageError, quote_input
+from cfakey.errors import ExitCode, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     import httpx
@@ -425,8 +425,7 @@ def _url_problem(url: str) -> tuple[Outcome, str] | None:
         parsed = None
     if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         return Outcome.INVALID_URL, (
-            f"Adresse d'API invalide : {quote_input(text)} "
-            "(une adresse https://hôte/chemin est attendue)"
+            "Adresse d'API invalide : une adresse https://hôte/chemin est attendue"
         )
     if parsed.query or parsed.fragment or parsed.userinfo:
         return Outcome.INVALID_URL, (

@@ -8,26 +8,41 @@ Validation imports pydantic, which costs more than the rest of a command's start
 the validated registry is cached in the cache directory together with the identity
 (path, size, modification time) of both files and cfakey's version: any edit or
 reinstall invalidates it.
+
+The cache is JSON naming only the model's own frozen dataclasses, so reading it cannot run
+code (a pickle could: anyone able to write to the cache directory would run code as the
+user). It is also ignored unless owned by the user and writable by no one else, since it
+holds the API addresses keys are sent to.
 """
 
 from __future__ import annotations
 
-import pickle
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, fields, is_dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfakey import __version__
 from cfakey.errors import RegistryError
 from cfakey.paths import atomic_write, ensure_private_dir
+from cfakey.registry import model
 from cfakey.registry.model import Registry
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
 REGISTRY_FILENAME = "opco_registry.yaml"
-# Bump when the model classes change shape, so that old caches are not unpickled.
-_CACHE_FORMAT = 1
+CACHE_FILENAME = "registry.json"
+# Bump when the model classes change shape, so that old caches are rebuilt.
+_CACHE_FORMAT = 2
+# The only classes a cache may name.
+_MODEL_CLASSES: dict[str, type] = {
+    name: value
+    for name, value in vars(model).items()
+    if isinstance(value, type) and is_dataclass(value) and value.__module__ == model.__name__
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,7 @@ def load_registry(overlay: Path | None, cache_dir: Path | None) -> tuple[Registr
     """Return the validated registry (shipped, then ``overlay`` merged over it)."""
     shipped = shipped_registry_path()
     source = RegistrySource(shipped=shipped, overlay=overlay)
-    cache_file = cache_dir / "registry.pickle" if cache_dir is not None else None
+    cache_file = cache_dir / CACHE_FILENAME if cache_dir is not None else None
     # Path, size and modification time of both files: any edit or reinstall changes them.
     cache_key = (__version__, _CACHE_FORMAT, _file_identity(shipped), _file_identity(overlay))
     if cache_file is not None:
@@ -89,6 +104,7 @@ def _build(
     base = _parse_yaml(shipped, shipped_bytes)
     _check_ids(shipped, base)
     registry = _validate(shipped, base, blame_ids=None)
+    _check_names(shipped, registry)
     if overlay is None:
         return registry
     extra = _parse_yaml(overlay, overlay_bytes)
@@ -100,7 +116,22 @@ def _build(
         )
     overlay_ids = _check_ids(overlay, extra)
     merged = _merge_overlay(base, extra)
-    return _validate(overlay, merged, blame_ids=overlay_ids)
+    registry = _validate(overlay, merged, blame_ids=overlay_ids)
+    _check_names(overlay, registry)
+    return registry
+
+
+def _check_names(path: Path, registry: Registry) -> None:
+    """Every id, name and alias designates one OPCO, or no name lookup could work."""
+    from cfakey.registry.names import name_index  # noqa: PLC0415 - only on a cache miss
+
+    try:
+        name_index(registry)
+    except ValueError as error:
+        raise RegistryError(
+            f"Registre {path} : {error} ; un nom, un identifiant ou un alias ne peut "
+            "désigner qu'un seul OPCO."
+        ) from None
 
 
 def _read(path: Path) -> bytes:
@@ -222,24 +253,63 @@ def _french(kind: str, english: str, value: Any) -> str:
 
 def _read_cache(cache_file: Path, cache_key: tuple[object, ...]) -> Registry | None:
     try:
-        raw = cache_file.read_bytes()
+        with cache_file.open("rb") as handle:
+            if not _private_to_user(os.fstat(handle.fileno())):
+                return None
+            raw = handle.read()
     except OSError:
         return None
     try:
-        # The cache is written by cfakey itself into the user's private (0700) cache
-        # directory, and is used only if it was built from these very files.
-        key, registry = pickle.loads(raw)  # noqa: S301
+        key, registry = json.loads(raw, object_hook=_decode)
     except Exception:  # noqa: BLE001 - a damaged cache is rebuilt, never fatal
         return None
-    if key != cache_key or not isinstance(registry, Registry):
+    if key != _plain(cache_key) or not isinstance(registry, Registry):
         return None
     return registry
+
+
+def _private_to_user(stat: os.stat_result) -> bool:
+    """Owned by this user and writable by no one else (where the OS has such owners)."""
+    if not hasattr(os, "getuid"):
+        return True
+    return stat.st_uid == os.getuid() and stat.st_mode & 0o022 == 0
 
 
 def _write_cache(cache_file: Path, cache_key: tuple[object, ...], registry: Registry) -> None:
     try:
         ensure_private_dir(cache_file.parent)
-        payload = pickle.dumps((cache_key, registry), protocol=pickle.HIGHEST_PROTOCOL)
-        atomic_write(cache_file, payload)
+        payload = json.dumps([_plain(cache_key), _encode(registry)], ensure_ascii=False)
+        atomic_write(cache_file, payload.encode("utf-8"))
+        (cache_file.parent / "registry.pickle").unlink(missing_ok=True)  # cfakey < 0.2
     except OSError:
         return  # a read-only cache directory only costs speed
+
+
+def _plain(value: object) -> Any:
+    """``value`` as JSON would give it back (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _encode(value: Any) -> Any:
+    """The registry as JSON: each dataclass tagged with its class name, dates tagged."""
+    if is_dataclass(value) and not isinstance(value, type):
+        tagged = {field.name: _encode(getattr(value, field.name)) for field in fields(value)}
+        return {"$": type(value).__name__, **tagged}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, tuple | list):
+        return [_encode(item) for item in value]
+    return value
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    """Inverse of :func:`_encode`: only the model's classes and dates can come out."""
+    if "$date" in obj:
+        return date.fromisoformat(obj["$date"])
+    name = obj.pop("$", None)
+    if name is None:
+        return obj
+    cls = _MODEL_CLASSES[name]
+    return cls(
+        **{key: tuple(item) if isinstance(item, list) else item for key, item in obj.items()}
+    )

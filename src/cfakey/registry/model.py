@@ -15,6 +15,10 @@ from typing import Any, Literal
 # Not pydantic.ConfigDict: a plain mapping needs no pydantic import; pydantic reads it.
 _STRICT: Any = {"extra": "forbid", "str_strip_whitespace": True}
 
+#: Longest lifetime a registry rule may state: ten years, in days or in months.
+MAX_RULE_DAYS = 3660
+MAX_RULE_MONTHS = 120
+
 ObtainMethod = Literal["self_service", "on_request", "not_published"]
 KeyScope = Literal["siren", "siret", "selected_cfa", "og_establishments", "account", "unknown"]
 ExpiryKind = Literal["fixed_duration", "chosen_duration", "portal_date", "none_stated", "unknown"]
@@ -90,6 +94,10 @@ class ExpiryRule:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"« {name} » doit être un nombre positif, pas {value}")
+            # Keys live months: a larger value is a typo, and would overflow date arithmetic.
+            limit = MAX_RULE_DAYS if name == "days" else MAX_RULE_MONTHS
+            if value is not None and value > limit:
+                raise ValueError(f"« {name} » vaut au plus {limit} (dix ans)")
         if self.kind == "fixed_duration" and (self.days is None) == (self.months is None):
             raise ValueError("une durée fixe demande exactement un champ « days » ou « months »")
         if self.kind != "fixed_duration" and (self.days is not None or self.months is not None):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from cfakey.errors import UnknownOpcoError, quote_input
+from cfakey.errors import UnknownOpcoError
 from cfakey.registry.model import Opco, Registry
 
 _IGNORED = str.maketrans("", "", " '’‘`-_.\t")
@@ -44,7 +44,12 @@ def resolve(registry: Registry, name: str) -> Opco:
     valid = ", ".join(opco.id for opco in registry.opcos)
     close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.6) if key else []
     suggestions = list(dict.fromkeys(index[match] for match in close))
-    message = f"OPCO inconnu : {quote_input(name)}." if key else "Aucun OPCO indiqué."
+    # What was typed is not quoted back: a key pasted in the wrong place would land here.
+    message = (
+        "OPCO inconnu : un identifiant ou un nom d'OPCO est attendu."
+        if key
+        else "Aucun OPCO indiqué."
+    )
     if suggestions:
         message += " Voulez-vous dire " + " ou ".join(f"« {s} »" for s in suggestions) + " ?"
     raise UnknownOpcoError(message, hint=f"OPCO reconnus : {valid}.")

@@ -47,8 +47,8 @@ class StoreDecision:
 def _checked(kind: str, origin: str) -> str:
     if kind not in STORE_CHOICES:
         raise UsageError(
-            f"Magasin de clés inconnu : « {kind} » ({ORIGINS[origin]}) ; "
-            f"choix : {', '.join(STORE_CHOICES)}."
+            f"Magasin de clés inconnu ({ORIGINS[origin]}) : choix possibles : "
+            f"{', '.join(STORE_CHOICES)}."
         )
     return kind
 
@@ -86,4 +86,4 @@ def open_store(kind: str, paths: Paths, password_source: PasswordSource) -> KeyS
         from cfakey.stores.file_store import EncryptedFileStore  # noqa: PLC0415
 
         return EncryptedFileStore(paths.encrypted_store, password_source)
-    raise UsageError(f"Magasin de clés inconnu : « {kind} ».")
+    raise UsageError(f"Magasin de clés inconnu : choix possibles : {', '.join(STORE_CHOICES)}.")
