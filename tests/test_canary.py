@@ -487,11 +487,6 @@ WRONG_PLACE = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 7, a key of 20 characters or fewer is quoted back: "
-    "fixed by the input branch",
-)
 @pytest.mark.parametrize(("args", "expected"), WRONG_PLACE)
 def test_a_short_key_in_the_wrong_place_is_never_quoted(
     canary: CanaryRun, args: tuple[str, ...], expected: int
@@ -500,11 +495,6 @@ def test_a_short_key_in_the_wrong_place_is_never_quoted(
     canary.check_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 7, a key of 20 characters or fewer is quoted back: "
-    "fixed by the input branch",
-)
 @pytest.mark.parametrize(
     "row",
     [
@@ -521,11 +511,6 @@ def test_a_short_key_in_the_wrong_import_column_is_never_quoted(
     canary.check_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 1, a stray quote swallows the following rows, keys included, "
-    "into a CFA name: fixed by the input branch",
-)
 def test_a_stray_quote_in_an_import_csv_stores_no_key_in_a_name(canary: CanaryRun) -> None:
     rows = "".join(
         f"{OTHER_SIRET};{opco};{KEY_MARK}-cle-{opco}-0123456789;\n"
