@@ -13,7 +13,6 @@ from cfakey.stores.base import entry_name
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
-    from cfakey.stores.keyring_store import KeyringProbe
 
 
 @dataclass(frozen=True)
@@ -88,15 +87,6 @@ def _path_status(label: str, path: Path, wanted: int, problems: list[Problem]) -
     return PathStatus(label, str(path), exists=True, mode=f"{mode:o}", private=private)
 
 
-def _probe_keyring() -> KeyringProbe | None:
-    from cfakey.stores.keyring_store import probe_keyring  # noqa: PLC0415
-
-    try:
-        return probe_keyring()
-    except CfakeyError:
-        return None
-
-
 def diagnose(context: AppContext) -> DoctorReport:
     """Check the store choice, the keyring, paths, registry and metadata/store agreement."""
     problems: list[Problem] = []
@@ -111,7 +101,7 @@ def diagnose(context: AppContext) -> DoctorReport:
     registry = context.registry
     source = context.registry_source
     decision = context.store_decision()
-    probe = decision.keyring or _probe_keyring()
+    probe = context.keyring_probe()
 
     description: str | None = None
     missing: list[str] = []
