@@ -71,6 +71,11 @@ class Config:
             raise DataCorruptedError(
                 f"Fichier de configuration {path} illisible : {os_reason(error)}."
             ) from None
+        except UnicodeDecodeError:
+            raise DataCorruptedError(
+                f"Fichier de configuration {path} invalide (ce n'est pas du texte UTF-8) : "
+                "corrigez-le ou supprimez-le."
+            ) from None
         try:
             values = json.loads(raw)
         except json.JSONDecodeError as error:
