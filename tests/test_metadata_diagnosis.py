@@ -167,6 +167,10 @@ def test_a_full_disk_is_not_called_a_damaged_database(small_disk: Path) -> None:
     assert "plus de place sur le disque" in result.stderr
     assert DAMAGED not in result.stderr
     assert "Restaurez" not in result.stderr
+    for command in (("cfa", "list"), ("check",), ("journal",)):  # reading: works, or says why
+        result = run_cli(*command)
+        assert result.exit_code in (0, ExitCode.ERROR), result.stderr
+        assert DAMAGED not in result.stderr
     filler.unlink()
     listed = run_cli("cfa", "list")
     assert listed.exit_code == 0
