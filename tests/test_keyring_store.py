@@ -16,10 +16,12 @@ from keyring.backend import KeyringBackend
 from keyring.backends import SecretService
 from keyring.compat.properties import classproperty
 
+from cfakey.core import keys
 from cfakey.core.storage import store_key
 from cfakey.errors import ExitCode, StoreUnavailableError
 from cfakey.metadata import KeyRecord, Metadata
 from cfakey.paths import Paths
+from cfakey.registry.loader import load_registry
 from cfakey.stores.base import SERVICE_NAME, entry_name, fingerprint
 from cfakey.stores.keyring_store import (
     CHAINER_BACKEND,
@@ -272,10 +274,11 @@ def test_an_unknown_backend_is_refused_by_the_allow_list(monkeypatch: pytest.Mon
     assert "n'est pas un des trousseaux chiffrés" in (probe.reason or "")
 
 
-class MemoryKeyring(KeyringBackend):
-    """A working backend cfakey does not know; also fakes Windows' identity below."""
+class MemoryKeyring:
+    """A working backend cfakey does not know (not a KeyringBackend subclass, so that it
+    stays out of keyring's registry and of the other tests' detection)."""
 
-    priority = -20  # type: ignore[assignment]  # never chosen by detection in other tests
+    priority = 1
 
     def __init__(self) -> None:
         self.written: dict[str, str] = {}
@@ -334,20 +337,8 @@ def test_the_keyring_is_detected_once_per_command(
 # -- Windows Credential Manager's size limit ---------------------------------------------
 
 
-class FakeWindowsVault:
+class FakeWindowsVault(MemoryKeyring):
     """Windows Credential Manager's identity only (it cannot run here); keeps what it gets."""
-
-    def __init__(self) -> None:
-        self.written: dict[str, str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.written.get(username)
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.written[username] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.written.pop(username, None)
 
 
 FakeWindowsVault.__module__ = "keyring.backends.Windows"
@@ -391,3 +382,31 @@ def test_other_keyrings_have_no_such_limit(secret_service: SecretServiceDaemon) 
     long_key = "k" * 4000
     KeyringStore().put(entry_name(SIRET_A, "atlas"), long_key)
     assert secret_service.items(SERVICE_NAME) == {entry_name(SIRET_A, "atlas"): long_key}
+
+
+def test_an_import_with_one_key_too_long_for_windows_writes_nothing(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    vault = FakeWindowsVault()
+    store = KeyringStore(vault)  # type: ignore[arg-type]  # only the identity is faked
+    registry = load_registry(None, tmp_path / "cache")[0]
+    csv = tmp_path / "cles.csv"
+    csv.write_text(
+        "cfa,opco,key,expires,obtained,cfa_name\n"
+        f"{SIRET_A},akto,{'a' * 40},,,CFA A\n"
+        f"{SIRET_B},akto,{'b' * 1300},,,CFA B\n",
+        encoding="utf-8",
+    )
+    with Metadata.open(Paths.from_env()) as metadata:
+        plan = keys.plan_import(
+            keys.read_import_file(csv),
+            metadata,
+            registry,
+            now=datetime(2026, 11, 22, tzinfo=UTC),
+            replace=False,
+        )
+        with pytest.raises(StoreUnavailableError, match="Windows"):
+            keys.run_import(store, metadata, plan, now=datetime(2026, 11, 22, tzinfo=UTC))
+        assert vault.written == {}  # not even the first, shorter key
+        assert metadata.list_keys() == []
+        assert metadata.list_cfas() == []
