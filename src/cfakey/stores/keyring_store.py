@@ -161,11 +161,6 @@ def _backend_classes() -> list[tuple[type[KeyringBackend], BackendCandidate]]:
     )
 
 
-def list_backends() -> tuple[BackendCandidate, ...]:
-    """Every backend keyring knows of, best first, each with its priority or its reason."""
-    return tuple(candidate for _, candidate in _backend_classes())
-
-
 def keyring_config_file() -> Path:
     """keyring's own configuration file (``keyringrc.cfg``), where a backend can be forced."""
     from keyring.util import platform_  # noqa: PLC0415
