@@ -162,6 +162,8 @@ def test_a_damaged_or_empty_database_is_a_problem_with_its_fix(
     assert "Restaurez une sauvegarde" in _problem(report, words)["fix"]
     assert report["database_check"] == "unchecked"
     assert report["store"] == "file"
+    assert report["orphan_entries"] is None  # unknown, not « every key of the store »
+    assert not [p for p in report["problems"] if "sans métadonnées" in p["message"]]
     assert db.read_bytes() == content
     assert "Restaurez une sauvegarde" in run_cli("doctor").stdout
 

@@ -193,3 +193,13 @@ def test_a_read_only_home_is_not_called_a_damaged_database(small_disk: Path) -> 
         assert DAMAGED not in result.stderr
     subprocess.run(["mount", "-o", "remount,rw", str(small_disk.parent)], check=True)
     assert "Premier" in run_cli("cfa", "list").stdout
+
+
+def test_a_full_disk_before_the_database_exists_says_so(small_disk: Path) -> None:
+    small_disk.mkdir(mode=0o700)
+    _fill(small_disk)
+    result = run_cli("cfa", "list")
+    assert result.exit_code == ExitCode.ERROR
+    assert "plus de place sur le disque" in result.stderr
+    assert "Libérez de la place" in result.stderr
+    assert not (small_disk / "cfakey.sqlite3").exists()  # no empty file left behind

@@ -154,15 +154,21 @@ def _check_database(metadata: Metadata, problems: list[Problem]) -> str:
 
 
 def _check_store(
-    context: AppContext, records: list[KeyRecord], problems: list[Problem]
+    context: AppContext, records: list[KeyRecord] | None, problems: list[Problem]
 ) -> tuple[str | None, list[str], tuple[str, ...] | None]:
-    """The store's description, the secrets missing from it, and entries without metadata."""
+    """The store's description, the secrets missing from it, and entries without metadata.
+
+    ``records`` is ``None`` when the metadata cannot be read: then nothing is compared,
+    rather than calling every key of the store an orphan.
+    """
     description: str | None = None
     missing: list[str] = []
     orphans: tuple[str, ...] | None = None
     try:
         store = context.key_store(interactive=False)
         description = store.describe()
+        if records is None:
+            return description, missing, orphans
         with store.batch():
             for record in records:
                 if store.get(entry_name(record.siret, record.opco_id)) is None:
@@ -220,7 +226,7 @@ def diagnose(context: AppContext) -> DoctorReport:
     decision = _guarded(problems, context.store_decision, config_fix)
     probe = context.keyring_probe()
     metadata = _guarded(problems, context.metadata, _ACCESS)
-    records = (_guarded(problems, metadata.list_keys, _ACCESS) if metadata else None) or []
+    records = _guarded(problems, metadata.list_keys, _ACCESS) if metadata else None
     database_check = _check_database(metadata, problems) if metadata else DATABASE_UNCHECKED
     # Without a valid choice there is no store to check: the choice is the problem.
     no_store: tuple[str | None, list[str], tuple[str, ...] | None] = (None, [], None)
@@ -245,7 +251,7 @@ def diagnose(context: AppContext) -> DoctorReport:
         registry_overlay=str(source.overlay) if source and source.overlay else None,
         registry_version=loaded.version if loaded else None,
         registry_opcos=len(loaded.opcos) if loaded else None,
-        keys_checked=len(records),
+        keys_checked=len(records or []),
         missing_secrets=tuple(missing),
         orphan_entries=orphans,
         database_check=database_check,
