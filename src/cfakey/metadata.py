@@ -173,11 +173,22 @@ def _translated(connection: sqlite3.Connection) -> Iterator[None]:
     """Turn an SQLite error into a French :class:`CfakeyError`; programming errors stay bugs."""
     try:
         yield
-    except (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError):
-        raise  # cfakey's own mistake (or the journal's append-only trigger): a bug to see
     except sqlite3.Error as error:
+        if _is_bug(error):
+            raise
         assert isinstance(connection, _Connection)  # noqa: S101 - only ours are opened
         raise database_error(error, connection.path, connection.busy_timeout) from error
+
+
+_BUG_ERRORS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
+
+
+def _is_bug(error: sqlite3.Error) -> bool:
+    """cfakey's own mistake (bad SQL, a closed connection, the journal's append-only
+    trigger): shown as a bug, never blamed on the user's file."""
+    if isinstance(error, _BUG_ERRORS):
+        return True
+    return "syntax error" in str(error) or "incomplete input" in str(error)
 
 
 class _Cursor(sqlite3.Cursor):
