@@ -124,7 +124,8 @@ def damage_hint(path: Path | str) -> str:
     return (
         "Vos clés elles-mêmes sont dans le magasin de clés. Restaurez une sauvegarde de ce "
         f"fichier ; sans sauvegarde, mettez-le de côté (mv {path} {path}.endommage) : "
-        "cfakey en créera un vide, et cfakey doctor signalera les clés à décrire de nouveau."
+        "cfakey créera une base neuve, et cfakey doctor signalera les clés du magasin à décrire "
+        "de nouveau."
     )
 
 
