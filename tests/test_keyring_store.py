@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import subprocess
+import sys
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from keyring import backend as keyring_backend
 from keyring.backend import KeyringBackend
+from keyring.backends import SecretService
+from keyring.compat.properties import classproperty
 
+from cfakey.core import keys
+from cfakey.core.storage import store_key
 from cfakey.errors import ExitCode, StoreUnavailableError
-from cfakey.stores.base import SERVICE_NAME, entry_name
+from cfakey.metadata import KeyRecord, Metadata
+from cfakey.paths import Paths
+from cfakey.registry.loader import load_registry
+from cfakey.stores.base import SERVICE_NAME, entry_name, fingerprint
 from cfakey.stores.keyring_store import (
+    CHAINER_BACKEND,
     FAIL_BACKEND,
     SECRET_SERVICE_BACKEND,
     KeyringStore,
     probe_keyring,
 )
+from tests.conftest import CliResult, run_cli
 from tests.secret_service import SecretServiceDaemon
 from tests.store_contract import SIRET_A, SIRET_B, KeyStoreContract
 
@@ -150,3 +165,248 @@ def test_a_plain_text_backend_is_refused() -> None:
     store = KeyringStore(PlaintextKeyring())
     with pytest.raises(StoreUnavailableError, match="en clair"):
         store.put(entry_name(SIRET_A, "atlas"), KEY)
+
+
+# -- plain text behind keyring's chainer (keyrings.alt) ---------------------------------
+
+CANARY = "Canari-chainer-0123456789abcdefABCDEF"
+
+
+@pytest.fixture
+def plaintext_file() -> Path:
+    """Where keyrings.alt's PlaintextKeyring would write (base64), under the test's XDG dirs."""
+    alt_file = pytest.importorskip("keyrings.alt.file")
+    return Path(alt_file.PlaintextKeyring().file_path)
+
+
+def _nothing_readable_in(path: Path) -> bool:
+    if not path.exists():
+        return True
+    text = path.read_text()
+    encoded = base64.b64encode(CANARY.encode()).decode()
+    return CANARY not in text and encoded not in text and SERVICE_NAME not in text
+
+
+def _add_with_keyring() -> CliResult:
+    assert run_cli("--store", "file", "cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    return run_cli("--store", "keyring", "add", "atlas", "--cfa", SIRET_A, "--yes", input=CANARY)
+
+
+def test_a_chain_holding_a_plain_text_backend_is_refused(
+    plaintext_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # In fresh processes, as users run it: keyring caches its list of backends per process.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", CHAINER_BACKEND)
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'pas-de-bus'}")
+
+    def cfakey(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cfakey", *args],
+            input=CANARY,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    assert cfakey("--store", "file", "cfa", "add", SIRET_A, "--nom", "CFA").returncode == 0
+    result = cfakey("--store", "keyring", "add", "atlas", "--yes")
+    assert result.returncode == ExitCode.STORE_UNAVAILABLE, result.stderr
+    assert "keyrings.alt.file.PlaintextKeyring" in result.stderr
+    assert "en clair ou en base64" in result.stderr
+    assert CANARY not in result.stdout + result.stderr
+    assert _nothing_readable_in(plaintext_file)
+    assert "atlas" not in cfakey("--store", "file", "list").stdout  # no metadata either
+    report = json.loads(cfakey("doctor", "--json").stdout)
+    assert report["keyring_usable"] is False
+    assert "PlaintextKeyring" in report["keyring_reason"]
+
+
+def test_a_chain_is_refused_even_when_its_first_member_is_safe(
+    plaintext_file: Path, secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chainer writes to the Secret Service while it answers, and to the plain-text file
+    # the day it does not: the whole chain is refused.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", CHAINER_BACKEND)
+    probe = probe_keyring()
+    assert probe.chained[0] == SECRET_SERVICE_BACKEND
+    assert "keyrings.alt.file.PlaintextKeyring" in probe.chained
+    assert not probe.usable
+    result = _add_with_keyring()
+    assert result.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert secret_service.items(SERVICE_NAME) == {}
+    assert _nothing_readable_in(plaintext_file)
+
+
+def test_detection_skips_the_plain_text_backend_and_takes_the_secret_service(
+    plaintext_file: Path, secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CFAKEY_STORE")
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    result = run_cli("add", "atlas", "--yes", input=CANARY)
+    assert result.exit_code == 0, result.stderr
+    assert secret_service.items(SERVICE_NAME) == {entry_name(SIRET_A, "atlas"): CANARY}
+    assert _nothing_readable_in(plaintext_file)
+    report = json.loads(run_cli("doctor", "--json").stdout)
+    assert report["keyring_backend"] == SECRET_SERVICE_BACKEND
+    rejected = {item["name"]: item["reason"] for item in report["keyring_rejected"]}
+    assert "en clair" in rejected["keyrings.alt.file.PlaintextKeyring"]
+
+
+def test_detection_without_secret_service_never_falls_to_plain_text(
+    plaintext_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")
+    monkeypatch.delenv("CFAKEY_STORE")
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'pas-de-bus'}")
+    probe = probe_keyring()
+    assert not probe.usable
+    assert probe.backend == FAIL_BACKEND
+    result = _add_with_keyring()
+    assert result.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert _nothing_readable_in(plaintext_file)
+
+
+def test_an_unknown_backend_is_refused_by_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    # keyring's own test backend: works, but cfakey cannot know that it encrypts anything.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", f"{__name__}.MemoryKeyring")
+    probe = probe_keyring()
+    assert not probe.usable
+    assert "n'est pas un des trousseaux chiffrés" in (probe.reason or "")
+
+
+class MemoryKeyring:
+    """A working backend cfakey does not know (not a KeyringBackend subclass, so that it
+    stays out of keyring's registry and of the other tests' detection)."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        self.written: dict[str, str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.written.get(username)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.written[username] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.written.pop(username, None)
+
+
+# -- one detection per command ----------------------------------------------------------
+
+
+@pytest.fixture
+def secret_service_checks(
+    secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Counts each time a backend asks D-Bus whether the Secret Service is there."""
+    keyring_backend.get_all_keyring()  # keyring's own once-per-process list, out of the count
+    original = SecretService.Keyring.__dict__["priority"]
+    calls: list[str] = []
+
+    def counted(cls: type) -> float:
+        calls.append("priority")
+        value: float = original.__get__(None, cls)
+        return value
+
+    monkeypatch.setattr(SecretService.Keyring, "priority", classproperty(counted))
+    return calls
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("add", "atlas", "--yes"),
+        ("--store", "keyring", "add", "atlas", "--yes"),
+        ("doctor",),
+        ("--store", "keyring", "doctor"),
+    ],
+)
+def test_the_keyring_is_detected_once_per_command(
+    secret_service_checks: list[str], monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    monkeypatch.delenv("CFAKEY_STORE")
+    assert run_cli("--store", "file", "cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    secret_service_checks.clear()
+    result = run_cli(*command, input=KEY)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert secret_service_checks == ["priority"]
+
+
+# -- Windows Credential Manager's size limit ---------------------------------------------
+
+
+class FakeWindowsVault(MemoryKeyring):
+    """Windows Credential Manager's identity only (it cannot run here); keeps what it gets."""
+
+
+FakeWindowsVault.__module__ = "keyring.backends.Windows"
+FakeWindowsVault.__qualname__ = "WinVaultKeyring"
+
+
+def test_a_key_too_long_for_windows_is_refused_before_anything_is_written(
+    isolated_home: Path,
+) -> None:
+    vault = FakeWindowsVault()
+    store = KeyringStore(vault)  # type: ignore[arg-type]  # only the identity is faked
+    assert store.backend_name == "keyring.backends.Windows.WinVaultKeyring"
+    metadata = Metadata.open(Paths.from_env())
+    metadata.add_cfa(SIRET_A, "CFA", None)
+    long_key = "k" * 1281  # 2,562 bytes in UTF-16, the encoding keyring hands Windows
+    record = KeyRecord(
+        SIRET_A,
+        "atlas",
+        date(2026, 11, 1),
+        datetime(2026, 11, 1, tzinfo=UTC),
+        None,
+        "none",
+        fingerprint(long_key),
+        "tester",
+        "keyring",
+    )
+    with pytest.raises(StoreUnavailableError, match="2560") as caught:
+        store_key(store, metadata, record, long_key, action="added")
+    assert caught.value.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert "Gestionnaire d'identification de Windows" in caught.value.message
+    assert "--store file" in (caught.value.hint or "")
+    assert long_key not in caught.value.message
+    assert vault.written == {}
+    assert metadata.list_keys() == []
+    assert [entry.action for entry in metadata.journal()] == ["cfa_added"]
+    store_key(store, metadata, record, "k" * 1280, action="added")  # exactly 2,560 bytes
+    assert vault.written == {entry_name(SIRET_A, "atlas"): "k" * 1280}
+
+
+def test_other_keyrings_have_no_such_limit(secret_service: SecretServiceDaemon) -> None:
+    long_key = "k" * 4000
+    KeyringStore().put(entry_name(SIRET_A, "atlas"), long_key)
+    assert secret_service.items(SERVICE_NAME) == {entry_name(SIRET_A, "atlas"): long_key}
+
+
+def test_an_import_with_one_key_too_long_for_windows_writes_nothing(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    vault = FakeWindowsVault()
+    store = KeyringStore(vault)  # type: ignore[arg-type]  # only the identity is faked
+    registry = load_registry(None, tmp_path / "cache")[0]
+    csv = tmp_path / "cles.csv"
+    csv.write_text(
+        "cfa,opco,key,expires,obtained,cfa_name\n"
+        f"{SIRET_A},akto,{'a' * 40},,,CFA A\n"
+        f"{SIRET_B},akto,{'b' * 1300},,,CFA B\n",
+        encoding="utf-8",
+    )
+    with Metadata.open(Paths.from_env()) as metadata:
+        plan = keys.plan_import(
+            keys.read_import_file(csv),
+            metadata,
+            registry,
+            now=datetime(2026, 11, 22, tzinfo=UTC),
+            replace=False,
+        )
+        with pytest.raises(StoreUnavailableError, match="Windows"):
+            keys.run_import(store, metadata, plan, now=datetime(2026, 11, 22, tzinfo=UTC))
+        assert vault.written == {}  # not even the first, shorter key
+        assert metadata.list_keys() == []
+        assert metadata.list_cfas() == []

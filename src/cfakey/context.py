@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from cfakey.registry.loader import RegistrySource
     from cfakey.stores.base import KeyStore
     from cfakey.stores.file_store import PasswordSource
+    from cfakey.stores.keyring_store import KeyringProbe
     from cfakey.stores.selection import StoreDecision
 
 
@@ -53,6 +54,7 @@ class AppContext:
     _config: Config | None = field(default=None, init=False, repr=False)
     _store_decision: StoreDecision | None = field(default=None, init=False, repr=False)
     _key_store: KeyStore | None = field(default=None, init=False, repr=False)
+    _keyring_probe: KeyringProbe | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def paths(self) -> Paths:
@@ -97,26 +99,42 @@ class AppContext:
             self._config = Config.load(self.paths.config_file)
         return self._config
 
+    def keyring_probe(self) -> KeyringProbe:
+        """The OS keyring: which backend, whether it works, why not; detected once a process.
+
+        Detection asks every backend whether it is available (the Secret Service over
+        D-Bus), so the store decision, the keyring store and ``doctor`` share this one.
+        """
+        if self._keyring_probe is None:
+            from cfakey.stores.keyring_store import probe_keyring  # noqa: PLC0415
+
+            self._keyring_probe = probe_keyring()
+        return self._keyring_probe
+
     def store_decision(self) -> StoreDecision:
         """Which key store to use and why: ``--store``, ``CFAKEY_STORE``, config, detection."""
         if self._store_decision is None:
-            from cfakey.stores.keyring_store import probe_keyring  # noqa: PLC0415
             from cfakey.stores.selection import decide_store  # noqa: PLC0415
 
+            env_value = self.env.get("CFAKEY_STORE")
+            # The config is read only when it decides: an explicit choice still works
+            # with a damaged config.json.
+            explicit = self.store_option or env_value
             self._store_decision = decide_store(
                 option=self.store_option,
-                env_value=self.env.get("CFAKEY_STORE"),
-                config_value=self.config().get("store"),
-                probe=probe_keyring,
+                env_value=env_value,
+                config_value=None if explicit else self.config().get("store"),
+                probe=self.keyring_probe,
             )
         return self._store_decision
 
-    def key_store(self) -> KeyStore:
+    def key_store(self, *, interactive: bool = True) -> KeyStore:
         """The key store in use, chosen on first use; nothing is unlocked until a key is read.
 
         A store found by detection is remembered in the config. When the keyring does not
         work and nothing was chosen, the encrypted file is used only if the operator
-        accepts it: never a silent fallback.
+        accepts it: never a silent fallback. ``interactive=False`` (``doctor``) neither
+        asks nor remembers anything.
         """
         if self._key_store is None:
             from cfakey.errors import StoreUnavailableError  # noqa: PLC0415
@@ -127,15 +145,16 @@ class AppContext:
             decision = self.store_decision()
             kind = decision.kind
             if kind is None:
-                if self.confirm_file_store is None or not self.confirm_file_store(decision.reason):
+                confirm = self.confirm_file_store if interactive else None
+                if confirm is None or not confirm(decision.reason):
                     raise StoreUnavailableError(
                         f"{decision.reason[:1].upper()}{decision.reason[1:]}.", hint=FILE_STORE_HINT
                     )
                 kind = "file"
-            if decision.origin == "auto":
+            if decision.origin == "auto" and interactive:
                 self.config().set("store", kind)
             source = password_source(self.env, self.password_prompt)
-            self._key_store = open_store(kind, self.paths, source)
+            self._key_store = open_store(kind, self.paths, source, self.keyring_probe)
         return self._key_store
 
     def now(self) -> datetime:

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     STORE_UNAVAILABLE = 4
     DATA_CORRUPTED = 5
     ALREADY_EXISTS = 6
+    BUSY = 7
     KEY_REFUSED = 10
     UNSUPPORTED = 11
     OPCO_UNAVAILABLE = 12
@@ -92,3 +93,9 @@ class AlreadyExistsError(CfakeyError):
     """Refusing to overwrite something without an explicit ``--force`` or ``--yes``."""
 
     exit_code = ExitCode.ALREADY_EXISTS
+
+
+class BusyError(CfakeyError):
+    """Another cfakey has held the metadata database for longer than the wait allows."""
+
+    exit_code = ExitCode.BUSY

@@ -5,29 +5,38 @@ unlock the key store. The journal is append-only (triggers refuse updates and de
 it is the audit register of who obtained, exported or removed which key, and when.
 The schema version is SQLite's ``user_version``; :data:`MIGRATIONS` brings an older file
 up to date, and a file from a newer cfakey is refused rather than damaged.
+
+A new database is built whole (schema included) and linked into place, so an empty file
+can only be damage. Every SQLite error on the connection becomes a French error that
+says what is at fault: another cfakey holding the database (exit 7), the disk (full,
+read-only, forbidden: exit 1, the data is sound), or the file itself (exit 5).
 """
 
 from __future__ import annotations
 
+import errno
 import getpass
 import os
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from cfakey.errors import (
     AlreadyExistsError,
+    BusyError,
     CfakeyError,
     DataCorruptedError,
     NotFoundError,
     os_reason,
 )
 from cfakey.expiry import usable_moment
-from cfakey.paths import PRIVATE_FILE_MODE, Paths, ensure_private_dir
+from cfakey.paths import Paths, ensure_private_dir, write_new_file
 
 EXPIRY_SOURCES = ("registry", "jwt", "portal", "opco_api", "operator", "none")
 
@@ -73,12 +82,197 @@ MIGRATIONS: dict[int, str] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
+#: How long a command waits for another cfakey to release the database.
+BUSY_TIMEOUT = 30.0
+
+
 def current_user() -> str:
     """The OS user name, recorded with each key and journal entry."""
     try:
         return getpass.getuser()
-    except (KeyError, OSError):
+    except (KeyError, OSError, ImportError):  # Windows without USERNAME has no pwd module
+        if sys.platform == "win32":
+            return "inconnu"
         return f"uid {os.getuid()}"
+
+
+# SQLite's primary result codes (``sqlite_errorcode & 0xFF``) that say why a query failed.
+_SQLITE_PERM, _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_NOMEM = 3, 5, 6, 7
+_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 8, 10, 13, 14
+#: The disk or the system is at fault, not the file: its data is sound.
+_ENVIRONMENT_CODES = {
+    _SQLITE_PERM: "permission refusée",
+    _SQLITE_NOMEM: "mémoire insuffisante",
+    _SQLITE_READONLY: "écriture impossible",
+    _SQLITE_IOERR: "erreur d'entrée-sortie",
+    _SQLITE_FULL: "plus de place sur le disque",
+    _SQLITE_CANTOPEN: "fichier impossible à ouvrir",
+}
+
+
+_ELSEWHERE = "ou choisissez un autre dossier avec CFAKEY_HOME"
+#: What to do when the disk, not the database, is at fault, by ``errno``.
+_DISK_ADVICE = {
+    errno.ENOSPC: f"Libérez de la place sur le disque, {_ELSEWHERE}, puis relancez.",
+    errno.EDQUOT: f"Libérez de la place dans votre quota, {_ELSEWHERE}, puis relancez.",
+    errno.EROFS: f"Remontez le disque en écriture, {_ELSEWHERE}, puis relancez.",
+    errno.EACCES: f"Vérifiez les droits du dossier, {_ELSEWHERE}, puis relancez.",
+}
+
+
+def damage_hint(path: Path | str) -> str:
+    """What to do with a damaged database, without losing the keys in the store."""
+    return (
+        "Vos clés elles-mêmes sont dans le magasin de clés. Restaurez une sauvegarde de ce "
+        f"fichier ; sans sauvegarde, mettez-le de côté (mv {path} {path}.endommage) : "
+        "cfakey créera une base neuve, et cfakey doctor signalera les clés du magasin à décrire "
+        "de nouveau."
+    )
+
+
+def database_error(error: sqlite3.Error, path: Path, busy_timeout: float) -> CfakeyError:
+    """The French error for what SQLite reported about the metadata database at ``path``."""
+    code = getattr(error, "sqlite_errorcode", None)
+    primary = None if code is None else code & 0xFF
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return BusyError(
+            f"La base de métadonnées {path} est tenue par un autre cfakey depuis plus de "
+            f"{busy_timeout:g} s.",
+            hint="Attendez qu'il se termine (ou arrêtez-le), puis relancez : rien n'a été changé.",
+        )
+    if primary in _ENVIRONMENT_CODES:
+        reason = _disk_reason(path.parent) or _ENVIRONMENT_CODES[primary]
+        if primary == _SQLITE_FULL:
+            reason = _ENVIRONMENT_CODES[primary]
+        return CfakeyError(
+            f"Impossible d'utiliser la base de métadonnées {path} : {reason}.",
+            hint="La base n'est pas en cause, ne la remplacez pas : corrigez le disque ou les "
+            "droits du dossier (ou choisissez-en un autre avec CFAKEY_HOME), puis relancez.",
+        )
+    return DataCorruptedError(
+        f"La base de métadonnées {path} est illisible ou endommagée.", hint=damage_hint(path)
+    )
+
+
+def _disk_reason(directory: Path) -> str | None:
+    """Why nothing can be written in ``directory`` (read-only, full, forbidden), if it is so."""
+    try:
+        if sys.platform != "win32":  # Windows has no statvfs
+            stats = os.statvfs(directory)
+            if stats.f_flag & os.ST_RDONLY:
+                return "système de fichiers en lecture seule"
+            if stats.f_bavail == 0:
+                return "plus de place sur le disque"
+        if not os.access(directory, os.W_OK):
+            return "permission refusée"
+    except OSError:
+        return None
+    return None
+
+
+@contextmanager
+def _translated(connection: sqlite3.Connection) -> Iterator[None]:
+    """Turn an SQLite error into a French :class:`CfakeyError`; programming errors stay bugs."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        if _is_bug(error):
+            raise
+        assert isinstance(connection, _Connection)  # noqa: S101 - only ours are opened
+        raise database_error(error, connection.path, connection.busy_timeout) from error
+
+
+_BUG_ERRORS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.IntegrityError)
+
+
+def _is_bug(error: sqlite3.Error) -> bool:
+    """cfakey's own mistake (bad SQL, a closed connection, the journal's append-only
+    trigger): shown as a bug, never blamed on the user's file."""
+    if isinstance(error, _BUG_ERRORS):
+        return True
+    return "syntax error" in str(error) or "incomplete input" in str(error)
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose every step translates SQLite's errors (corruption shows up late)."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Self:
+        with _translated(self.connection):
+            return super().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Self:
+        with _translated(self.connection):
+            return super().executemany(sql, seq_of_parameters)
+
+    def fetchone(self) -> Any:
+        with _translated(self.connection):
+            return super().fetchone()
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        with _translated(self.connection):
+            return super().fetchmany(size)
+
+    def fetchall(self) -> list[Any]:
+        with _translated(self.connection):
+            return super().fetchall()
+
+    def __next__(self) -> Any:
+        with _translated(self.connection):
+            return super().__next__()
+
+
+class _Connection(sqlite3.Connection):
+    """The metadata connection: every query goes through :class:`_Cursor`."""
+
+    path: Path
+    busy_timeout: float
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        return self.cursor(_Cursor).execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> _Cursor:
+        return self.cursor(_Cursor).executemany(sql, parameters)
+
+
+def _connect(path: Path, busy_timeout: float) -> _Connection:
+    try:
+        connection = sqlite3.connect(
+            path, timeout=busy_timeout, isolation_level=None, factory=_Connection
+        )
+    except sqlite3.Error as error:
+        raise database_error(error, path, busy_timeout) from error
+    connection.path, connection.busy_timeout = path, busy_timeout
+    connection.row_factory = sqlite3.Row
+    return connection
+
+
+def _apply_migrations(connection: sqlite3.Connection, version: int) -> None:
+    """Run every migration after ``version``, each followed by its ``user_version``."""
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _split_sql(MIGRATIONS[target]):
+            connection.execute(statement)
+        connection.execute(f"PRAGMA user_version = {target}")
+
+
+def _create(path: Path) -> bool:
+    """Create the database, schema included, in one step; ``False`` if it already exists.
+
+    The file is built in memory and linked into place (:func:`write_new_file`), so a file
+    at ``path`` is never empty or half made: an empty one can only be damage.
+    """
+    if path.exists():
+        return False
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        _apply_migrations(memory, 0)
+        image = memory.serialize()
+    finally:
+        memory.close()
+    try:
+        write_new_file(path, image)
+    except FileExistsError:
+        return False  # another cfakey created it meanwhile: theirs is as good
+    return True
 
 
 def utc_now() -> datetime:
@@ -175,35 +369,33 @@ class Metadata:
         self.user = current_user()
 
     @classmethod
-    def open(cls, paths: Paths) -> Metadata:
-        """Open (creating and migrating if needed) the database in the data directory."""
+    def open(cls, paths: Paths, *, busy_timeout: float = BUSY_TIMEOUT) -> Metadata:
+        """Open (creating and migrating if needed) the database in the data directory.
+
+        ``busy_timeout``: seconds to wait for another cfakey holding the database.
+        """
         path = paths.metadata_db
         try:
             ensure_private_dir(path.parent)
-            if not path.exists():
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE))
-            connection = sqlite3.connect(path, timeout=30, isolation_level=None)
-        except (OSError, sqlite3.OperationalError) as error:
-            reason = os_reason(error) if isinstance(error, OSError) else str(error)
+            created = _create(path)
+            empty = path.stat().st_size == 0
+        except OSError as error:
             raise CfakeyError(
-                f"Impossible d'ouvrir les métadonnées dans {path.parent} ({reason}) : "
-                "vérifiez les droits du dossier ou choisissez-en un autre avec CFAKEY_HOME."
+                f"Impossible d'ouvrir les métadonnées dans {path.parent} ({os_reason(error)}).",
+                hint=_DISK_ADVICE.get(error.errno or 0, _DISK_ADVICE[errno.EACCES]),
             ) from None
-        connection.row_factory = sqlite3.Row
+        if empty:
+            raise DataCorruptedError(
+                f"La base de métadonnées {path} est vide (0 octet) : elle a été tronquée ou "
+                "écrasée, et la description de vos clés est perdue.",
+                hint=damage_hint(path),
+            )
+        connection = _connect(path, busy_timeout)
         metadata = cls(connection, str(path))
         try:
+            if created:
+                connection.execute("PRAGMA journal_mode=WAL")
             metadata._migrate()
-        except sqlite3.DatabaseError as error:
-            connection.close()
-            if isinstance(error, sqlite3.OperationalError) and "readonly" in str(error):
-                raise CfakeyError(
-                    f"Les métadonnées {path} sont en lecture seule : "
-                    "vérifiez les droits du dossier."
-                ) from None
-            raise DataCorruptedError(
-                f"La base de métadonnées {path} est illisible ou endommagée. "
-                "Restaurez une sauvegarde ; vos clés elles-mêmes sont dans le magasin de clés."
-            ) from None
         except BaseException:
             connection.close()
             raise
@@ -223,10 +415,12 @@ class Metadata:
         with self.transaction():
             # Re-read under the write lock: another process may have migrated meanwhile.
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _split_sql(MIGRATIONS[target]):
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {target}")
+            _apply_migrations(self._db, version)
+
+    def integrity_problems(self, limit: int = 10) -> list[str]:
+        """What SQLite's quick check finds wrong in the file (empty: it is sound)."""
+        rows = self._db.execute(f"PRAGMA quick_check({int(limit)})").fetchall()
+        return [str(row[0]) for row in rows if row[0] != "ok"]
 
     def close(self) -> None:
         """Close the connection."""
@@ -255,7 +449,9 @@ class Metadata:
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite may have rolled back already (disk full…)
-                self._db.execute("ROLLBACK")
+                # A failed rollback must not hide the error that caused it.
+                with suppress(CfakeyError, sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
 
     # CFAs ------------------------------------------------------------------------------

@@ -113,9 +113,17 @@ def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
     return data
 
 
+_DATABASE_CHECKS = {
+    "ok": "vérifiée, sans anomalie",
+    "damaged": "endommagée (voir les problèmes)",
+    "unchecked": "non vérifiée : la base ne s'ouvre pas (voir les problèmes)",
+}
+
+
 def _render_doctor(report: DoctorReport) -> None:
     lines = ["Magasin de clés"]
-    lines.append(f"  en service : {report.store or 'aucun'} ({report.store_reason})")
+    reason = report.store_reason or "choix illisible, voir les problèmes"
+    lines.append(f"  en service : {report.store or 'aucun'} ({reason})")
     if report.store_description:
         lines.append(f"  détail     : {report.store_description}")
     lines.append("Trousseau du système (keyring)")
@@ -134,11 +142,16 @@ def _render_doctor(report: DoctorReport) -> None:
         mode = f"mode {item.mode}" if item.exists else "absent"
         lines.append(f"  {item.label:<26} {item.path} ({mode})")
     lines.append("Registre des OPCO")
-    lines.append(
-        f"  livré      : {report.registry_shipped} "
-        f"(version {report.registry_version}, {report.registry_opcos} OPCO)"
-    )
-    lines.append(f"  surcouche  : {report.registry_overlay or 'aucune'}")
+    if report.registry_version is None:
+        lines.append("  illisible (voir les problèmes)")
+    else:
+        lines.append(
+            f"  livré      : {report.registry_shipped} "
+            f"(version {report.registry_version}, {report.registry_opcos} OPCO)"
+        )
+        lines.append(f"  surcouche  : {report.registry_overlay or 'aucune'}")
+    lines.append("Base de métadonnées")
+    lines.append(f"  intégrité  : {_DATABASE_CHECKS[report.database_check]}")
     lines.append("Cohérence métadonnées / magasin")
     lines.append(
         f"  {report.keys_checked} clé(s) vérifiée(s), "

@@ -1,11 +1,17 @@
-"""``cfakey doctor``: is everything in place, and if not, which command fixes it."""
+"""``cfakey doctor``: is everything in place, and if not, which command fixes it.
+
+Doctor never stops at the first thing broken: a bad ``CFAKEY_STORE``, a damaged
+``config.json``, registry or database each become a problem with its fix, and the other
+checks still run. It never asks anything (no store choice) and never writes.
+"""
 
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from cfakey.errors import CfakeyError
 from cfakey.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
@@ -13,7 +19,13 @@ from cfakey.stores.base import entry_name
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
-    from cfakey.stores.keyring_store import KeyringProbe
+    from cfakey.metadata import KeyRecord, Metadata
+
+T = TypeVar("T")
+
+#: ``DoctorReport.database_check``: SQLite's quick check found nothing, found damage,
+#: or could not run (the database did not open).
+DATABASE_OK, DATABASE_DAMAGED, DATABASE_UNCHECKED = "ok", "damaged", "unchecked"
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,8 @@ class DoctorReport:
     """Everything ``doctor`` checked; healthy when there is no problem."""
 
     store: str | None
-    store_origin: str
-    store_reason: str
+    store_origin: str | None
+    store_reason: str | None
     store_description: str | None
     keyring_backend: str | None
     keyring_chosen_by: str | None
@@ -57,13 +69,14 @@ class DoctorReport:
     keyring_reason: str | None
     keyring_rejected: tuple[RejectedBackend, ...]
     paths: tuple[PathStatus, ...]
-    registry_shipped: str
+    registry_shipped: str | None
     registry_overlay: str | None
-    registry_version: str
-    registry_opcos: int
+    registry_version: str | None
+    registry_opcos: int | None
     keys_checked: int
     missing_secrets: tuple[str, ...]
     orphan_entries: tuple[str, ...] | None
+    database_check: str = DATABASE_UNCHECKED
     problems: tuple[Problem, ...] = field(default=())
 
     @property
@@ -72,10 +85,28 @@ class DoctorReport:
         return not self.problems
 
 
+def _add(problems: list[Problem], problem: Problem) -> None:
+    """Record a problem once (a damaged config.json is met by several checks)."""
+    if all(known.message != problem.message for known in problems):
+        problems.append(problem)
+
+
+def _guarded(problems: list[Problem], check: Callable[[], T], fix: str) -> T | None:
+    """Run one check; a cfakey error becomes a problem (its hint, else ``fix``) and ``None``."""
+    try:
+        return check()
+    except CfakeyError as error:
+        _add(problems, Problem(error.message, error.hint or fix))
+        return None
+
+
 def _path_status(label: str, path: Path, wanted: int, problems: list[Problem]) -> PathStatus:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
+        return PathStatus(label, str(path), exists=False, mode=None, private=True)
+    except OSError as error:
+        _add(problems, Problem(f"{label} ({path}) est inaccessible ({error.strerror}).", _ACCESS))
         return PathStatus(label, str(path), exists=False, mode=None, private=True)
     private = mode & 0o077 == 0
     if not private:
@@ -88,39 +119,56 @@ def _path_status(label: str, path: Path, wanted: int, problems: list[Problem]) -
     return PathStatus(label, str(path), exists=True, mode=f"{mode:o}", private=private)
 
 
-def _probe_keyring() -> KeyringProbe | None:
-    from cfakey.stores.keyring_store import probe_keyring  # noqa: PLC0415
-
-    try:
-        return probe_keyring()
-    except CfakeyError:
-        return None
+_ACCESS = "vérifiez les droits du dossier, ou choisissez-en un autre avec CFAKEY_HOME"
 
 
-def diagnose(context: AppContext) -> DoctorReport:
-    """Check the store choice, the keyring, paths, registry and metadata/store agreement."""
-    problems: list[Problem] = []
+def _paths(context: AppContext, problems: list[Problem]) -> tuple[PathStatus, ...]:
     paths = context.paths
-    path_statuses = (
+    return (
         _path_status("Dossier de configuration", paths.config_dir, PRIVATE_DIR_MODE, problems),
         _path_status("Fichier de configuration", paths.config_file, PRIVATE_FILE_MODE, problems),
         _path_status("Dossier de données", paths.data_dir, PRIVATE_DIR_MODE, problems),
         _path_status("Métadonnées (SQLite)", paths.metadata_db, PRIVATE_FILE_MODE, problems),
         _path_status("Fichier chiffré", paths.encrypted_store, PRIVATE_FILE_MODE, problems),
     )
-    registry = context.registry
-    source = context.registry_source
-    decision = context.store_decision()
-    probe = decision.keyring or _probe_keyring()
 
+
+def _check_database(metadata: Metadata, problems: list[Problem]) -> str:
+    """SQLite's quick check: damage that the queries of this run did not reach."""
+    from cfakey.metadata import damage_hint  # noqa: PLC0415
+
+    found = _guarded(problems, metadata.integrity_problems, damage_hint(metadata.path))
+    if found is None:
+        return DATABASE_DAMAGED
+    if found:
+        _add(
+            problems,
+            Problem(
+                f"La base de métadonnées {metadata.path} est endommagée : la vérification "
+                f"d'intégrité de SQLite signale {len(found)} anomalie(s).",
+                damage_hint(metadata.path),
+            ),
+        )
+        return DATABASE_DAMAGED
+    return DATABASE_OK
+
+
+def _check_store(
+    context: AppContext, records: list[KeyRecord] | None, problems: list[Problem]
+) -> tuple[str | None, list[str], tuple[str, ...] | None]:
+    """The store's description, the secrets missing from it, and entries without metadata.
+
+    ``records`` is ``None`` when the metadata cannot be read: then nothing is compared,
+    rather than calling every key of the store an orphan.
+    """
     description: str | None = None
     missing: list[str] = []
     orphans: tuple[str, ...] | None = None
-    metadata = context.metadata()
-    records = metadata.list_keys()
     try:
-        store = context.key_store()
+        store = context.key_store(interactive=False)
         description = store.describe()
+        if records is None:
+            return description, missing, orphans
         with store.batch():
             for record in records:
                 if store.get(entry_name(record.siret, record.opco_id)) is None:
@@ -158,27 +206,54 @@ def diagnose(context: AppContext) -> DoctorReport:
                 error.hint or "cfakey store use file",
             )
         )
+    return description, missing, orphans
 
+
+def diagnose(context: AppContext) -> DoctorReport:
+    """Check the store choice, the keyring, paths, registry, database and their agreement."""
+    problems: list[Problem] = []
+    path_statuses = _paths(context, problems)
+    config_fix = (
+        f"corrigez {context.paths.config_file} (JSON), ou mettez-le de côté : "
+        f"mv {context.paths.config_file} {context.paths.config_file}.ancien"
+    )
+    _guarded(problems, context.config, config_fix)
+    registry = _guarded(
+        problems,
+        lambda: (context.registry_source, context.registry),
+        "corrigez la surcouche du registre (option --registry ou variable CFAKEY_REGISTRY)",
+    )
+    decision = _guarded(problems, context.store_decision, config_fix)
+    probe = context.keyring_probe()
+    metadata = _guarded(problems, context.metadata, _ACCESS)
+    records = _guarded(problems, metadata.list_keys, _ACCESS) if metadata else None
+    database_check = _check_database(metadata, problems) if metadata else DATABASE_UNCHECKED
+    # Without a valid choice there is no store to check: the choice is the problem.
+    no_store: tuple[str | None, list[str], tuple[str, ...] | None] = (None, [], None)
+    description, missing, orphans = (
+        _check_store(context, records, problems) if decision else no_store
+    )
+    source, loaded = registry if registry else (None, None)
     return DoctorReport(
-        store=decision.kind,
-        store_origin=decision.origin,
-        store_reason=decision.reason,
+        store=decision.kind if decision else None,
+        store_origin=decision.origin if decision else None,
+        store_reason=decision.reason if decision else None,
         store_description=description,
-        keyring_backend=probe.backend if probe else None,
-        keyring_chosen_by=probe.chosen_by if probe else None,
-        keyring_usable=probe.usable if probe else None,
-        keyring_reason=probe.reason if probe else None,
+        keyring_backend=probe.backend,
+        keyring_chosen_by=probe.chosen_by,
+        keyring_usable=probe.usable,
+        keyring_reason=probe.reason,
         keyring_rejected=tuple(
-            RejectedBackend(candidate.name, candidate.reason or "")
-            for candidate in (probe.rejected if probe else ())
+            RejectedBackend(candidate.name, candidate.reason or "") for candidate in probe.rejected
         ),
         paths=path_statuses,
-        registry_shipped=str(source.shipped),
-        registry_overlay=str(source.overlay) if source.overlay else None,
-        registry_version=registry.version,
-        registry_opcos=len(registry.opcos),
-        keys_checked=len(records),
+        registry_shipped=str(source.shipped) if source else None,
+        registry_overlay=str(source.overlay) if source and source.overlay else None,
+        registry_version=loaded.version if loaded else None,
+        registry_opcos=len(loaded.opcos) if loaded else None,
+        keys_checked=len(records or []),
         missing_secrets=tuple(missing),
         orphan_entries=orphans,
+        database_check=database_check,
         problems=tuple(problems),
     )

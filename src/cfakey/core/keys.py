@@ -811,6 +811,8 @@ def run_import(
     user = current_user()
     stored_at = now.astimezone(UTC).replace(microsecond=0)
     previous: dict[str, str | None] = {}
+    for row in plan.rows:  # a key the store cannot hold stops the import before any write
+        store.check_secret(row.key.value)
     with store.batch():
         for row in plan.rows:
             entry = entry_name(row.siret, row.opco.id)

@@ -58,6 +58,9 @@ class KeyStore(ABC):
     def delete(self, entry: str) -> bool:
         """Remove ``entry``; ``False`` if there was nothing to remove."""
 
+    def check_secret(self, secret: str) -> None:  # noqa: B027 - optional hook
+        """Refuse, before anything is written, a secret this store could not hold."""
+
     def prepare(self) -> None:  # noqa: B027 - optional hook, most stores need nothing
         """Ask now for what the store needs (a password), before a long interactive procedure."""
 

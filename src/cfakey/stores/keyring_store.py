@@ -1,19 +1,23 @@
 """The OS keyring store (macOS Keychain, Windows Credential Locker, Secret Service, KWallet).
 
 Secrets go through the ``keyring`` library under the service name ``cfakey``, one entry
-per (CFA, OPCO). The backend is chosen exactly as keyring chooses it
-(``PYTHON_KEYRING_BACKEND``, then keyring's ``keyringrc.cfg``, then the highest
-priority), but computed afresh rather than through keyring's process-wide cache, and with
-the reason each other backend was ruled out, for ``cfakey doctor``. Backends that would
-store nothing (``fail``, ``null``) or store in plain text are refused, never used
-silently.
+per (CFA, OPCO). The backend is chosen as keyring chooses it (``PYTHON_KEYRING_BACKEND``,
+then keyring's ``keyringrc.cfg``, then the highest priority), once per process, with the
+reason each other backend was ruled out, for ``cfakey doctor``.
+
+Keys go only to the operating systems' own encrypted keyrings (:data:`SAFE_BACKENDS`).
+That is an allow-list, not a deny-list: a backend cfakey does not know (a plugin) may
+store in clear or in base64 under any name, and a key manager must fail closed. A chain
+(keyring's ``ChainerBackend``) is accepted only if every backend it chains is safe, since
+the chainer writes to whichever member answers; detection never builds a chain and never
+picks an unsafe backend, it takes the safe one with the highest priority.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,7 +31,23 @@ T = TypeVar("T")
 
 FAIL_BACKEND = "keyring.backends.fail.Keyring"
 NULL_BACKEND = "keyring.backends.null.Keyring"
+CHAINER_BACKEND = "keyring.backends.chainer.ChainerBackend"
 SECRET_SERVICE_BACKEND = "keyring.backends.SecretService.Keyring"  # noqa: S105 - a class name
+WINDOWS_BACKEND = "keyring.backends.Windows.WinVaultKeyring"
+#: Where cfakey keeps keys: the operating systems' encrypted keyrings, and nothing else.
+SAFE_BACKENDS = frozenset(
+    {
+        SECRET_SERVICE_BACKEND,
+        "keyring.backends.libsecret.Keyring",
+        "keyring.backends.kwallet.DBusKeyring",
+        "keyring.backends.kwallet.DBusKeyringKWallet4",
+        "keyring.backends.macOS.Keyring",
+        WINDOWS_BACKEND,
+    }
+)
+#: Windows Credential Manager refuses a secret over CRED_MAX_CREDENTIAL_BLOB_SIZE (5 × 512
+#: bytes); keyring hands it the secret as UTF-16, two bytes a character for a key.
+WINDOWS_MAX_SECRET_BYTES = 2560
 #: An entry cfakey never writes, read once to find out whether the keyring answers.
 PROBE_ENTRY = "cfakey-probe"
 
@@ -56,6 +76,13 @@ class KeyringProbe:
     usable: bool
     reason: str | None
     candidates: tuple[BackendCandidate, ...]
+    #: The backends a chainer would write to, best first (empty for any other backend).
+    chained: tuple[str, ...] = ()
+    #: The backend itself, when it may hold keys: what :class:`KeyringStore` uses, so that
+    #: a command detects the keyring once (each detection opens D-Bus connections).
+    instance: KeyringBackend | None = field(default=None, repr=False, compare=False)
+    #: Why the backend could not be detected, to raise as it is (message and hint).
+    error: StoreUnavailableError | None = field(default=None, repr=False, compare=False)
 
     @property
     def rejected(self) -> tuple[BackendCandidate, ...]:
@@ -69,15 +96,39 @@ def backend_name(backend: KeyringBackend | type[KeyringBackend]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def refusal(name: str) -> str | None:
-    """Why cfakey will not keep keys in this backend, or ``None`` if it may."""
-    if name == FAIL_BACKEND:
-        return "keyring n'a trouvé aucun trousseau utilisable (magasin « fail »)"
-    if name == NULL_BACKEND:
-        return "keyring est réglé sur son magasin « null », qui n'enregistre rien"
+_NOT_KEYRINGS = {
+    FAIL_BACKEND: "keyring n'a trouvé aucun trousseau utilisable (magasin « fail »)",
+    NULL_BACKEND: "keyring est réglé sur son magasin « null », qui n'enregistre rien",
+}
+
+
+def refusal(name: str, chained: tuple[str, ...] = ()) -> str | None:
+    """Why cfakey will not keep keys in this backend, or ``None`` if it may.
+
+    ``chained``: for keyring's chainer, the backends it would write to, each of which
+    must be safe.
+    """
+    if name in _NOT_KEYRINGS:
+        return _NOT_KEYRINGS[name]
+    if name == CHAINER_BACKEND:
+        return _chain_refusal(chained)
     if "plaintext" in name.lower():
-        return f"le magasin {name} enregistre les secrets en clair"
+        return f"le magasin {name} enregistre les secrets en clair ou en base64, sans chiffrement"
+    if name not in SAFE_BACKENDS:
+        return (
+            f"le magasin {name} n'est pas un des trousseaux chiffrés des systèmes que cfakey "
+            "accepte (rien ne garantit qu'il chiffre les secrets)"
+        )
     return None
+
+
+def _chain_refusal(chained: tuple[str, ...]) -> str | None:
+    """A chain is as safe as its least safe member: the chainer writes to whichever answers."""
+    if not chained:
+        return "keyring enchaîne des trousseaux, mais aucun n'est disponible"
+    reasons = (refusal(member) for member in chained)
+    reason = next((reason for reason in reasons if reason is not None), None)
+    return None if reason is None else f"keyring enchaîne {', '.join(chained)}, et {reason}"
 
 
 def _priority(cls: type[KeyringBackend]) -> tuple[float | None, str | None]:
@@ -101,15 +152,13 @@ def _backend_classes() -> list[tuple[type[KeyringBackend], BackendCandidate]]:
         if issubclass(cls, chainer.ChainerBackend):
             continue
         priority, reason = _priority(cls)
-        found.append((cls, BackendCandidate(backend_name(cls), priority, reason)))
+        name = backend_name(cls)
+        if reason is None and name != FAIL_BACKEND:
+            reason = refusal(name)
+        found.append((cls, BackendCandidate(name, priority, reason)))
     return sorted(
         found, key=lambda pair: (pair[1].priority is None, -(pair[1].priority or 0.0), pair[1].name)
     )
-
-
-def list_backends() -> tuple[BackendCandidate, ...]:
-    """Every backend keyring knows of, best first, each with its priority or its reason."""
-    return tuple(candidate for _, candidate in _backend_classes())
 
 
 def keyring_config_file() -> Path:
@@ -119,15 +168,23 @@ def keyring_config_file() -> Path:
     return Path(platform_.config_root()) / "keyringrc.cfg"
 
 
-def detect_backend() -> tuple[KeyringBackend, str]:
-    """The backend keyring would choose now, and how it was chosen (French).
+def _chained(candidates: tuple[BackendCandidate, ...]) -> tuple[str, ...]:
+    """The backends keyring's chainer writes to, best first: every one with priority > 0."""
+    return tuple(c.name for c in candidates if c.priority is not None and c.priority > 0)
+
+
+def detect_backend(
+    classes: list[tuple[type[KeyringBackend], BackendCandidate]] | None = None,
+) -> tuple[KeyringBackend, str]:
+    """The backend to use now, and how it was chosen (French).
 
     Same order as keyring itself: ``PYTHON_KEYRING_BACKEND``, then ``keyringrc.cfg``,
-    then the highest priority (keyring's chainer when several backends are recommended).
-    A configured backend that cannot load is a French error.
+    then the highest priority, except that detection skips the backends cfakey refuses
+    and never builds a chain: it takes the best safe backend, which is where keyring's
+    chainer would write. A configured backend that cannot load is a French error.
+    ``classes``: :func:`_backend_classes`, when the caller already has it.
     """
     from keyring import core  # noqa: PLC0415
-    from keyring.backends import chainer  # noqa: PLC0415
 
     configured = os.environ.get("PYTHON_KEYRING_BACKEND")
     if configured:
@@ -144,15 +201,13 @@ def detect_backend() -> tuple[KeyringBackend, str]:
         raise _unusable(f"Le trousseau désigné par {config_file}", error) from None
     if from_config is not None:
         return from_config, f"fichier de configuration de keyring ({config_file})"
-    viable = [(cls, c) for cls, c in _backend_classes() if c.priority is not None]
-    if sum(1 for _, c in viable if c.priority is not None and c.priority > 0) > 1:
-        chained: type[KeyringBackend] = chainer.ChainerBackend
-        return chained(), "plusieurs trousseaux disponibles, enchaînés par keyring"
-    for cls, candidate in viable:
+    for cls, candidate in _backend_classes() if classes is None else classes:
         if candidate.name == FAIL_BACKEND:
             break
+        if candidate.priority is None or candidate.reason is not None:
+            continue  # not available here, or refused by cfakey (plain text…)
         try:
-            return cls(), "priorité la plus haute parmi les trousseaux disponibles"
+            return cls(), "priorité la plus haute parmi les trousseaux sûrs disponibles"
         except TypeError:  # needs constructor arguments: keyring skips those too
             continue
     from keyring.backends import fail  # noqa: PLC0415
@@ -173,23 +228,40 @@ def probe_keyring(*, access: bool = True) -> KeyringProbe:
     With ``access``, one read is made through the chosen backend, which is how a locked
     collection or a dismissed unlock prompt shows up.
     """
-    candidates = list_backends()
+    classes = _backend_classes()
+    candidates = tuple(candidate for _, candidate in classes)
     try:
-        backend, chosen_by = detect_backend()
+        backend, chosen_by = detect_backend(classes)
     except StoreUnavailableError as error:
         return KeyringProbe(
-            "?", None, "configuration", usable=False, reason=error.message, candidates=candidates
+            "?",
+            None,
+            "configuration",
+            usable=False,
+            reason=error.message,
+            candidates=candidates,
+            error=error,
         )
     name = backend_name(backend)
-    priority, _ = _priority(type(backend))
-    reason = refusal(name)
+    # The chainer's own priority would detect every backend again: it is not shown.
+    priority = next((c.priority for c in candidates if c.name == name), None)
+    chained = _chained(candidates) if name == CHAINER_BACKEND else ()
+    reason = refusal(name, chained)
+    instance = backend if reason is None else None
     if reason is None and access:
         try:
             _translated(name, lambda: backend.get_password(SERVICE_NAME, PROBE_ENTRY))
         except StoreUnavailableError as error:
             reason = error.message
     return KeyringProbe(
-        name, priority, chosen_by, usable=reason is None, reason=reason, candidates=candidates
+        name,
+        priority,
+        chosen_by,
+        usable=reason is None,
+        reason=reason,
+        candidates=candidates,
+        chained=chained,
+        instance=instance,
     )
 
 
@@ -232,25 +304,52 @@ def _translated(name: str, operation: Callable[[], T]) -> T:
 
 
 class KeyringStore(KeyStore):
-    """Secrets in the OS keyring: service ``cfakey``, user name ``<SIRET>/<opco id>``."""
+    """Secrets in the OS keyring: service ``cfakey``, user name ``<SIRET>/<opco id>``.
+
+    The backend is either given, or taken from ``probe`` (the command's one detection,
+    see :meth:`cfakey.context.AppContext.keyring_probe`), or detected on first use.
+    """
 
     kind = "keyring"
 
-    def __init__(self, backend: KeyringBackend | None = None) -> None:
+    def __init__(
+        self,
+        backend: KeyringBackend | None = None,
+        *,
+        probe: Callable[[], KeyringProbe] | None = None,
+    ) -> None:
         self._backend = backend
+        self._probe = probe
         self._chosen_by = "fourni par l'appelant" if backend is not None else ""
+        self._priority: float | None = None
+        self._chained: tuple[str, ...] = ()
 
     @property
     def backend(self) -> KeyringBackend:
         """The keyring backend in use, detected on first use; refused if it cannot hold keys."""
         if self._backend is None:
-            self._backend, self._chosen_by = detect_backend()
-        reason = refusal(backend_name(self._backend))
+            self._backend = self._detect()
+        reason = refusal(backend_name(self._backend), self._chained)
         if reason is not None:
             raise StoreUnavailableError(
                 f"Le trousseau du système est inutilisable : {reason}.", hint=FILE_STORE_HINT
             )
         return self._backend
+
+    def _detect(self) -> KeyringBackend:
+        probe = self._probe() if self._probe is not None else probe_keyring(access=False)
+        if probe.error is not None:
+            raise probe.error
+        if probe.instance is None:
+            raise StoreUnavailableError(
+                f"Le trousseau du système est inutilisable : {probe.reason}.", hint=FILE_STORE_HINT
+            )
+        self._chosen_by, self._priority, self._chained = (
+            probe.chosen_by,
+            probe.priority,
+            probe.chained,
+        )
+        return probe.instance
 
     @property
     def backend_name(self) -> str:
@@ -265,11 +364,26 @@ class KeyringStore(KeyStore):
 
     def describe(self) -> str:
         backend = self.backend
-        priority, _ = _priority(type(backend))
+        priority = self._priority if self._priority is not None else _priority(type(backend))[0]
         shown = f", priorité {priority:g}" if priority is not None else ""
         return f"trousseau du système ({backend_name(backend)}{shown}), service « {SERVICE_NAME} »"
 
+    def check_secret(self, secret: str) -> None:
+        """Windows Credential Manager holds at most 2,560 bytes a secret: say so before writing."""
+        if WINDOWS_BACKEND not in (self.backend_name, *self._chained):
+            return
+        size = len(secret.encode("utf-16-le"))
+        if size > WINDOWS_MAX_SECRET_BYTES:
+            raise StoreUnavailableError(
+                f"Cette clé occuperait {size} octets dans le Gestionnaire d'identification de "
+                f"Windows, qui n'en accepte pas plus de {WINDOWS_MAX_SECRET_BYTES} par secret "
+                f"({WINDOWS_MAX_SECRET_BYTES // 2} caractères) : elle n'a pas été enregistrée.",
+                hint="Le fichier chiffré n'a pas cette limite : "
+                "option --store file ou variable CFAKEY_STORE=file.",
+            )
+
     def put(self, entry: str, secret: str) -> None:
+        self.check_secret(secret)
         backend = self.backend
         _translated(
             backend_name(backend), lambda: backend.set_password(SERVICE_NAME, entry, secret)

@@ -44,11 +44,20 @@ class StoreDecision:
         return self.kind is None
 
 
+#: How to correct an unknown store name, by where it came from.
+FIXES = {
+    "option": "--store keyring ou --store file",
+    "env": "export CFAKEY_STORE=keyring (ou file), ou unset CFAKEY_STORE",
+    "config": "cfakey store use keyring (ou file)",
+}
+
+
 def _checked(kind: str, origin: str) -> str:
     if kind not in STORE_CHOICES:
         raise UsageError(
             f"Magasin de clés inconnu ({ORIGINS[origin]}) : choix possibles : "
-            f"{', '.join(STORE_CHOICES)}."
+            f"{', '.join(STORE_CHOICES)}.",
+            hint=FIXES[origin],
         )
     return kind
 
@@ -76,12 +85,20 @@ def decide_store(
     )
 
 
-def open_store(kind: str, paths: Paths, password_source: PasswordSource) -> KeyStore:
-    """Build the store of this kind (``keyring`` or ``file``); nothing is unlocked yet."""
+def open_store(
+    kind: str,
+    paths: Paths,
+    password_source: PasswordSource,
+    keyring_probe: Callable[[], KeyringProbe] | None = None,
+) -> KeyStore:
+    """Build the store of this kind (``keyring`` or ``file``); nothing is unlocked yet.
+
+    ``keyring_probe``: the command's keyring detection, reused rather than done again.
+    """
     if kind == "keyring":
         from cfakey.stores.keyring_store import KeyringStore  # noqa: PLC0415
 
-        return KeyringStore()
+        return KeyringStore(probe=keyring_probe)
     if kind == "file":
         from cfakey.stores.file_store import EncryptedFileStore  # noqa: PLC0415
 
