@@ -17,7 +17,7 @@ Scenarios (``{base}`` is ``/<scenario>/ApiEchangeCFA``):
 - ``fallback-status``: ``cfakeyinfo`` 501, ``dossiers/etats`` 404, ``status`` 200;
 - ``unsupported``: 404 everywhere;
 - ``ratelimit-once``: 429 with ``Retry-After: 1`` the first time, then like ``ok``;
-- ``ratelimit-long``: always 429 with ``Retry-After: 3600``;
+- ``ratelimit-long`` / ``ratelimit-99999``: always 429 with ``Retry-After: 3600`` / ``99999``;
 - ``ratelimit-date``: 429 with an HTTP-date ``Retry-After`` in the past, then like ``ok``;
 - ``ratelimit-noheader``: always 429 without ``Retry-After``;
 - ``e500`` / ``e503``: 500 / 503;
@@ -28,7 +28,9 @@ Scenarios (``{base}`` is ``/<scenario>/ApiEchangeCFA``):
 - ``redirect-same``: 307 to the same path under ``ok`` (same host);
 - ``redirect-other``: 302 to ``https://elsewhere.invalid/...`` (must not be followed);
 - ``oauth``: like ``ok`` but 401 without ``Authorization: Bearer <issued token>``;
-  tokens come from ``POST /oauth/token`` (client credentials);
+  tokens come from ``POST /oauth/token`` (client credentials); ``/oauth-html/token``
+  answers an HTML page instead, ``/oauth-noexpiry/token`` a token without ``expires_in``,
+  and ``/<streamed scenario>/token`` (``drip``, ``gzip-bomb``…) that scenario's fault;
 - ``echo``: 403 whose comment quotes the ``X-API-KEY`` and ``Authorization`` it received
   (a careless server: what it says must never reach the operator or the journal);
 - ``echo-<form>``: the same, the key re-encoded (``ECHO_FORMS``: percent-encoded, lower
@@ -182,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, request: RecordedRequest, count: int
     ) -> tuple[int, dict[str, str], bytes]:
         state = self.server.state
-        if request.path == "/oauth/token":
+        if request.path in ("/oauth/token", "/oauth-html/token", "/oauth-noexpiry/token"):
             return self._token(request)
         scenario = request.scenario
         endpoint = "/" + request.path.strip("/").split("/", 1)[-1]
@@ -216,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 429, {"Retry-After": formatdate(time.time() - 60, usegmt=True)}, b""
         if scenario == "ratelimit-long":
             return 429, {"Retry-After": "3600"}, b""
+        if scenario == "ratelimit-99999":
+            return 429, {"Retry-After": "99999"}, b""
         if scenario == "ratelimit-noheader":
             return 429, {}, b""
         if scenario == "redirect-same":
@@ -269,9 +273,13 @@ class _Handler(BaseHTTPRequestHandler):
             or form.get("client_secret") != state.oauth_client_secret
         ):
             return _json(401, {"error": "invalid_client"})
+        if request.scenario == "oauth-html":
+            return 200, {"Content-Type": "text/html"}, b"<html><body>Connexion</body></html>"
         with state.lock:
             token = f"jeton-{len(state.issued_tokens) + 1}"
             state.issued_tokens.append(token)
+        if request.scenario == "oauth-noexpiry":
+            return _json(200, {"access_token": token, "token_type": "Bearer"})
         return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 
 

@@ -29,7 +29,17 @@ from cfakey.metadata import Metadata
 from cfakey.paths import Paths
 from tests.conftest import CliResult, run_cli
 from tests.fake_opco import ECHO_FORMS, FakeOpco, running_fake_opco
-from tests.test_verify import KEY_ATLAS, SIRET, assert_key_confined, job, key_record, seed, set_url
+from tests.test_verify import (
+    KEY_AKTO,
+    KEY_ATLAS,
+    SIRET,
+    assert_key_confined,
+    configure_akto_oauth,
+    job,
+    key_record,
+    seed,
+    set_url,
+)
 
 EXPIRES = dt.datetime(2026, 12, 31, tzinfo=dt.UTC)
 CHECKED_AT = dt.datetime(2026, 9, 1, 8, 0, tzinfo=dt.UTC)
@@ -39,7 +49,7 @@ CHECKED_AT = dt.datetime(2026, 9, 1, 8, 0, tzinfo=dt.UTC)
 def opco() -> Iterator[FakeOpco]:
     """A fake OPCO that knows the Atlas test key."""
     with running_fake_opco() as server:
-        server.state.valid_keys[KEY_ATLAS] = "2027-06-30"
+        server.state.valid_keys.update({KEY_ATLAS: "2027-06-30", KEY_AKTO: "2027-01-15"})
         yield server
 
 
@@ -267,7 +277,21 @@ def test_a_body_too_long_or_too_slow_is_cut_short(  # noqa: PLR0917 - one row of
 @pytest.mark.parametrize(
     ("scenario", "code", "message", "status"),
     [
-        ("retry-after-huge", 13, "limité — l'OPCO limite les appels (HTTP 429)", "limite"),
+        (
+            "retry-after-huge",
+            13,
+            (
+                "limité — l'OPCO limite les appels (HTTP 429) : réessayez bien plus tard "
+                "(délai annoncé démesuré)"
+            ),
+            "limite",
+        ),
+        (
+            "ratelimit-99999",
+            13,
+            "limité — l'OPCO limite les appels (HTTP 429) : réessayez dans 99999 s",
+            "limite",
+        ),
         (
             "location-backslash",
             14,
@@ -420,3 +444,38 @@ def test_every_reply_maps_to_one_step(  # noqa: PLR0917 - hypothesis draws each 
         assert not may_reveal(shown, [KEY_ATLAS]), shown
         if result.opco_expiry is not None:
             assert dt.date(2000, 1, 1) <= result.opco_expiry <= dt.date(2099, 12, 31)
+
+
+# -- the vendor's OAuth token server misbehaves too (issue 13's list) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "args", "code", "message"),
+    [
+        ("/oauth-html/token", (), 14, "service de jeton OAuth : pas de jeton « access_token »"),
+        ("/gzip-bomb/token", (), 14, "service de jeton OAuth : réponse trop longue (plus de 1 Mio"),
+        (
+            "/drip-headers/token",
+            ("--timeout", "0.3"),
+            12,
+            "service de jeton OAuth : réponse incomplète après 0,6 s",
+        ),
+        ("/oauth-noexpiry/token", (), 0, "valide jusqu'au 15/01/2027"),
+    ],
+)
+def test_a_misbehaving_token_server_gets_a_verdict(  # noqa: PLR0917 - one row of the table
+    opco: FakeOpco, isolated_home: Path, path: str, args: tuple[str, ...], code: int, message: str
+) -> None:
+    seed((SIRET, "akto", KEY_AKTO))
+    assert configure_akto_oauth(opco).exit_code == 0
+    set_url("akto", opco.base_url("oauth"))
+    assert run_cli("config", "set", "opco.akto.oauth.token_url", opco.origin + path).exit_code == 0
+
+    result = run_cli("verify", "akto", *args)
+
+    assert result.exit_code == code, result.stderr
+    assert message in result.stdout + result.stderr
+    assert_key_confined(opco, result, isolated_home, KEY_AKTO)
+    client_secret = opco.state.oauth_client_secret  # sent in the token request's body only
+    assert not may_reveal(result.stdout + result.stderr + " ".join(journal()), [client_secret])
+    assert opco.requests[0].path == path

@@ -655,7 +655,11 @@ def run_jobs(
 
     def worker() -> None:
         client = _worker_client(settings, transport, ssl_context)
-        channel = Channel(client, watchdog, watchdog.slot())
+        # The watchdog learns a connection's socket when the worker's own pool opens it: a
+        # transport shared by the workers could hand it to another worker's exchange.
+        channel = (
+            Channel(client, watchdog, watchdog.slot()) if transport is None else Channel(client)
+        )
         try:
             while (index := next_index()) is not None:
                 result = verify_job(channel, jobs[index], settings, tokens)
