@@ -415,7 +415,6 @@ def test_every_reply_maps_to_one_step(  # noqa: PLR0917 - hypothesis draws each 
     quick = engine.VerifySettings(default_retry_wait=0.0)
 
     step = engine.next_step(
-        job(str(target)),
         endpoint,
         target,
         reply,

@@ -3,8 +3,10 @@
 Read-only by construction: only ``GET`` requests reach the API (``/v2/cfakeyinfo``, then
 ``/v2/dossiers/etats`` and ``/v1/status`` as fallbacks); the one ``POST`` goes to the
 vendor's OAuth token endpoint. The CFA key travels only in the ``X-API-KEY`` header:
-redirects are followed by hand, to the same origin only, and every text that may reach
-the operator or the journal is scrubbed of the key and of the bearer token.
+redirects are followed by hand, to the same origin only, and a server's text that may
+hold the key, the bearer token or the client secret, in any encoding, is never shown
+(``server_text``). Each exchange is bounded in size and time (``exchange``), and every
+reply maps to a verdict (:func:`next_step`).
 """
 
 from __future__ import annotations
@@ -844,9 +846,14 @@ def _get(  # noqa: PLR0917 - private, called from one place
             raise _Stop(*_failure(error, settings), endpoint=endpoint) from None
         renewable = token is not None and not renewed
         step = next_step(
-            job, endpoint, target, reply, settings, retries=retries, redirects=redirects,
+            endpoint,
+            target,
+            reply,
+            settings,
+            retries=retries,
+            redirects=redirects,
             renewable=renewable,
-        )  # fmt: skip
+        )
         if step.verdict is not None:
             raise step.verdict
         if step.fallback:
@@ -879,7 +886,6 @@ class Step:
 
 
 def next_step(
-    job: VerifyJob,
     endpoint: str,
     target: httpx.URL,
     reply: Reply,
