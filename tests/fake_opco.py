@@ -17,7 +17,7 @@ Scenarios (``{base}`` is ``/<scenario>/ApiEchangeCFA``):
 - ``fallback-status``: ``cfakeyinfo`` 501, ``dossiers/etats`` 404, ``status`` 200;
 - ``unsupported``: 404 everywhere;
 - ``ratelimit-once``: 429 with ``Retry-After: 1`` the first time, then like ``ok``;
-- ``ratelimit-long``: always 429 with ``Retry-After: 3600``;
+- ``ratelimit-long`` / ``ratelimit-99999``: always 429 with ``Retry-After: 3600`` / ``99999``;
 - ``ratelimit-date``: 429 with an HTTP-date ``Retry-After`` in the past, then like ``ok``;
 - ``ratelimit-noheader``: always 429 without ``Retry-After``;
 - ``e500`` / ``e503``: 500 / 503;
@@ -28,25 +28,55 @@ Scenarios (``{base}`` is ``/<scenario>/ApiEchangeCFA``):
 - ``redirect-same``: 307 to the same path under ``ok`` (same host);
 - ``redirect-other``: 302 to ``https://elsewhere.invalid/...`` (must not be followed);
 - ``oauth``: like ``ok`` but 401 without ``Authorization: Bearer <issued token>``;
-  tokens come from ``POST /oauth/token`` (client credentials);
+  tokens come from ``POST /oauth/token`` (client credentials); ``/oauth-html/token``
+  answers an HTML page instead, ``/oauth-noexpiry/token`` a token without ``expires_in``,
+  and ``/<streamed scenario>/token`` (``drip``, ``gzip-bomb``…) that scenario's fault;
 - ``echo``: 403 whose comment quotes the ``X-API-KEY`` and ``Authorization`` it received
-  (a careless server: what it says must never reach the operator or the journal).
+  (a careless server: what it says must never reach the operator or the journal);
+- ``echo-<form>``: the same, the key re-encoded (``ECHO_FORMS``: percent-encoded, lower
+  case, base64, HTML entities, a tab, NUL, NBSP or zero-width space inside);
+- ``echo-retry-after``: 429 whose ``Retry-After`` is the key;
+- ``retry-after-digit``: always 429 with ``Retry-After: ²`` (a Unicode digit);
+- ``retry-after-huge``: always 429 with a 5,000-digit ``Retry-After``;
+- ``location-backslash``: 302 to a ``Location`` of backslashes (another host, for a browser);
+- ``deep-json``: 200 with 100,000 nested ``[``;
+- ``date-year1`` / ``date-9999``: success with ``dateFinValidite`` 0001-01-01 / 9999-12-31;
+- ``gzip-bomb``: 200, ``Content-Encoding: gzip``, 100 kB inflating to 100 MB;
+- ``endless``: 200 with a chunked body sent as fast as possible (64 MB, "endless" for
+  cfakey, whose cap is far lower);
+- ``big-body``: 200 with a 10 MB ``Content-Length`` body;
+- ``drip``: 200 with a body sent one byte every ``drip_interval`` seconds;
+- ``drip-headers``: the status line, then the headers one byte every ``drip_interval``.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import ssl
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
+
+#: How ``echo-<form>`` re-encodes the key it received.
+ECHO_FORMS: dict[str, Any] = {
+    "percent": lambda key: quote(key, safe=""),
+    "lower": str.lower,
+    "base64": lambda key: base64.b64encode(key.encode()).decode(),
+    "html": lambda key: "".join(f"&#{ord(char)};" for char in key),
+    "tab": lambda key: key[:8] + "\t" + key[8:],
+    "nul": lambda key: key[:8] + "\x00" + key[8:],
+    "nbsp": lambda key: key[:8] + "\u00a0" + key[8:],
+    "zwsp": lambda key: key[:8] + "\u200b" + key[8:],
+}
 
 
 @dataclass(frozen=True)
@@ -78,6 +108,7 @@ class FakeOpcoState:
 
     delay: float = 0.0
     slow_delay: float = 2.0
+    drip_interval: float = 0.1
     valid_keys: dict[str, str | None] = field(default_factory=dict)
     accept_any_key: bool = False
     default_date: str = "2027-06-30"
@@ -135,6 +166,12 @@ class _Handler(BaseHTTPRequestHandler):
             state.counters[record.scenario] = count
         if state.delay:
             time.sleep(state.delay)
+        streamed = _STREAMED.get(record.scenario)
+        if streamed is not None:
+            self.close_connection = True
+            with suppress(OSError):  # the client hung up, as it should
+                streamed(self)
+            return
         status, headers, payload = self._route(record, count)
         self.send_response(status)
         for name, value in headers.items():
@@ -147,7 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, request: RecordedRequest, count: int
     ) -> tuple[int, dict[str, str], bytes]:
         state = self.server.state
-        if request.path == "/oauth/token":
+        if request.path in ("/oauth/token", "/oauth-html/token", "/oauth-noexpiry/token"):
             return self._token(request)
         scenario = request.scenario
         endpoint = "/" + request.path.strip("/").split("/", 1)[-1]
@@ -181,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 429, {"Retry-After": formatdate(time.time() - 60, usegmt=True)}, b""
         if scenario == "ratelimit-long":
             return 429, {"Retry-After": "3600"}, b""
+        if scenario == "ratelimit-99999":
+            return 429, {"Retry-After": "99999"}, b""
         if scenario == "ratelimit-noheader":
             return 429, {}, b""
         if scenario == "redirect-same":
@@ -195,6 +234,11 @@ class _Handler(BaseHTTPRequestHandler):
         if scenario == "echo":
             received = f"{request.header('X-API-KEY')} / {request.header('Authorization')}"
             return _json(403, {"status": "error", "comment": f"refusé : {received}"})
+        if scenario.startswith("echo-") and scenario[5:] in ECHO_FORMS:
+            echoed = ECHO_FORMS[scenario[5:]](request.header("X-API-KEY") or "")
+            return _json(403, {"status": "error", "comment": f"clé reçue : {echoed}"})
+        if scenario == "echo-retry-after":
+            return 429, {"Retry-After": request.header("X-API-KEY") or ""}, b""
         if scenario == "oauth":
             token = (request.header("Authorization") or "").removeprefix("Bearer ")
             with state.lock:
@@ -229,9 +273,13 @@ class _Handler(BaseHTTPRequestHandler):
             or form.get("client_secret") != state.oauth_client_secret
         ):
             return _json(401, {"error": "invalid_client"})
+        if request.scenario == "oauth-html":
+            return 200, {"Content-Type": "text/html"}, b"<html><body>Connexion</body></html>"
         with state.lock:
             token = f"jeton-{len(state.issued_tokens) + 1}"
             state.issued_tokens.append(token)
+        if request.scenario == "oauth-noexpiry":
+            return _json(200, {"access_token": token, "token_type": "Bearer"})
         return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 
 
@@ -249,6 +297,89 @@ _SIMPLE: dict[str, tuple[int, dict[str, str], bytes]] = {
     "notjson": (200, {"Content-Type": "text/html"}, b"<html><body>Portail</body></html>"),
     "wrongshape": _json(200, ["status", "success"]),
     "wrongstatus": _json(200, {"etat": "ok"}),
+    "retry-after-digit": (429, {"Retry-After": "²"}, b""),
+    "retry-after-huge": (429, {"Retry-After": "9" * 5000}, b""),
+    "location-backslash": (
+        302,
+        {"Location": "\\\\elsewhere.invalid\\ApiEchangeCFA\\v2\\cfakeyinfo"},
+        b"",
+    ),
+    "deep-json": (200, {"Content-Type": "application/json"}, b"[" * 100_000),
+    "date-year1": _json(200, {"status": "success", "dateFinValidite": "0001-01-01"}),
+    "date-9999": _json(200, {"status": "success", "dateFinValidite": "9999-12-31"}),
+}
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """100 kB of gzip that inflate to 100 MB of zeros (built once, in about 0.3 s)."""
+    import zlib  # noqa: PLC0415
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    return b"".join(packer.compress(zeros) for _ in range(100)) + packer.flush()
+
+
+def _send_head(handler: _Handler, headers: dict[str, str]) -> None:
+    handler.send_response(200)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.flush()
+
+
+def _gzip_bomb_reply(handler: _Handler) -> None:
+    bomb = _gzip_bomb()
+    _send_head(
+        handler,
+        {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(len(bomb)),
+        },
+    )
+    handler.wfile.write(bomb)
+
+
+def _endless_reply(handler: _Handler) -> None:
+    _send_head(handler, {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    chunk = b"[" + b"0," * 32_767 + b"0"
+    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    for _ in range((64 << 20) // len(chunk)):
+        handler.wfile.write(framed)
+    handler.wfile.write(b"0\r\n\r\n")
+
+
+def _big_body_reply(handler: _Handler) -> None:
+    body = b'{"status": "success", "comment": "' + b"x" * (10 << 20) + b'"}'
+    _send_head(handler, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+    handler.wfile.write(body)
+
+
+def _drip_reply(handler: _Handler) -> None:
+    body = json.dumps({"status": "success", "dateFinValidite": "2027-06-30"}).encode() * 4
+    _send_head(handler, {"Content-Type": "application/json", "Content-Length": str(len(body))})
+    for byte in body:
+        time.sleep(handler.server.state.drip_interval)
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+
+
+def _drip_headers_reply(handler: _Handler) -> None:
+    head = b"HTTP/1.1 200 OK\r\n" + b"X-Goutte: " + b"a" * 300 + b"\r\n"
+    for byte in head:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(handler.server.state.drip_interval)
+    handler.wfile.write(b"Content-Length: 0\r\n\r\n")
+
+
+_STREAMED: dict[str, Any] = {
+    "gzip-bomb": _gzip_bomb_reply,
+    "endless": _endless_reply,
+    "big-body": _big_body_reply,
+    "drip": _drip_reply,
+    "drip-headers": _drip_headers_reply,
 }
 
 

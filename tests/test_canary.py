@@ -465,8 +465,8 @@ def test_the_leak_detector_sees_every_form() -> None:
     assert not leaks(b"CFA Principal 18130002100373 atlas 0123456789ab")
 
 
-# Leaks other branches of issue 10 close: strict xfails, the lead removes each mark when
-# the fix is merged (they then pass, and a strict xfail that passes fails the suite).
+# Leaks found by the adversarial run of issue 10: a key in the wrong place, a stray quote
+# in an import file, a server quoting the key back in another form.
 
 SHORT_KEY = f"{KEY_MARK}+k3y/Q"  # 15 characters: what a short key pasted in the wrong place is
 
@@ -575,10 +575,6 @@ def encoding_echo_server() -> Iterator[str]:
         thread.join()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 item 3, verify masks only the exact key: fixed by the verify branch",
-)
 @pytest.mark.parametrize("form", list(_echo_forms(KEY_ATLAS)))
 def test_verify_never_shows_or_journals_a_key_the_server_quotes_back_in_any_form(
     canary: CanaryRun, form: str

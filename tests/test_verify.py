@@ -836,7 +836,7 @@ def akto_job(base_url: str, client: engine.OAuthClient, secret: str = KEY_AKTO) 
     )
 
 
-def test_what_a_careless_server_echoes_is_masked_key_and_bearer_token(opco: FakeOpco) -> None:
+def test_what_a_careless_server_echoes_is_withheld_key_and_bearer_token(opco: FakeOpco) -> None:
     client = engine.OAuthClient(
         "akto", opco.token_url, opco.state.oauth_client_id, None, opco.state.oauth_client_secret
     )
@@ -844,7 +844,10 @@ def test_what_a_careless_server_echoes_is_masked_key_and_bearer_token(opco: Fake
     (result,) = engine.run_jobs([akto_job(opco.base_url("echo"), client)], engine.VerifySettings())
 
     assert result.outcome is engine.Outcome.KEY_REFUSED
-    assert "refusé : *** / Bearer ***" in result.detail
+    assert result.detail == (
+        "clé CFA refusée par l'OPCO (HTTP 403) : « réponse de l'OPCO non affichée : elle "
+        "semblait contenir la clé ou un secret envoyé »"
+    )
     shown = result.detail + engine.journal_detail(result) + json.dumps(result.as_json())
     assert KEY_AKTO not in shown
     assert "jeton-1" not in shown
@@ -863,7 +866,7 @@ def test_a_refused_oauth_client_is_one_verdict_raised_afresh_for_each_key(opco: 
         raised = []
         for _ in range(2):
             with pytest.raises(engine._Stop) as caught:
-                tokens.token(http, client, engine.VerifySettings())
+                tokens.token(engine.Channel(http), client, engine.VerifySettings())
             raised.append(caught.value)
     assert raised[0] is not raised[1]
     assert raised[0].outcome is raised[1].outcome is engine.Outcome.KEY_REFUSED

@@ -74,7 +74,8 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
             metavar="SECONDES",
             min=0.1,
             max=600.0,
-            help="Délai maximal de chaque requête, en secondes.",
+            help="Délai maximal de chaque étape d'une requête, en secondes (un échange entier : "
+            "deux fois ce délai).",
         ),
     ] = 10.0,
     ca_bundle: Annotated[

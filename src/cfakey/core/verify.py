@@ -3,8 +3,10 @@
 Read-only by construction: only ``GET`` requests reach the API (``/v2/cfakeyinfo``, then
 ``/v2/dossiers/etats`` and ``/v1/status`` as fallbacks); the one ``POST`` goes to the
 vendor's OAuth token endpoint. The CFA key travels only in the ``X-API-KEY`` header:
-redirects are followed by hand, to the same origin only, and every text that may reach
-the operator or the journal is scrubbed of the key and of the bearer token.
+redirects are followed by hand, to the same origin only, and a server's text that may
+hold the key, the bearer token or the client secret, in any encoding, is never shown
+(``server_text``). Each exchange is bounded in size and time (``exchange``), and every
+reply maps to a verdict (:func:`next_step`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -24,7 +27,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfakey import __version__
+from cfakey.core.exchange import (
+    NOT_JSON,
+    BadEncodingError,
+    BodyTooLongError,
+    ExchangeError,
+    Reply,
+    Slot,
+    TooSlowError,
+    Watchdog,
+    exchange,
+)
+from cfakey.core.server_text import shown_server_text
 from cfakey.errors import ExitCode, NotFoundError, UsageError
+from cfakey.expiry import DATE_RANGE_TEXT, in_date_range
 
 if TYPE_CHECKING:
     import httpx
@@ -46,7 +62,11 @@ HEADER_DEFAULTS = {"editeur": DEFAULT_EDITEUR, "logiciel": DEFAULT_LOGICIEL, "ve
 TOKEN_MARGIN_SECONDS = 30.0
 DEFAULT_TOKEN_LIFETIME = 300.0
 MAX_TOKEN_LIFETIME = 86_400.0
-MAX_COMMENT_LENGTH = 200
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: One exchange (request, then the whole reply) must end within this many ``--timeout``.
+DEADLINE_FACTOR = 2
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_ODD_LOCATION = re.compile(r"[\\\x00-\x20\x7f]|[^\x00-\x7f]")
 _USERINFO = re.compile(r"(?P<scheme>^[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 
@@ -146,6 +166,43 @@ class VerifySettings:
     default_retry_wait: float = 1.0
     max_retry_wait: float = 30.0
     max_redirects: int = 3
+
+    @property
+    def deadline(self) -> float:
+        """The longest one exchange may take, request and whole reply (docs/verify.md)."""
+        return DEADLINE_FACTOR * self.timeout
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One worker's way to the OPCOs: its HTTP client, and the watch on its connection."""
+
+    client: httpx.Client
+    watchdog: Watchdog | None = None
+    slot: Slot | None = None
+
+    def exchange(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        headers: Mapping[str, str],
+        settings: VerifySettings,
+        secrets: tuple[str, ...] = (),
+        data: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """One exchange within :data:`~cfakey.core.exchange.MAX_BODY_BYTES` and the deadline."""
+        return exchange(
+            self.client,
+            method,
+            url,
+            headers=headers,
+            seconds=settings.deadline,
+            secrets=secrets,
+            data=data,
+            watchdog=self.watchdog,
+            slot=self.slot,
+        )
 
 
 @dataclass(frozen=True)
@@ -471,7 +528,7 @@ class TokenCache:
         with self._guard:
             return self._locks.setdefault(opco_id, threading.Lock())
 
-    def token(self, client: httpx.Client, oauth: OAuthClient, settings: VerifySettings) -> str:
+    def token(self, channel: Channel, oauth: OAuthClient, settings: VerifySettings) -> str:
         """A valid token for ``oauth``: from memory, or from the token endpoint (once)."""
         with self._lock(oauth.opco_id):
             if oauth.opco_id in self._failures:
@@ -480,7 +537,7 @@ class TokenCache:
             if cached is not None and cached[1] > self._clock():
                 return cached[0]
             try:
-                token, lifetime = self._fetch(client, oauth, settings)
+                token, lifetime = self._fetch(channel, oauth, settings)
             except _Stop as stop:
                 self._failures[oauth.opco_id] = stop
                 raise
@@ -498,7 +555,7 @@ class TokenCache:
                 del self._tokens[opco_id]
 
     def _fetch(
-        self, client: httpx.Client, oauth: OAuthClient, settings: VerifySettings
+        self, channel: Channel, oauth: OAuthClient, settings: VerifySettings
     ) -> tuple[str, float]:
         import httpx  # noqa: PLC0415
 
@@ -515,35 +572,30 @@ class TokenCache:
         with self._guard:
             self.fetches += 1
         try:
-            response = client.post(
+            reply = channel.exchange(
+                "POST",
                 oauth.token_url,
                 data=form,
-                headers={"Accept": "application/json"},
-                timeout=settings.timeout,
+                headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
+                settings=settings,
+                secrets=(oauth.client_secret,),
             )
-        except httpx.HTTPError as error:
-            raise _Stop(
-                Outcome.UNAVAILABLE,
-                "service de jeton OAuth : " + _transport_detail(error, settings),
-            ) from None
-        if response.status_code in (400, 401, 403):
+        except (httpx.HTTPError, ExchangeError) as error:
+            outcome, why = _failure(error, settings)
+            raise _Stop(outcome, "service de jeton OAuth : " + why) from None
+        if reply.status in (400, 401, 403):
             raise _Stop(
                 Outcome.KEY_REFUSED,
-                f"le client OAuth2 de l'éditeur a été refusé (HTTP {response.status_code}) : "
+                f"le client OAuth2 de l'éditeur a été refusé (HTTP {reply.status}) : "
                 "vérifiez son identifiant et son secret",
-                status=response.status_code,
+                status=reply.status,
             )
-        if response.status_code != 200:
-            outcome = Outcome.UNAVAILABLE if response.status_code >= 500 else Outcome.BAD_RESPONSE
+        if reply.status != 200:
+            outcome = Outcome.UNAVAILABLE if reply.status >= 500 else Outcome.BAD_RESPONSE
             raise _Stop(
-                outcome,
-                f"service de jeton OAuth : HTTP {response.status_code}",
-                status=response.status_code,
+                outcome, f"service de jeton OAuth : HTTP {reply.status}", status=reply.status
             )
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
+        payload = reply.payload()
         token = payload.get("access_token") if isinstance(payload, dict) else None
         if (
             not isinstance(token, str)
@@ -588,9 +640,8 @@ def run_jobs(
     by the workers and never closed here. ``ssl_context`` comes from ``TlsPreparation``;
     without it, it is built here.
     """
-    import httpx  # noqa: PLC0415
-
     tokens = tokens or TokenCache()
+    watchdog = Watchdog()
     if ssl_context is None:
         ssl_context = _ssl_context(settings.ca_bundle)
     results: list[VerifyResult | None] = [None] * len(jobs)
@@ -604,19 +655,15 @@ def run_jobs(
             return None if stop.is_set() else next(pending, None)
 
     def worker() -> None:
-        client = httpx.Client(
-            transport=transport,
-            verify=ssl_context,
-            timeout=settings.timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            # A proxy set in the environment (HTTP_PROXY…) never gets a plain-http request
-            # to this machine: it would carry the key in clear.
-            mounts=dict.fromkeys(LOCAL_PATTERNS),
+        client = _worker_client(settings, transport, ssl_context)
+        # The watchdog learns a connection's socket when the worker's own pool opens it: a
+        # transport shared by the workers could hand it to another worker's exchange.
+        channel = (
+            Channel(client, watchdog, watchdog.slot()) if transport is None else Channel(client)
         )
         try:
             while (index := next_index()) is not None:
-                result = verify_job(client, jobs[index], settings, tokens)
+                result = verify_job(channel, jobs[index], settings, tokens)
                 results[index] = result
                 if on_result is not None:
                     on_result(result)
@@ -639,9 +686,28 @@ def run_jobs(
             thread.join()
     finally:
         stop.set()
+        watchdog.close()
     if failures:
         raise failures[0]
     return [result for result in results if result is not None]
+
+
+def _worker_client(
+    settings: VerifySettings, transport: httpx.BaseTransport | None, ssl_context: ssl.SSLContext
+) -> httpx.Client:
+    """One worker's blocking client: a single connection, redirects never followed by httpx."""
+    import httpx  # noqa: PLC0415
+
+    return httpx.Client(
+        transport=transport,
+        verify=ssl_context,
+        timeout=settings.timeout,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        # A proxy set in the environment (HTTP_PROXY…) never gets a plain-http request
+        # to this machine: it would carry the key in clear.
+        mounts=dict.fromkeys(LOCAL_PATTERNS),
+    )
 
 
 class TlsPreparation:
@@ -688,14 +754,14 @@ def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
 
 
 def verify_job(
-    client: httpx.Client, job: VerifyJob, settings: VerifySettings, tokens: TokenCache
+    channel: Channel, job: VerifyJob, settings: VerifySettings, tokens: TokenCache
 ) -> VerifyResult:
     """Check one key and classify the answer; never raises for what the OPCO does."""
     started = time.monotonic()
     checked_at = datetime.now(UTC).replace(microsecond=0)
     try:
         base = _preflight(job)
-        _check(client, job, base, settings, tokens)
+        _check(channel, job, base, settings, tokens)
     except _Stop as stop:
         return _result(job, stop, checked_at, started)
     raise AssertionError("unreachable: _check always ends with _Stop")  # pragma: no cover
@@ -724,7 +790,7 @@ def _preflight(job: VerifyJob) -> str:
 
 
 def _check(
-    client: httpx.Client,
+    channel: Channel,
     job: VerifyJob,
     base: str,
     settings: VerifySettings,
@@ -736,28 +802,29 @@ def _check(
         ("/v1/status", {}),
     )
     for endpoint, params in steps:
-        response = _get(client, job, f"{base}{endpoint}", params, settings, tokens, endpoint)
-        if response.status_code not in NOT_SUPPORTED_STATUSES:
-            _classify(job, endpoint, response)
+        reply = _get(channel, job, f"{base}{endpoint}", params, settings, tokens, endpoint)
     raise _Stop(
         Outcome.UNSUPPORTED,
         "l'OPCO ne répond à aucun des points d'accès /v2/cfakeyinfo, /v2/dossiers/etats "
         "et /v1/status",
         endpoint="/v1/status",
-        status=response.status_code,
+        status=reply.status,
     )
 
 
 def _get(  # noqa: PLR0917 - private, called from one place
-    client: httpx.Client,
+    channel: Channel,
     job: VerifyJob,
     url: str,
     params: Mapping[str, str],
     settings: VerifySettings,
     tokens: TokenCache,
     endpoint: str,
-) -> httpx.Response:
-    """One read-only call: 429 retried, same-origin redirects followed, OAuth token renewed once."""
+) -> Reply:
+    """One read-only call: 429 retried, same-origin redirects followed, OAuth token renewed once.
+
+    Raises the verdict; returns the reply only when the endpoint is not supported.
+    """
     import httpx  # noqa: PLC0415
 
     renewed = False
@@ -768,54 +835,114 @@ def _get(  # noqa: PLR0917 - private, called from one place
         headers = _headers(job, settings)
         token = None
         if job.oauth is not None:
-            token = tokens.token(client, job.oauth, settings)
+            token = tokens.token(channel, job.oauth, settings)
             headers["Authorization"] = f"Bearer {token}"
         try:
-            response = client.get(target, headers=headers)
-        except httpx.HTTPError as error:
-            raise _Stop(
-                Outcome.UNAVAILABLE, _transport_detail(error, settings), endpoint=endpoint
-            ) from None
-        status = response.status_code
-        if status == 401 and job.oauth is not None and token is not None and not renewed:
+            reply = channel.exchange(
+                "GET", target, headers=headers, settings=settings, secrets=_sent_secrets(job, token)
+            )
+        except (httpx.HTTPError, ExchangeError) as error:
+            raise _Stop(*_failure(error, settings), endpoint=endpoint) from None
+        renewable = token is not None and not renewed
+        step = next_step(
+            endpoint,
+            target,
+            reply,
+            settings,
+            retries=retries,
+            redirects=redirects,
+            renewable=renewable,
+        )
+        if step.verdict is not None:
+            raise step.verdict
+        if step.fallback:
+            return reply
+        if step.renew and job.oauth is not None and token is not None:
             tokens.invalidate(job.oauth.opco_id, token)
             renewed = True
-            continue
-        if status == 429:
-            wait = _retry_after(response.headers.get("Retry-After"), settings)
-            if wait is None or retries >= settings.max_retries:
-                raise _Stop(
-                    Outcome.RATE_LIMITED,
-                    _limited_detail(response, retries),
-                    endpoint=endpoint,
-                    status=429,
-                )
+        elif step.wait is not None:
             retries += 1
-            time.sleep(wait)
-            continue
-        if response.is_redirect:
-            location = response.headers.get("Location", "")
-            next_url = target.join(location)
-            if (next_url.scheme, next_url.host, next_url.port) != (
-                target.scheme,
-                target.host,
-                target.port,
-            ):
-                raise _Stop(
-                    Outcome.REDIRECT_REFUSED,
-                    f"l'API redirige vers un autre hôte ({next_url.scheme}://{next_url.host}) : "
-                    "la clé n'y a pas été envoyée",
-                    endpoint=endpoint,
-                    status=status,
-                )
-            if redirects >= settings.max_redirects:
-                raise _Stop(
-                    Outcome.BAD_RESPONSE, "trop de redirections", endpoint=endpoint, status=status
-                )
+            time.sleep(step.wait)
+        elif step.follow is not None:
             redirects += 1
-            target = next_url
-            continue
-        return response
+            target = step.follow
+
+
+@dataclass(frozen=True)
+class Step:
+    """What to do after one reply; exactly one field is set.
+
+    ``verdict``: stop with this result; ``wait``: retry after so many seconds; ``follow``:
+    retry at this address (same origin); ``renew``: fetch a new OAuth token and retry;
+    ``fallback``: this endpoint is not supported, try the next one.
+    """
+
+    verdict: _Stop | None = None
+    wait: float | None = None
+    follow: httpx.URL | None = None
+    renew: bool = False
+    fallback: bool = False
+
+
+def next_step(
+    endpoint: str,
+    target: httpx.URL,
+    reply: Reply,
+    settings: VerifySettings,
+    *,
+    retries: int,
+    redirects: int,
+    renewable: bool,
+) -> Step:
+    """What to do after ``reply``. Total: any status, headers and body give a step (a
+    property test feeds it random ones), and no text of the server that may hold a secret
+    gets into a verdict."""
+    status = reply.status
+    if status == 401 and renewable:
+        return Step(renew=True)
+    if status == 429:
+        wait = _retry_after(reply.header("Retry-After"), settings)
+        if wait is None or retries >= settings.max_retries:
+            detail = _limited_detail(reply, retries)
+            return Step(verdict=_Stop(Outcome.RATE_LIMITED, detail, endpoint=endpoint, status=429))
+        return Step(wait=wait)
+    if status in REDIRECT_STATUSES and reply.header("Location") is not None:
+        return _redirect(target, endpoint, reply, settings, redirects)
+    if status in NOT_SUPPORTED_STATUSES:
+        return Step(fallback=True)
+    return Step(verdict=_verdict(endpoint, reply))
+
+
+def _redirect(
+    target: httpx.URL, endpoint: str, reply: Reply, settings: VerifySettings, redirects: int
+) -> Step:
+    """Follow a redirect to the same origin only; refuse one that is odd or goes elsewhere."""
+    import httpx  # noqa: PLC0415
+
+    location = (reply.header("Location") or "").strip()
+    next_url = None
+    # A backslash is a slash to browsers (« \\autre.hôte » is another host) but not to
+    # httpx: an address read two ways is refused, as are control and non-ASCII characters.
+    if not _ODD_LOCATION.search(location):
+        with suppress(httpx.InvalidURL, ValueError, TypeError):
+            next_url = target.join(location)
+    if next_url is None or not next_url.host:
+        why = "l'API redirige vers une adresse invalide : la clé n'y a pas été envoyée"
+        return Step(
+            verdict=_Stop(Outcome.REDIRECT_REFUSED, why, endpoint=endpoint, status=reply.status)
+        )
+    if (next_url.scheme, next_url.host, next_url.port) != (target.scheme, target.host, target.port):
+        where = shown_server_text(f"{next_url.scheme}://{next_url.host}", reply.secrets)
+        why = f"l'API redirige vers un autre hôte ({where}) : la clé n'y a pas été envoyée"
+        return Step(
+            verdict=_Stop(Outcome.REDIRECT_REFUSED, why, endpoint=endpoint, status=reply.status)
+        )
+    if redirects >= settings.max_redirects:
+        why = "trop de redirections"
+        return Step(
+            verdict=_Stop(Outcome.BAD_RESPONSE, why, endpoint=endpoint, status=reply.status)
+        )
+    return Step(follow=next_url)
 
 
 def _headers(job: VerifyJob, settings: VerifySettings) -> dict[str, str]:
@@ -825,35 +952,55 @@ def _headers(job: VerifyJob, settings: VerifySettings) -> dict[str, str]:
         "LOGICIEL": settings.logiciel,
         "VERSION": settings.version,
         "Accept": "application/json",
+        # The two codings exchange.py inflates within its cap.
+        "Accept-Encoding": "gzip, deflate",
     }
 
 
 def _retry_after(value: str | None, settings: VerifySettings) -> float | None:
-    """Seconds to wait before retrying, or ``None`` when the wait exceeds the cap."""
+    """Seconds to wait before retrying, or ``None`` when the wait exceeds the cap.
+
+    An unreadable value (« ² », a date out of range) counts as none.
+    """
     if value is None or not value.strip():
         return settings.default_retry_wait
     text = value.strip()
-    if text.isdigit():
-        seconds = float(text)
+    if _ASCII_DIGITS.fullmatch(text):
+        seconds = float(text) if len(text) <= 9 else math.inf
     else:
         try:
             moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            seconds = max((moment - datetime.now(UTC)).total_seconds(), 0.0)
+        except (TypeError, ValueError, IndexError, OverflowError):
             return settings.default_retry_wait
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        seconds = max((moment - datetime.now(UTC)).total_seconds(), 0.0)
     return None if seconds > settings.max_retry_wait else seconds
 
 
-def _limited_detail(response: httpx.Response, retries: int) -> str:
-    value = response.headers.get("Retry-After")
+def _limited_detail(reply: Reply, retries: int) -> str:
+    value = (reply.header("Retry-After") or "").strip()
     tried = f" après {retries} nouvel(s) essai(s)" if retries else ""
-    if value and value.strip().isdigit():
-        return f"l'OPCO limite les appels (HTTP 429){tried} : réessayez dans {int(value)} s"
-    if value:
-        return f"l'OPCO limite les appels (HTTP 429){tried} : réessayez après {_clean(value)}"
-    return f"l'OPCO limite les appels (HTTP 429){tried}"
+    limited = f"l'OPCO limite les appels (HTTP 429){tried}"
+    if not value:
+        return limited
+    if _ASCII_DIGITS.fullmatch(value):
+        if len(value) <= 9:
+            return f"{limited} : réessayez dans {int(value)} s"
+        return f"{limited} : réessayez bien plus tard (délai annoncé démesuré)"
+    return f"{limited} : réessayez après « {shown_server_text(value, reply.secrets)} »"
+
+
+def _failure(error: Exception, settings: VerifySettings) -> tuple[Outcome, str]:
+    """The class and French reason of an exchange that gave no usable reply."""
+    if isinstance(error, TooSlowError):
+        seconds = f"{settings.deadline:g}".replace(".", ",")
+        return Outcome.UNAVAILABLE, f"réponse incomplète après {seconds} s (2 × --timeout)"
+    if isinstance(error, BodyTooLongError):
+        return Outcome.BAD_RESPONSE, "réponse trop longue (plus de 1 Mio) : lecture arrêtée"
+    if isinstance(error, BadEncodingError):
+        return Outcome.BAD_RESPONSE, "réponse compressée de façon inconnue ou invalide"
+    return Outcome.UNAVAILABLE, _transport_detail(error, settings)
 
 
 def _transport_detail(error: Exception, settings: VerifySettings) -> str:  # noqa: PLR0911
@@ -885,95 +1032,67 @@ def _transport_detail(error: Exception, settings: VerifySettings) -> str:  # noq
     return "échange interrompu avec l'OPCO"
 
 
-def _classify(job: VerifyJob, endpoint: str, response: httpx.Response) -> None:
-    """Turn a final answer (no redirect, no 429, not 404/405/501) into a ``_Stop``."""
-    status = response.status_code
+def _verdict(endpoint: str, reply: Reply) -> _Stop:  # noqa: PLR0911 - one per class of answer
+    """The verdict of a final answer (no redirect, no 429, not 404/405/501)."""
+    status = reply.status
     if status in (401, 403):
-        comment = _comment(response, job)
+        comment = _comment(reply)
         why = (
             "authentification refusée (HTTP 401 : jeton OAuth absent ou expiré, ou clé refusée)"
             if status == 401
             else "clé CFA refusée par l'OPCO (HTTP 403)"
         )
-        raise _Stop(
-            Outcome.KEY_REFUSED,
-            why + (f" : « {comment} »" if comment else ""),
-            endpoint=endpoint,
-            status=status,
-        )
+        detail = why + (f" : « {comment} »" if comment else "")
+        return _Stop(Outcome.KEY_REFUSED, detail, endpoint=endpoint, status=status)
     if status >= 500:
-        raise _Stop(
-            Outcome.UNAVAILABLE,
-            f"erreur du serveur de l'OPCO (HTTP {status})",
-            endpoint=endpoint,
-            status=status,
-        )
+        detail = f"erreur du serveur de l'OPCO (HTTP {status})"
+        return _Stop(Outcome.UNAVAILABLE, detail, endpoint=endpoint, status=status)
     if not 200 <= status < 300:
-        raise _Stop(
-            Outcome.BAD_RESPONSE,
-            f"réponse inattendue (HTTP {status})",
-            endpoint=endpoint,
-            status=status,
-        )
-    try:
-        payload = response.json()
-    except ValueError:
-        raise _Stop(
-            Outcome.BAD_RESPONSE, "la réponse n'est pas du JSON", endpoint=endpoint, status=status
-        ) from None
+        detail = f"réponse inattendue (HTTP {status})"
+        return _Stop(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
+    payload = reply.payload()
+    if payload is NOT_JSON:
+        detail = "la réponse n'est pas du JSON"
+        return _Stop(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
     if endpoint != "/v2/cfakeyinfo":
         if not isinstance(payload, dict | list):
-            raise _Stop(
-                Outcome.BAD_RESPONSE,
-                "réponse JSON d'une forme inattendue",
-                endpoint=endpoint,
-                status=status,
-            )
-        raise _Stop(
-            Outcome.VALID,
-            f"clé acceptée par {endpoint} (l'OPCO n'indique pas la date de fin de validité)",
-            endpoint=endpoint,
-            status=status,
-        )
+            detail = "réponse JSON d'une forme inattendue"
+            return _Stop(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
+        detail = f"clé acceptée par {endpoint} (l'OPCO n'indique pas la date de fin de validité)"
+        return _Stop(Outcome.VALID, detail, endpoint=endpoint, status=status)
     if not isinstance(payload, dict) or payload.get("status") not in ("success", "error"):
-        raise _Stop(
-            Outcome.BAD_RESPONSE,
-            "réponse JSON d'une forme inattendue (champ « status » absent ou inconnu)",
-            endpoint=endpoint,
-            status=status,
-        )
-    comment = _comment(response, job)
+        detail = "réponse JSON d'une forme inattendue (champ « status » absent ou inconnu)"
+        return _Stop(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
     if payload["status"] == "error":
-        raise _Stop(
-            Outcome.KEY_REFUSED,
-            "l'OPCO déclare la clé invalide" + (f" : « {comment} »" if comment else ""),
-            endpoint=endpoint,
-            status=status,
-        )
-    raw_date = payload.get("dateFinValidite")
+        comment = _comment(reply)
+        detail = "l'OPCO déclare la clé invalide" + (f" : « {comment} »" if comment else "")
+        return _Stop(Outcome.KEY_REFUSED, detail, endpoint=endpoint, status=status)
+    return _end_of_validity(payload.get("dateFinValidite"), reply, endpoint)
+
+
+def _end_of_validity(raw_date: object, reply: Reply, endpoint: str) -> _Stop:
+    """The verdict of a ``success``: valid, with the OPCO's end date when it is usable.
+
+    A date outside :data:`cfakey.expiry.DATE_RANGE_TEXT` (« 0001-01-01 », .NET's
+    « 9999-12-31 » for "never") is ignored with a note: it is never stored.
+    """
+    status = reply.status
     if raw_date in (None, ""):
-        raise _Stop(
-            Outcome.VALID,
-            "clé valide (l'OPCO n'indique pas de date de fin)",
-            endpoint=endpoint,
-            status=status,
-        )
+        detail = "clé valide (l'OPCO n'indique pas de date de fin)"
+        return _Stop(Outcome.VALID, detail, endpoint=endpoint, status=status)
     end = _parse_api_date(raw_date)
+    shown = shown_server_text(str(raw_date), reply.secrets)
     if end is None:
-        raise _Stop(
-            Outcome.BAD_RESPONSE,
-            f"« dateFinValidite » n'est pas une date : "
-            f"« {_clean(str(raw_date), _sent_secrets(job, response))} »",
-            endpoint=endpoint,
-            status=status,
+        detail = f"« dateFinValidite » n'est pas une date : « {shown} »"
+        return _Stop(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
+    if not in_date_range(end):
+        detail = (
+            f"clé valide ; la date de fin annoncée par l'OPCO (« {shown} ») est hors de la "
+            f"plage acceptée ({DATE_RANGE_TEXT}) : ignorée"
         )
-    raise _Stop(
-        Outcome.VALID,
-        f"clé valide jusqu'au {end:%d/%m/%Y}",
-        endpoint=endpoint,
-        status=status,
-        opco_expiry=end,
-    )
+        return _Stop(Outcome.VALID, detail, endpoint=endpoint, status=status)
+    detail = f"clé valide jusqu'au {end:%d/%m/%Y}"
+    return _Stop(Outcome.VALID, detail, endpoint=endpoint, status=status, opco_expiry=end)
 
 
 def _parse_api_date(value: object) -> date | None:
@@ -991,36 +1110,21 @@ def _parse_api_date(value: object) -> date | None:
         return None
 
 
-def _comment(response: httpx.Response, job: VerifyJob) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        return ""
+def _comment(reply: Reply) -> str:
+    """The server's explanation, if it gave one that may be shown (see ``server_text``)."""
+    payload = reply.payload()
     if isinstance(payload, dict):
         for name in ("comment", "message", "error_description"):
             value = payload.get(name)
             if isinstance(value, str) and value.strip():
-                return _clean(value, _sent_secrets(job, response))
+                return shown_server_text(value, reply.secrets)
     return ""
 
 
-def _sent_secrets(job: VerifyJob, response: httpx.Response | None = None) -> tuple[str, ...]:
+def _sent_secrets(job: VerifyJob, token: str | None = None) -> tuple[str, ...]:
     """What must never be shown: the key, the OAuth client secret, the bearer token sent."""
-    token = None
-    if response is not None:
-        token = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
     candidates = (job.secret, job.oauth.client_secret if job.oauth else None, token)
     return tuple(secret.strip() for secret in candidates if secret and secret.strip())
-
-
-def _clean(text: str, secrets: Iterable[str] = ()) -> str:
-    """A server-supplied text made safe to show: one line, short, the ``secrets`` masked."""
-    cleaned = " ".join("".join(char if char.isprintable() else " " for char in text).split())
-    for secret in secrets:
-        cleaned = cleaned.replace(secret, "***")
-    if len(cleaned) > MAX_COMMENT_LENGTH:
-        cleaned = cleaned[: MAX_COMMENT_LENGTH - 1] + "…"
-    return cleaned
 
 
 def _local_date(moment: datetime | None) -> date | None:
@@ -1036,7 +1140,7 @@ def _result(job: VerifyJob, stop: _Stop, checked_at: datetime, started: float) -
         opco_id=job.opco_id,
         opco_name=job.opco_name,
         outcome=stop.outcome,
-        detail=_clean(stop.detail, _sent_secrets(job)) if stop.detail else "",
+        detail=stop.detail,
         advice=advice(stop.outcome, job),
         endpoint=stop.endpoint,
         http_status=stop.status,
