@@ -89,14 +89,7 @@ def test_metadata_failure_restores_the_previous_secret(
 
     monkeypatch.setattr(metadata, "log", broken_log)
     with pytest.raises(OSError, match="disque plein"):
-        store_key(
-            store,
-            metadata,
-            make_record(NEW_KEY),
-            NEW_KEY,
-            action="rotated",
-            old_fingerprint=fingerprint(OLD_KEY),
-        )
+        store_key(store, metadata, make_record(NEW_KEY), NEW_KEY, action="rotated")
     assert store.secrets == {entry_name(SIRET, "atlas"): OLD_KEY}
     kept = metadata.get_key(SIRET, "atlas")
     assert kept is not None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from cfakey.errors import CfakeyError
 from cfakey.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
-from cfakey.stores.base import entry_name
+from cfakey.stores.base import entry_name, fingerprint
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -65,6 +65,10 @@ class DoctorReport:
     missing_secrets: tuple[str, ...]
     orphan_entries: tuple[str, ...] | None
     problems: tuple[Problem, ...] = field(default=())
+    #: Store entries whose secret does not have the fingerprint its metadata records.
+    mismatched: tuple[str, ...] = ()
+    #: What finishing interrupted changes did (French sentences), before the checks.
+    recovered: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -115,15 +119,21 @@ def diagnose(context: AppContext) -> DoctorReport:
 
     description: str | None = None
     missing: list[str] = []
+    mismatched: list[str] = []
     orphans: tuple[str, ...] | None = None
     metadata = context.metadata()
     records = metadata.list_keys()
     try:
         store = context.key_store()
         description = store.describe()
-        with store.batch():
+        records = metadata.list_keys()  # after recovery, which may have completed some
+        with metadata.lock(), store.batch():
             for record in records:
-                if store.get(entry_name(record.siret, record.opco_id)) is None:
+                secret = store.get(entry_name(record.siret, record.opco_id))
+                if secret is not None and fingerprint(secret) != record.fingerprint:
+                    mismatched.append(entry_name(record.siret, record.opco_id))
+                    problems.append(_mismatch(record.siret, record.opco_id, record.fingerprint))
+                if secret is None:
                     missing.append(entry_name(record.siret, record.opco_id))
                     problems.append(
                         Problem(
@@ -180,5 +190,30 @@ def diagnose(context: AppContext) -> DoctorReport:
         keys_checked=len(records),
         missing_secrets=tuple(missing),
         orphan_entries=orphans,
-        problems=tuple(problems),
+        problems=tuple(problems + _unfinished(context)),
+        mismatched=tuple(mismatched),
+        recovered=tuple(context.recovery.messages()) if context.recovery else (),
     )
+
+
+def _mismatch(siret: str, opco_id: str, expected: str) -> Problem:
+    return Problem(
+        f"La clé {opco_id} du CFA {siret} dans le magasin n'a pas l'empreinte que donnent "
+        f"ses métadonnées ({expected}) : elles décrivent une autre clé.",
+        f"saisir la bonne clé : cfakey rotate {opco_id} --cfa {siret}",
+    )
+
+
+def _unfinished(context: AppContext) -> list[Problem]:
+    """Interrupted changes that could not be resolved with the store in service."""
+    report = context.recovery
+    if report is None:
+        return []
+    return [
+        Problem(
+            f"Opération interrompue sur la clé {p.opco_id} du CFA {p.siret}, écrite dans un "
+            f"autre magasin ({p.store}).",
+            f"cfakey --store {p.store} doctor",
+        )
+        for p in report.other_store
+    ]
