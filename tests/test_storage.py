@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from cfakey import paths
 from cfakey.core.storage import read_key, remove_key, store_key
 from cfakey.errors import NotFoundError, StoreUnavailableError
 from cfakey.metadata import KeyRecord, Metadata
 from cfakey.paths import Paths
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
+from cfakey.stores.file_store import EncryptedFileStore
+from tests.conftest import TEST_FILE_PASSWORD, run_cli
 
 SIRET = "18130002100373"
 OLD_KEY = "ancienne+clé/AAAA="
@@ -129,3 +132,38 @@ def test_store_failure_on_remove_keeps_metadata(metadata: Metadata) -> None:
     assert metadata.get_key(SIRET, "atlas") is not None
     assert store.secrets == {entry_name(SIRET, "atlas"): OLD_KEY}
     assert "removed" not in [entry.action for entry in metadata.journal()]
+
+
+# -- a directory sync failing after a good rename ------------------------------------------
+
+
+def test_a_directory_sync_failure_after_the_rename_is_a_successful_write(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename is the commit point: what follows cannot turn a done write into a failure.
+
+    A directory fsync fails only on a failing disk (EIO), so it is injected at the OS call.
+    Before, ``store password`` reported « l'ancien fichier est intact » over the new file
+    and went on with the old password in memory.
+    """
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--cfa", SIRET, input=NEW_KEY + "\n").exit_code == 0
+
+    def failing_sync(directory: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(paths, "_fsync_dir", failing_sync)
+    monkeypatch.setenv("CFAKEY_NEW_FILE_PASSWORD", "un-nouveau-mot-de-passe")
+    result = run_cli("store", "password")
+    assert result.exit_code == 0, result.stderr
+    assert "intact" not in result.stderr
+    assert "Mot de passe du fichier chiffré changé" in result.stderr
+    monkeypatch.undo()
+    reopened = EncryptedFileStore(
+        isolated_home / "keys.enc", lambda *, new: "un-nouveau-mot-de-passe"
+    )
+    assert reopened.get(entry_name(SIRET, "atlas")) == NEW_KEY
+    with pytest.raises(StoreUnavailableError):
+        EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD).get(
+            entry_name(SIRET, "atlas")
+        )
