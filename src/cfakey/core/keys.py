@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError, quote_input
+from cfakey.errors import AlreadyExistsError, ExitCode, NotFoundError, UsageError, quote_input
 from cfakey.expiry import add_months, chosen_expiry, fixed_expiry, jwt_expiry, parse_date
 
 if TYPE_CHECKING:
@@ -463,14 +463,23 @@ def find_conflicts(
     A key covering a whole SIREN (Afdas, OPCO Santé, OPCO 2i) legitimately appears under
     every SIRET of that SIREN for the same OPCO: that is not a pasted wrong key.
     """
+    return Conflicts(
+        existing=metadata.get_key(cfa.siret, opco_id),
+        same_key_elsewhere=same_key_elsewhere(metadata, registry, cfa.siret, opco_id, fp),
+    )
+
+
+def same_key_elsewhere(
+    metadata: Metadata, registry: Registry, siret: str, opco_id: str, fp: str
+) -> tuple[KeyRecord, ...]:
+    """Other slots already holding the key of fingerprint ``fp`` (a key pasted twice)."""
     scope = _scope(registry, opco_id)
-    others = tuple(
+    return tuple(
         record
         for record in metadata.keys_with_fingerprint(fp)
-        if (record.siret, record.opco_id) != (cfa.siret, opco_id)
-        and not (record.opco_id == opco_id and scope == "siren" and record.siret[:9] == cfa.siren)
+        if (record.siret, record.opco_id) != (siret, opco_id)
+        and not (record.opco_id == opco_id and scope == "siren" and record.siret[:9] == siret[:9])
     )
-    return Conflicts(existing=metadata.get_key(cfa.siret, opco_id), same_key_elsewhere=others)
 
 
 def _scope(registry: Registry, opco_id: str) -> str:
@@ -613,6 +622,8 @@ class ImportProblem:
     column: str
     message: str
     unit: str = "ligne"  # "élément" in a JSON list
+    #: The row collides with a key already stored (``add`` would refuse it with exit 6).
+    conflict: bool = False
 
     def __str__(self) -> str:
         return f"{self.unit} {self.row}, colonne « {self.column} » : {self.message}"
@@ -767,7 +778,9 @@ class _RowChecker:
         if found or opco is None or key is None or expiry is None:
             self.problems.extend(found)
             return
-        if self._duplicate(number, siret, opco, key):
+        if self._duplicate(number, siret, opco, key) or self._stored_elsewhere(
+            number, siret, opco, key
+        ):
             return
         cfa_name = (raw.get("cfa_name") or "").strip() or None
         if siret not in self.known_cfas:
@@ -777,10 +790,26 @@ class _RowChecker:
                 message = (
                     f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)"
                 )
-                self.problems.append(ImportProblem(number, "opco", message))
+                self.problems.append(ImportProblem(number, "opco", message, conflict=True))
                 return
             self.replaced.append((siret, opco.id))
         self.planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
+
+    def _stored_elsewhere(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
+        """The key is already stored for another slot: refused as ``add`` does, unless --yes."""
+        from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+        others = same_key_elsewhere(
+            self.metadata, self.registry, siret, opco.id, fingerprint(key.value)
+        )
+        if not others or self.replace:
+            return False
+        message = (
+            f"clé déjà enregistrée pour {describe_slots(others)} : une clé collée au mauvais "
+            "endroit ? (--yes pour l'enregistrer quand même)"
+        )
+        self.problems.append(ImportProblem(number, "key", message, conflict=True))
+        return True
 
     def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
         from cfakey.identifiers import is_valid_siret  # noqa: PLC0415
@@ -869,6 +898,9 @@ class ImportRowsError(UsageError):
             hint="Corrigez le fichier puis relancez cfakey import.",
         )
         self.problems = tuple(problems)
+        if all(problem.conflict for problem in problems):
+            # Only collisions with stored keys: the same refusal, and code, as ``add``.
+            self.exit_code = ExitCode.ALREADY_EXISTS
 
 
 @dataclass(frozen=True)
