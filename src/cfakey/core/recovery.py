@@ -40,13 +40,13 @@ class RecoveryReport:
     def messages(self) -> list[str]:
         """One French sentence per intent, for stderr."""
         lines = [
-            f"Opération interrompue reprise : {_what(p)} ({_slot(p)}) était déjà écrite dans "
-            "le magasin ; ses métadonnées et le journal sont maintenant à jour."
+            f"Opération interrompue reprise : {_what(p)} ({_slot(p)}) avait déjà atteint le "
+            "magasin de clés ; les métadonnées et le journal sont maintenant à jour."
             for p in self.completed
         ]
         lines += [
             f"Opération interrompue annulée : {_what(p)} ({_slot(p)}) n'avait pas atteint le "
-            "magasin ; rien n'avait changé."
+            "magasin de clés ; rien n'avait changé."
             for p in self.abandoned
         ]
         lines += [
