@@ -484,8 +484,7 @@ def test_import_registers_cfas_in_one_store_session(
     store = MemoryStore()
     result = keys.run_import(store, metadata, plan, now=NOW)
     assert (result.imported, result.new_cfas, result.replaced) == (330, 30, 0)
-    # One session reads what is replaced (before the intents commit), one writes.
-    assert store.batches == 2
+    assert store.batches == 1
     assert len(store.secrets) == 330
     assert metadata.get_cfa(sirets[3]) is not None
     assert metadata.get_cfa(sirets[3]).name == "CFA 3"  # type: ignore[union-attr]

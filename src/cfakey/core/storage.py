@@ -129,8 +129,9 @@ def apply_changes(
     replaced, read from the store under the lock.
     """
     with metadata.lock():
-        with store.batch():
-            previous = {change.entry: store.get(change.entry) for change in changes}
+        # Plain reads, not a batch: the store's own lock is taken only to write, after the
+        # intents are durable (the data lock already keeps other writers out).
+        previous = {change.entry: store.get(change.entry) for change in changes}
         intents = [_intent(store, change, previous[change.entry]) for change in changes]
         with metadata.transaction():
             for intent in intents:
