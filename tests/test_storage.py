@@ -329,3 +329,44 @@ def test_a_full_disk_during_an_import_keeps_the_original_error_and_never_says_in
     assert len(later.list_cfas()) == 41
     assert later.pending() == []
     assert report.messages()[0].startswith("Opération interrompue reprise : l'import de la clé")
+
+
+class FailingWriteFileStore(EncryptedFileStore):
+    """The real encrypted file whose next write fails, as on a full disk."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, lambda *, new: TEST_FILE_PASSWORD)
+        self.fail = False
+
+    def _write(self, entries: dict[str, str]) -> None:
+        if self.fail:
+            raise StoreUnavailableError(
+                f"Impossible d'écrire le fichier chiffré {self.path} : plus de place sur le "
+                "disque ; l'ancien fichier est intact."
+            )
+        super()._write(entries)
+
+
+def test_cfa_remove_force_whose_store_write_fails_leaves_every_key_described(
+    isolated_home: Path,
+) -> None:
+    """The file store writes once at the end of a batch: metadata must not go first."""
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA").exit_code == 0
+    for opco, secret in (("atlas", OLD_KEY), ("akto", NEW_KEY)):
+        assert run_cli("add", opco, "--cfa", SIRET, input=secret + "\n").exit_code == 0
+    store = FailingWriteFileStore(isolated_home / "keys.enc")
+    store.fail = True
+    result = run_with(context_with(store), "cfa", "remove", SIRET, "--force")
+    assert result.exit_code == 4
+    assert "plus de place sur le disque" in result.stderr
+    metadata = Metadata.open(Paths.from_env())
+    assert metadata.get_cfa(SIRET) is not None
+    assert {k.opco_id: k.fingerprint for k in metadata.list_keys()} == {
+        "atlas": fingerprint(OLD_KEY),
+        "akto": fingerprint(NEW_KEY),
+    }
+    assert metadata.pending() == []
+    assert "removed" not in [entry.action for entry in metadata.journal()]
+    store.fail = False
+    assert store.get(entry_name(SIRET, "atlas")) == OLD_KEY
+    assert store.get(entry_name(SIRET, "akto")) == NEW_KEY
