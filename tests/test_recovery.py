@@ -7,6 +7,7 @@ next command. The kills themselves, in real processes, are in ``test_faults.py``
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -179,3 +180,19 @@ def test_the_overview_never_opens_the_store_to_recover(
     report = recover(store, metadata)
     assert [p.opco_id for p in report.completed] == ["atlas"]
     assert recover(store, metadata).acted is False
+
+
+def test_an_interruption_is_reported_from_what_the_database_holds(isolated_home: Path) -> None:
+    import os  # noqa: PLC0415
+
+    from cfakey.context import AppContext  # noqa: PLC0415
+
+    context = AppContext()
+    assert context.interruption_state() == "nothing"  # nothing opened, nothing written
+    metadata = context.metadata()
+    assert context.interruption_state() == "nothing"
+    metadata.add_cfa(SIRET, "CFA des Tests", None)
+    assert context.interruption_state() == "saved"
+    intent = rotation_intent()
+    commit(metadata, dataclasses.replace(intent, pid=os.getpid()))
+    assert context.interruption_state() == "pending"
