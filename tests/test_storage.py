@@ -263,6 +263,12 @@ def test_ctrl_c_during_an_import_that_cannot_be_put_back_says_so(
     assert "3 clé(s)" in result.stderr
     assert not any(import_key(opco) in result.stderr for opco in IMPORT_OPCOS)
 
+    # The intents left behind hold fingerprints, never a key (database and its WAL, raw).
+    assert len(metadata.pending()) == 3
+    raw = b"".join(path.read_bytes() for path in Path(metadata.path).parent.glob("cfakey.sqlite3*"))
+    assert not any(import_key(opco).encode() in raw for opco in IMPORT_OPCOS)
+    assert fingerprint(import_key("atlas")).encode() in raw
+
     # The next command that opens the store records what the store holds, and says so.
     store.fail_on_put = store.fail_on_delete = False
     report = recover(store, metadata)
