@@ -311,14 +311,16 @@ class Metadata:
             yield
             return
         self._db.execute("BEGIN IMMEDIATE")
-        self._logged_in_transaction = False
+        self._logged_in_transaction = counted = False
         try:
             yield
+            # Counted before COMMIT: an interruption landing just after it must not read 0.
+            counted = self._logged_in_transaction
+            self.journalled += counted
             self._db.execute("COMMIT")
-            if self._logged_in_transaction:
-                self.journalled += 1
         except BaseException:
             if self._db.in_transaction:  # SQLite may have rolled back already (disk full…)
+                self.journalled -= counted
                 self._db.execute("ROLLBACK")
             raise
 
