@@ -91,3 +91,34 @@ def test_concurrent_rotations_journal_the_key_each_one_replaced(
     record = atlas_key.get_key(SIRET, "atlas")
     assert record is not None
     assert record.fingerprint == fingerprint(stored) == chain[-1]
+
+
+def test_verify_names_the_key_it_sent_and_dates_only_that_key(
+    atlas_key: Metadata, isolated_home: Path
+) -> None:
+    """The store already holds the next key when verify reads it (a rotation in between)."""
+    from datetime import UTC, date, datetime  # noqa: PLC0415
+
+    from cfakey.config import Config  # noqa: PLC0415
+    from cfakey.core import verify  # noqa: PLC0415
+
+    before = atlas_key.get_key(SIRET, "atlas")
+    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store.put(entry_name(SIRET, "atlas"), rotation_key(1))
+    (job,) = verify.plan_jobs(
+        atlas_key,
+        store,
+        Config.load(isolated_home / "config.json"),
+        load_registry(None, None)[0],
+        verify.VerifyRequest(opco_id="atlas"),
+    )
+    assert job.fingerprint == fingerprint(rotation_key(1))
+    result = verify.VerifyResult(
+        SIRET, "CFA des Tests", "atlas", "Atlas", verify.Outcome.VALID, "", "", None, 200, None,
+        date(2027, 6, 30), None, True, datetime(2026, 11, 30, tzinfo=UTC), 1,
+    )  # fmt: skip
+    verify.record_results(atlas_key, [job], [result])
+    verified = atlas_key.journal()[-1]
+    assert (verified.action, verified.old_fingerprint) == ("verified", fingerprint(rotation_key(1)))
+    # The metadata still describe the first key: the date the OPCO gave for another is not theirs.
+    assert atlas_key.get_key(SIRET, "atlas") == before
