@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +127,14 @@ class SecretServiceDaemon:
             if process.stdout is not None:
                 process.stdout.close()
         self._processes.clear()
+
+    def pause(self) -> None:
+        """Stop the daemon (SIGSTOP): every call to it waits, as on a hung desktop session."""
+        os.kill(self._processes[-1].pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused daemon run again; it then answers the calls queued meanwhile."""
+        os.kill(self._processes[-1].pid, signal.SIGCONT)
 
     # Direct access, bypassing cfakey and keyring, to set up and check the tests.
 

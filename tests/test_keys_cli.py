@@ -273,6 +273,28 @@ def test_existing_key_needs_confirmation_then_is_a_rotation(cfa: str) -> None:
     assert run_cli("show", "atlas", "--reveal").stdout == KEY_2 + "\n"
 
 
+def test_import_refuses_a_key_stored_for_another_slot_as_add_does(cfa: str, tmp_path: Path) -> None:
+    assert run_cli("add", "atlas", input=ATLAS_KEY).exit_code == 0
+    sheet = tmp_path / "cles.csv"
+    sheet.write_text(f"cfa,opco,key\n{cfa},mobilites,{ATLAS_KEY}\n", encoding="utf-8")
+    refused = run_cli("import", str(sheet))
+    assert (
+        refused.exit_code
+        == ExitCode.ALREADY_EXISTS
+        == run_cli("add", "mobilites", input=ATLAS_KEY).exit_code
+    )
+    assert (
+        "ligne 2, colonne « key » : clé déjà enregistrée pour atlas du CFA "
+        f"{cfa} : une clé collée au mauvais endroit ?"
+    ) in refused.stderr
+    assert "rien n'a été importé" in refused.stderr
+    assert ATLAS_KEY not in refused.stderr
+    assert [row["opco"] for row in listed()] == ["atlas"]
+    confirmed = run_cli("import", str(sheet), "--yes")
+    assert confirmed.exit_code == 0, confirmed.stderr
+    assert sorted(str(row["opco"]) for row in listed()) == ["atlas", "mobilites"]
+
+
 def test_same_key_pasted_for_another_opco_is_refused_unless_confirmed(cfa: str) -> None:
     assert run_cli("add", "atlas", input=ATLAS_KEY).exit_code == 0
     refused = run_cli("add", "mobilites", input=ATLAS_KEY)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import httpx
 
     from cfakey.config import Config
+    from cfakey.core.recovery import RecoveryReport
     from cfakey.metadata import Metadata
     from cfakey.registry.loader import RegistrySource
     from cfakey.stores.base import KeyStore
@@ -50,6 +51,10 @@ class AppContext:
     password_prompt: PasswordSource | None = None
     #: Asks the operator to accept the encrypted file when the keyring does not work.
     confirm_file_store: Callable[[str], bool] | None = None
+    #: Told (in the CLI: on stderr) what finishing an interrupted change did.
+    on_recovery: Callable[[RecoveryReport], None] | None = None
+    #: What opening the key store found left unfinished, and did about it.
+    recovery: RecoveryReport | None = field(default=None, init=False, repr=False)
     _metadata: Metadata | None = field(default=None, init=False, repr=False)
     _config: Config | None = field(default=None, init=False, repr=False)
     _store_decision: StoreDecision | None = field(default=None, init=False, repr=False)
@@ -154,8 +159,38 @@ class AppContext:
             if decision.origin == "auto" and interactive:
                 self.config().set("store", kind)
             source = password_source(self.env, self.password_prompt)
-            self._key_store = open_store(kind, self.paths, source, self.keyring_probe)
+            store = open_store(kind, self.paths, source, self.keyring_probe)
+            self._recover(store)
+            self._key_store = store
         return self._key_store
+
+    def _recover(self, store: KeyStore) -> None:
+        """Finish or drop what an interrupted command left between the store and metadata."""
+        from cfakey.core.recovery import has_pending, recover  # noqa: PLC0415
+
+        metadata = self.metadata()
+        if not has_pending(metadata):
+            return
+        self.recovery = recover(store, metadata)
+        if self.on_recovery is not None and self.recovery.acted:
+            self.on_recovery(self.recovery)
+
+    def interruption_state(self) -> str:
+        """What an interruption leaves: ``nothing``, ``saved``, ``pending`` or ``unknown``.
+
+        ``pending``: this process left a store change unfinished (its intent is there);
+        ``saved``: it committed changes; ``nothing``: neither (read from the database).
+        """
+        import os  # noqa: PLC0415
+
+        if self._metadata is None:
+            return "nothing"
+        try:
+            if self._metadata.pending(pid=os.getpid()):
+                return "pending"
+        except Exception:  # noqa: BLE001 - an interruption must still be reported
+            return "unknown"
+        return "saved" if self._metadata.journalled else "nothing"
 
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""

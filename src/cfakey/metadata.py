@@ -78,6 +78,28 @@ MIGRATIONS: dict[int, str] = {
         CREATE TRIGGER journal_append_only_delete BEFORE DELETE ON journal
             BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
     """,
+    # Write intents: one row per store entry being changed, committed before the store
+    # write and deleted in the transaction that records the change (never the key).
+    2: """
+        CREATE TABLE pending (
+            siret TEXT NOT NULL,
+            opco_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            old_fingerprint TEXT,
+            fingerprint TEXT,
+            obtained_on TEXT,
+            stored_at TEXT,
+            expires_at TEXT,
+            expiry_source TEXT,
+            os_user TEXT,
+            store TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            cfa_name TEXT,
+            pid INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (siret, opco_id)
+        );
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -320,6 +342,31 @@ class KeyRecord:
 
 
 @dataclass(frozen=True)
+class PendingWrite:
+    """An intended change of one store entry, recorded before the store is touched.
+
+    ``record`` is the metadata the entry will have (``None``: the entry is being
+    deleted); ``old_fingerprint`` is the fingerprint of what the store held before
+    (``None``: nothing). ``cfa_name`` names a CFA to create with the key (import).
+    """
+
+    siret: str
+    opco_id: str
+    action: str
+    old_fingerprint: str | None
+    record: KeyRecord | None
+    store: str
+    detail: str = ""
+    cfa_name: str | None = None
+    pid: int = 0
+
+    @property
+    def new_fingerprint(self) -> str | None:
+        """The fingerprint the entry will have, ``None`` when it is being deleted."""
+        return None if self.record is None else self.record.fingerprint
+
+
+@dataclass(frozen=True)
 class JournalEntry:
     """One line of the audit register."""
 
@@ -350,6 +397,20 @@ def _key_record(row: sqlite3.Row) -> KeyRecord:
     )
 
 
+def _pending_write(row: sqlite3.Row) -> PendingWrite:
+    return PendingWrite(
+        siret=row["siret"],
+        opco_id=row["opco_id"],
+        action=row["action"],
+        old_fingerprint=row["old_fingerprint"],
+        record=None if row["fingerprint"] is None else _key_record(row),
+        store=row["store"],
+        detail=row["detail"],
+        cfa_name=row["cfa_name"],
+        pid=row["pid"],
+    )
+
+
 def _cfa_record(row: sqlite3.Row) -> CfaRecord:
     return CfaRecord(
         siret=row["siret"],
@@ -367,6 +428,9 @@ class Metadata:
         self._db = connection
         self.path = path
         self.user = current_user()
+        #: Committed transactions that journalled something: what an interruption leaves.
+        self.journalled = 0
+        self._logged_in_transaction = False
 
     @classmethod
     def open(cls, paths: Paths, *, busy_timeout: float = BUSY_TIMEOUT) -> Metadata:
@@ -444,11 +508,16 @@ class Metadata:
             yield
             return
         self._db.execute("BEGIN IMMEDIATE")
+        self._logged_in_transaction = counted = False
         try:
             yield
+            # Counted before COMMIT: an interruption landing just after it must not read 0.
+            counted = self._logged_in_transaction
+            self.journalled += counted
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:  # SQLite may have rolled back already (disk full…)
+                self.journalled -= counted
                 # A failed rollback must not hide the error that caused it.
                 with suppress(CfakeyError, sqlite3.Error):
                     self._db.execute("ROLLBACK")
@@ -567,6 +636,61 @@ class Metadata:
         rows = self._db.execute("SELECT * FROM key WHERE fingerprint = ?", (fingerprint,))
         return [_key_record(row) for row in rows]
 
+    # Write intents and the data lock -------------------------------------------------
+
+    @contextmanager
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """The data directory's lock between processes (``cfakey.lock`` beside the database).
+
+        Held exclusively from reading the store to committing the metadata of a change,
+        and shared by readers that hand keys out, so they see store and metadata agree.
+        """
+        from pathlib import Path  # noqa: PLC0415
+
+        from cfakey.locking import data_lock  # noqa: PLC0415
+
+        with data_lock(Path(self.path).with_name("cfakey.lock"), shared=shared):
+            yield
+
+    def add_pending(self, intent: PendingWrite) -> None:
+        """Record the intent to change one store entry (never the key itself)."""
+        record = intent.record
+        self._db.execute(
+            "INSERT OR REPLACE INTO pending (siret, opco_id, action, old_fingerprint, "
+            "fingerprint, obtained_on, stored_at, expires_at, expiry_source, os_user, store, "
+            "detail, cfa_name, pid, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                intent.siret,
+                intent.opco_id,
+                intent.action,
+                intent.old_fingerprint,
+                None if record is None else record.fingerprint,
+                None if record is None else record.obtained_on.isoformat(),
+                None if record is None else _to_text(record.stored_at),
+                None if record is None else _to_text(record.expires_at),
+                None if record is None else record.expiry_source,
+                None if record is None else record.os_user,
+                intent.store,
+                intent.detail,
+                intent.cfa_name,
+                intent.pid or os.getpid(),
+                _to_text(utc_now()),
+            ),
+        )
+
+    def pending(self, *, pid: int | None = None) -> list[PendingWrite]:
+        """Unfinished write intents, optionally only those of one process."""
+        rows = self._db.execute(
+            "SELECT * FROM pending WHERE (:pid IS NULL OR pid = :pid) ORDER BY siret, opco_id",
+            {"pid": pid},
+        )
+        return [_pending_write(row) for row in rows]
+
+    def delete_pending(self, siret: str, opco_id: str) -> None:
+        """Forget the intent on one entry: the change was recorded, or undone and checked."""
+        self._db.execute("DELETE FROM pending WHERE siret = ? AND opco_id = ?", (siret, opco_id))
+
     # Journal ---------------------------------------------------------------------------
 
     def log(
@@ -580,6 +704,10 @@ class Metadata:
         detail: str = "",
     ) -> None:
         """Append one event to the journal (never a key: fingerprints only)."""
+        if self._db.in_transaction:
+            self._logged_in_transaction = True
+        else:
+            self.journalled += 1
         self._db.execute(
             "INSERT INTO journal (at, user, siret, opco_id, action, old_fingerprint, "
             "new_fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

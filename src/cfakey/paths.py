@@ -81,13 +81,17 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE_MODE) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE_MODE) -> bool:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename.
 
     The temporary file is created with ``mode`` from the start, so the content is never
     readable by others, and a crash leaves either the old file or the new one. Its name
     is random rather than derived from the process id: in a container the same small pid
     comes back run after run, and a file left by a killed writer must not block the next.
+
+    An ``OSError`` means ``path`` was not replaced. The rename is the commit point: once
+    it is done the write has happened, so a failure to sync the directory afterwards is
+    not an error; it returns ``False`` (the new file may not survive a power cut).
     """
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
@@ -102,7 +106,11 @@ def atomic_write(path: Path, data: bytes, *, mode: int = PRIVATE_FILE_MODE) -> N
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    try:
+        _fsync_dir(path.parent)
+    except OSError:
+        return False
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -6,10 +6,12 @@ inside the command bodies so that ``cfakey --version`` costs little more than ty
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,6 +24,8 @@ from cfakey.errors import CfakeyError, ExitCode
 
 if TYPE_CHECKING:
     from typer._click.core import Context as ClickContext
+
+    from cfakey.core.recovery import RecoveryReport
 
 
 # Command name -> the module (in cfakey.cli) whose ``register(app)`` defines it, in the
@@ -91,20 +95,41 @@ class CfakeyGroup(TyperGroup):
         from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415
 
         try:
-            return super().invoke(ctx)
+            with _terminate_as_interrupt():
+                return super().invoke(ctx)
         except (typer.Exit, NoArgsIsHelpError):
             raise
         except Exception as error:
             if os.environ.get("CFAKEY_DEBUG") == "1":
                 raise
-            raise typer.Exit(_report(error)) from None
+            raise typer.Exit(_report(error, ctx.obj)) from None
         except KeyboardInterrupt:
             if os.environ.get("CFAKEY_DEBUG") == "1":
                 raise
-            raise typer.Exit(_report_interrupt()) from None
+            raise typer.Exit(_report_interrupt(ctx.obj)) from None
 
 
-def _report(error: Exception) -> int:
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (systemd, ``timeout``, ``docker stop``) takes Ctrl-C's path: what was being
+    written is undone and checked, or the truth is said. Only the main thread has signals."""
+    import signal  # noqa: PLC0415
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _report(error: Exception, context: object = None) -> int:
     from typer._click import exceptions  # noqa: PLC0415
 
     from cfakey.cli.output import print_error  # noqa: PLC0415
@@ -115,7 +140,7 @@ def _report(error: Exception) -> int:
     if isinstance(error, BrokenPipeError):
         return _stdout_closed()
     if isinstance(error, typer.Abort):
-        return _report_interrupt()
+        return _report_interrupt(context)
     if isinstance(error, exceptions.ClickException):
         from cfakey.cli.french import click_error  # noqa: PLC0415
 
@@ -141,8 +166,21 @@ def _stdout_closed() -> int:
     return int(ExitCode.ERROR)
 
 
-def _report_interrupt() -> int:
-    sys.stderr.write("\nInterrompu : rien n'a été enregistré.\n")
+_INTERRUPTED = {
+    "nothing": "Interrompu : rien n'a été enregistré.",
+    "saved": "Interrompu : ce qui était déjà enregistré le reste (voir cfakey journal).",
+    "pending": "Interrompu pendant une écriture : la prochaine commande qui ouvre le magasin "
+    "de clés (ou cfakey doctor) remettra le magasin et les métadonnées en accord.",
+    "unknown": "Interrompu : vérifiez ce qui a été enregistré avec cfakey doctor.",
+}
+
+
+def _report_interrupt(context: object = None) -> int:
+    """Say what an interruption left, as read back from the database, never assumed."""
+    from cfakey.context import AppContext  # noqa: PLC0415
+
+    state = context.interruption_state() if isinstance(context, AppContext) else "nothing"
+    sys.stderr.write(f"\n{_INTERRUPTED[state]}\n")
     return int(ExitCode.INTERRUPTED)
 
 
@@ -208,8 +246,17 @@ def root(
         ctx.obj = AppContext(
             password_prompt=_prompt_password, confirm_file_store=_confirm_file_store
         )
+    if ctx.obj.on_recovery is None:
+        ctx.obj.on_recovery = _tell_recovery
     ctx.obj.registry_overlay = registry
     ctx.obj.store_option = store
+
+
+def _tell_recovery(report: RecoveryReport) -> None:
+    from cfakey.cli.output import print_notice  # noqa: PLC0415
+
+    for line in report.messages():
+        print_notice(line)
 
 
 def _prompt_password(*, new: bool) -> str:

@@ -128,26 +128,35 @@ def remove_cfa(
     """Retire un CFA ; refusé tant qu'il a des clés, sauf avec --force."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
-    from cfakey.core.storage import remove_key  # noqa: PLC0415
+    from cfakey.core.storage import remove_keys  # noqa: PLC0415
     from cfakey.errors import AlreadyExistsError  # noqa: PLC0415
 
     context: AppContext = ctx.obj
     metadata = context.metadata()
     record = resolve_cfa(metadata, cfa)
-    keys = metadata.list_keys(siret=record.siret)
-    if keys and not force:
-        opcos = ", ".join(key.opco_id for key in keys)
-        raise AlreadyExistsError(
-            f"Le CFA {record.siret} a encore {len(keys)} clé(s) ({opcos}) : rien n'a été supprimé.",
-            hint=(
-                f"Supprimez-les d'abord (cfakey remove OPCO --cfa {record.siret}) "
-                "ou ajoutez --force."
-            ),
-        )
-    if keys:
-        store = context.key_store()
-        with store.batch():
-            for key in keys:
-                remove_key(store, metadata, key.siret, key.opco_id, detail="cfa remove --force")
-    metadata.remove_cfa(record.siret)
+    store = context.key_store() if force else None
+    with metadata.lock():  # no key may be added to this CFA meanwhile
+        keys = metadata.list_keys(siret=record.siret)
+        if keys and not force:
+            opcos = ", ".join(key.opco_id for key in keys)
+            raise AlreadyExistsError(
+                f"Le CFA {record.siret} a encore {len(keys)} clé(s) ({opcos}) : "
+                "rien n'a été supprimé.",
+                hint=(
+                    f"Supprimez-les d'abord (cfakey remove OPCO --cfa {record.siret}) "
+                    "ou ajoutez --force."
+                ),
+            )
+        if keys and store is not None:
+            # Every intent first, the store in one write, then all metadata and the CFA at once:
+            # no secret is ever left without its metadata (nor metadata without its secret).
+            remove_keys(
+                store,
+                metadata,
+                keys,
+                detail="cfa remove --force",
+                also=lambda: metadata.remove_cfa(record.siret),
+            )
+        else:
+            metadata.remove_cfa(record.siret)
     print_notice(f"CFA retiré : {record.name} ({record.siret}), {len(keys)} clé(s) supprimée(s).")

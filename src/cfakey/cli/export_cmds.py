@@ -355,7 +355,8 @@ def _read_keys(context: AppContext, plan: KeyPlan) -> list[ExportedKey]:
     from cfakey.core.export import read_planned  # noqa: PLC0415
 
     store = context.key_store()
-    with _progress(len(plan.keys)) as on_progress:
+    # Shared with other readers; store writers (add, rotate, import...) wait meanwhile.
+    with context.metadata().lock(shared=True), _progress(len(plan.keys)) as on_progress:
         return read_planned(store, plan, on_progress=on_progress)
 
 

@@ -879,13 +879,14 @@ def show(
     opco, record_cfa, record = _stored_key(context, opco_name, cfa)
     if reveal:
         from cfakey.core.storage import read_key  # noqa: PLC0415
+        from cfakey.stores.base import fingerprint  # noqa: PLC0415
 
         secret = read_key(_store(context), record.siret, record.opco_id)
         context.metadata().log(
             "revealed",
             siret=record.siret,
             opco_id=record.opco_id,
-            new_fingerprint=record.fingerprint,
+            new_fingerprint=fingerprint(secret),  # the key shown, even if rotated meanwhile
             detail="cfakey show --reveal",
         )
         sys.stdout.write(secret + "\n")

@@ -153,9 +153,11 @@ def _render_doctor(report: DoctorReport) -> None:
     lines.append("Base de métadonnées")
     lines.append(f"  intégrité  : {_DATABASE_CHECKS[report.database_check]}")
     lines.append("Cohérence métadonnées / magasin")
+    lines.extend(f"  {line}" for line in report.recovered)
     lines.append(
         f"  {report.keys_checked} clé(s) vérifiée(s), "
-        f"{len(report.missing_secrets)} secret(s) manquant(s)"
+        f"{len(report.missing_secrets)} secret(s) manquant(s), "
+        f"{len(report.mismatched)} empreinte(s) différente(s) des métadonnées"
     )
     if report.orphan_entries is None:
         lines.append("  entrées sans métadonnées : non vérifiable (ce magasin ne sait pas lister)")

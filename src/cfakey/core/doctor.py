@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from cfakey.errors import CfakeyError
 from cfakey.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
-from cfakey.stores.base import entry_name
+from cfakey.stores.base import entry_name, fingerprint
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.metadata import KeyRecord, Metadata
+    from cfakey.stores.base import KeyStore
 
 T = TypeVar("T")
 
@@ -78,6 +79,10 @@ class DoctorReport:
     orphan_entries: tuple[str, ...] | None
     database_check: str = DATABASE_UNCHECKED
     problems: tuple[Problem, ...] = field(default=())
+    #: Store entries whose secret does not have the fingerprint its metadata records.
+    mismatched: tuple[str, ...] = ()
+    #: What finishing interrupted changes did (French sentences), before the checks.
+    recovered: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -153,52 +158,37 @@ def _check_database(metadata: Metadata, problems: list[Problem]) -> str:
     return DATABASE_OK
 
 
+@dataclass
+class _StoreCheck:
+    """What comparing the store with the metadata found."""
+
+    description: str | None = None
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    orphans: tuple[str, ...] | None = None
+
+
 def _check_store(
     context: AppContext, records: list[KeyRecord] | None, problems: list[Problem]
-) -> tuple[str | None, list[str], tuple[str, ...] | None]:
-    """The store's description, the secrets missing from it, and entries without metadata.
+) -> _StoreCheck:
+    """The store's description, secrets missing or different from their metadata, orphans.
 
     ``records`` is ``None`` when the metadata cannot be read: then nothing is compared,
     rather than calling every key of the store an orphan.
     """
-    description: str | None = None
-    missing: list[str] = []
-    orphans: tuple[str, ...] | None = None
+    found = _StoreCheck()
     try:
         store = context.key_store(interactive=False)
-        description = store.describe()
+        found.description = store.describe()
         if records is None:
-            return description, missing, orphans
-        with store.batch():
-            for record in records:
-                if store.get(entry_name(record.siret, record.opco_id)) is None:
-                    missing.append(entry_name(record.siret, record.opco_id))
-                    problems.append(
-                        Problem(
-                            f"La clé {record.opco_id} du CFA {record.siret} figure dans les "
-                            "métadonnées mais plus dans le magasin de clés.",
-                            f"cfakey add {record.opco_id} --cfa {record.siret}  "
-                            f"(ou cfakey remove {record.opco_id} --cfa {record.siret} --yes)",
-                        )
-                    )
+            return found
+        metadata = context.metadata()
+        records = metadata.list_keys()  # after recovery, which may have completed some
+        with metadata.lock(), store.batch():
+            _compare_secrets(store, records, found, problems)
             entries = store.entries()
         if entries is not None:
-            known = {entry_name(record.siret, record.opco_id) for record in records}
-            orphans = tuple(
-                sorted(
-                    e
-                    for e in entries
-                    if e not in known and "/" in e and not e.startswith("oauth-client/")
-                )
-            )
-            problems.extend(
-                Problem(
-                    f"Le magasin contient une clé sans métadonnées ({entry}).",
-                    "la saisir à nouveau pour la décrire : "
-                    f"cfakey add {entry.split('/')[1]} --cfa {entry.split('/')[0]}",
-                )
-                for entry in orphans
-            )
+            found.orphans = _orphans(entries, records, problems)
     except CfakeyError as error:
         problems.append(
             Problem(
@@ -206,7 +196,50 @@ def _check_store(
                 error.hint or "cfakey store use file",
             )
         )
-    return description, missing, orphans
+    return found
+
+
+def _compare_secrets(
+    store: KeyStore, records: list[KeyRecord], found: _StoreCheck, problems: list[Problem]
+) -> None:
+    """Each described key must be in the store, with the fingerprint its metadata records."""
+    for record in records:
+        entry = entry_name(record.siret, record.opco_id)
+        secret = store.get(entry)
+        if secret is None:
+            found.missing.append(entry)
+            problems.append(
+                Problem(
+                    f"La clé {record.opco_id} du CFA {record.siret} figure dans les "
+                    "métadonnées mais plus dans le magasin de clés.",
+                    f"cfakey add {record.opco_id} --cfa {record.siret}  "
+                    f"(ou cfakey remove {record.opco_id} --cfa {record.siret} --yes)",
+                )
+            )
+        elif fingerprint(secret) != record.fingerprint:
+            found.mismatched.append(entry)
+            problems.append(_mismatch(record.siret, record.opco_id, record.fingerprint))
+
+
+def _orphans(
+    entries: list[str], records: list[KeyRecord], problems: list[Problem]
+) -> tuple[str, ...]:
+    """Store entries no metadata describes (OAuth client secrets aside)."""
+    known = {entry_name(record.siret, record.opco_id) for record in records}
+    orphans = tuple(
+        sorted(
+            e for e in entries if e not in known and "/" in e and not e.startswith("oauth-client/")
+        )
+    )
+    problems.extend(
+        Problem(
+            f"Le magasin contient une clé sans métadonnées ({entry}).",
+            "la saisir à nouveau pour la décrire : "
+            f"cfakey add {entry.split('/')[1]} --cfa {entry.split('/')[0]}",
+        )
+        for entry in orphans
+    )
+    return orphans
 
 
 def diagnose(context: AppContext) -> DoctorReport:
@@ -229,16 +262,13 @@ def diagnose(context: AppContext) -> DoctorReport:
     records = _guarded(problems, metadata.list_keys, _ACCESS) if metadata else None
     database_check = _check_database(metadata, problems) if metadata else DATABASE_UNCHECKED
     # Without a valid choice there is no store to check: the choice is the problem.
-    no_store: tuple[str | None, list[str], tuple[str, ...] | None] = (None, [], None)
-    description, missing, orphans = (
-        _check_store(context, records, problems) if decision else no_store
-    )
+    checked = _check_store(context, records, problems) if decision else _StoreCheck()
     source, loaded = registry if registry else (None, None)
     return DoctorReport(
         store=decision.kind if decision else None,
         store_origin=decision.origin if decision else None,
         store_reason=decision.reason if decision else None,
-        store_description=description,
+        store_description=checked.description,
         keyring_backend=probe.backend,
         keyring_chosen_by=probe.chosen_by,
         keyring_usable=probe.usable,
@@ -252,8 +282,33 @@ def diagnose(context: AppContext) -> DoctorReport:
         registry_version=loaded.version if loaded else None,
         registry_opcos=len(loaded.opcos) if loaded else None,
         keys_checked=len(records or []),
-        missing_secrets=tuple(missing),
-        orphan_entries=orphans,
+        missing_secrets=tuple(checked.missing),
+        orphan_entries=checked.orphans,
         database_check=database_check,
-        problems=tuple(problems),
+        problems=tuple(problems + _unfinished(context)),
+        mismatched=tuple(checked.mismatched),
+        recovered=tuple(context.recovery.messages()) if context.recovery else (),
     )
+
+
+def _mismatch(siret: str, opco_id: str, expected: str) -> Problem:
+    return Problem(
+        f"La clé {opco_id} du CFA {siret} dans le magasin n'a pas l'empreinte que donnent "
+        f"ses métadonnées ({expected}) : elles décrivent une autre clé.",
+        f"saisir la bonne clé : cfakey rotate {opco_id} --cfa {siret}",
+    )
+
+
+def _unfinished(context: AppContext) -> list[Problem]:
+    """Interrupted changes that could not be resolved with the store in service."""
+    report = context.recovery
+    if report is None:
+        return []
+    return [
+        Problem(
+            f"Opération interrompue sur la clé {p.opco_id} du CFA {p.siret}, écrite dans un "
+            f"autre magasin ({p.store}).",
+            f"cfakey --store {p.store} doctor",
+        )
+        for p in report.other_store
+    ]

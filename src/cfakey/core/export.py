@@ -199,8 +199,14 @@ def read_planned(
     *,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ExportedKey]:
-    """Read every planned secret in one store session (one unlock, one decryption)."""
+    """Read every planned secret in one store session (one unlock, one decryption).
+
+    Each key's fingerprint is computed from the secret read, not taken from the plan:
+    exports and the journal name the key actually handed out, even if it was replaced
+    since the plan was made.
+    """
     from cfakey.core.storage import read_key  # noqa: PLC0415
+    from cfakey.stores.base import fingerprint  # noqa: PLC0415
 
     keys: list[ExportedKey] = []
     total = len(plan.keys)
@@ -214,7 +220,7 @@ def read_planned(
                     opco_id=item.record.opco_id,
                     opco_name=item.opco_name,
                     expires_at=item.record.expires_at,
-                    fingerprint=item.record.fingerprint,
+                    fingerprint=fingerprint(secret),
                     oauth_client_required=item.oauth_client_required,
                     secret=secret,
                 )

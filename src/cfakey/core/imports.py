@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cfakey.errors import UsageError
+from cfakey.errors import ExitCode, UsageError
 from cfakey.identifiers import CFA_NAME_MAX
 
 IMPORT_COLUMNS = ("cfa", "opco", "key")
@@ -44,6 +44,8 @@ class ImportProblem:
     column: str
     message: str
     unit: str = "ligne"  # "élément" in a JSON list
+    #: The row collides with a key already stored (``add`` would refuse it with exit 6).
+    conflict: bool = False
 
     def __str__(self) -> str:
         return f"{self.unit} {self.row}, colonne « {self.column} » : {self.message}"
@@ -60,6 +62,9 @@ class ImportRowsError(UsageError):
             hint="Corrigez le fichier puis relancez cfakey import.",
         )
         self.problems = tuple(problems)
+        if all(problem.conflict for problem in problems):
+            # Only collisions with stored keys: the same refusal, and code, as ``add``.
+            self.exit_code = ExitCode.ALREADY_EXISTS
 
 
 def problem_field(column: str) -> str:

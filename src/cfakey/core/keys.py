@@ -483,14 +483,23 @@ def find_conflicts(
     A key covering a whole SIREN (Afdas, OPCO Santé, OPCO 2i) legitimately appears under
     every SIRET of that SIREN for the same OPCO: that is not a pasted wrong key.
     """
+    return Conflicts(
+        existing=metadata.get_key(cfa.siret, opco_id),
+        same_key_elsewhere=same_key_elsewhere(metadata, registry, cfa.siret, opco_id, fp),
+    )
+
+
+def same_key_elsewhere(
+    metadata: Metadata, registry: Registry, siret: str, opco_id: str, fp: str
+) -> tuple[KeyRecord, ...]:
+    """Other slots already holding the key of fingerprint ``fp`` (a key pasted twice)."""
     scope = _scope(registry, opco_id)
-    others = tuple(
+    return tuple(
         record
         for record in metadata.keys_with_fingerprint(fp)
-        if (record.siret, record.opco_id) != (cfa.siret, opco_id)
-        and not (record.opco_id == opco_id and scope == "siren" and record.siret[:9] == cfa.siren)
+        if (record.siret, record.opco_id) != (siret, opco_id)
+        and not (record.opco_id == opco_id and scope == "siren" and record.siret[:9] == siret[:9])
     )
-    return Conflicts(existing=metadata.get_key(cfa.siret, opco_id), same_key_elsewhere=others)
 
 
 def _scope(registry: Registry, opco_id: str) -> str:
@@ -534,7 +543,49 @@ def save_key(
     from cfakey.stores.base import fingerprint  # noqa: PLC0415
 
     fp = fingerprint(key.value)
-    conflicts = find_conflicts(metadata, registry, cfa, opco.id, fp)
+    # Under the data lock: what is replaced, and its fingerprint, cannot change meanwhile.
+    with metadata.lock():
+        conflicts = find_conflicts(metadata, registry, cfa, opco.id, fp)
+        _refuse_conflicts(
+            conflicts,
+            cfa,
+            opco,
+            fp,
+            replace=replace,
+            rotation=rotation,
+            allow_duplicate=allow_duplicate,
+        )
+        record = KeyRecord(
+            siret=cfa.siret,
+            opco_id=opco.id,
+            obtained_on=obtained,
+            stored_at=now.astimezone(UTC).replace(microsecond=0),
+            expires_at=expiry.expires_at,
+            expiry_source=expiry.source,
+            fingerprint=fp,
+            os_user=current_user(),
+            store=store.kind,
+        )
+        action = "added" if conflicts.existing is None else "rotated"
+        from cfakey.core.storage import store_key  # noqa: PLC0415
+
+        intent = store_key(
+            store, metadata, record, key.value, action=action, detail=f"expiry:{expiry.source}"
+        )
+    return Saved(record=record, action=action, old_fingerprint=intent.old_fingerprint)
+
+
+def _refuse_conflicts(
+    conflicts: Conflicts,
+    cfa: CfaRecord,
+    opco: Opco,
+    fp: str,
+    *,
+    replace: bool,
+    rotation: bool,
+    allow_duplicate: bool,
+) -> None:
+    """Refuse silent overwrites, keys pasted twice, and rotations of nothing."""
     if conflicts.same_key_elsewhere and not allow_duplicate:
         raise AlreadyExistsError(
             f"Cette clé est déjà enregistrée pour {describe_slots(conflicts.same_key_elsewhere)} : "
@@ -562,31 +613,6 @@ def save_key(
             f"Aucune clé {opco.name} enregistrée pour le CFA {cfa.siret} : rien à renouveler.",
             hint=f"Pour en ajouter une : cfakey add {opco.id} --cfa {cfa.siret}.",
         )
-    record = KeyRecord(
-        siret=cfa.siret,
-        opco_id=opco.id,
-        obtained_on=obtained,
-        stored_at=now.astimezone(UTC).replace(microsecond=0),
-        expires_at=expiry.expires_at,
-        expiry_source=expiry.source,
-        fingerprint=fp,
-        os_user=current_user(),
-        store=store.kind,
-    )
-    action = "added" if existing is None else "rotated"
-    old_fp = existing.fingerprint if existing is not None else None
-    from cfakey.core.storage import store_key  # noqa: PLC0415
-
-    store_key(
-        store,
-        metadata,
-        record,
-        key.value,
-        action=action,
-        old_fingerprint=old_fp,
-        detail=f"expiry:{expiry.source}",
-    )
-    return Saved(record=record, action=action, old_fingerprint=old_fp)
 
 
 # Import ------------------------------------------------------------------------------------
@@ -690,7 +716,9 @@ class _RowChecker:
         if found or opco is None or key is None or expiry is None:
             self.problems.extend(found)
             return
-        if self._duplicate(number, siret, opco, key):
+        if self._duplicate(number, siret, opco, key) or self._stored_elsewhere(
+            number, siret, opco, key
+        ):
             return
         if siret not in self.known_cfas:
             self.new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
@@ -699,10 +727,26 @@ class _RowChecker:
                 message = (
                     f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)"
                 )
-                self.problems.append(ImportProblem(number, "opco", message))
+                self.problems.append(ImportProblem(number, "opco", message, conflict=True))
                 return
             self.replaced.append((siret, opco.id))
         self.planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
+
+    def _stored_elsewhere(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
+        """The key is already stored for another slot: refused as ``add`` does, unless --yes."""
+        from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+        others = same_key_elsewhere(
+            self.metadata, self.registry, siret, opco.id, fingerprint(key.value)
+        )
+        if not others or self.replace:
+            return False
+        message = (
+            f"clé déjà enregistrée pour {describe_slots(others)} : une clé collée au mauvais "
+            "endroit ? (--yes pour l'enregistrer quand même)"
+        )
+        self.problems.append(ImportProblem(number, "key", message, conflict=True))
+        return True
 
     def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
         from cfakey.identifiers import validate_siret  # noqa: PLC0415
@@ -803,55 +847,42 @@ def run_import(
 ) -> ImportResult:
     """Store every planned key in one store session, then all metadata in one transaction.
 
-    If the metadata cannot be written, the store entries are put back as they were.
+    Each entry's intent is recorded first (:func:`cfakey.core.storage.apply_changes`): if
+    the metadata cannot be written the store entries are put back and checked, and what
+    cannot be put back is resolved by the next command.
     """
+    from cfakey.core.storage import Change, apply_changes  # noqa: PLC0415
     from cfakey.metadata import KeyRecord, current_user  # noqa: PLC0415
-    from cfakey.stores.base import entry_name, fingerprint  # noqa: PLC0415
+    from cfakey.stores.base import fingerprint  # noqa: PLC0415
 
     user = current_user()
     stored_at = now.astimezone(UTC).replace(microsecond=0)
-    previous: dict[str, str | None] = {}
     for row in plan.rows:  # a key the store cannot hold stops the import before any write
         store.check_secret(row.key.value)
-    with store.batch():
-        for row in plan.rows:
-            entry = entry_name(row.siret, row.opco.id)
-            previous[entry] = store.get(entry)
-            store.put(entry, row.key.value)
-    try:
-        with metadata.transaction():
-            for siret, name in plan.new_cfas:
-                metadata.add_cfa(siret, name, None)
-            for row in plan.rows:
-                old = metadata.get_key(row.siret, row.opco.id)
-                record = KeyRecord(
-                    siret=row.siret,
-                    opco_id=row.opco.id,
-                    obtained_on=row.obtained,
-                    stored_at=stored_at,
-                    expires_at=row.expiry.expires_at,
-                    expiry_source=row.expiry.source,
-                    fingerprint=fingerprint(row.key.value),
-                    os_user=user,
-                    store=store.kind,
-                )
-                metadata.put_key(record)
-                metadata.log(
-                    "imported",
-                    siret=row.siret,
-                    opco_id=row.opco.id,
-                    old_fingerprint=old.fingerprint if old else None,
-                    new_fingerprint=record.fingerprint,
-                    detail=f"ligne {row.number}",
-                )
-    except BaseException:
-        with store.batch():
-            for entry, secret in previous.items():
-                if secret is None:
-                    store.delete(entry)
-                else:
-                    store.put(entry, secret)
-        raise
+    new_cfas = dict(plan.new_cfas)
+    changes = [
+        Change(
+            row.siret,
+            row.opco.id,
+            "imported",
+            row.key.value,
+            KeyRecord(
+                siret=row.siret,
+                opco_id=row.opco.id,
+                obtained_on=row.obtained,
+                stored_at=stored_at,
+                expires_at=row.expiry.expires_at,
+                expiry_source=row.expiry.source,
+                fingerprint=fingerprint(row.key.value),
+                os_user=user,
+                store=store.kind,
+            ),
+            detail=f"ligne {row.number}",
+            cfa_name=new_cfas.get(row.siret),
+        )
+        for row in plan.rows
+    ]
+    apply_changes(store, metadata, changes)
     return ImportResult(
         imported=len(plan.rows), new_cfas=len(plan.new_cfas), replaced=len(plan.replaced)
     )

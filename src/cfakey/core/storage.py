@@ -1,10 +1,215 @@
-"""Write and remove keys with no half state: the secret and its metadata go together."""
+"""Write and remove keys with no half state: the secret and its metadata go together.
+
+A change of the key store is recorded in three steps, under the data directory's lock:
+
+1. the intent (action, old and new fingerprints, the metadata to record, never the key)
+   is committed to the ``pending`` table;
+2. the store is written;
+3. the metadata, the journal entry and the deletion of the intent commit together.
+
+If step 2 or 3 fails, the store is put back as it was and read again to check it; only
+then is the intent dropped. Whatever stops the process in between (a kill, a power cut,
+a restore that fails too) leaves the intent behind, and :mod:`cfakey.core.recovery`
+resolves it at the next command by comparing the store's fingerprint with the intent's.
+"""
 
 from __future__ import annotations
 
-from cfakey.errors import NotFoundError
-from cfakey.metadata import KeyRecord, Metadata
-from cfakey.stores.base import KeyStore, entry_name
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cfakey.errors import CfakeyError, ExitCode, NotFoundError, os_reason
+from cfakey.metadata import KeyRecord, Metadata, PendingWrite
+from cfakey.stores.base import KeyStore, entry_name, fingerprint
+
+
+@dataclass(frozen=True)
+class Change:
+    """One store entry to write (``secret``) or delete (``secret`` is ``None``)."""
+
+    siret: str
+    opco_id: str
+    action: str
+    secret: str | None = field(repr=False)
+    record: KeyRecord | None
+    detail: str = ""
+    #: A CFA to register with the key when it does not exist yet (import).
+    cfa_name: str | None = None
+    #: Journalled as the old fingerprint when the store held nothing (a lost secret).
+    described_as: str | None = None
+
+    @property
+    def entry(self) -> str:
+        """The store entry this change touches."""
+        return entry_name(self.siret, self.opco_id)
+
+
+class IncompleteWriteError(CfakeyError):
+    """A change failed or was interrupted, and the store could not be checked back as it was.
+
+    The message gives the original cause first: a failed restore never hides it.
+    """
+
+    def __init__(self, cause: BaseException, unresolved: int) -> None:
+        super().__init__(
+            f"{describe_failure(cause)} ; le magasin de clés n'a pas pu être remis dans son "
+            f"état précédent : {unresolved} clé(s) y sont peut-être déjà écrites sans leurs "
+            "métadonnées. La prochaine commande qui ouvre le magasin (ou cfakey doctor) "
+            "remettra le magasin et les métadonnées en accord.",
+            hint="Lancez cfakey doctor dès que la cause est corrigée.",
+        )
+        self.exit_code = _exit_code(cause)
+
+
+def describe_failure(error: BaseException) -> str:
+    """What went wrong, in French, without quoting any data (a key could be in a message)."""
+    if isinstance(error, KeyboardInterrupt):
+        return "Interrompu pendant l'enregistrement"
+    if isinstance(error, CfakeyError):
+        return error.message.rstrip(".")
+    if isinstance(error, OSError):
+        return f"Écriture impossible ({os_reason(error)})"
+    code = getattr(error, "sqlite_errorname", None)
+    if isinstance(code, str):
+        reason = next((label for prefix, label in _SQLITE_REASONS if code.startswith(prefix)), code)
+        return f"Écriture des métadonnées impossible ({reason})"
+    return f"Erreur inattendue ({type(error).__name__})"
+
+
+_SQLITE_REASONS = (
+    ("SQLITE_FULL", "plus de place sur le disque"),
+    ("SQLITE_READONLY", "base en lecture seule"),
+    ("SQLITE_BUSY", "base verrouillée par un autre processus"),
+    ("SQLITE_IOERR", "erreur d'entrée-sortie"),
+)
+
+
+def _exit_code(cause: BaseException) -> ExitCode:
+    if isinstance(cause, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(cause, CfakeyError):
+        return cause.exit_code
+    return ExitCode.ERROR
+
+
+def commit_intent(metadata: Metadata, intent: PendingWrite, *, detail: str | None = None) -> None:
+    """Record what an intent did: the metadata row, the journal entry; drop the intent.
+
+    Call inside a transaction, once the store holds the intended state.
+    """
+    record = intent.record
+    if record is None:
+        metadata.delete_key(intent.siret, intent.opco_id)
+    else:
+        if intent.cfa_name is not None and metadata.get_cfa(intent.siret) is None:
+            metadata.add_cfa(intent.siret, intent.cfa_name, None)
+        metadata.put_key(record)
+    metadata.log(
+        intent.action,
+        siret=intent.siret,
+        opco_id=intent.opco_id,
+        old_fingerprint=intent.old_fingerprint,
+        new_fingerprint=intent.new_fingerprint,
+        detail=intent.detail if detail is None else detail,
+    )
+    metadata.delete_pending(intent.siret, intent.opco_id)
+
+
+def apply_changes(
+    store: KeyStore,
+    metadata: Metadata,
+    changes: Sequence[Change],
+    *,
+    also: Callable[[], None] | None = None,
+) -> list[PendingWrite]:
+    """Intent, store write, then metadata and journal; ``also`` joins the last transaction.
+
+    Returns the intents as recorded: ``old_fingerprint`` is that of the secret actually
+    replaced, read from the store under the lock.
+    """
+    with metadata.lock():
+        # Plain reads, not a batch: the store's own lock is taken only to write, after the
+        # intents are durable (the data lock already keeps other writers out).
+        previous = {change.entry: store.get(change.entry) for change in changes}
+        intents = [_intent(store, change, previous[change.entry]) for change in changes]
+        with metadata.transaction():
+            for intent in intents:
+                metadata.add_pending(intent)
+        try:
+            with store.batch():
+                for change in changes:
+                    if change.secret is None:
+                        store.delete(change.entry)
+                    else:
+                        store.put(change.entry, change.secret)
+            with metadata.transaction():
+                for intent in intents:
+                    commit_intent(metadata, intent)
+                if also is not None:
+                    also()
+        except BaseException as error:
+            _undo(store, metadata, previous, error)
+            raise
+    return intents
+
+
+def _intent(store: KeyStore, change: Change, previous: str | None) -> PendingWrite:
+    return PendingWrite(
+        siret=change.siret,
+        opco_id=change.opco_id,
+        action=change.action,
+        old_fingerprint=change.described_as if previous is None else fingerprint(previous),
+        record=change.record,
+        store=store.kind,
+        detail=change.detail,
+        cfa_name=change.cfa_name,
+        pid=os.getpid(),
+    )
+
+
+def _undo(
+    store: KeyStore, metadata: Metadata, previous: dict[str, str | None], error: BaseException
+) -> None:
+    """Put back every entry whose intent is still there, check it, then drop those intents.
+
+    An intent already gone means its metadata committed (the error came after): that
+    entry is left alone. Raises :class:`IncompleteWriteError` unless everything checks.
+    """
+    try:
+        open_intents = {entry_name(p.siret, p.opco_id) for p in metadata.pending(pid=os.getpid())}
+    except Exception:  # noqa: BLE001 - cannot tell what committed: touch nothing, say so
+        raise IncompleteWriteError(error, len(previous)) from error
+    open_intents &= previous.keys()
+    try:
+        with store.batch():
+            for entry in sorted(open_intents):
+                old = previous[entry]
+                if store.get(entry) != old:
+                    if old is None:
+                        store.delete(entry)
+                    else:
+                        store.put(entry, old)
+    except BaseException:  # noqa: BLE001, S110 - what was put back is checked below
+        pass
+    checked = {entry for entry in open_intents if _holds(store, entry, previous[entry])}
+    try:
+        with metadata.transaction():
+            for entry in checked:
+                siret, opco_id = entry.split("/", 1)
+                metadata.delete_pending(siret, opco_id)
+    except Exception:  # noqa: BLE001, S110 - an intent left over is resolved by the next command
+        pass
+    if checked != open_intents:
+        raise IncompleteWriteError(error, len(open_intents - checked)) from error
+
+
+def _holds(store: KeyStore, entry: str, secret: str | None) -> bool:
+    """Whether the store, read again, holds exactly ``secret`` under ``entry``."""
+    try:
+        return store.get(entry) == secret
+    except Exception:  # noqa: BLE001 - unreadable: not checked
+        return False
 
 
 def store_key(
@@ -14,34 +219,11 @@ def store_key(
     secret: str,
     *,
     action: str,
-    old_fingerprint: str | None = None,
     detail: str = "",
-) -> None:
-    """Store the secret, then its metadata and journal entry in one transaction.
-
-    If the metadata cannot be written, the store is put back as it was (the previous
-    secret restored, or the new one deleted), so a key never exists without its row.
-    """
-    entry = entry_name(record.siret, record.opco_id)
-    previous = store.get(entry)
-    store.put(entry, secret)
-    try:
-        with metadata.transaction():
-            metadata.put_key(record)
-            metadata.log(
-                action,
-                siret=record.siret,
-                opco_id=record.opco_id,
-                old_fingerprint=old_fingerprint,
-                new_fingerprint=record.fingerprint,
-                detail=detail,
-            )
-    except BaseException:
-        if previous is None:
-            store.delete(entry)
-        else:
-            store.put(entry, previous)
-        raise
+) -> PendingWrite:
+    """Store one secret with its metadata and journal entry (see :func:`apply_changes`)."""
+    change = Change(record.siret, record.opco_id, action, secret, record, detail)
+    return apply_changes(store, metadata, [change])[0]
 
 
 def read_key(store: KeyStore, siret: str, opco_id: str) -> str:
@@ -57,31 +239,40 @@ def read_key(store: KeyStore, siret: str, opco_id: str) -> str:
     return secret
 
 
+def remove_keys(
+    store: KeyStore,
+    metadata: Metadata,
+    records: Sequence[KeyRecord],
+    *,
+    detail: str = "",
+    also: Callable[[], None] | None = None,
+) -> None:
+    """Delete secrets and their metadata together, and journal each."""
+    changes = [
+        Change(
+            record.siret,
+            record.opco_id,
+            "removed",
+            None,
+            None,
+            detail,
+            described_as=record.fingerprint,
+        )
+        for record in records
+    ]
+    apply_changes(store, metadata, changes, also=also)
+
+
 def remove_key(
     store: KeyStore, metadata: Metadata, siret: str, opco_id: str, *, detail: str = ""
 ) -> KeyRecord:
-    """Delete the secret and its metadata together, and journal it."""
-    record = metadata.get_key(siret, opco_id)
-    if record is None:
-        raise NotFoundError(
-            f"Aucune clé {opco_id} enregistrée pour le CFA {siret}.", hint="Voir : cfakey list."
-        )
-    entry = entry_name(siret, opco_id)
-    previous = store.get(entry)
-    try:
-        with metadata.transaction():
-            metadata.delete_key(siret, opco_id)
-            metadata.log(
-                "removed",
-                siret=siret,
-                opco_id=opco_id,
-                old_fingerprint=record.fingerprint,
-                detail=detail,
+    """Delete one secret and its metadata together, and journal it."""
+    with metadata.lock():
+        record = metadata.get_key(siret, opco_id)
+        if record is None:
+            raise NotFoundError(
+                f"Aucune clé {opco_id} enregistrée pour le CFA {siret}.",
+                hint="Voir : cfakey list.",
             )
-            # Inside the transaction: if the store refuses, the metadata stays as it was.
-            store.delete(entry)
-    except BaseException:
-        if previous is not None and store.get(entry) is None:
-            store.put(entry, previous)
-        raise
+        remove_keys(store, metadata, [record], detail=detail)
     return record

@@ -41,6 +41,7 @@ from cfakey.core.exchange import (
 from cfakey.core.server_text import shown_server_text
 from cfakey.errors import ExitCode, NotFoundError, UsageError
 from cfakey.expiry import DATE_RANGE_TEXT, in_date_range
+from cfakey.stores.base import fingerprint
 
 if TYPE_CHECKING:
     import httpx
@@ -437,6 +438,7 @@ def _job(  # noqa: PLR0917 - a private builder called once
     if request.api_url is not None:
         base_url = request.api_url.strip()
     client, problem = oauth[opco.id]
+    secret = secrets.get((record.siret, record.opco_id))
     return VerifyJob(
         siret=record.siret,
         cfa_name=cfa.name if cfa else record.siret,
@@ -444,10 +446,11 @@ def _job(  # noqa: PLR0917 - a private builder called once
         opco_name=opco.name,
         base_url=base_url,
         url_setting=setting,
-        fingerprint=record.fingerprint,
+        # The key sent to the OPCO, even if rotated since its metadata was read.
+        fingerprint=record.fingerprint if secret is None else fingerprint(secret),
         recorded_expiry=record.expires_at,
         recorded_source=record.expiry_source,
-        secret=secrets.get((record.siret, record.opco_id)),
+        secret=secret,
         oauth=client,
         oauth_problem=problem,
     )
@@ -1224,7 +1227,9 @@ def record_results(
             update = result.opco_expiry is not None and job is not None
             if update and job is not None and result.opco_expiry is not None:
                 stale = result.expiry_changed or job.recorded_source != "opco_api"
-                if stale and metadata.get_key(job.siret, job.opco_id) is not None:
+                current = metadata.get_key(job.siret, job.opco_id)
+                # Only onto the key verified: not onto one rotated in the meantime.
+                if stale and current is not None and current.fingerprint == job.fingerprint:
                     moment = expiry_moment(result.opco_expiry)
                     metadata.set_expiry(job.siret, job.opco_id, moment, "opco_api")
             metadata.log(

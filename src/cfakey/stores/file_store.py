@@ -18,9 +18,7 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from cfakey.errors import (
     UsageError,
     os_reason,
 )
+from cfakey.locking import exclusive_lock
 from cfakey.paths import atomic_write, ensure_private_dir
 from cfakey.stores.base import KeyStore
 
@@ -168,43 +167,6 @@ def check_new_password(password: str) -> str:
             f"{MIN_PASSWORD_LENGTH} caractères au moins."
         )
     return password
-
-
-@contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock between processes on ``lock_path`` (created 0600), held until exit."""
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as error:
-        raise StoreUnavailableError(
-            f"Verrou {lock_path} impossible à créer : {os_reason(error)}.",
-            hint="Vérifiez les droits du dossier de données, ou changez-en avec CFAKEY_HOME.",
-        ) from None
-    try:
-        if sys.platform == "win32":  # the file store is for servers, but must import anywhere
-            import msvcrt  # noqa: PLC0415
-
-            while True:
-                try:
-                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
-                    break
-                except OSError:
-                    continue
-            try:
-                yield
-            finally:
-                os.lseek(fd, 0, os.SEEK_SET)
-                msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl  # noqa: PLC0415
-
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 class EncryptedFileStore(KeyStore):
@@ -503,7 +465,7 @@ class EncryptedFileStore(KeyStore):
             key = self._key
             assert key is not None  # noqa: S101 - derived just above
             self._writable_dir()
-            with _exclusive_lock(self.lock_path):
+            with exclusive_lock(self.lock_path):
                 current = self._read()
                 if current is None:
                     # Not created yet, or removed since: (re)created under the key we hold.

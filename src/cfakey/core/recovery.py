@@ -1,0 +1,127 @@
+"""Finish or drop the store changes a stopped process left unfinished (``pending`` intents).
+
+An intent is committed before its store write and deleted with the metadata that
+records the change (:mod:`cfakey.core.storage`). One found later belongs to a process
+that was killed, lost power or failed to restore the store; under the data lock (so
+never a change still under way) the store entry's fingerprint tells what happened:
+
+- the new fingerprint: the store was written, the metadata was not: it is recorded now
+  (the old key is gone from the store, so going forward is the only consistent state);
+- the old fingerprint: the store was never written, or was put back: the intent is dropped;
+- anything else: the store holds a key neither side expected; the intent is dropped and
+  the entry reported, for ``doctor`` to compare with its metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cfakey.metadata import Metadata, PendingWrite
+from cfakey.stores.base import KeyStore, entry_name, fingerprint
+
+RECOVERY_DETAIL = "repris après interruption"
+
+
+@dataclass(frozen=True)
+class RecoveryReport:
+    """What :func:`recover` found and did, intent by intent."""
+
+    completed: tuple[PendingWrite, ...] = ()
+    abandoned: tuple[PendingWrite, ...] = ()
+    unexpected: tuple[PendingWrite, ...] = ()
+    #: Intents written with another kind of store: left for a command using that store.
+    other_store: tuple[PendingWrite, ...] = ()
+
+    @property
+    def acted(self) -> bool:
+        """Whether anything was found."""
+        return bool(self.completed or self.abandoned or self.unexpected or self.other_store)
+
+    def messages(self) -> list[str]:
+        """One French sentence per intent, for stderr."""
+        lines = [
+            f"Opération interrompue reprise : {_what(p)} ({_slot(p)}) avait déjà atteint le "
+            "magasin de clés ; les métadonnées et le journal sont maintenant à jour."
+            for p in self.completed
+        ]
+        lines += [
+            f"Opération interrompue annulée : {_what(p)} ({_slot(p)}) n'avait pas atteint le "
+            "magasin de clés ; rien n'avait changé."
+            for p in self.abandoned
+        ]
+        lines += [
+            f"Opération interrompue sur {_slot(p)} : le magasin contient une clé inattendue "
+            "(ni l'ancienne ni la nouvelle) ; vérifiez avec cfakey doctor."
+            for p in self.unexpected
+        ]
+        lines += [
+            f"Opération interrompue sur {_slot(p)} dans un autre magasin ({p.store}) : "
+            f"elle sera reprise par une commande qui utilise ce magasin (--store {p.store})."
+            for p in self.other_store
+        ]
+        return lines
+
+
+_ACTIONS = {
+    "added": "l'ajout de la clé",
+    "rotated": "le renouvellement de la clé",
+    "imported": "l'import de la clé",
+    "removed": "la suppression de la clé",
+}
+
+
+def _what(intent: PendingWrite) -> str:
+    return _ACTIONS.get(intent.action, "l'écriture de la clé")
+
+
+def _slot(intent: PendingWrite) -> str:
+    return f"{intent.opco_id} du CFA {intent.siret}"
+
+
+def has_pending(metadata: Metadata) -> bool:
+    """Whether any intent is waiting (cheap: metadata only, the store stays closed)."""
+    return bool(metadata.pending())
+
+
+def recover(store: KeyStore, metadata: Metadata) -> RecoveryReport:
+    """Resolve every unfinished intent of ``store``'s kind by comparing fingerprints."""
+    with metadata.lock():
+        intents = metadata.pending()
+        if not intents:
+            return RecoveryReport()
+        mine = [intent for intent in intents if intent.store == store.kind]
+        with store.batch():
+            found = {
+                (p.siret, p.opco_id): _fingerprint_of(store, entry_name(p.siret, p.opco_id))
+                for p in mine
+            }
+        from cfakey.core.storage import commit_intent  # noqa: PLC0415
+
+        completed, abandoned, unexpected = [], [], []
+        with metadata.transaction():
+            for intent in mine:
+                current = found[(intent.siret, intent.opco_id)]
+                if current == intent.new_fingerprint:
+                    commit_intent(metadata, intent, detail=_detail(intent))
+                    completed.append(intent)
+                    continue
+                metadata.delete_pending(intent.siret, intent.opco_id)
+                if current == intent.old_fingerprint:
+                    abandoned.append(intent)
+                else:
+                    unexpected.append(intent)
+    return RecoveryReport(
+        tuple(completed),
+        tuple(abandoned),
+        tuple(unexpected),
+        tuple(intent for intent in intents if intent.store != store.kind),
+    )
+
+
+def _fingerprint_of(store: KeyStore, entry: str) -> str | None:
+    secret = store.get(entry)
+    return None if secret is None else fingerprint(secret)
+
+
+def _detail(intent: PendingWrite) -> str:
+    return f"{intent.detail} ; {RECOVERY_DETAIL}" if intent.detail else RECOVERY_DETAIL
