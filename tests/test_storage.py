@@ -322,10 +322,12 @@ def test_a_full_disk_during_an_import_keeps_the_original_error_and_never_says_in
     assert result.exit_code == 1
     assert "intact" not in result.stderr
     assert "rien n'a été" not in result.stderr
-    assert result.stderr.startswith(
-        "Erreur : Écriture des métadonnées impossible (plus de place sur le disque) ; "
-        "le magasin de clés n'a pas pu être remis dans son état précédent : 205 clé(s)"
-    )
+    # The original cause comes first (SQLite's full disk, named as such), then the truth.
+    assert result.stderr.startswith("Erreur : Impossible d'utiliser la base de métadonnées ")
+    assert (
+        "cfakey.sqlite3 : plus de place sur le disque ; le magasin de clés n'a pas pu être "
+        "remis dans son état précédent : 205 clé(s)"
+    ) in result.stderr
     # The disk has room again: the next command finds the five keys and records them.
     later = Metadata.open(Paths.from_env())
     reread = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
