@@ -208,18 +208,28 @@ def test_unknown_format_is_a_usage_error() -> None:
 # Expiry flags --------------------------------------------------------------------------
 
 
-def test_expiry_flags_expired_and_soon_and_strict() -> None:
-    expired = exported("a", opco_id="atlas", expires_at=NOW - timedelta(days=1))
-    soon = exported("b", opco_id="sante", expires_at=NOW + timedelta(days=10))
-    later = exported("c", opco_id="afdas", expires_at=NOW + timedelta(days=100))
-    unknown = exported("d", opco_id="akto", expires_at=None)
-    flags = core.expiry_flags([expired, soon, later, unknown], NOW)
+def planned(opco_id: str, expires_at: datetime | None, registry: Registry) -> core.PlannedKey:
+    from cfakey.metadata import CfaRecord  # noqa: PLC0415
+
+    cfa = CfaRecord(SIRET, "CFA de test", None, is_default=True, created_at=NOW)
+    return core.selection.planned_key(
+        registry, cfa, key_record(opco_id, "s", expires_at=expires_at)
+    )
+
+
+def test_expiry_flags_expired_and_soon_and_strict(registry: Registry) -> None:
+    expired = planned("atlas", NOW - timedelta(days=1), registry)
+    soon = planned("sante", NOW + timedelta(days=10), registry)
+    later = planned("afdas", NOW + timedelta(days=100), registry)
+    unknown = planned("akto", None, registry)
+    flags = core.expiry_flags([expired, soon, later, unknown], registry, {}, NOW)
     assert [(flag.opco_id, flag.expired) for flag in flags] == [("atlas", True), ("sante", False)]
     assert "a expiré le 21/11/2026" in flags[0].message()
     with pytest.raises(core.StrictExpiryError) as caught:
         core.refuse_if_strict(flags)
     assert caught.value.exit_code == ExitCode.ERROR
-    assert core.expiry_flags([later], NOW, lambda _opco: 120)[0].opco_id == "afdas"
+    wide = {"opco.afdas.warn_days": 120}
+    assert core.expiry_flags([later], registry, wide, NOW)[0].opco_id == "afdas"
 
 
 # No-clobber atomic write ---------------------------------------------------------------

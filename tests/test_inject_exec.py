@@ -9,8 +9,8 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from cfakey.registry.loader import load_registry
 from cfakey.registry.model import Registry
 from cfakey.stores.base import entry_name
 from cfakey.stores.file_store import SECRET_ENV_VARIABLES
-from tests.conftest import TEST_FILE_PASSWORD, run_cli
+from tests.conftest import TEST_FILE_PASSWORD, CliResult, run_cli
 from tests.fake_opco import running_fake_opco
 from tests.test_export import (
     CANARY,
@@ -35,6 +35,7 @@ from tests.test_export import (
     journal,
     key_record,
     mode,
+    store_keys,
     two_keys,  # noqa: F401 - fixture
 )
 
@@ -247,11 +248,57 @@ def test_cli_inject_bad_template_writes_nothing(
 
 
 def test_cli_inject_missing_template(tmp_path: Path) -> None:
+    # Issue 11: a missing file the operator named exits 2 (USAGE), whatever the file.
     target = tmp_path / "si.ini"
     result = run_cli("inject", "-i", str(tmp_path / "absent.tpl"), "-o", str(target))
-    assert result.exit_code == ExitCode.NOT_FOUND
+    assert result.exit_code == ExitCode.USAGE
     assert "Modèle introuvable" in result.stderr
     assert not target.exists()
+    assert journal() == []
+
+
+def test_missing_user_files_share_one_exit_code(tmp_path: Path) -> None:
+    """A template, a key file and an import file that are not there: the same code, 2."""
+    absent = tmp_path / "absent"
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA Principal").exit_code == 0
+    runs = {
+        "inject": run_cli("inject", "-i", str(absent), "-o", str(tmp_path / "si.ini")),
+        "add": run_cli("add", "atlas", "--from-file", str(absent), "--expires", "31/12/2099"),
+        "import": run_cli("import", str(absent)),
+    }
+    assert {name: run.exit_code for name, run in runs.items()} == dict.fromkeys(
+        runs, ExitCode.USAGE
+    )
+    assert all("introuvable" in run.stderr for run in runs.values())
+
+
+def _a_folder(tmp_path: Path) -> Path:
+    (tmp_path / "modele.tpl").mkdir()
+    return tmp_path / "modele.tpl"
+
+
+def _under_a_file(tmp_path: Path) -> Path:
+    (tmp_path / "fichier").write_text("x", encoding="utf-8")
+    return tmp_path / "fichier" / "modele.tpl"
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (_a_folder, "illisible : {path} est un dossier"),
+        (_under_a_file, "illisible : {path} (un élément du chemin n'est pas un dossier)"),
+    ],
+)
+def test_read_user_file_errors_are_usage(
+    tmp_path: Path, make: Callable[[Path], Path], expected: str
+) -> None:
+    from cfakey.userfiles import read_user_file  # noqa: PLC0415
+
+    path = make(tmp_path)
+    with pytest.raises(UsageError) as caught:
+        read_user_file(path, "Modèle")
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message.startswith("Modèle " + expected.format(path=path))
 
 
 # exec, end to end -----------------------------------------------------------------------
@@ -394,7 +441,7 @@ def test_cli_exec_command_not_found_is_127_and_not_journalled() -> None:
 @pytest.mark.slow
 def test_exec_code_type_checks_for_windows() -> None:
     """``signal.SIGQUIT``/``SIGHUP`` do not exist on Windows: exec guards them."""
-    exec_modules = ("src/cfakey/cli/export_cmds.py", "src/cfakey/core/export.py")
+    exec_modules = ("src/cfakey/cli/export_cmds.py", "src/cfakey/core/export/handover.py")
     mypy = (sys.executable, "-m", "mypy", "--platform", "win32", "--follow-imports=silent")
     result = subprocess.run(
         [*mypy, *exec_modules],
@@ -404,3 +451,90 @@ def test_exec_code_type_checks_for_windows() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+# One classification for every command (issue 11, item 2) --------------------------------
+
+BOUNDARY_TODAY = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+
+
+def jwt_expiring_at(moment: datetime) -> str:
+    """An OPCO EP-shaped token whose ``exp`` claim is ``moment``."""
+    import base64  # noqa: PLC0415
+
+    def part(data: dict[str, object]) -> str:
+        raw = json.dumps(data).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'exp': int(moment.timestamp())})}.c2ln"
+
+
+def run_at(now: datetime, *args: str) -> CliResult:
+    """``cfakey ARGS`` with the context's clock stopped at ``now`` (never the wall clock)."""
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from cfakey.cli.app import app  # noqa: PLC0415
+    from cfakey.context import AppContext  # noqa: PLC0415
+
+    context = AppContext(clock=lambda: now)
+    result = CliRunner().invoke(app, list(args), obj=context, prog_name="cfakey")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def every_verdict(now: datetime, tmp_path: Path) -> dict[str, object]:
+    """What each command says of the stored OPCO EP key at ``now``."""
+    template = tmp_path / "modele.tpl"
+    template.write_text("key={{ cfakey:opcoep }}\n", encoding="utf-8")
+    target = tmp_path / "si.env"
+    target.unlink(missing_ok=True)
+    injected = tmp_path / "si.ini"
+    injected.unlink(missing_ok=True)
+    return {
+        "list": "à renouveler" in run_at(now, "list").stdout,
+        "check": run_at(now, "check").exit_code,
+        "show": "à renouveler" in run_at(now, "show", "opcoep").stdout,
+        "export --strict": run_at(
+            now, "export", "--opco", "opcoep", "-f", "env", "-o", str(target), "--strict"
+        ).exit_code,
+        "inject --strict": run_at(
+            now, "inject", "-i", str(template), "-o", str(injected), "--strict"
+        ).exit_code,
+        "exec --strict": run_at(
+            now, "exec", "--opco", "opcoep", "--strict", "--", sys.executable, "-c", ""
+        ).exit_code,
+    }
+
+
+def test_every_command_agrees_at_the_45_days_and_5_hours_boundary(
+    isolated_home: Path, tmp_path: Path
+) -> None:
+    """A JWT key expiring today + 45 days + 5 hours is « à renouveler » in ``list`` (calendar
+    days, window 45/14): ``export``, ``inject`` and ``exec --strict`` refuse it too. The day
+    before, it is 46 days away: every command lets it through."""
+    # 45 calendar days away, but later in the day than "now": 45 x 24 h + 5 h.
+    expires_at = BOUNDARY_TODAY + timedelta(days=45, hours=5)
+    store_keys({(SIRET, "opcoep"): (jwt_expiring_at(expires_at), expires_at)})
+
+    renew = every_verdict(BOUNDARY_TODAY, tmp_path)
+    assert renew == {
+        "list": True,
+        "check": 1,  # Nagios warning
+        "show": True,
+        "export --strict": ExitCode.ERROR,
+        "inject --strict": ExitCode.ERROR,
+        "exec --strict": ExitCode.ERROR,
+    }
+    assert journal() == []  # nothing handed out
+
+    valid = every_verdict(BOUNDARY_TODAY - timedelta(days=1), tmp_path)
+    assert valid == {
+        "list": False,
+        "check": 0,
+        "show": False,
+        "export --strict": 0,
+        "inject --strict": 0,
+        "exec --strict": 0,
+    }
+    assert len(journal()) == 3

@@ -1,9 +1,13 @@
-"""``cfakey export``, ``cfakey inject`` and ``cfakey exec``: handing keys to the CFA's software."""
+"""``cfakey export``, ``cfakey inject`` and ``cfakey exec``: handing keys to the CFA's software.
+
+Each command parses its options, calls one use-case of :mod:`cfakey.core.export` and
+renders the result; reading keys, the journal and the files are the core's business.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,21 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.options import CFA_OPTION
+from cfakey.core.export.formats import FORMATS, format_help
 
 if TYPE_CHECKING:
-    import subprocess
-    from types import FrameType
-
     from cfakey.context import AppContext
-    from cfakey.core.export import ExpiryFlag, ExportedKey, KeyPlan
-    from cfakey.metadata import Metadata
-
-    Handler = Callable[[int, FrameType | None], object] | int | None
+    from cfakey.core.export import ExpiryFlag, Hooks, Sources
 
 # Below this many keys the store answers before a bar would be worth drawing.
 PROGRESS_THRESHOLD = 5
-COMMAND_NOT_FOUND = 127
-COMMAND_NOT_EXECUTABLE = 126
 
 CfaOption = Annotated[str | None, CFA_OPTION]
 AllCfasOption = Annotated[
@@ -45,16 +42,23 @@ OpcoOption = Annotated[
 ]
 StrictOption = Annotated[
     bool,
-    typer.Option("--strict", help="Refuse si une clé est expirée ou proche de l'échéance."),
+    typer.Option(
+        "--strict",
+        help="Refuse si une clé est expirée ou à renouveler (comme l'indique cfakey list).",
+    ),
 ]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Remplace le fichier de sortie s'il existe.")
 ]
+EXPORT_HELP = (
+    f"Exporte les clés pour le logiciel du CFA ({', '.join(FORMATS)}).\n\n"
+    "Voir docs/export.md pour les noms de variables et l'échappement de chaque format."
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the export commands to ``app``."""
-    app.command("export")(export)
+    app.command("export", help=EXPORT_HELP)(export)
     app.command("inject")(inject)
     app.command(
         "exec",
@@ -67,13 +71,7 @@ def export(
     *,
     fmt: Annotated[
         str,
-        typer.Option(
-            "--format",
-            "-f",
-            metavar="FORMAT",
-            help="Format : env, dotenv, json, yaml ou csv.",
-            show_default=False,
-        ),
+        typer.Option("--format", "-f", metavar="FORMAT", help=format_help(), show_default=False),
     ],
     cfa: CfaOption = None,
     all_cfas: AllCfasOption = False,
@@ -94,10 +92,7 @@ def export(
     ] = False,
     strict: StrictOption = False,
 ) -> None:
-    """Exporte les clés pour le logiciel du CFA (env, dotenv, json, yaml, csv).
-
-    Voir docs/export.md pour les noms de variables et l'échappement de chaque format.
-    """
+    """Exporte les clés pour le logiciel du CFA."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core import export as core  # noqa: PLC0415
     from cfakey.errors import UsageError  # noqa: PLC0415
@@ -110,37 +105,22 @@ def export(
             "l'historique du terminal les conserverait.",
             hint="Ajoutez --output FICHIER, redirigez la sortie, ou ajoutez --reveal.",
         )
-    if output is not None:
-        core.check_destination(output, force=force)
-    metadata = context.metadata()
-    plan = core.plan_export(
-        metadata, context.registry, cfa_query=cfa, all_cfas=all_cfas, opco_ids=tuple(opcos or ())
+    selection = core.Selection(cfa, all_cfas, tuple(opcos or ()))
+    result = core.export_keys(
+        _sources(context), selection, fmt, output=output, force=force, strict=strict, hooks=_hooks()
     )
-    _check_expiry(context, plan, strict=strict)
-    keys = _read_keys(context, plan)
-    text = core.render(
-        keys, fmt, qualified=plan.qualified, exported_at=context.now().replace(microsecond=0)
-    )
-    destination = "stdout" if output is None else str(output.resolve())
     if output is None:
-        # Journalled first: even a reader that stops early may have received keys.
-        with metadata.transaction():
-            core.journal_export(metadata, keys, f"export {fmt} vers {destination}")
-        _write_stdout(text)
-    else:
-        with metadata.transaction():
-            core.journal_export(metadata, keys, f"export {fmt} vers {destination}")
-            core.write_output(output, text, force=force)
-    if fmt == "csv":
-        for key in core.formula_risks(keys):
-            print_notice(
-                f"Note : la clé {key.opco_name} ({key.siret}) commence par un caractère "
-                "qu'un tableur prend pour une formule (=, +, -, @) : "
-                "importez la colonne « cle » comme texte."
-            )
-    if output is not None:
+        _write_stdout(result.text)
+    for key in result.formula_risks:
         print_notice(
-            f"{_count(len(keys))} exportée{'s' if len(keys) > 1 else ''} vers {output} "
+            f"Note : la clé {key.opco_name} ({key.siret}) commence par un caractère "
+            "qu'un tableur prend pour une formule (=, +, -, @) : "
+            "importez la colonne « cle » comme texte."
+        )
+    if output is not None:
+        count = len(result.keys)
+        print_notice(
+            f"{_count(count)} exportée{'s' if count > 1 else ''} vers {output} "
             f"(format {fmt}, lisible par vous seul)."
         )
 
@@ -199,26 +179,21 @@ def inject(
     {{ cfakey:atlas | json }}, {{ cfakey:atlas | xml }}. Voir docs/export.md.
     """
     from cfakey.cli.output import print_notice  # noqa: PLC0415
-    from cfakey.core import export as core  # noqa: PLC0415
+    from cfakey.core.export import inject_template  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    parsed = core.read_template(template)
-    core.check_destination(output, force=force)
-    metadata = context.metadata()
-    planned = core.plan_template(parsed, metadata, context.registry, cfa_query=cfa)
-    _check_expiry(context, planned.plan, strict=strict)
-    store = context.key_store()
-    with _progress(len(planned.plan.keys)) as on_progress:
-        filled = core.fill_template(planned, store, on_progress=on_progress)
-    destination = str(output.resolve())
-    with metadata.transaction():
-        core.journal_export(
-            metadata, filled.keys, f"inject vers {destination} (modèle {template.resolve()})"
-        )
-        core.write_output(output, filled.text, force=force)
+    result = inject_template(
+        _sources(context),
+        template,
+        output,
+        cfa_query=cfa,
+        force=force,
+        strict=strict,
+        hooks=_hooks(),
+    )
     print_notice(
         f"{output} écrit à partir de {template} "
-        f"({_count(len(filled.keys))}, lisible par vous seul)."
+        f"({_count(len(result.keys))}, lisible par vous seul)."
     )
 
 
@@ -241,123 +216,49 @@ def exec_command(
 
     Le code de sortie de la commande est rendu tel quel (128+N si un signal N l'arrête).
     """
+    from cfakey.cli.output import print_error  # noqa: PLC0415
     from cfakey.core import export as core  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    if not command:
-        raise UsageError(
-            "Aucune commande à lancer.",
-            hint="Exemple : cfakey exec --opco atlas -- mon-logiciel --synchroniser",
+    try:
+        result = core.run_with_keys(
+            _sources(context),
+            core.Selection(cfa, all_cfas, tuple(opcos or ())),
+            command or (),
+            environment=context.env,
+            strict=strict,
+            hooks=_hooks(),
         )
-    metadata = context.metadata()
-    plan = core.plan_export(
-        metadata, context.registry, cfa_query=cfa, all_cfas=all_cfas, opco_ids=tuple(opcos or ())
+    except core.CommandNotStartedError as error:
+        print_error(error.message, hint=error.hint)
+        raise typer.Exit(error.returncode) from None
+    raise typer.Exit(result.returncode)
+
+
+def _sources(context: AppContext) -> Sources:
+    """What the export use-cases read, from the command's context."""
+    from cfakey.core.export import Sources  # noqa: PLC0415
+
+    return Sources(
+        metadata=context.metadata(),
+        registry=context.registry,
+        settings=context.config().values,
+        now=context.now,
+        open_store=context.key_store,
     )
-    _check_expiry(context, plan, strict=strict)
-    keys = _read_keys(context, plan)
-    environment = core.exec_environment(context.env, keys, qualified=plan.qualified)
-    code = _run(command, environment, metadata, keys)
-    raise typer.Exit(code)
 
 
-def _run(
-    command: list[str], environment: dict[str, str], metadata: Metadata, keys: list[ExportedKey]
-) -> int:
-    """Start ``command``, journal the hand-over once it runs, and wait for its exit code."""
-    import subprocess  # noqa: PLC0415
+def _hooks() -> Hooks:
+    from cfakey.core.export import Hooks  # noqa: PLC0415
 
-    from cfakey.cli.output import print_error  # noqa: PLC0415
-    from cfakey.core.export import journal_export  # noqa: PLC0415
-
-    try:
-        # The journal entry commits only if the command really started.
-        with metadata.transaction():
-            journal_export(metadata, keys, f"exec de {Path(command[0]).name}")
-            process = subprocess.Popen(command, env=environment)  # noqa: S603 - the operator's own command
-    except FileNotFoundError:
-        print_error(
-            f"Commande introuvable : « {command[0]} ».", hint="Vérifiez son nom et le PATH."
-        )
-        return COMMAND_NOT_FOUND
-    except PermissionError:
-        print_error(f"La commande « {command[0]} » n'est pas exécutable.")
-        return COMMAND_NOT_EXECUTABLE
-    except OSError as error:
-        print_error(f"Impossible de lancer « {command[0]} » ({error.strerror}).")
-        return COMMAND_NOT_EXECUTABLE
-    with _signals_to(process):
-        returncode = process.wait()
-    return 128 - returncode if returncode < 0 else returncode
+    return Hooks(on_flags=_report_flags, progress=_progress)
 
 
-@contextmanager
-def _signals_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """While the child runs: Ctrl-C and Ctrl-\\ reach it from the terminal, so cfakey ignores
-    them; a SIGTERM or SIGHUP sent to cfakey alone is passed on to the child."""
-    import signal  # noqa: PLC0415
-
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        process.send_signal(signum)
-
-    handlers: dict[signal.Signals, Handler] = {
-        signal.SIGINT: signal.SIG_IGN,
-        signal.SIGTERM: forward,
-    }
-    if sys.platform != "win32":  # Windows has neither Ctrl-\ (SIGQUIT) nor SIGHUP
-        handlers[signal.SIGQUIT] = signal.SIG_IGN
-        handlers[signal.SIGHUP] = forward
-    previous: dict[signal.Signals, Handler] = {}
-    try:
-        for signum, handler in handlers.items():
-            previous[signum] = signal.signal(signum, handler)
-    except ValueError:  # not the main thread: leave signals as they are
-        pass
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _window(context: AppContext) -> Callable[[str], int]:
-    """Each OPCO's warning window, the same as ``cfakey list`` uses (config, else defaults)."""
-    from cfakey.core.keys import window_for  # noqa: PLC0415
-
-    settings = context.config().values
-    registry = context.registry
-
-    def warn_days(opco_id: str) -> int:
-        opco = next((item for item in registry.opcos if item.id == opco_id), None)
-        return window_for(opco, opco_id, settings).warn_days
-
-    return warn_days
-
-
-def _report_flags(flags: list[ExpiryFlag]) -> None:
+def _report_flags(flags: Sequence[ExpiryFlag]) -> None:
     from cfakey.cli.output import print_notice  # noqa: PLC0415
 
     for flag in flags:
         print_notice(flag.message())
-
-
-def _check_expiry(context: AppContext, plan: KeyPlan, *, strict: bool) -> None:
-    """Flag expired or soon-expiring keys on stderr; ``--strict`` refuses them before any unlock."""
-    from cfakey.core.export import expiry_flags, refuse_if_strict  # noqa: PLC0415
-
-    flags = expiry_flags(plan.keys, context.now(), _window(context))
-    _report_flags(flags)
-    if strict:
-        refuse_if_strict(flags)
-
-
-def _read_keys(context: AppContext, plan: KeyPlan) -> list[ExportedKey]:
-    from cfakey.core.export import read_planned  # noqa: PLC0415
-
-    store = context.key_store()
-    # Shared with other readers; store writers (add, rotate, import...) wait meanwhile.
-    with context.metadata().lock(shared=True), _progress(len(plan.keys)) as on_progress:
-        return read_planned(store, plan, on_progress=on_progress)
 
 
 @contextmanager

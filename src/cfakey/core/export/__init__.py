@@ -1,0 +1,128 @@
+"""Handing keys to the CFA's software: ``export``, ``inject`` and ``exec``.
+
+- :mod:`.selection`: which keys (selection, variable names, expiry flags, reading secrets);
+- :mod:`.formats`: the export formats, one renderer per format in :data:`FORMAT_TABLE`;
+- :mod:`.templates`: ``inject``'s templates, planned then filled;
+- :mod:`.handover`: the three use-cases the commands call, and ``exec``'s child.
+
+Everything here returns values; the CLI decides what the operator sees. Each format
+quotes a key so that its own reader gets back exactly the stored characters.
+"""
+
+from __future__ import annotations
+
+from cfakey.core.export.formats import (
+    CSV_COLUMNS,
+    EXPORT_SCHEMA,
+    FORMAT_TABLE,
+    FORMATS,
+    KEY_HEADER,
+    SOFTWARE_HEADERS,
+    ExportFormat,
+    check_format,
+    dotenv_quote,
+    export_document,
+    format_help,
+    formula_risks,
+    render,
+    shell_quote,
+)
+from cfakey.core.export.handover import (
+    CommandNotStartedError,
+    Exported,
+    Hooks,
+    Injected,
+    Ran,
+    Selection,
+    Sources,
+    check_destination,
+    exec_environment,
+    export_keys,
+    inject_template,
+    journal_export,
+    run_with_keys,
+    write_output,
+)
+from cfakey.core.export.selection import (
+    VARIABLE_PREFIX,
+    ExpiryFlag,
+    ExportedKey,
+    KeyPlan,
+    PlannedKey,
+    StrictExpiryError,
+    expiry_flags,
+    key_variable,
+    plan_export,
+    read_planned,
+    refuse_if_strict,
+    variable_name,
+)
+from cfakey.core.export.templates import (
+    Filled,
+    Reference,
+    Template,
+    TemplateError,
+    TemplatePlan,
+    fill_planned,
+    fill_template,
+    json_string_content,
+    parse_template,
+    plan_template,
+    read_template,
+    xml_escape,
+)
+
+__all__ = [
+    "CSV_COLUMNS",
+    "EXPORT_SCHEMA",
+    "FORMATS",
+    "FORMAT_TABLE",
+    "KEY_HEADER",
+    "SOFTWARE_HEADERS",
+    "VARIABLE_PREFIX",
+    "CommandNotStartedError",
+    "ExpiryFlag",
+    "ExportFormat",
+    "Exported",
+    "ExportedKey",
+    "Filled",
+    "Hooks",
+    "Injected",
+    "KeyPlan",
+    "PlannedKey",
+    "Ran",
+    "Reference",
+    "Selection",
+    "Sources",
+    "StrictExpiryError",
+    "Template",
+    "TemplateError",
+    "TemplatePlan",
+    "check_destination",
+    "check_format",
+    "dotenv_quote",
+    "exec_environment",
+    "expiry_flags",
+    "export_document",
+    "export_keys",
+    "fill_planned",
+    "fill_template",
+    "format_help",
+    "formula_risks",
+    "inject_template",
+    "journal_export",
+    "json_string_content",
+    "key_variable",
+    "parse_template",
+    "plan_export",
+    "plan_template",
+    "read_planned",
+    "read_template",
+    "refuse_if_strict",
+    "render",
+    "run_with_keys",
+    "shell_quote",
+    "variable_name",
+    "write_output",
+    "xml_escape",
+]

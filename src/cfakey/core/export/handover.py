@@ -1,0 +1,377 @@
+"""The three use-cases that hand keys out: ``export``, ``inject`` and ``exec``.
+
+Each reads its keys the same way: selection, expiry flags (``--strict`` refuses before
+the store is unlocked), secrets read in one store session under the shared data lock,
+then one ``exported`` journal entry per key, committed with the file written (or before
+the text reaches stdout, or once the child really started).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cfakey.core.export.formats import formula_risks, render
+from cfakey.core.export.selection import (
+    VARIABLE_PREFIX,
+    ExpiryFlag,
+    ExportedKey,
+    KeyPlan,
+    ProgressCallback,
+    expiry_flags,
+    key_variable,
+    plan_export,
+    read_planned,
+    refuse_if_strict,
+)
+from cfakey.errors import AlreadyExistsError, CfakeyError, UsageError, os_reason
+
+if TYPE_CHECKING:
+    import subprocess
+    from datetime import datetime
+    from types import FrameType
+
+    from cfakey.metadata import Metadata
+    from cfakey.registry.model import Registry
+    from cfakey.stores.base import KeyStore
+
+    Handler = Callable[[int, FrameType | None], object] | int | None
+
+COMMAND_NOT_FOUND = 127
+COMMAND_NOT_EXECUTABLE = 126
+
+
+def _no_progress(_total: int) -> AbstractContextManager[ProgressCallback | None]:
+    return nullcontext(None)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a hand-over reads: metadata, registry, settings, the clock and the key store.
+
+    The store is opened through ``open_store`` only once the selection is known to be
+    exportable: ``--strict`` and a mistake in a template never unlock anything.
+    """
+
+    metadata: Metadata
+    registry: Registry
+    settings: Mapping[str, Any]
+    now: Callable[[], datetime]
+    open_store: Callable[[], KeyStore]
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How the CLI follows a hand-over: flags before any unlock, progress while reading."""
+
+    on_flags: Callable[[Sequence[ExpiryFlag]], None] = lambda _flags: None
+    progress: Callable[[int], AbstractContextManager[ProgressCallback | None]] = _no_progress
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``--cfa``, ``--toutes-cfa`` and ``--opco``."""
+
+    cfa_query: str | None = None
+    all_cfas: bool = False
+    opco_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Exported:
+    """``export``: the text (for stdout when ``output`` is ``None``) and the keys it holds."""
+
+    keys: tuple[ExportedKey, ...]
+    fmt: str
+    output: Path | None
+    text: str = field(repr=False)
+
+    @property
+    def formula_risks(self) -> list[ExportedKey]:
+        """In ``csv``: keys a spreadsheet would take for a formula."""
+        return formula_risks(self.keys) if self.fmt == "csv" else []
+
+
+@dataclass(frozen=True)
+class Injected:
+    """``inject``: the file written from the template, and the keys it holds."""
+
+    keys: tuple[ExportedKey, ...]
+    output: Path
+    template: Path
+
+
+@dataclass(frozen=True)
+class Ran:
+    """``exec``: the child's exit code as a shell gives it (128 + N for signal N)."""
+
+    returncode: int
+    keys: tuple[ExportedKey, ...]
+
+
+class CommandNotStartedError(CfakeyError):
+    """``exec``: the command could not be started; exits 127 or 126 as a shell does."""
+
+    def __init__(self, message: str, *, returncode: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.returncode = returncode
+
+
+# Shared steps --------------------------------------------------------------------------
+
+
+def _flag(sources: Sources, plan: KeyPlan, hooks: Hooks, *, strict: bool) -> None:
+    """Expired or soon-expiring keys told through ``hooks``; ``--strict`` refuses them."""
+    flags = expiry_flags(plan.keys, sources.registry, sources.settings, sources.now())
+    hooks.on_flags(flags)
+    if strict:
+        refuse_if_strict(flags)
+
+
+def _read(sources: Sources, plan: KeyPlan, hooks: Hooks) -> list[ExportedKey]:
+    """Every planned secret, read under the shared data lock: store writers wait meanwhile."""
+    store = sources.open_store()
+    with sources.metadata.lock(shared=True), hooks.progress(len(plan.keys)) as on_progress:
+        return read_planned(store, plan, on_progress=on_progress)
+
+
+def journal_export(metadata: Metadata, keys: Sequence[ExportedKey], detail: str) -> None:
+    """One ``exported`` journal entry per key: fingerprint and destination, never the key."""
+    for key in keys:
+        metadata.log(
+            "exported",
+            siret=key.siret,
+            opco_id=key.opco_id,
+            new_fingerprint=key.fingerprint,
+            detail=detail,
+        )
+
+
+def _refused_existing(path: Path) -> AlreadyExistsError:
+    return AlreadyExistsError(
+        f"Le fichier {path} existe déjà : rien n'a été écrit.",
+        hint="Ajoutez --force pour le remplacer.",
+    )
+
+
+def check_destination(path: Path, *, force: bool) -> None:
+    """Fail early, before any store is unlocked, when ``path`` cannot receive the export."""
+    if path.is_dir():
+        raise UsageError(f"{path} est un dossier : indiquez un nom de fichier.")
+    if path.exists() and not force:
+        raise _refused_existing(path)
+    parent = path.parent
+    if not parent.exists():
+        raise CfakeyError(f"Le dossier {parent} n'existe pas : rien n'a été écrit.")
+    if not parent.is_dir():
+        raise CfakeyError(f"{parent} n'est pas un dossier : rien n'a été écrit.")
+
+
+def write_output(path: Path, text: str, *, force: bool) -> None:
+    """Create ``path`` (0600, atomically), refusing to replace it without ``force``."""
+    from cfakey.paths import write_new_file  # noqa: PLC0415
+
+    try:
+        write_new_file(path, text.encode("utf-8"), replace=force)
+    except FileExistsError:
+        raise _refused_existing(path) from None
+    except FileNotFoundError:
+        raise CfakeyError(f"Le dossier {path.parent} n'existe pas : rien n'a été écrit.") from None
+    except OSError as error:
+        raise CfakeyError(
+            f"Impossible d'écrire dans {path.parent} ({os_reason(error)}) : rien n'a été écrit.",
+            hint="Vérifiez les droits du dossier ou choisissez-en un autre.",
+        ) from None
+
+
+def _journal_and_write(
+    metadata: Metadata,
+    keys: Sequence[ExportedKey],
+    detail: str,
+    *,
+    output: Path | None,
+    text: str,
+    force: bool,
+) -> None:
+    """The journal entries and the file in one transaction: both, or neither."""
+    with metadata.transaction():
+        journal_export(metadata, keys, detail)
+        if output is not None:
+            write_output(output, text, force=force)
+
+
+def _plan(sources: Sources, selection: Selection) -> KeyPlan:
+    return plan_export(sources.metadata, sources.registry, **dataclasses.asdict(selection))
+
+
+# The use-cases -------------------------------------------------------------------------
+
+
+def export_keys(
+    sources: Sources,
+    selection: Selection,
+    fmt: str,
+    *,
+    output: Path | None = None,
+    force: bool = False,
+    strict: bool = False,
+    hooks: Hooks = Hooks(),
+) -> Exported:
+    """``cfakey export``: the selection rendered in ``fmt``, journalled, written to ``output``.
+
+    Without ``output`` the text is returned for stdout, journalled first: even a reader
+    that stops early may have received keys.
+    """
+    if output is not None:
+        check_destination(output, force=force)
+    plan = _plan(sources, selection)
+    _flag(sources, plan, hooks, strict=strict)
+    keys = _read(sources, plan, hooks)
+    exported_at = sources.now().replace(microsecond=0)
+    text = render(keys, fmt, qualified=plan.qualified, exported_at=exported_at)
+    destination = "stdout" if output is None else str(output.resolve())
+    detail = f"export {fmt} vers {destination}"
+    _journal_and_write(sources.metadata, keys, detail, output=output, text=text, force=force)
+    return Exported(tuple(keys), fmt, output, text)
+
+
+def inject_template(
+    sources: Sources,
+    template: Path,
+    output: Path,
+    *,
+    cfa_query: str | None = None,
+    force: bool = False,
+    strict: bool = False,
+    hooks: Hooks = Hooks(),
+) -> Injected:
+    """``cfakey inject``: ``output`` (0600) filled from ``template``, journalled with it."""
+    from cfakey.core.export.templates import fill_planned, plan_template, read_template  # noqa: PLC0415
+
+    parsed = read_template(template)
+    check_destination(output, force=force)
+    planned = plan_template(parsed, sources.metadata, sources.registry, cfa_query=cfa_query)
+    _flag(sources, planned.plan, hooks, strict=strict)
+    keys = _read(sources, planned.plan, hooks)
+    text = fill_planned(planned, keys)
+    detail = f"inject vers {output.resolve()} (modèle {template.resolve()})"
+    _journal_and_write(sources.metadata, keys, detail, output=output, text=text, force=force)
+    return Injected(tuple(keys), output, template)
+
+
+def run_with_keys(
+    sources: Sources,
+    selection: Selection,
+    command: Sequence[str],
+    *,
+    environment: Mapping[str, str],
+    strict: bool = False,
+    hooks: Hooks = Hooks(),
+) -> Ran:
+    """``cfakey exec``: run ``command`` with the keys in its environment and wait for it.
+
+    The journal entry commits only if the command really started.
+    """
+    if not command:
+        raise UsageError(
+            "Aucune commande à lancer.",
+            hint="Exemple : cfakey exec --opco atlas -- mon-logiciel --synchroniser",
+        )
+    plan = _plan(sources, selection)
+    _flag(sources, plan, hooks, strict=strict)
+    keys = _read(sources, plan, hooks)
+    child_environment = exec_environment(environment, keys, qualified=plan.qualified)
+    with sources.metadata.transaction():
+        journal_export(sources.metadata, keys, f"exec de {Path(command[0]).name}")
+        process = _start(list(command), child_environment)
+    with _signals_to(process):
+        returncode = process.wait()
+    return Ran(128 - returncode if returncode < 0 else returncode, tuple(keys))
+
+
+# exec's child --------------------------------------------------------------------------
+
+
+def exec_environment(
+    base: Mapping[str, str], keys: Sequence[ExportedKey], *, qualified: bool
+) -> dict[str, str]:
+    """The child's environment: ours plus one variable per key (names as in ``env``).
+
+    The child gets the keys asked for and nothing else that opens a key: the variables
+    cfakey reads a secret from (the file store's password) are removed, and so are
+    ``CFA_KEY_*`` variables inherited from our own environment, which would pass for
+    keys of this selection.
+    """
+    from cfakey.stores.file_store import SECRET_ENV_VARIABLES  # noqa: PLC0415
+
+    def withheld(name: str) -> bool:
+        upper = name.upper()  # Windows names ignore case
+        return upper in SECRET_ENV_VARIABLES or upper.startswith(f"{VARIABLE_PREFIX}_")
+
+    environment = {name: value for name, value in base.items() if not withheld(name)}
+    for key in keys:
+        if "\0" in key.secret:
+            raise UsageError(
+                f"La clé {key.opco_name} du CFA {key.siret} contient un caractère nul : "
+                "impossible de la passer dans l'environnement."
+            )
+        environment[key_variable(key, qualified=qualified)] = key.secret
+    return environment
+
+
+def _start(command: list[str], environment: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The child, started; a French error carrying the shell's exit code if it cannot be."""
+    import subprocess  # noqa: PLC0415
+
+    try:
+        return subprocess.Popen(command, env=environment)  # noqa: S603 - the operator's own command
+    except FileNotFoundError:
+        raise CommandNotStartedError(
+            f"Commande introuvable : « {command[0]} ».",
+            returncode=COMMAND_NOT_FOUND,
+            hint="Vérifiez son nom et le PATH.",
+        ) from None
+    except PermissionError:
+        raise CommandNotStartedError(
+            f"La commande « {command[0]} » n'est pas exécutable.",
+            returncode=COMMAND_NOT_EXECUTABLE,
+        ) from None
+    except OSError as error:
+        raise CommandNotStartedError(
+            f"Impossible de lancer « {command[0]} » ({error.strerror}).",
+            returncode=COMMAND_NOT_EXECUTABLE,
+        ) from None
+
+
+@contextmanager
+def _signals_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """While the child runs: Ctrl-C and Ctrl-\\ reach it from the terminal, so cfakey ignores
+    them; a SIGTERM or SIGHUP sent to cfakey alone is passed on to the child."""
+    import signal  # noqa: PLC0415
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        process.send_signal(signum)
+
+    handlers: dict[signal.Signals, Handler] = {
+        signal.SIGINT: signal.SIG_IGN,
+        signal.SIGTERM: forward,
+    }
+    if sys.platform != "win32":  # Windows has neither Ctrl-\ (SIGQUIT) nor SIGHUP
+        handlers[signal.SIGQUIT] = signal.SIG_IGN
+        handlers[signal.SIGHUP] = forward
+    previous: dict[signal.Signals, Handler] = {}
+    try:
+        for signum, handler in handlers.items():
+            previous[signum] = signal.signal(signum, handler)
+    except ValueError:  # not the main thread: leave signals as they are
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
