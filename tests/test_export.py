@@ -813,3 +813,132 @@ def test_reader_closing_the_pipe_is_a_clean_error_and_journalled() -> None:
     assert "La sortie a été fermée avant la fin de l'export" in err.decode()
     assert "Traceback" not in err.decode()
     assert [entry[3] for entry in journal()] == ["export json vers stdout"] * 2
+
+
+# The use-cases, without the CLI (issue 11, item 1) --------------------------------------
+
+
+class LockProbeStore(CountingStore):
+    """Notes, at each read, whether this process holds the data lock (shared: another
+    open of ``cfakey.lock`` may not take it exclusively)."""
+
+    def __init__(self, lock_path: Path, secrets: dict[str, str]) -> None:
+        super().__init__()
+        self.lock_path = lock_path
+        self.secrets = dict(secrets)
+        self.reads_under_lock: list[bool] = []
+
+    def get(self, entry: str) -> str | None:
+        with self.lock_path.open("a") as probe:
+            try:
+                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.reads_under_lock.append(True)
+            else:
+                fcntl.flock(probe.fileno(), fcntl.LOCK_UN)
+                self.reads_under_lock.append(False)
+        return super().get(entry)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_export_inject_and_exec_read_under_the_shared_lock_and_journal(
+    filled: tuple[Metadata, CountingStore], registry: Registry, tmp_path: Path
+) -> None:
+    metadata, counting = filled
+    store = LockProbeStore(Path(metadata.path).with_name("cfakey.lock"), counting.secrets)
+    flagged: list[list[core.ExpiryFlag]] = []
+    sources = core.Sources(metadata, registry, {}, lambda: NOW, lambda: store)
+    hooks = core.Hooks(on_flags=lambda flags: flagged.append(list(flags)))
+    exported_file = tmp_path / "cles.env"
+    result = core.export_keys(
+        sources, core.Selection(opco_ids=("atlas",)), "env", output=exported_file, hooks=hooks
+    )
+    assert [key.opco_id for key in result.keys] == ["atlas"]
+    assert "export CFA_KEY_ATLAS='cle-atlas'" in exported_file.read_text(encoding="utf-8")
+    assert mode(exported_file) == 0o600
+    template = tmp_path / "modele.tpl"
+    template.write_text("cle={{ cfakey:sante }}\n", encoding="utf-8")
+    injected = core.inject_template(sources, template, tmp_path / "si.ini", hooks=hooks)
+    assert (tmp_path / "si.ini").read_text(encoding="utf-8") == "cle=cle-sante\n"
+    child = "import os, sys; sys.exit(0 if os.environ['CFA_KEY_ATLAS'] == 'cle-atlas' else 3)"
+    ran = core.run_with_keys(
+        sources,
+        core.Selection(opco_ids=("atlas",)),
+        [sys.executable, "-c", child],
+        environment={"CFAKEY_FILE_PASSWORD": "secret"},
+        hooks=hooks,
+    )
+    assert ran.returncode == 0
+    assert store.reads_under_lock == [True, True, True]
+    assert len(flagged) == 3  # told once per use-case, before any read
+    entries = [e for e in metadata.journal() if e.action == "exported"]
+    assert [(e.opco_id, e.new_fingerprint) for e in entries] == [
+        ("atlas", fingerprint("cle-atlas")),
+        ("sante", fingerprint("cle-sante")),
+        ("atlas", fingerprint("cle-atlas")),
+    ]
+    assert [key.opco_id for key in injected.keys] == ["sante"]
+    assert "cle-" not in repr(metadata.journal()) + repr(result) + repr(injected) + repr(ran)
+
+
+def test_strict_refuses_before_the_store_is_opened(
+    filled: tuple[Metadata, CountingStore], registry: Registry, tmp_path: Path
+) -> None:
+    metadata, _store = filled
+    metadata.set_expiry(SIRET, "atlas", NOW - timedelta(days=1), "operator")
+
+    def no_store() -> KeyStore:
+        raise AssertionError("the store must not be opened")
+
+    sources = core.Sources(metadata, registry, {}, lambda: NOW, no_store)
+    with pytest.raises(core.StrictExpiryError):
+        core.export_keys(sources, core.Selection(), "json", output=tmp_path / "x.json", strict=True)
+    assert not (tmp_path / "x.json").exists()
+    assert [e for e in metadata.journal() if e.action == "exported"] == []
+
+
+def test_cli_export_module_leaves_the_use_case_to_core() -> None:
+    """Nothing under cli/ opens a transaction, journals, reads keys or writes a file."""
+    source = (Path(__file__).parents[1] / "src/cfakey/cli/export_cmds.py").read_text("utf-8")
+    for forbidden in (
+        "transaction(",
+        "journal_export",
+        ".log(",
+        "read_planned",
+        "fill_template",
+        ".lock(",
+        "write_output",
+        "write_new_file",
+        "Popen",
+    ):
+        assert forbidden not in source, forbidden
+
+
+# Formats as a table (issue 11, item 4) ---------------------------------------------------
+
+
+def test_export_help_lists_every_format_of_the_table() -> None:
+    help_text = " ".join(run_cli("export", "--help").stdout.replace("│", " ").split())
+    for fmt in core.FORMAT_TABLE.values():
+        assert fmt.name in help_text
+        assert fmt.label in help_text
+    assert core.FORMATS == tuple(core.FORMAT_TABLE)
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_a_new_format_is_one_renderer_and_one_table_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def render_lines(
+        keys: list[core.ExportedKey], *, qualified: bool, exported_at: datetime
+    ) -> str:
+        del exported_at
+        return "".join(f"{core.key_variable(k, qualified=qualified)} {k.secret}\n" for k in keys)
+
+    line = core.ExportFormat("lignes", "une clé par ligne", render_lines)
+    monkeypatch.setitem(core.FORMAT_TABLE, "lignes", line)
+    target = tmp_path / "cles.txt"
+    result = run_cli("export", "--opco", "atlas", "--format", "lignes", "--output", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert target.read_text(encoding="utf-8") == f"CFA_KEY_ATLAS {CANARY}\n"
+    assert journal()[-1][3] == f"export lignes vers {target.resolve()}"
