@@ -922,7 +922,7 @@ def test_export_help_lists_every_format_of_the_table() -> None:
     for fmt in core.FORMAT_TABLE.values():
         assert fmt.name in help_text
         assert fmt.label in help_text
-    assert core.FORMATS == tuple(core.FORMAT_TABLE)
+    assert tuple(core.FORMAT_TABLE) == core.FORMATS
 
 
 @pytest.mark.usefixtures("two_keys")
