@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cfakey.core.export.selection import ExportedKey, key_variable
 from cfakey.errors import UsageError
@@ -31,8 +31,13 @@ CSV_COLUMNS = (
 # Characters a spreadsheet reads as the start of a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-#: ``renderer(keys, qualified=..., exported_at=...)``: the whole export as text.
-Renderer = Callable[..., str]
+
+class Renderer(Protocol):
+    """Writes the whole export as text, quoting each key so its own reader gets it back."""
+
+    def __call__(
+        self, keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime
+    ) -> str: ...
 
 
 @dataclass(frozen=True)
