@@ -847,7 +847,7 @@ def test_export_inject_and_exec_read_under_the_shared_lock_and_journal(
     metadata, counting = filled
     store = LockProbeStore(Path(metadata.path).with_name("cfakey.lock"), counting.secrets)
     flagged: list[list[core.ExpiryFlag]] = []
-    sources = core.Sources(metadata, registry, {}, lambda: NOW, lambda: store)
+    sources = core.Sources(lambda: metadata, lambda: registry, dict, lambda: NOW, lambda: store)
     hooks = core.Hooks(on_flags=lambda flags: flagged.append(list(flags)))
     exported_file = tmp_path / "cles.env"
     result = core.export_keys(
@@ -890,7 +890,7 @@ def test_strict_refuses_before_the_store_is_opened(
     def no_store() -> KeyStore:
         raise AssertionError("the store must not be opened")
 
-    sources = core.Sources(metadata, registry, {}, lambda: NOW, no_store)
+    sources = core.Sources(lambda: metadata, lambda: registry, dict, lambda: NOW, no_store)
     with pytest.raises(core.StrictExpiryError):
         core.export_keys(sources, core.Selection(), "json", output=tmp_path / "x.json", strict=True)
     assert not (tmp_path / "x.json").exists()

@@ -538,3 +538,17 @@ def test_every_command_agrees_at_the_45_days_and_5_hours_boundary(
         "exec --strict": 0,
     }
     assert len(journal()) == 3
+
+
+def test_a_mistake_found_first_opens_nothing(tmp_path: Path) -> None:
+    """A missing template, an existing output, no command: no database is created."""
+    existing = tmp_path / "existe.env"
+    existing.write_text("garde", encoding="utf-8")
+    runs = (
+        (run_cli("inject", "-i", str(tmp_path / "absent"), "-o", str(tmp_path / "a")), 2),
+        (run_cli("export", "-f", "env", "-o", str(existing)), ExitCode.ALREADY_EXISTS),
+        (run_cli("exec"), ExitCode.USAGE),
+    )
+    assert [run.exit_code for run, _code in runs] == [code for _run, code in runs]
+    assert not Paths.from_env().metadata_db.exists()
+    assert existing.read_text(encoding="utf-8") == "garde"

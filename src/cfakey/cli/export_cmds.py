@@ -240,9 +240,9 @@ def _sources(context: AppContext) -> Sources:
     from cfakey.core.export import Sources  # noqa: PLC0415
 
     return Sources(
-        metadata=context.metadata(),
-        registry=context.registry,
-        settings=context.config().values,
+        open_metadata=context.metadata,
+        load_registry=lambda: context.registry,
+        load_settings=lambda: context.config().values,
         now=context.now,
         open_store=context.key_store,
     )

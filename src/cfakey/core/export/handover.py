@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,17 +53,33 @@ def _no_progress(_total: int) -> AbstractContextManager[ProgressCallback | None]
 
 @dataclass(frozen=True)
 class Sources:
-    """What a hand-over reads: metadata, registry, settings, the clock and the key store.
+    """Where a hand-over reads from: metadata, registry, settings, the clock, the key store.
 
-    The store is opened through ``open_store`` only once the selection is known to be
-    exportable: ``--strict`` and a mistake in a template never unlock anything.
+    Each is opened on first use only: a mistake found first (a missing template, an
+    existing output file, no command for ``exec``) opens nothing, and ``--strict`` or a
+    mistake in a template never unlocks the store.
     """
 
-    metadata: Metadata
-    registry: Registry
-    settings: Mapping[str, Any]
+    open_metadata: Callable[[], Metadata]
+    load_registry: Callable[[], Registry]
+    load_settings: Callable[[], Mapping[str, Any]]
     now: Callable[[], datetime]
     open_store: Callable[[], KeyStore]
+
+    @cached_property
+    def metadata(self) -> Metadata:
+        """The metadata database, opened on first use."""
+        return self.open_metadata()
+
+    @cached_property
+    def registry(self) -> Registry:
+        """The OPCO registry, loaded on first use."""
+        return self.load_registry()
+
+    @cached_property
+    def settings(self) -> Mapping[str, Any]:
+        """The user's settings (per-OPCO warning windows), read on first use."""
+        return self.load_settings()
 
 
 @dataclass(frozen=True)
