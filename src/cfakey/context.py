@@ -145,6 +145,7 @@ class AppContext:
             from cfakey.errors import StoreUnavailableError  # noqa: PLC0415
             from cfakey.stores.file_store import password_source  # noqa: PLC0415
             from cfakey.stores.keyring_store import FILE_STORE_HINT  # noqa: PLC0415
+            from cfakey.stores.kinds import FALLBACK_KIND  # noqa: PLC0415
             from cfakey.stores.selection import open_store  # noqa: PLC0415
 
             decision = self.store_decision()
@@ -155,11 +156,11 @@ class AppContext:
                     raise StoreUnavailableError(
                         f"{decision.reason[:1].upper()}{decision.reason[1:]}.", hint=FILE_STORE_HINT
                     )
-                kind = "file"
+                kind = FALLBACK_KIND
             if decision.origin == "auto" and interactive:
                 self.config().set("store", kind)
             source = password_source(self.env, self.password_prompt)
-            store = open_store(kind, self.paths, source, self.keyring_probe)
+            store = open_store(kind, self.paths, source, self.keyring_probe, dict(self.env))
             self._recover(store)
             self._key_store = store
         return self._key_store

@@ -19,13 +19,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cfakey.errors import StoreUnavailableError
 from cfakey.stores.base import SERVICE_NAME, KeyStore
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
+
+    from cfakey.stores.kinds import StoreSettings
 
 T = TypeVar("T")
 
@@ -311,6 +313,11 @@ class KeyringStore(KeyStore):
     """
 
     kind = "keyring"
+    # can_list stays False: only the Secret Service enumerates, and only as a bonus.
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> Self:
+        return cls(probe=settings.keyring_probe)
 
     def __init__(
         self,
