@@ -33,6 +33,7 @@ from tests.secret_service import (  # noqa: F401 - fixtures, shared with every t
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
+    from cfakey.stores.base import KeyStore
     from cfakey.stores.kinds import StoreSettings
 
 TEST_FILE_PASSWORD = "mot-de-passe-de-test"
@@ -93,6 +94,15 @@ class CliResult:
     exit_code: int
     stdout: str
     stderr: str
+
+
+def context_with_store(store: KeyStore) -> AppContext:
+    """A context whose key store is ``store`` (a double, or a store opened by the test)."""
+    from cfakey.context import AppContext  # noqa: PLC0415
+
+    context = AppContext()
+    context._key_store = store  # in place of the configured store, before first use
+    return context
 
 
 def run_cli(
