@@ -88,4 +88,4 @@ def use_store(
 
     context: AppContext = ctx.obj
     chosen = record_store(context.config(), kind)
-    print_notice(f"Magasin de clés retenu : {chosen.kind.label} (dans {chosen.config_file}).")
+    print_notice(f"Magasin de clés retenu : {chosen.label} (dans {context.paths.config_file}).")

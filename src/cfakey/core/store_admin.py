@@ -20,14 +20,6 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class StoreChosen:
-    """``store use``: the kind now recorded, and where."""
-
-    kind: StoreKind
-    config_file: str
-
-
-@dataclass(frozen=True)
 class PasswordChanged:
     """``store password``: how many entries were re-encrypted, and where they are."""
 
@@ -36,11 +28,11 @@ class PasswordChanged:
     location: str
 
 
-def use_store(config: Config, name: str) -> StoreChosen:
+def use_store(config: Config, name: str) -> StoreKind:
     """Record ``name`` as the store to use from now on (keys already stored do not move)."""
     choice = name.strip().lower()
     config.set("store", choice)  # refuses an unknown kind, naming the choices
-    return StoreChosen(STORE_KINDS[choice], str(config.path))
+    return STORE_KINDS[choice]
 
 
 def require_password(kind_name: str | None) -> None:
