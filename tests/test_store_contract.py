@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from cfakey.stores.base import KeyStore, entry_name
 from cfakey.stores.kinds import STORE_KINDS
+from tests.conftest import CHEAP_KDF, run_cli
 from tests.store_contract import SIRET_A, KeyStoreContract, MemoryStore
 
 
@@ -53,3 +56,12 @@ def test_a_store_object_is_not_needed_to_read_a_capability() -> None:
     store = MemoryStore()
     store.put(entry_name(SIRET_A, "atlas"), "x")
     assert store.entries() == [entry_name(SIRET_A, "atlas")]
+
+
+def test_the_harness_gives_every_test_a_cheap_file_store(isolated_home: Path) -> None:
+    """A command run by a test creates the real encrypted file, with cheap scrypt costs."""
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
+    added = run_cli("add", "atlas", "--yes", input="Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+=")
+    assert added.exit_code == 0, added.stderr
+    header = json.loads((isolated_home / "keys.enc").read_bytes().partition(b"\n")[0])
+    assert (header["kdf"]["n"], header["kdf"]["r"]) == (CHEAP_KDF.n, CHEAP_KDF.r)

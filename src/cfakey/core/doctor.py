@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 from cfakey.errors import CfakeyError
 from cfakey.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from cfakey.stores.base import entry_name, fingerprint
-from cfakey.stores.kinds import label_of
+from cfakey.stores.kinds import FALLBACK_KIND, label_of
 
 if TYPE_CHECKING:
     from cfakey.config import Config
@@ -218,7 +218,7 @@ def _check_store(
         problems.append(
             Problem(
                 f"Magasin de clés inutilisable : {error.message}",
-                error.hint or "cfakey store use file",
+                error.hint or f"cfakey store use {FALLBACK_KIND}",
             )
         )
     return found
