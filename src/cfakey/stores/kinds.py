@@ -35,6 +35,8 @@ class StoreSettings:
     password_source: PasswordSource
     #: The command's keyring detection, reused rather than done again.
     keyring_probe: Callable[[], KeyringProbe] | None = None
+    #: A setting of ``config.json`` by name (a remote store's URL), read only when asked.
+    setting: Callable[[str], object] = lambda _name: None
 
 
 @dataclass(frozen=True)

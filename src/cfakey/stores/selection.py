@@ -16,9 +16,7 @@ from cfakey.errors import UsageError
 from cfakey.stores.kinds import DETECTED_KIND, STORE_KINDS, StoreSettings, store_kind
 
 if TYPE_CHECKING:
-    from cfakey.paths import Paths
     from cfakey.stores.base import KeyStore
-    from cfakey.stores.file_store import PasswordSource
     from cfakey.stores.keyring_store import KeyringProbe
 
 #: Where a choice came from, in the order it is looked for.
@@ -87,16 +85,6 @@ def decide_store(
     return StoreDecision(None, "auto", f"{noun} indisponible : {status.reason}", keyring=status)
 
 
-def open_store(
-    kind: str,
-    paths: Paths,
-    password_source: PasswordSource,
-    keyring_probe: Callable[[], KeyringProbe] | None = None,
-    env: dict[str, str] | None = None,
-) -> KeyStore:
-    """Build the store of this kind (see ``kinds.py``); nothing is unlocked yet.
-
-    ``keyring_probe``: the command's keyring detection, reused rather than done again.
-    """
-    settings = StoreSettings(paths, env or {}, password_source, keyring_probe)
+def open_store(kind: str, settings: StoreSettings) -> KeyStore:
+    """Build the store of this kind (see ``kinds.py``); nothing is unlocked yet."""
     return store_kind(kind).open(settings)
