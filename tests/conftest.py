@@ -4,24 +4,50 @@ By default the key store is the real encrypted file under a temporary ``CFAKEY_H
 (password from ``CFAKEY_FILE_PASSWORD``), and keyring is pointed at its ``fail`` backend
 so that no test can reach the developer's own keyring. Tests of the OS keyring use the
 ``secret_service`` fixture, a real gnome-keyring on a private D-Bus session.
+
+The encrypted file a test creates in-process uses cheap scrypt parameters
+(:data:`CHEAP_KDF`): the store table's ``file`` line points at :class:`CheapFileStore`,
+the real store with a cheaper key derivation for new files, so a test does not pay
+0.4 s per unlock. Production code is the same code; only the table line differs.
+Files created by a child process (``python -m cfakey``) keep the real cost.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import pytest
 from typer.testing import CliRunner
 
 from cfakey.cli.app import app
+from cfakey.stores import kinds
+from cfakey.stores.file_store import EncryptedFileStore, ScryptParams
 from tests.secret_service import (  # noqa: F401 - fixtures, shared with every test module
     own_secret_service,
     secret_service,
     secret_service_daemon,
 )
 
+if TYPE_CHECKING:
+    from cfakey.context import AppContext
+    from cfakey.stores.base import KeyStore
+    from cfakey.stores.kinds import StoreSettings
+
 TEST_FILE_PASSWORD = "mot-de-passe-de-test"
+#: scrypt at 1/128th of the production cost: still scrypt, still a real file, ~3 ms.
+CHEAP_KDF = ScryptParams(n=2**10)
+
+
+class CheapFileStore(EncryptedFileStore):
+    """The encrypted file store, creating new files with :data:`CHEAP_KDF`."""
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> Self:
+        return cls(settings.paths.encrypted_store, settings.password_source, new_file_kdf=CHEAP_KDF)
+
 
 _CLEARED = (
     "CFAKEY_HOME",
@@ -54,6 +80,10 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CFAKEY_STORE", "file")
     monkeypatch.setenv("CFAKEY_FILE_PASSWORD", TEST_FILE_PASSWORD)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    cheap = dataclasses.replace(
+        kinds.STORE_KINDS["file"], implementation=f"{__name__}:{CheapFileStore.__name__}"
+    )
+    monkeypatch.setitem(kinds.STORE_KINDS, "file", cheap)
     return home
 
 
@@ -66,9 +96,26 @@ class CliResult:
     stderr: str
 
 
-def run_cli(*args: str, input: str | None = None) -> CliResult:  # noqa: A002 - CliRunner's name
-    """Run ``cfakey ARGS`` in-process, as the console script would."""
-    result = CliRunner().invoke(app, list(args), input=input, prog_name="cfakey")
+def context_with_store(store: KeyStore) -> AppContext:
+    """A context whose key store is ``store`` (a double, or a store opened by the test)."""
+    from cfakey.context import AppContext  # noqa: PLC0415
+
+    context = AppContext()
+    context._key_store = store  # in place of the configured store, before first use
+    return context
+
+
+def run_cli(
+    *args: str,
+    input: str | None = None,  # noqa: A002 - CliRunner's name
+    context: AppContext | None = None,
+) -> CliResult:
+    """Run ``cfakey ARGS`` in-process, as the console script would.
+
+    ``context``: the application context to hand the command (an injected store, HTTP
+    transport or clock); by default the command builds its own, as in production.
+    """
+    result = CliRunner().invoke(app, list(args), input=input, obj=context, prog_name="cfakey")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return CliResult(result.exit_code, result.stdout, result.stderr)

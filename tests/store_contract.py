@@ -1,17 +1,21 @@
 """The contract every key store passes: subclass :class:`KeyStoreContract` and give two fixtures.
 
 ``store`` is the store under test, empty; ``reopen`` builds another store object over the
-same secrets, as another process would see them. The OS keyring, the encrypted file and,
-later, a remote secret engine all run this same class.
+same secrets, as another process would see them. The OS keyring, the encrypted file, the
+in-memory store of the tests (:class:`MemoryStore`) and, later, a remote secret engine all
+run this same class; each is held to the capabilities its class declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
+from cfakey.errors import StoreUnavailableError
 from cfakey.stores.base import KeyStore, entry_name, fingerprint, oauth_entry_name
+from cfakey.stores.kinds import STORE_KINDS
 
 SIRET_A = "13002526500013"
 SIRET_B = "11000201100044"
@@ -43,6 +47,9 @@ class KeyStoreContract:
 
     def test_kind_and_description(self, store: KeyStore) -> None:
         assert store.kind.isidentifier()
+        if store.kind in STORE_KINDS:  # a production store is (a test variant of) its line's
+            listed = STORE_KINDS[store.kind].store_class()
+            assert isinstance(store, listed) or issubclass(listed, type(store))
         description = store.describe()
         assert description
         assert description == description.strip()
@@ -101,17 +108,34 @@ class KeyStoreContract:
         assert store.get(entry_name(SIRET_B, "sante")) == "cle-b"
         assert store.get(entry_name(SIRET_A, "sante")) is None
 
-    def test_entries_lists_exactly_what_is_stored_or_is_none(self, store: KeyStore) -> None:
+    def test_entries_lists_exactly_what_is_stored(self, store: KeyStore) -> None:
+        """A store that declares it can list must list; another may, and then exactly."""
         store.put(entry_name(SIRET_A, "atlas"), "x1")
         store.put(entry_name(SIRET_B, "akto"), "x2")
         store.put(entry_name(SIRET_B, "akto"), "x3")
         store.put(entry_name(SIRET_B, "afdas"), "x4")
         store.delete(entry_name(SIRET_B, "afdas"))
         listed = store.entries()
+        if store.can_list:
+            assert listed is not None, f"{store.kind} declares can_list but returned None"
         if listed is not None:
             assert sorted(listed) == sorted(
                 [entry_name(SIRET_A, "atlas"), entry_name(SIRET_B, "akto")]
             )
+
+    def test_an_empty_store_lists_nothing(self, store: KeyStore) -> None:
+        listed = store.entries()
+        assert listed == [] if store.can_list else listed in (None, [])
+
+    def test_a_password_is_changed_only_where_declared(
+        self, store: KeyStore, reopen: Callable[[], KeyStore]
+    ) -> None:
+        if not store.can_change_password:
+            pytest.skip(f"{store.kind} has no password of its own")
+        store.put(entry_name(SIRET_A, "atlas"), "cle-atlas")
+        assert store.unlock() == [entry_name(SIRET_A, "atlas")]
+        store.change_password("un-nouveau-mot-de-passe-assez-long")
+        assert store.get(entry_name(SIRET_A, "atlas")) == "cle-atlas"
 
     def test_a_batch_reads_its_own_writes_and_keeps_them(
         self, store: KeyStore, reopen: Callable[[], KeyStore]
@@ -141,3 +165,45 @@ class KeyStoreContract:
     def test_the_description_never_shows_a_secret(self, store: KeyStore) -> None:
         store.put(entry_name(SIRET_A, "atlas"), "secret-qui-ne-doit-pas-sortir")
         assert "secret-qui-ne-doit-pas-sortir" not in store.describe()
+
+
+class MemoryStore(KeyStore):
+    """Secrets in a dictionary, for tests of what surrounds a store (not of a store).
+
+    Its kind is its own (``memory``), never one of the production kinds, and it is held to
+    the contract like them (``tests/test_store_contract.py``). ``shared_with`` gives two
+    objects the same secrets, as two processes see one store. Faults can be injected.
+    """
+
+    kind = "memory"
+    can_list = True
+
+    def __init__(self, shared_with: MemoryStore | None = None) -> None:
+        self.secrets: dict[str, str] = shared_with.secrets if shared_with else {}
+        self.fail_on_put = False
+        self.fail_on_delete = False
+        self.batches = 0
+
+    def describe(self) -> str:
+        return "mémoire (tests)"
+
+    def put(self, entry: str, secret: str) -> None:
+        if self.fail_on_put:
+            raise StoreUnavailableError("magasin verrouillé")
+        self.secrets[entry] = secret
+
+    def get(self, entry: str) -> str | None:
+        return self.secrets.get(entry)
+
+    def delete(self, entry: str) -> bool:
+        if self.fail_on_delete:
+            raise StoreUnavailableError("magasin verrouillé")
+        return self.secrets.pop(entry, None) is not None
+
+    def entries(self) -> list[str]:
+        return sorted(self.secrets)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self.batches += 1
+        yield

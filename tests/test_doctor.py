@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cfakey.cli.doctor_cmds import doctor_inputs
 from cfakey.context import AppContext
 from cfakey.core.doctor import diagnose
 from cfakey.errors import ExitCode
@@ -209,7 +210,7 @@ def test_doctor_never_asks_to_choose_a_store_nor_writes_the_config(
         asked.append(reason)
         return True
 
-    report = diagnose(AppContext(confirm_file_store=confirm))
+    report = diagnose(doctor_inputs(AppContext(confirm_file_store=confirm)))
     assert asked == []
     assert report.store is None
     assert any("Magasin de clés inutilisable" in problem.message for problem in report.problems)

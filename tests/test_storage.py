@@ -6,53 +6,24 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from cfakey import paths
-from cfakey.cli.app import app
-from cfakey.context import AppContext
 from cfakey.core.recovery import recover
 from cfakey.core.storage import read_key, remove_key, store_key
 from cfakey.errors import NotFoundError, StoreUnavailableError
 from cfakey.identifiers import with_check_digit
 from cfakey.metadata import KeyRecord, Metadata
 from cfakey.paths import Paths
-from cfakey.stores.base import KeyStore, entry_name, fingerprint
+from cfakey.stores.base import entry_name, fingerprint
 from cfakey.stores.file_store import EncryptedFileStore, ScryptParams
-from tests.conftest import TEST_FILE_PASSWORD, CliResult, run_cli
+from tests.conftest import TEST_FILE_PASSWORD, context_with_store, run_cli
+from tests.store_contract import MemoryStore
 
 FAST_KDF = ScryptParams(n=2**10)
 
 SIRET = "18130002100373"
 OLD_KEY = "ancienne+clé/AAAA="
 NEW_KEY = "nouvelle+clé/BBBB="
-
-
-class MemoryStore(KeyStore):
-    """A dict-backed store whose writes can be made to fail, to inject faults."""
-
-    kind = "memory"
-
-    def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.fail_on_put = False
-        self.fail_on_delete = False
-
-    def describe(self) -> str:
-        return "mémoire (tests)"
-
-    def put(self, entry: str, secret: str) -> None:
-        if self.fail_on_put:
-            raise StoreUnavailableError("magasin verrouillé")
-        self.secrets[entry] = secret
-
-    def get(self, entry: str) -> str | None:
-        return self.secrets.get(entry)
-
-    def delete(self, entry: str) -> bool:
-        if self.fail_on_delete:
-            raise StoreUnavailableError("magasin verrouillé")
-        return self.secrets.pop(entry, None) is not None
 
 
 def make_record(secret: str) -> KeyRecord:
@@ -196,14 +167,6 @@ def write_import(tmp_path: Path, sirets: tuple[str, ...] = (SIRET,)) -> Path:
     return path
 
 
-def run_with(context: AppContext, *args: str) -> CliResult:
-    """Run ``cfakey ARGS`` in-process with this context (and its key store double)."""
-    result = CliRunner().invoke(app, list(args), obj=context, prog_name="cfakey")
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return CliResult(result.exit_code, result.stdout, result.stderr)
-
-
 class InterruptedStore(MemoryStore):
     """Per-entry writes like the OS keyring; Ctrl-C lands during the ``interrupt_at``-th put.
 
@@ -225,19 +188,15 @@ class InterruptedStore(MemoryStore):
         super().put(entry, secret)
 
 
-def context_with(store: KeyStore) -> AppContext:
-    context = AppContext()
-    context._key_store = store  # the double, in place of the configured store
-    return context
-
-
 def test_ctrl_c_during_an_import_puts_every_key_back_and_checks_it(
     tmp_path: Path, metadata: Metadata
 ) -> None:
     store = InterruptedStore(interrupt_at=5)
     store_key(store, metadata, make_record(OLD_KEY), OLD_KEY, action="added")
     before_journal = metadata.journal()
-    result = run_with(context_with(store), "import", str(write_import(tmp_path)), "--yes")
+    result = run_cli(
+        "import", str(write_import(tmp_path)), "--yes", context=context_with_store(store)
+    )
     assert result.exit_code == 130
     assert "Interrompu : rien n'a été enregistré." in result.stderr
     # Checked, not assumed: the replaced key is back, the three new ones are gone.
@@ -254,7 +213,9 @@ def test_ctrl_c_during_an_import_that_cannot_be_put_back_says_so(
 ) -> None:
     store = InterruptedStore(interrupt_at=5, refuse_after_interrupt=True)
     store_key(store, metadata, make_record(OLD_KEY), OLD_KEY, action="added")
-    result = run_with(context_with(store), "import", str(write_import(tmp_path)), "--yes")
+    result = run_cli(
+        "import", str(write_import(tmp_path)), "--yes", context=context_with_store(store)
+    )
     assert result.exit_code == 130
     assert "rien n'a été enregistré" not in result.stderr
     assert "Interrompu pendant l'enregistrement ; le magasin de clés n'a pas pu être remis" in (
@@ -315,10 +276,10 @@ def test_a_full_disk_during_an_import_keeps_the_original_error_and_never_says_in
     tmp_path: Path, isolated_home: Path, metadata: Metadata
 ) -> None:
     store = FillingDiskFileStore(isolated_home / "keys.enc", metadata)
-    context = context_with(store)
+    context = context_with_store(store)
     context._metadata = metadata
     sirets = (SIRET, *(with_check_digit(f"77{n:011d}") for n in range(40)))
-    result = run_with(context, "import", str(write_import(tmp_path, sirets)))
+    result = run_cli("import", str(write_import(tmp_path, sirets)), context=context)
     assert result.exit_code == 1
     assert "intact" not in result.stderr
     assert "rien n'a été" not in result.stderr
@@ -364,7 +325,7 @@ def test_cfa_remove_force_whose_store_write_fails_leaves_every_key_described(
         assert run_cli("add", opco, "--cfa", SIRET, input=secret + "\n").exit_code == 0
     store = FailingWriteFileStore(isolated_home / "keys.enc")
     store.fail = True
-    result = run_with(context_with(store), "cfa", "remove", SIRET, "--force")
+    result = run_cli("cfa", "remove", SIRET, "--force", context=context_with_store(store))
     assert result.exit_code == 4
     assert "plus de place sur le disque" in result.stderr
     metadata = Metadata.open(Paths.from_env())

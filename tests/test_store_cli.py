@@ -18,7 +18,7 @@ from cfakey.metadata import Metadata
 from cfakey.paths import Paths
 from cfakey.stores.base import entry_name
 from cfakey.stores.file_store import EncryptedFileStore
-from tests.conftest import TEST_FILE_PASSWORD, run_cli
+from tests.conftest import CHEAP_KDF, TEST_FILE_PASSWORD, run_cli
 
 SIRET = "13002526500013"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -26,7 +26,7 @@ NEW_PASSWORD = "un-nouveau-mot-de-passe"
 
 
 def seed_file_store(home: Path, password: str = TEST_FILE_PASSWORD) -> EncryptedFileStore:
-    store = EncryptedFileStore(home / "keys.enc", lambda *, new: password)
+    store = EncryptedFileStore(home / "keys.enc", lambda *, new: password, new_file_kdf=CHEAP_KDF)
     store.put(entry_name(SIRET, "atlas"), "cle-atlas")
     store.put(entry_name(SIRET, "akto"), "cle-akto")
     return store

@@ -15,7 +15,7 @@ from cfakey.metadata import Metadata
 from cfakey.paths import Paths
 from cfakey.stores.base import entry_name, fingerprint
 from cfakey.stores.file_store import EncryptedFileStore
-from tests.conftest import TEST_FILE_PASSWORD
+from tests.conftest import CHEAP_KDF, TEST_FILE_PASSWORD
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SIRET = "13002526500013"
@@ -73,7 +73,9 @@ def test_twenty_processes_store_twenty_keys_at_the_same_moment(isolated_home: Pa
         _, stderr = child.communicate(timeout=max(1, deadline - time.monotonic()))
         assert child.returncode == 0, stderr.decode()
 
-    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store = EncryptedFileStore(
+        isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD, new_file_kdf=CHEAP_KDF
+    )
     expected = {entry_name(SIRET, f"opco{n:02d}"): secret_of(n) for n in range(PROCESSES)}
     assert store.entries() == sorted(expected)
     assert {name: store.get(name) for name in expected} == expected

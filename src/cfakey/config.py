@@ -15,12 +15,13 @@ from typing import Any
 
 from cfakey.errors import CfakeyError, DataCorruptedError, UsageError, os_reason
 from cfakey.paths import atomic_write, ensure_private_dir
+from cfakey.stores.kinds import choices_text, kind_names
 
 # Each known key: a pattern for its name and a French description for help and errors.
 KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
     (
         re.compile(r"store"),
-        "magasin de clés : keyring (trousseau du système) ou file (fichier chiffré)",
+        f"magasin de clés : {choices_text()}",
     ),
     (re.compile(r"editeur"), "en-tête EDITEUR envoyé à l'API (éditeur du logiciel)"),
     (re.compile(r"logiciel"), "en-tête LOGICIEL envoyé à l'API (nom du logiciel)"),
@@ -33,7 +34,7 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"opco\.[a-z0-9]+\.warn_days"), "jours d'alerte avant échéance pour cet OPCO"),
     (re.compile(r"opco\.[a-z0-9]+\.crit_days"), "jours d'alerte critique avant échéance"),
 )
-STORE_CHOICES = ("keyring", "file")
+STORE_CHOICES = kind_names()
 
 
 #: Widest warning window, in days: keys live months, and a larger value would overflow

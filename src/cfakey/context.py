@@ -104,6 +104,10 @@ class AppContext:
             self._config = Config.load(self.paths.config_file)
         return self._config
 
+    def config_value(self, name: str) -> object:
+        """One setting of ``config.json`` (``None`` if unset), read on first use."""
+        return self.config().get(name)
+
     def keyring_probe(self) -> KeyringProbe:
         """The OS keyring: which backend, whether it works, why not; detected once a process.
 
@@ -145,6 +149,7 @@ class AppContext:
             from cfakey.errors import StoreUnavailableError  # noqa: PLC0415
             from cfakey.stores.file_store import password_source  # noqa: PLC0415
             from cfakey.stores.keyring_store import FILE_STORE_HINT  # noqa: PLC0415
+            from cfakey.stores.kinds import FALLBACK_KIND, StoreSettings  # noqa: PLC0415
             from cfakey.stores.selection import open_store  # noqa: PLC0415
 
             decision = self.store_decision()
@@ -155,11 +160,14 @@ class AppContext:
                     raise StoreUnavailableError(
                         f"{decision.reason[:1].upper()}{decision.reason[1:]}.", hint=FILE_STORE_HINT
                     )
-                kind = "file"
+                kind = FALLBACK_KIND
             if decision.origin == "auto" and interactive:
                 self.config().set("store", kind)
             source = password_source(self.env, self.password_prompt)
-            store = open_store(kind, self.paths, source, self.keyring_probe)
+            settings = StoreSettings(
+                self.paths, self.env, source, self.keyring_probe, self.config_value
+            )
+            store = open_store(kind, settings)
             self._recover(store)
             self._key_store = store
         return self._key_store

@@ -49,7 +49,7 @@ COMMAND_MODULES: dict[str, str] = {
     "verify": "verify_cmds",
     "config": "verify_cmds",
     "store": "store_cmds",
-    "doctor": "store_cmds",
+    "doctor": "doctor_cmds",
 }
 
 

@@ -881,7 +881,7 @@ def show(
         from cfakey.core.storage import read_key  # noqa: PLC0415
         from cfakey.stores.base import fingerprint  # noqa: PLC0415
 
-        secret = read_key(_store(context), record.siret, record.opco_id)
+        secret = read_key(_store(context), record.siret, record.opco_id, recorded_in=record.store)
         context.metadata().log(
             "revealed",
             siret=record.siret,

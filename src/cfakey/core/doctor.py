@@ -16,17 +16,40 @@ from typing import TYPE_CHECKING, TypeVar
 from cfakey.errors import CfakeyError
 from cfakey.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from cfakey.stores.base import entry_name, fingerprint
+from cfakey.stores.kinds import FALLBACK_KIND, label_of
 
 if TYPE_CHECKING:
-    from cfakey.context import AppContext
+    from cfakey.config import Config
+    from cfakey.core.recovery import RecoveryReport
     from cfakey.metadata import KeyRecord, Metadata
+    from cfakey.paths import Paths
+    from cfakey.registry.loader import RegistrySource
+    from cfakey.registry.model import Registry
     from cfakey.stores.base import KeyStore
+    from cfakey.stores.keyring_store import KeyringProbe
+    from cfakey.stores.selection import StoreDecision
 
 T = TypeVar("T")
 
 #: ``DoctorReport.database_check``: SQLite's quick check found nothing, found damage,
 #: or could not run (the database did not open).
 DATABASE_OK, DATABASE_DAMAGED, DATABASE_UNCHECKED = "ok", "damaged", "unchecked"
+
+
+@dataclass(frozen=True)
+class DoctorInputs:
+    """What doctor examines. Each is a callable: one failing must not stop the others."""
+
+    paths: Paths
+    config: Callable[[], Config]
+    registry: Callable[[], tuple[RegistrySource, Registry]]
+    store_decision: Callable[[], StoreDecision]
+    keyring_probe: Callable[[], KeyringProbe]
+    metadata: Callable[[], Metadata]
+    #: The store in service; it must neither ask anything nor remember a choice.
+    key_store: Callable[[], KeyStore]
+    #: What opening the store found unfinished and did about it (after ``key_store``).
+    recovery: Callable[[], RecoveryReport | None]
 
 
 @dataclass(frozen=True)
@@ -83,6 +106,8 @@ class DoctorReport:
     mismatched: tuple[str, ...] = ()
     #: What finishing interrupted changes did (French sentences), before the checks.
     recovered: tuple[str, ...] = ()
+    #: Entries absent from the store in service whose metadata says another store has them.
+    elsewhere: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -127,8 +152,7 @@ def _path_status(label: str, path: Path, wanted: int, problems: list[Problem]) -
 _ACCESS = "vérifiez les droits du dossier, ou choisissez-en un autre avec CFAKEY_HOME"
 
 
-def _paths(context: AppContext, problems: list[Problem]) -> tuple[PathStatus, ...]:
-    paths = context.paths
+def _paths(paths: Paths, problems: list[Problem]) -> tuple[PathStatus, ...]:
     return (
         _path_status("Dossier de configuration", paths.config_dir, PRIVATE_DIR_MODE, problems),
         _path_status("Fichier de configuration", paths.config_file, PRIVATE_FILE_MODE, problems),
@@ -164,12 +188,13 @@ class _StoreCheck:
 
     description: str | None = None
     missing: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     orphans: tuple[str, ...] | None = None
 
 
 def _check_store(
-    context: AppContext, records: list[KeyRecord] | None, problems: list[Problem]
+    inputs: DoctorInputs, records: list[KeyRecord] | None, problems: list[Problem]
 ) -> _StoreCheck:
     """The store's description, secrets missing or different from their metadata, orphans.
 
@@ -178,11 +203,11 @@ def _check_store(
     """
     found = _StoreCheck()
     try:
-        store = context.key_store(interactive=False)
+        store = inputs.key_store()
         found.description = store.describe()
         if records is None:
             return found
-        metadata = context.metadata()
+        metadata = inputs.metadata()
         records = metadata.list_keys()  # after recovery, which may have completed some
         with metadata.lock(), store.batch():
             _compare_secrets(store, records, found, problems)
@@ -193,7 +218,7 @@ def _check_store(
         problems.append(
             Problem(
                 f"Magasin de clés inutilisable : {error.message}",
-                error.hint or "cfakey store use file",
+                error.hint or f"cfakey store use {FALLBACK_KIND}",
             )
         )
     return found
@@ -206,7 +231,10 @@ def _compare_secrets(
     for record in records:
         entry = entry_name(record.siret, record.opco_id)
         secret = store.get(entry)
-        if secret is None:
+        if secret is None and record.store != store.kind:
+            found.elsewhere.append(entry)
+            problems.append(_elsewhere(record, store.kind))
+        elif secret is None:
             found.missing.append(entry)
             problems.append(
                 Problem(
@@ -242,27 +270,27 @@ def _orphans(
     return orphans
 
 
-def diagnose(context: AppContext) -> DoctorReport:
+def diagnose(inputs: DoctorInputs) -> DoctorReport:
     """Check the store choice, the keyring, paths, registry, database and their agreement."""
     problems: list[Problem] = []
-    path_statuses = _paths(context, problems)
-    config_fix = (
-        f"corrigez {context.paths.config_file} (JSON), ou mettez-le de côté : "
-        f"mv {context.paths.config_file} {context.paths.config_file}.ancien"
-    )
-    _guarded(problems, context.config, config_fix)
+    path_statuses = _paths(inputs.paths, problems)
+    config_file = inputs.paths.config_file
+    put_aside = f"mv {config_file} {config_file}.ancien"
+    config_fix = f"corrigez {config_file} (JSON), ou mettez-le de côté : {put_aside}"
+    _guarded(problems, inputs.config, config_fix)
     registry = _guarded(
         problems,
-        lambda: (context.registry_source, context.registry),
+        inputs.registry,
         "corrigez la surcouche du registre (option --registry ou variable CFAKEY_REGISTRY)",
     )
-    decision = _guarded(problems, context.store_decision, config_fix)
-    probe = context.keyring_probe()
-    metadata = _guarded(problems, context.metadata, _ACCESS)
+    decision = _guarded(problems, inputs.store_decision, config_fix)
+    probe = inputs.keyring_probe()
+    metadata = _guarded(problems, inputs.metadata, _ACCESS)
     records = _guarded(problems, metadata.list_keys, _ACCESS) if metadata else None
     database_check = _check_database(metadata, problems) if metadata else DATABASE_UNCHECKED
     # Without a valid choice there is no store to check: the choice is the problem.
-    checked = _check_store(context, records, problems) if decision else _StoreCheck()
+    checked = _check_store(inputs, records, problems) if decision else _StoreCheck()
+    recovery = inputs.recovery()
     source, loaded = registry if registry else (None, None)
     return DoctorReport(
         store=decision.kind if decision else None,
@@ -285,9 +313,10 @@ def diagnose(context: AppContext) -> DoctorReport:
         missing_secrets=tuple(checked.missing),
         orphan_entries=checked.orphans,
         database_check=database_check,
-        problems=tuple(problems + _unfinished(context)),
+        problems=tuple(problems + _unfinished(recovery)),
         mismatched=tuple(checked.mismatched),
-        recovered=tuple(context.recovery.messages()) if context.recovery else (),
+        recovered=tuple(recovery.messages()) if recovery else (),
+        elsewhere=tuple(checked.elsewhere),
     )
 
 
@@ -299,9 +328,18 @@ def _mismatch(siret: str, opco_id: str, expected: str) -> Problem:
     )
 
 
-def _unfinished(context: AppContext) -> list[Problem]:
+def _elsewhere(record: KeyRecord, in_service: str) -> Problem:
+    """A key its metadata places in another store than the one in service."""
+    return Problem(
+        f"La clé {record.opco_id} du CFA {record.siret} a été rangée dans "
+        f"{label_of(record.store)}, pas dans {label_of(in_service)} en service.",
+        f"cfakey --store {record.store} show {record.opco_id} --cfa {record.siret}  "
+        f"(ou revenir à ce magasin : cfakey store use {record.store})",
+    )
+
+
+def _unfinished(report: RecoveryReport | None) -> list[Problem]:
     """Interrupted changes that could not be resolved with the store in service."""
-    report = context.recovery
     if report is None:
         return []
     return [

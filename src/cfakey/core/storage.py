@@ -226,17 +226,32 @@ def store_key(
     return apply_changes(store, metadata, [change])[0]
 
 
-def read_key(store: KeyStore, siret: str, opco_id: str) -> str:
-    """The stored secret, or a French error when the store has lost it."""
+def read_key(store: KeyStore, siret: str, opco_id: str, *, recorded_in: str | None = None) -> str:
+    """The stored secret, or a French error naming where it is.
+
+    ``recorded_in`` is the store kind the key's metadata row records. A key stored in
+    another kind than the one in service is never reported as lost, and that other store
+    is not opened behind the operator's back (it may ask a password or be locked): the
+    message names it and the command that reads it.
+    """
     secret = store.get(entry_name(siret, opco_id))
-    if secret is None:
+    if secret is not None:
+        return secret
+    if recorded_in is not None and recorded_in != store.kind:
+        from cfakey.stores.kinds import label_of  # noqa: PLC0415
+
         raise NotFoundError(
-            f"La clé {opco_id} du CFA {siret} est absente du magasin de clés.",
-            hint="Diagnostic : cfakey doctor ; pour la remettre : cfakey add "
-            + opco_id
-            + f" --cfa {siret}.",
+            f"La clé {opco_id} du CFA {siret} a été rangée dans {label_of(recorded_in)}, "
+            f"pas dans {label_of(store.kind)} en service.",
+            hint=f"Pour la lire : cfakey --store {recorded_in} … ; pour revenir à ce "
+            f"magasin : cfakey store use {recorded_in}.",
         )
-    return secret
+    raise NotFoundError(
+        f"La clé {opco_id} du CFA {siret} est absente du magasin de clés.",
+        hint="Diagnostic : cfakey doctor ; pour la remettre : cfakey add "
+        + opco_id
+        + f" --cfa {siret}.",
+    )
 
 
 def remove_keys(

@@ -11,7 +11,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, ClassVar, Self
+
+if TYPE_CHECKING:
+    from cfakey.stores.kinds import StoreSettings
 
 SERVICE_NAME = "cfakey"
 
@@ -39,8 +42,25 @@ class KeyStore(ABC):
     backend's own exception, and never put a secret into an error message.
     """
 
-    #: Short identifier saved in the metadata and the config: ``"keyring"``, ``"file"``.
+    #: Short identifier saved in the metadata and the config: a key of ``STORE_KINDS``.
     kind: str
+    #: Capabilities, declared (never discovered by ``isinstance``); the contract test holds
+    #: each store to what it declares.
+    #: ``entries()`` returns every entry name (``False``: it returns ``None``).
+    can_list: ClassVar[bool] = False
+    #: Has a password of its own: ``unlock()`` and ``change_password()`` work.
+    can_change_password: ClassVar[bool] = False
+    #: Several people or machines read and write the same secrets.
+    shared: ClassVar[bool] = False
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> Self:
+        """The store of this kind for this home and environment (see ``stores/kinds.py``)."""
+        raise NotImplementedError(cls.__name__)
+
+    def location(self) -> str:
+        """Where the secrets are, for messages and the journal (never a secret)."""
+        return self.kind
 
     @abstractmethod
     def describe(self) -> str:
@@ -65,8 +85,16 @@ class KeyStore(ABC):
         """Ask now for what the store needs (a password), before a long interactive procedure."""
 
     def entries(self) -> list[str] | None:
-        """Every entry name, or ``None`` when the backend cannot enumerate (OS keyrings)."""
+        """Every entry name when ``can_list``, else ``None`` (OS keyrings cannot enumerate)."""
         return None
+
+    def unlock(self) -> list[str]:
+        """With ``can_change_password``: check the password now; the names of the entries."""
+        raise NotImplementedError(type(self).__name__)
+
+    def change_password(self, new_password: str) -> None:
+        """With ``can_change_password``: re-encrypt every entry under ``new_password``."""
+        raise NotImplementedError(type(self).__name__)
 
     @contextmanager
     def batch(self) -> Iterator[None]:

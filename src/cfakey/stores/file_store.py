@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from cfakey.errors import (
     DataCorruptedError,
@@ -35,6 +35,9 @@ from cfakey.errors import (
 from cfakey.locking import exclusive_lock
 from cfakey.paths import atomic_write, ensure_private_dir
 from cfakey.stores.base import KeyStore
+
+if TYPE_CHECKING:
+    from cfakey.stores.kinds import StoreSettings
 
 PASSWORD_ENV = "CFAKEY_FILE_PASSWORD"  # noqa: S105 - a variable name
 NEW_PASSWORD_ENV = "CFAKEY_NEW_FILE_PASSWORD"  # noqa: S105 - read by ``store password``
@@ -173,6 +176,15 @@ class EncryptedFileStore(KeyStore):
     """Secrets in one password-encrypted file (AES-256-GCM, key from scrypt)."""
 
     kind = "file"
+    can_list = True
+    can_change_password = True
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> Self:
+        return cls(settings.paths.encrypted_store, settings.password_source)
+
+    def location(self) -> str:
+        return str(self.path)
 
     def __init__(
         self,

@@ -19,13 +19,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cfakey.errors import StoreUnavailableError
 from cfakey.stores.base import SERVICE_NAME, KeyStore
+from cfakey.stores.kinds import FALLBACK_KIND
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
+
+    from cfakey.stores.kinds import StoreSettings
 
 T = TypeVar("T")
 
@@ -51,9 +54,10 @@ WINDOWS_MAX_SECRET_BYTES = 2560
 #: An entry cfakey never writes, read once to find out whether the keyring answers.
 PROBE_ENTRY = "cfakey-probe"
 
+#: How to ask for the fallback kind (the encrypted file) for one command or a script.
+USE_FALLBACK = f"option --store {FALLBACK_KIND} ou variable CFAKEY_STORE={FALLBACK_KIND}."
 FILE_STORE_HINT = (
-    "Sans trousseau utilisable, un fichier chiffré par mot de passe peut servir : "
-    "option --store file ou variable CFAKEY_STORE=file."
+    f"Sans trousseau utilisable, un fichier chiffré par mot de passe peut servir : {USE_FALLBACK}"
 )
 
 
@@ -311,6 +315,11 @@ class KeyringStore(KeyStore):
     """
 
     kind = "keyring"
+    # can_list stays False: only the Secret Service enumerates, and only as a bonus.
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings) -> Self:
+        return cls(probe=settings.keyring_probe)
 
     def __init__(
         self,
@@ -378,8 +387,7 @@ class KeyringStore(KeyStore):
                 f"Cette clé occuperait {size} octets dans le Gestionnaire d'identification de "
                 f"Windows, qui n'en accepte pas plus de {WINDOWS_MAX_SECRET_BYTES} par secret "
                 f"({WINDOWS_MAX_SECRET_BYTES // 2} caractères) : elle n'a pas été enregistrée.",
-                hint="Le fichier chiffré n'a pas cette limite : "
-                "option --store file ou variable CFAKEY_STORE=file.",
+                hint=f"Le fichier chiffré n'a pas cette limite : {USE_FALLBACK}",
             )
 
     def put(self, entry: str, secret: str) -> None:

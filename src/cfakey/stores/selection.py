@@ -1,8 +1,9 @@
 """Which key store to use: explicit (option, environment, config) or detected, never silent.
 
-The OS keyring is used when it works. When it does not, cfakey says why and does not fall
-back on its own: the operator confirms the encrypted file (in a terminal) or asks for it
-(``--store file``, ``CFAKEY_STORE=file``), and the choice is remembered in the config.
+The detected kind (the OS keyring) is used when it works. When it does not, cfakey says
+why and does not fall back on its own: the operator confirms the fallback kind (the
+encrypted file, in a terminal) or asks for it (``--store file``, ``CFAKEY_STORE=file``),
+and the choice is remembered in the config. The kinds themselves are in ``kinds.py``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cfakey.config import STORE_CHOICES
 from cfakey.errors import UsageError
+from cfakey.stores.kinds import DETECTED_KIND, STORE_KINDS, StoreSettings, store_kind
 
 if TYPE_CHECKING:
-    from cfakey.paths import Paths
     from cfakey.stores.base import KeyStore
-    from cfakey.stores.file_store import PasswordSource
     from cfakey.stores.keyring_store import KeyringProbe
 
 #: Where a choice came from, in the order it is looked for.
@@ -44,20 +43,22 @@ class StoreDecision:
         return self.kind is None
 
 
-#: How to correct an unknown store name, by where it came from.
-FIXES = {
-    "option": "--store keyring ou --store file",
-    "env": "export CFAKEY_STORE=keyring (ou file), ou unset CFAKEY_STORE",
-    "config": "cfakey store use keyring (ou file)",
-}
+def _fix(origin: str) -> str:
+    """How to correct an unknown store name, by where it came from."""
+    first, *others = STORE_KINDS
+    if origin == "option":
+        return " ou ".join(f"--store {name}" for name in STORE_KINDS)
+    if origin == "env":
+        return f"export CFAKEY_STORE={first} (ou {', '.join(others)}), ou unset CFAKEY_STORE"
+    return f"cfakey store use {first} (ou {', '.join(others)})"
 
 
 def _checked(kind: str, origin: str) -> str:
-    if kind not in STORE_CHOICES:
+    if kind not in STORE_KINDS:
         raise UsageError(
             f"Magasin de clés inconnu ({ORIGINS[origin]}) : choix possibles : "
-            f"{', '.join(STORE_CHOICES)}.",
-            hint=FIXES[origin],
+            f"{', '.join(STORE_KINDS)}.",
+            hint=_fix(origin),
         )
     return kind
 
@@ -73,34 +74,17 @@ def decide_store(
     for origin, value in (("option", option), ("env", env_value), ("config", config_value)):
         if value:
             kind = _checked(str(value).strip().lower(), origin)
-            label = "trousseau du système" if kind == "keyring" else "fichier chiffré"
-            return StoreDecision(kind, origin, f"{label}, choisi par {ORIGINS[origin]}")
+            noun = STORE_KINDS[kind].noun
+            return StoreDecision(kind, origin, f"{noun}, choisi par {ORIGINS[origin]}")
     status = probe()
+    noun = STORE_KINDS[DETECTED_KIND].noun
     if status.usable:
         return StoreDecision(
-            "keyring", "auto", f"trousseau du système disponible ({status.backend})", keyring=status
+            DETECTED_KIND, "auto", f"{noun} disponible ({status.backend})", keyring=status
         )
-    return StoreDecision(
-        None, "auto", f"trousseau du système indisponible : {status.reason}", keyring=status
-    )
+    return StoreDecision(None, "auto", f"{noun} indisponible : {status.reason}", keyring=status)
 
 
-def open_store(
-    kind: str,
-    paths: Paths,
-    password_source: PasswordSource,
-    keyring_probe: Callable[[], KeyringProbe] | None = None,
-) -> KeyStore:
-    """Build the store of this kind (``keyring`` or ``file``); nothing is unlocked yet.
-
-    ``keyring_probe``: the command's keyring detection, reused rather than done again.
-    """
-    if kind == "keyring":
-        from cfakey.stores.keyring_store import KeyringStore  # noqa: PLC0415
-
-        return KeyringStore(probe=keyring_probe)
-    if kind == "file":
-        from cfakey.stores.file_store import EncryptedFileStore  # noqa: PLC0415
-
-        return EncryptedFileStore(paths.encrypted_store, password_source)
-    raise UsageError(f"Magasin de clés inconnu : choix possibles : {', '.join(STORE_CHOICES)}.")
+def open_store(kind: str, settings: StoreSettings) -> KeyStore:
+    """Build the store of this kind (see ``kinds.py``); nothing is unlocked yet."""
+    return store_kind(kind).open(settings)

@@ -176,7 +176,9 @@ def read_planned(
     total = len(plan.keys)
     with store.batch():
         for done, item in enumerate(plan.keys, start=1):
-            secret = read_key(store, item.cfa.siret, item.record.opco_id)
+            secret = read_key(
+                store, item.cfa.siret, item.record.opco_id, recorded_in=item.record.store
+            )
             keys.append(
                 ExportedKey(
                     siret=item.cfa.siret,

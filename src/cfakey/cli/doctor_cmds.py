@@ -1,0 +1,126 @@
+"""``cfakey doctor``: render the diagnosis of ``core/doctor.py``, exit 1 when unhealthy."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from cfakey.cli.options import JSON_OPTION
+
+if TYPE_CHECKING:
+    from cfakey.context import AppContext
+    from cfakey.core.doctor import DoctorInputs, DoctorReport
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``doctor`` command to ``app``."""
+    app.command("doctor")(doctor)
+
+
+def doctor(
+    ctx: typer.Context,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
+    """Diagnostic : magasin de clés et pourquoi, trousseau, chemins, registre, clés orphelines.
+
+    Code de sortie 0 si tout va bien, 1 sinon ; chaque problème vient avec la commande
+    qui le corrige.
+    """
+    from cfakey.cli.output import print_json  # noqa: PLC0415
+    from cfakey.core.doctor import diagnose  # noqa: PLC0415
+
+    report = diagnose(doctor_inputs(ctx.obj))
+    if as_json:
+        print_json({**to_jsonable_report(report), "healthy": report.healthy})
+    else:
+        _render_doctor(report)
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+def doctor_inputs(context: AppContext) -> DoctorInputs:
+    """What ``doctor`` examines, from the command's context; the store is opened without asking."""
+    from cfakey.core.doctor import DoctorInputs  # noqa: PLC0415
+
+    return DoctorInputs(
+        paths=context.paths,
+        config=context.config,
+        registry=lambda: (context.registry_source, context.registry),
+        store_decision=context.store_decision,
+        keyring_probe=context.keyring_probe,
+        metadata=context.metadata,
+        key_store=lambda: context.key_store(interactive=False),
+        recovery=lambda: context.recovery,
+    )
+
+
+def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
+    """The ``doctor --json`` object."""
+    from cfakey.cli.output import to_jsonable  # noqa: PLC0415
+
+    data: dict[str, Any] = to_jsonable(report)
+    return data
+
+
+_DATABASE_CHECKS = {
+    "ok": "vérifiée, sans anomalie",
+    "damaged": "endommagée (voir les problèmes)",
+    "unchecked": "non vérifiée : la base ne s'ouvre pas (voir les problèmes)",
+}
+
+
+def _render_doctor(report: DoctorReport) -> None:
+    lines = ["Magasin de clés"]
+    reason = report.store_reason or "choix illisible, voir les problèmes"
+    lines.append(f"  en service : {report.store or 'aucun'} ({reason})")
+    if report.store_description:
+        lines.append(f"  détail     : {report.store_description}")
+    lines.append("Trousseau du système (keyring)")
+    if report.keyring_backend is None:
+        lines.append("  non examiné")
+    else:
+        state = "utilisable" if report.keyring_usable else f"inutilisable : {report.keyring_reason}"
+        lines.append(
+            f"  choisi     : {report.keyring_backend} ({report.keyring_chosen_by}), {state}"
+        )
+        lines.extend(
+            f"  écarté     : {item.name} : {item.reason}" for item in report.keyring_rejected
+        )
+    lines.append("Chemins")
+    for item in report.paths:
+        mode = f"mode {item.mode}" if item.exists else "absent"
+        lines.append(f"  {item.label:<26} {item.path} ({mode})")
+    lines.append("Registre des OPCO")
+    if report.registry_version is None:
+        lines.append("  illisible (voir les problèmes)")
+    else:
+        lines.append(
+            f"  livré      : {report.registry_shipped} "
+            f"(version {report.registry_version}, {report.registry_opcos} OPCO)"
+        )
+        lines.append(f"  surcouche  : {report.registry_overlay or 'aucune'}")
+    lines.append("Base de métadonnées")
+    lines.append(f"  intégrité  : {_DATABASE_CHECKS[report.database_check]}")
+    lines.append("Cohérence métadonnées / magasin")
+    lines.extend(f"  {line}" for line in report.recovered)
+    lines.append(
+        f"  {report.keys_checked} clé(s) vérifiée(s), "
+        f"{len(report.missing_secrets)} secret(s) manquant(s), "
+        f"{len(report.mismatched)} empreinte(s) différente(s) des métadonnées"
+    )
+    if report.elsewhere:
+        lines.append(f"  rangées dans un autre magasin : {len(report.elsewhere)}")
+    if report.orphan_entries is None:
+        lines.append("  entrées sans métadonnées : non vérifiable (ce magasin ne sait pas lister)")
+    else:
+        lines.append(f"  entrées sans métadonnées : {len(report.orphan_entries)}")
+    if report.healthy:
+        lines.append("\nTout va bien.")
+    else:
+        lines.append(f"\n{len(report.problems)} problème(s) :")
+        for problem in report.problems:
+            lines.append(f"  - {problem.message}")
+            lines.append(f"    correction : {problem.fix}")
+    sys.stdout.write("\n".join(lines) + "\n")

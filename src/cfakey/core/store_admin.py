@@ -1,0 +1,70 @@
+"""Administering the key store: which kind is used (``store use``), its password.
+
+Both read the store table (``stores/kinds.py``) and the capabilities a store declares;
+neither names a kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cfakey.errors import UsageError
+from cfakey.stores.kinds import STORE_KINDS, StoreKind, store_kind
+
+if TYPE_CHECKING:
+    from cfakey.config import Config
+    from cfakey.metadata import Metadata
+    from cfakey.stores.base import KeyStore
+
+
+@dataclass(frozen=True)
+class PasswordChanged:
+    """``store password``: how many entries were re-encrypted, and where they are."""
+
+    kind: StoreKind
+    entries: int
+    location: str
+
+
+def use_store(config: Config, name: str) -> StoreKind:
+    """Record ``name`` as the store to use from now on (keys already stored do not move)."""
+    choice = name.strip().lower()
+    config.set("store", choice)  # refuses an unknown kind, naming the choices
+    return STORE_KINDS[choice]
+
+
+def require_password(kind_name: str | None) -> None:
+    """Refuse, before anything is opened or asked, a kind that has no password of its own."""
+    if kind_name is None:
+        return  # nothing works yet: opening offers the fallback, which has one
+    kind = STORE_KINDS[kind_name]
+    if kind.store_class().can_change_password:
+        return
+    with_password = [k for k in STORE_KINDS.values() if k.store_class().can_change_password]
+    usable = " ; ".join(
+        f"{k.label[:1].upper()}{k.label[1:]} s'utilise avec --store {k.name} "
+        f"ou CFAKEY_STORE={k.name}."
+        for k in with_password
+    )
+    raise UsageError(
+        f"Le magasin en service est {kind.label} : il n'a pas de mot de passe propre à cfakey.",
+        hint=usable or None,
+    )
+
+
+def change_store_password(
+    store: KeyStore, metadata: Metadata, new_password: Callable[[], str]
+) -> PasswordChanged:
+    """Check the current password, ask the new one, re-encrypt everything, journal it.
+
+    ``new_password`` is asked only once the current one has been checked.
+    """
+    kind = store_kind(store.kind)
+    if not store.can_change_password:
+        require_password(store.kind)
+    count = len(store.unlock())
+    store.change_password(new_password())
+    metadata.log("store_password_changed", detail=store.location())
+    return PasswordChanged(kind, count, store.location())
