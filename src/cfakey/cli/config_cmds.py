@@ -13,6 +13,7 @@ from cfakey.cli.options import JSON_OPTION
 if TYPE_CHECKING:
     from cfakey.config import Config
     from cfakey.context import AppContext
+    from cfakey.core.settings import Setting, Sources
 
 config_app = typer.Typer(
     help="Réglages de cfakey : adresses des API des OPCO, en-têtes, client OAuth2, magasin.",
@@ -23,6 +24,15 @@ config_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add the ``config`` group to ``app``."""
     app.add_typer(config_app, name="config")
+
+
+def _sources(ctx: typer.Context, key: str) -> tuple[Sources, Setting]:
+    """The settings' sources from the command's context, and the setting ``key`` names."""
+    from cfakey.core.settings import Sources, parse_setting  # noqa: PLC0415
+
+    context: AppContext = ctx.obj
+    sources = Sources(context.config(), context.key_store, context.metadata, context.clock)
+    return sources, parse_setting(context.registry, key)
 
 
 def _read_secret(label: str) -> str:
@@ -55,20 +65,17 @@ def config_set(
 ) -> None:
     """Règle un paramètre (le secret OAuth2 va dans le magasin de clés, jamais dans le fichier)."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
-    from cfakey.core import settings  # noqa: PLC0415
+    from cfakey.core.settings import set_oauth_secret, set_setting  # noqa: PLC0415
 
-    context: AppContext = ctx.obj
-    setting = settings.parse_setting(context.registry, key)
+    sources, setting = _sources(ctx, key)
     opco = setting.secret_opco
     if opco is None or value is not None:
-        settings.set_setting(context.config(), setting, value)
+        set_setting(sources.config, setting, value)
         # Not the value: a key pasted in the wrong place must not be written back.
         print_notice(f"{setting.key} enregistré.")
         return
     secret = _read_secret(f"Secret du client OAuth2 de {opco.name}")
-    shown = settings.set_oauth_secret(
-        context.key_store(), context.metadata(), opco, secret, now=context.clock
-    )
+    shown = set_oauth_secret(sources.store(), sources.metadata(), opco, secret, now=sources.now)
     print_notice(
         f"Secret du client OAuth2 de {opco.name} enregistré dans le magasin de clés "
         f"(empreinte {shown})."
@@ -82,15 +89,12 @@ def config_get(
 ) -> None:
     """Affiche la valeur d'un paramètre (jamais celle d'un secret)."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
-    from cfakey.core import settings  # noqa: PLC0415
+    from cfakey.core.settings import read  # noqa: PLC0415
 
-    context: AppContext = ctx.obj
-    setting = settings.parse_setting(context.registry, key)
-    if setting.secret_opco is not None:
-        settings.require_oauth_secret(context.key_store(), setting)
+    found = read(*_sources(ctx, key))
+    if found.value is None:
         print_notice("Secret enregistré dans le magasin de clés (il n'est jamais affiché).")
         return
-    found = settings.get_setting(context.config(), setting)
     sys.stdout.write(f"{found.value}\n")
     if found.is_default:
         print_notice("(valeur par défaut)")
@@ -103,16 +107,10 @@ def config_unset(
 ) -> None:
     """Efface un paramètre (ou le secret OAuth2 du magasin de clés)."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415
-    from cfakey.core import settings  # noqa: PLC0415
+    from cfakey.core.settings import erase  # noqa: PLC0415
 
-    context: AppContext = ctx.obj
-    setting = settings.parse_setting(context.registry, key)
-    if setting.secret_opco is not None:
-        removed = settings.remove_oauth_secret(
-            context.key_store(), context.metadata(), setting.secret_opco, now=context.clock
-        )
-    else:
-        removed = settings.unset_setting(context.config(), setting)
+    sources, setting = _sources(ctx, key)
+    removed = erase(sources, setting)
     print_notice(
         f"{setting.key} effacé." if removed else f"{setting.key} n'était pas réglé : rien à faire."
     )

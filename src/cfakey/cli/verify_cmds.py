@@ -75,21 +75,9 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     """Vérifie auprès de l'API Convergence de l'OPCO que la clé est acceptée, et jusqu'à quand."""
     from cfakey.cli.output import progress_bar  # noqa: PLC0415
     from cfakey.core import verify as engine  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
 
     context: AppContext = ctx.obj
-    if all_keys and opco_name:
-        raise UsageError("Indiquez un OPCO ou --all, pas les deux.")
-    if not all_keys and not opco_name:
-        raise UsageError(
-            "Indiquez l'OPCO dont vérifier la clé, ou --all pour toutes.",
-            hint="Exemples : cfakey verify atlas ; cfakey verify --all",
-        )
-    if all_keys and api_url:
-        raise UsageError(
-            "--api-url vaut pour un seul OPCO : réglez l'adresse de chaque OPCO avec "
-            "cfakey config set."
-        )
+    engine.check_selection(opco_given=bool(opco_name), all_keys=all_keys, api_url=api_url)
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
     settings = engine.settings_from_config(
         context.config(), timeout=timeout, concurrency=concurrency, ca_bundle=ca_bundle

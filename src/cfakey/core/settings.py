@@ -44,10 +44,38 @@ class Setting:
 
 @dataclass(frozen=True)
 class SettingValue:
-    """What ``config get`` shows: the value, and whether it is cfakey's default."""
+    """What ``config get`` shows: the value (``None`` for a secret), and whether it is the
+    default."""
 
     value: Any
     is_default: bool = False
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where settings live: the file, and (opened only for a secret) the store and journal."""
+
+    config: Config
+    store: Callable[[], KeyStore]
+    metadata: Callable[[], Metadata]
+    now: Callable[[], datetime]
+
+
+def read(sources: Sources, setting: Setting) -> SettingValue:
+    """``config get``: a setting's value or default; for a secret, only that it is stored."""
+    if setting.secret_opco is None:
+        return get_setting(sources.config, setting)
+    require_oauth_secret(sources.store(), setting)
+    return SettingValue(None)
+
+
+def erase(sources: Sources, setting: Setting) -> bool:
+    """``config unset``: remove a setting, or the secret (journalled); ``False`` if absent."""
+    if setting.secret_opco is None:
+        return unset_setting(sources.config, setting)
+    return remove_oauth_secret(
+        sources.store(), sources.metadata(), setting.secret_opco, now=sources.now
+    )
 
 
 def parse_setting(registry: Registry, key: str) -> Setting:

@@ -29,6 +29,22 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 _USERINFO = re.compile(r"(?P<scheme>^[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 
+def check_selection(*, opco_given: bool, all_keys: bool, api_url: str | None) -> None:
+    """Refuse a selection that names no key or contradicts itself (before any lookup)."""
+    if all_keys and opco_given:
+        raise UsageError("Indiquez un OPCO ou --all, pas les deux.")
+    if not all_keys and not opco_given:
+        raise UsageError(
+            "Indiquez l'OPCO dont vérifier la clé, ou --all pour toutes.",
+            hint="Exemples : cfakey verify atlas ; cfakey verify --all",
+        )
+    if all_keys and api_url:
+        raise UsageError(
+            "--api-url vaut pour un seul OPCO : réglez l'adresse de chaque OPCO avec "
+            "cfakey config set."
+        )
+
+
 def settings_from_config(
     config: Config,
     *,
