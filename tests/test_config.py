@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,26 @@ def test_setting_use_cases_without_the_cli() -> None:
     with pytest.raises(NotFoundError, match="n'est pas réglé"):
         settings.get_setting(config, url)
     assert "s3cret" not in config.path.read_text()
+
+
+def test_a_store_that_cannot_write_the_oauth_secret_leaves_no_journal_entry(
+    monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """The entry and the store write commit together: a refused write journals nothing."""
+    first = run_cli("config", "set", "opco.akto.oauth.client_secret", input=OAUTH_SECRET + "\n")
+    assert first.exit_code == 0, first.stderr
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:  # only this patch: the home stays isolated
+        patch.setattr(os, "fsync", full_disk)  # the encrypted file's write (SQLite is C)
+        result = run_cli("config", "set", "opco.akto.oauth.client_secret", input="autre-secret\n")
+
+    assert result.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert "Impossible d'écrire le fichier chiffré" in result.stderr
+    assert "l'ancien fichier est intact" in result.stderr
+    assert "autre-secret" not in result.stdout + result.stderr
+    assert [entry.new_fingerprint for entry in oauth_entries()] == [fingerprint(OAUTH_SECRET)]
+    with open_store() as store:
+        assert store.get(oauth_entry_name("akto")) == OAUTH_SECRET
