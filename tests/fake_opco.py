@@ -60,12 +60,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+#: ``ratelimit-date``: a fixed date in the past (never the wall clock): retry at once.
+PAST_RETRY_DATE = "Mon, 01 Jan 2024 08:00:00 GMT"
 #: How ``echo-<form>`` re-encodes the key it received.
 ECHO_FORMS: dict[str, Any] = {
     "percent": lambda key: quote(key, safe=""),
@@ -215,7 +216,7 @@ class _Handler(BaseHTTPRequestHandler):
         if scenario == "ratelimit-once" and count == 1:
             return 429, {"Retry-After": "1"}, b""
         if scenario == "ratelimit-date" and count == 1:
-            return 429, {"Retry-After": formatdate(time.time() - 60, usegmt=True)}, b""
+            return 429, {"Retry-After": PAST_RETRY_DATE}, b""
         if scenario == "ratelimit-long":
             return 429, {"Retry-After": "3600"}, b""
         if scenario == "ratelimit-99999":

@@ -422,6 +422,7 @@ def test_every_reply_maps_to_one_step(  # noqa: PLR0917 - hypothesis draws each 
         retries=retries,
         redirects=0,
         renewable=renewable,
+        now=CHECKED_AT,
     )
 
     chosen = [
@@ -437,7 +438,7 @@ def test_every_reply_maps_to_one_step(  # noqa: PLR0917 - hypothesis draws each 
     if step.follow is not None:
         assert (step.follow.scheme, step.follow.host) == ("https", "api.opco.example")
     if step.verdict is not None:
-        result = engine._result(job(str(target)), step.verdict, CHECKED_AT, 0.0)
+        result = engine.result_of(job(str(target)), step.verdict, CHECKED_AT, 0.0)
         shown = result.detail + engine.journal_detail(result) + json.dumps(result.as_json())
         shown.encode("utf-8")
         assert not may_reveal(shown, [KEY_ATLAS]), shown

@@ -702,8 +702,12 @@ class Metadata:
         old_fingerprint: str | None = None,
         new_fingerprint: str | None = None,
         detail: str = "",
+        at: datetime | None = None,
     ) -> None:
-        """Append one event to the journal (never a key: fingerprints only)."""
+        """Append one event to the journal (never a key: fingerprints only).
+
+        ``at``: the instant to stamp, from the caller's injected clock; else now.
+        """
         if self._db.in_transaction:
             self._logged_in_transaction = True
         else:
@@ -712,7 +716,7 @@ class Metadata:
             "INSERT INTO journal (at, user, siret, opco_id, action, old_fingerprint, "
             "new_fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                _to_text(utc_now()),
+                _to_text(utc_now() if at is None else at),
                 self.user,
                 siret,
                 opco_id,

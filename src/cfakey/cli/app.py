@@ -47,7 +47,7 @@ COMMAND_MODULES: dict[str, str] = {
     "inject": "export_cmds",
     "exec": "export_cmds",
     "verify": "verify_cmds",
-    "config": "verify_cmds",
+    "config": "config_cmds",
     "store": "store_cmds",
     "doctor": "doctor_cmds",
 }

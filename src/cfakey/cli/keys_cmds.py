@@ -52,6 +52,8 @@ ACTION_LABELS = {
     "cfa_added": "CFA ajouté",
     "cfa_removed": "CFA retiré",
     "store_password_changed": "mot de passe du magasin changé",
+    "oauth_secret_set": "secret OAuth2 enregistré",
+    "oauth_secret_removed": "secret OAuth2 effacé",
 }
 REVOKE_WARNING = (
     "Générer une nouvelle clé révoque l'ancienne : mettez votre logiciel à jour aussitôt."

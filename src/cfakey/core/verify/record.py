@@ -1,0 +1,85 @@
+"""What a run leaves behind: journal entries, the OPCOs' end dates, the exit code, the order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+from cfakey.core.verify.model import Outcome, VerifyJob, VerifyResult
+from cfakey.errors import ExitCode
+
+if TYPE_CHECKING:
+    from cfakey.metadata import Metadata
+
+
+def expiry_moment(day: date) -> datetime:
+    """The stored form of an OPCO's end-of-validity date: local midnight, as UTC."""
+    return datetime(day.year, day.month, day.day).astimezone().astimezone(UTC)
+
+
+def record_results(
+    metadata: Metadata, jobs: Sequence[VerifyJob], results: Sequence[VerifyResult]
+) -> None:
+    """Journal every verification and store the expiry dates the OPCOs gave, in one transaction.
+
+    Each entry is stamped with its result's ``checked_at``: the injected clock's instant.
+    """
+    sources = {(job.siret, job.opco_id): job for job in jobs}
+    with metadata.transaction():
+        for result in results:
+            job = sources.get((result.siret, result.opco_id))
+            update = result.opco_expiry is not None and job is not None
+            if update and job is not None and result.opco_expiry is not None:
+                stale = result.expiry_changed or job.recorded_source != "opco_api"
+                current = metadata.get_key(job.siret, job.opco_id)
+                # Only onto the key verified: not onto one rotated in the meantime.
+                if stale and current is not None and current.fingerprint == job.fingerprint:
+                    moment = expiry_moment(result.opco_expiry)
+                    metadata.set_expiry(job.siret, job.opco_id, moment, "opco_api")
+            metadata.log(
+                "verified",
+                at=result.checked_at,
+                siret=result.siret,
+                opco_id=result.opco_id,
+                old_fingerprint=job.fingerprint if job else None,
+                detail=journal_detail(result),
+            )
+
+
+def journal_detail(result: VerifyResult) -> str:
+    """The journal line of a verification: its class, endpoint and reason (never the key)."""
+    parts = [result.outcome.value]
+    if result.endpoint:
+        parts.append(result.endpoint)
+    if result.http_status is not None:
+        parts.append(f"HTTP {result.http_status}")
+    if result.opco_expiry is not None:
+        parts.append(f"fin de validité {result.opco_expiry.isoformat()}")
+    if result.expiry_changed:
+        parts.append("échéance mise à jour")
+    return " ; ".join(parts) + (f" — {result.detail}" if result.detail else "")
+
+
+def overall_exit_code(results: Iterable[VerifyResult]) -> ExitCode:
+    """0 when every key is valid, else the code of the most urgent class present."""
+    worst = max(
+        (result.outcome for result in results),
+        key=lambda outcome: outcome.rank,
+        default=Outcome.VALID,
+    )
+    return worst.exit_code
+
+
+def by_urgency(results: Iterable[VerifyResult]) -> list[VerifyResult]:
+    """Problems first (most urgent first), then changed expiries, then the rest."""
+    return sorted(
+        results,
+        key=lambda r: (
+            -r.outcome.rank,
+            not r.expiry_changed,
+            r.cfa_name.casefold(),
+            r.siret,
+            r.opco_id,
+        ),
+    )
