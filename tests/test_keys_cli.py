@@ -94,7 +94,7 @@ def test_walkthrough_atlas_step_by_step(cfa: str) -> None:
     assert "cfakey verify atlas" in result.stderr
     assert ATLAS_KEY not in result.stdout + result.stderr
     (row,) = listed()
-    assert (row["cfa"], row["opco"], row["status"], row["expires"]) == (
+    assert (row["cfa"], row["opco"], row["status_label"], row["expires"]) == (
         cfa,
         "atlas",
         "sans date",
@@ -200,7 +200,7 @@ def test_from_file_reads_the_downloaded_token(cfa: str, tmp_path: Path) -> None:
     result = run_cli("add", "opcoep", "--from-file", str(path), "--expires", in_days(90))
     assert result.exit_code == 0, result.stderr
     (row,) = listed()
-    assert (row["days_left"], row["status"]) == (90, "valide")
+    assert (row["days_left"], row["status_label"]) == (90, "valide")
     missing = run_cli("add", "atlas", "--from-file", str(tmp_path / "absent.txt"))
     assert missing.exit_code == ExitCode.USAGE
     assert "Fichier introuvable" in missing.stderr
@@ -392,7 +392,7 @@ def test_list_sorts_by_urgency_and_shows_a_matrix_for_several_cfas(cfa: str) -> 
         == 0
     )
     rows = listed()
-    assert [(row["cfa"], row["opco"], row["days_left"], row["status"]) for row in rows] == [
+    assert [(row["cfa"], row["opco"], row["days_left"], row["status_label"]) for row in rows] == [
         (OTHER_SIRET, "atlas", 5, "à renouveler"),
         (cfa, "atlas", 100, "valide"),
         (cfa, "sante", (add_months(today(), 12) - today()).days, "valide"),
