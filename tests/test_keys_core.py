@@ -514,3 +514,57 @@ def test_import_reads_json_and_refuses_existing_keys_without_yes(
     imports.run_import(store, metadata, plan, now=NOW)
     assert store.secrets[entry_name(SIRET_A, "atlas")] == "J" * 32
     assert metadata.journal(opco_id="atlas")[-1].old_fingerprint == fingerprint(ATLAS_KEY)
+
+
+# Reveal, CFA removal, local midnight -----------------------------------------------------
+
+
+def test_reveal_returns_the_key_and_journals_it_at_the_callers_clock(
+    metadata: Metadata, registry: Registry
+) -> None:
+    store = MemoryStore()
+    save(metadata, registry, store, SIRET_A, "atlas", ATLAS_KEY)
+    record = metadata.get_key(SIRET_A, "atlas")
+    assert record is not None
+    shown_at = NOW + timedelta(days=3, seconds=7)
+    assert keys.reveal_key(store, metadata, record, now=shown_at) == ATLAS_KEY
+    entry = metadata.journal()[-1]
+    assert (entry.action, entry.new_fingerprint, entry.at) == (
+        "revealed",
+        fingerprint(ATLAS_KEY),
+        shown_at,
+    )
+    assert ATLAS_KEY not in repr(metadata.journal())
+
+
+def test_the_journal_is_stamped_by_the_metadata_clock(metadata: Metadata) -> None:
+    metadata.clock = lambda: NOW + timedelta(microseconds=500)
+    metadata.log("verified", siret=SIRET_A, opco_id="atlas")
+    assert metadata.journal()[-1].at == NOW
+
+
+def test_removing_a_cfa_with_keys_needs_force_then_takes_its_keys(
+    metadata: Metadata, registry: Registry
+) -> None:
+    from cfakey.core import cfas  # noqa: PLC0415
+
+    store = MemoryStore()
+    save(metadata, registry, store, SIRET_C, "atlas", ATLAS_KEY)
+    with pytest.raises(AlreadyExistsError, match="a encore 1 clé"):
+        cfas.remove_cfa(metadata, SIRET_C, open_store=None)
+    assert metadata.get_cfa(SIRET_C) is not None
+    assert store.secrets
+    removed = cfas.remove_cfa(metadata, SIRET_C, open_store=lambda: store)
+    assert (removed.cfa.siret, removed.removed_keys) == (SIRET_C, 1)
+    assert metadata.get_cfa(SIRET_C) is None
+    assert not store.secrets
+    assert [(entry.action, entry.detail) for entry in metadata.journal(siret=SIRET_C)][-2:] == [
+        ("removed", "cfa remove --force"),
+        ("cfa_removed", ""),
+    ]
+
+
+def test_local_midnight_is_the_start_of_the_day_on_the_operators_clock() -> None:
+    midnight = local_midnight(date(2027, 6, 30))
+    assert midnight.tzinfo is UTC
+    assert midnight.astimezone().timetuple()[:6] == (2027, 6, 30, 0, 0, 0)

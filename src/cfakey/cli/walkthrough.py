@@ -7,6 +7,7 @@ instead, and the key is never echoed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -44,77 +45,50 @@ def register(app: typer.Typer) -> None:
     app.command("rotate")(rotate)
 
 
-def add(  # noqa: PLR0917 - typer passes each option as a parameter
-    ctx: typer.Context,
-    opco_name: Annotated[str, OPCO_ARG],
-    cfa: Annotated[str | None, CFA_OPTION] = None,
-    from_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--from-file", metavar="FICHIER", help="Lit la clé dans un fichier (le .txt d'OPCO EP)."
-        ),
-    ] = None,
-    expires: Annotated[
-        str | None,
-        typer.Option(
-            "--expires",
-            metavar="DATE",
-            help="Date d'expiration : JJ/MM/AAAA ou AAAA-MM-JJ, HH:MM permis.",
-        ),
-    ] = None,
-    lifetime_months: Annotated[
-        int | None,
-        typer.Option(
-            "--lifetime-months",
-            metavar="N",
-            help="Durée de vie choisie sur le portail (Ocapiat : 1 à 6).",
-        ),
-    ] = None,
-    yes: Annotated[bool, YES_OPTION] = False,
-    interactive: Annotated[
-        bool | None,
-        typer.Option(
-            "--interactive/--no-interactive",
-            help="Force (ou supprime) les questions et les pauses ; "
-            "par défaut : si l'entrée est un terminal.",
-        ),
-    ] = None,
-) -> None:
-    """Guide pas à pas l'obtention d'une clé sur le portail de l'OPCO, puis l'enregistre."""
-    given = KeyInput(cfa, from_file, expires, lifetime_months, yes, interactive)
-    _lifecycle(ctx.obj, opco_name, given, rotation=False)
+FROM_FILE_OPTION = typer.Option(
+    "--from-file", metavar="FICHIER", help="Lit la clé dans un fichier (le .txt d'OPCO EP)."
+)
+EXPIRES_OPTION = typer.Option(
+    "--expires", metavar="DATE", help="Date d'expiration : JJ/MM/AAAA ou AAAA-MM-JJ, HH:MM permis."
+)
+LIFETIME_OPTION = typer.Option(
+    "--lifetime-months", metavar="N", help="Durée de vie choisie sur le portail (Ocapiat : 1 à 6)."
+)
+INTERACTIVE_OPTION = typer.Option(
+    "--interactive/--no-interactive",
+    help="Force (ou supprime) les questions et les pauses ; par défaut : si l'entrée est un "
+    "terminal.",
+)
 
 
-def rotate(  # noqa: PLR0917 - typer passes each option as a parameter
-    ctx: typer.Context,
-    opco_name: Annotated[str, OPCO_ARG],
-    cfa: Annotated[str | None, CFA_OPTION] = None,
-    from_file: Annotated[
-        Path | None,
-        typer.Option("--from-file", metavar="FICHIER", help="Lit la nouvelle clé dans un fichier."),
-    ] = None,
-    expires: Annotated[
-        str | None,
-        typer.Option("--expires", metavar="DATE", help="Date d'expiration de la nouvelle clé."),
-    ] = None,
-    lifetime_months: Annotated[
-        int | None,
-        typer.Option(
-            "--lifetime-months", metavar="N", help="Durée de vie choisie (Ocapiat : 1 à 6)."
-        ),
-    ] = None,
-    yes: Annotated[bool, YES_OPTION] = False,
-    interactive: Annotated[
-        bool | None,
-        typer.Option(
-            "--interactive/--no-interactive",
-            help="Force (ou supprime) les questions et les pauses.",
-        ),
-    ] = None,
-) -> None:
-    """Renouvelle une clé : avertissement de révocation, étapes, nouvelle clé, journal."""
-    given = KeyInput(cfa, from_file, expires, lifetime_months, yes, interactive)
-    _lifecycle(ctx.obj, opco_name, given, rotation=True)
+def _key_command(*, rotation: bool, summary: str) -> Callable[..., None]:
+    """``add`` or ``rotate``: the same options, the same walkthrough."""
+
+    def command(  # noqa: PLR0917 - typer passes each option as a parameter
+        ctx: typer.Context,
+        opco_name: Annotated[str, OPCO_ARG],
+        cfa: Annotated[str | None, CFA_OPTION] = None,
+        from_file: Annotated[Path | None, FROM_FILE_OPTION] = None,
+        expires: Annotated[str | None, EXPIRES_OPTION] = None,
+        lifetime_months: Annotated[int | None, LIFETIME_OPTION] = None,
+        yes: Annotated[bool, YES_OPTION] = False,
+        interactive: Annotated[bool | None, INTERACTIVE_OPTION] = None,
+    ) -> None:
+        given = KeyInput(cfa, from_file, expires, lifetime_months, yes, interactive)
+        _lifecycle(ctx.obj, opco_name, given, rotation=rotation)
+
+    command.__doc__ = summary
+    return command
+
+
+add = _key_command(
+    rotation=False,
+    summary="Guide pas à pas l'obtention d'une clé sur le portail de l'OPCO, puis l'enregistre.",
+)
+rotate = _key_command(
+    rotation=True,
+    summary="Renouvelle une clé : avertissement de révocation, étapes, nouvelle clé, journal.",
+)
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,70 @@
 """The enumerated values cfakey computes with, each an ASCII identifier with its French label.
 
 The identifier is what ``--json`` writes and what is stored (a contract for scripts); the
-label is what people read. One table per code, in the shape of verify's ``Outcome``:
+label is what people read. One table per code, each line an identifier and its label:
 adding a value means one line here, and every renderer follows.
 """
 
 from __future__ import annotations
 
 from enum import Enum, IntEnum
+from typing import Self
 
 
-class KeyStatus(Enum):
-    """Where a key stands against its expiry; the value is the ``--json`` identifier."""
+class Coded(Enum):
+    """An enumeration whose members are ``(identifier, French label)`` lines.
 
-    EXPIRED = "expired"
-    EXPIRING = "expiring"
-    VALID = "valid"
-    UNDATED = "undated"
+    ``Member.value`` is the identifier, so ``Code("identifier")`` finds the member back.
+    """
 
-    @property
-    def label(self) -> str:
-        """The French name shown to people."""
-        return _STATUS_LABELS[self]
+    label: str
+
+    def __new__(cls, identifier: str, label: str) -> Self:
+        member = object.__new__(cls)
+        member._value_ = identifier
+        member.label = label
+        return member
+
+    @classmethod
+    def label_of(cls, identifier: str) -> str:
+        """The French label of a stored identifier; an unknown one (newer cfakey) as is."""
+        member = cls._value2member_map_.get(identifier)
+        return member.label if isinstance(member, Coded) else identifier
 
 
-_STATUS_LABELS = {
-    KeyStatus.EXPIRED: "expirée",
-    KeyStatus.EXPIRING: "à renouveler",
-    KeyStatus.VALID: "valide",
-    KeyStatus.UNDATED: "sans date",
-}
+class KeyStatus(Coded):
+    """Where a key stands against its expiry (``list``, ``check``, ``show``)."""
+
+    EXPIRED = ("expired", "expirée")
+    EXPIRING = ("expiring", "à renouveler")
+    VALID = ("valid", "valide")
+    UNDATED = ("undated", "sans date")
+
+
+class ExpirySource(Coded):
+    """Where a key's expiry date came from; the identifier is stored with the key."""
+
+    REGISTRY = ("registry", "règle de l'OPCO")
+    JWT = ("jwt", "date « exp » du jeton")
+    PORTAL = ("portal", "date du portail")
+    OPCO_API = ("opco_api", "réponse de l'OPCO")
+    OPERATOR = ("operator", "saisie")
+    NONE = ("none", "aucune")
+
+
+class JournalAction(Coded):
+    """What a journal entry records; the identifier is stored in the journal."""
+
+    ADDED = ("added", "ajoutée")
+    ROTATED = ("rotated", "renouvelée")
+    IMPORTED = ("imported", "importée")
+    EXPORTED = ("exported", "exportée")
+    REVEALED = ("revealed", "affichée")
+    VERIFIED = ("verified", "vérifiée")
+    REMOVED = ("removed", "supprimée")
+    CFA_ADDED = ("cfa_added", "CFA ajouté")
+    CFA_REMOVED = ("cfa_removed", "CFA retiré")
+    STORE_PASSWORD_CHANGED = ("store_password_changed", "mot de passe du magasin changé")
 
 
 class Level(IntEnum):
@@ -47,83 +82,14 @@ class Level(IntEnum):
     @property
     def label(self) -> str:
         """The French name shown to people."""
-        return _LEVEL_LABELS[self]
+        return ("OK", "ALERTE", "CRITIQUE")[self]
 
 
-_LEVEL_LABELS = {Level.OK: "OK", Level.WARNING: "ALERTE", Level.CRITICAL: "CRITIQUE"}
+def source_label(identifier: str) -> str:
+    """The French label of a stored expiry source."""
+    return ExpirySource.label_of(identifier)
 
 
-class ExpirySource(Enum):
-    """Where a key's expiry date came from; the value is stored with the key."""
-
-    REGISTRY = "registry"
-    JWT = "jwt"
-    PORTAL = "portal"
-    OPCO_API = "opco_api"
-    OPERATOR = "operator"
-    NONE = "none"
-
-    @property
-    def label(self) -> str:
-        """The French name shown to people."""
-        return _SOURCE_LABELS[self]
-
-
-_SOURCE_LABELS = {
-    ExpirySource.REGISTRY: "règle de l'OPCO",
-    ExpirySource.JWT: "date « exp » du jeton",
-    ExpirySource.PORTAL: "date du portail",
-    ExpirySource.OPCO_API: "réponse de l'OPCO",
-    ExpirySource.OPERATOR: "saisie",
-    ExpirySource.NONE: "aucune",
-}
-
-
-class JournalAction(Enum):
-    """What a journal entry records; the value is stored in the journal."""
-
-    ADDED = "added"
-    ROTATED = "rotated"
-    IMPORTED = "imported"
-    EXPORTED = "exported"
-    REVEALED = "revealed"
-    VERIFIED = "verified"
-    REMOVED = "removed"
-    CFA_ADDED = "cfa_added"
-    CFA_REMOVED = "cfa_removed"
-    STORE_PASSWORD_CHANGED = "store_password_changed"  # noqa: S105 - an action, not a secret
-
-    @property
-    def label(self) -> str:
-        """The French name shown to people."""
-        return _ACTION_LABELS[self]
-
-
-_ACTION_LABELS = {
-    JournalAction.ADDED: "ajoutée",
-    JournalAction.ROTATED: "renouvelée",
-    JournalAction.IMPORTED: "importée",
-    JournalAction.EXPORTED: "exportée",
-    JournalAction.REVEALED: "affichée",
-    JournalAction.VERIFIED: "vérifiée",
-    JournalAction.REMOVED: "supprimée",
-    JournalAction.CFA_ADDED: "CFA ajouté",
-    JournalAction.CFA_REMOVED: "CFA retiré",
-    JournalAction.STORE_PASSWORD_CHANGED: "mot de passe du magasin changé",
-}
-
-
-def source_label(value: str) -> str:
-    """The French label of a stored expiry source; an unknown one (newer cfakey) as is."""
-    try:
-        return ExpirySource(value).label
-    except ValueError:
-        return value
-
-
-def action_label(value: str) -> str:
-    """The French label of a journal action; an unknown one (newer cfakey) as is."""
-    try:
-        return JournalAction(value).label
-    except ValueError:
-        return value
+def action_label(identifier: str) -> str:
+    """The French label of a journal action."""
+    return JournalAction.label_of(identifier)
