@@ -33,8 +33,13 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+_SCALARS = frozenset({str, int, float, bool})
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, tuples and dates turned into what ``json`` writes."""
+    if value is None or type(value) in _SCALARS:  # most values: answered first, for speed
+        return value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
