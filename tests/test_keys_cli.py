@@ -15,7 +15,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from cfakey.cli.app import app
+from cfakey.context import AppContext
 from cfakey.errors import ExitCode
 from cfakey.expiry import add_months
 from cfakey.identifiers import with_check_digit
@@ -23,7 +26,7 @@ from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.stores.base import fingerprint
 from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
-from tests.conftest import TEST_FILE_PASSWORD, run_cli
+from tests.conftest import TEST_FILE_PASSWORD, CliResult
 from tests.test_keys_core import jwt
 
 SIRET = "18130002100373"
@@ -33,9 +36,22 @@ KEY_2 = "Mb7+Nv/Cx5Za3Sd1Fg9Hj2Kl4Pq6Wt8Y"
 REGISTRY = load_registry(None, None)[0]
 
 
+#: "Now" for every command of this module: a fixed instant, never the wall clock.
+NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+
+
 def today() -> date:
     """Today on the local calendar, as cfakey counts days."""
-    return datetime.now(UTC).astimezone().date()
+    return NOW.astimezone().date()
+
+
+def run_cli(*args: str, input: str | None = None) -> CliResult:  # noqa: A002 - CliRunner's name
+    """``cfakey ARGS`` in-process, with the clock stopped at :data:`NOW`."""
+    context = AppContext(clock=lambda: NOW)
+    result = CliRunner().invoke(app, list(args), input=input, obj=context, prog_name="cfakey")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return CliResult(result.exit_code, result.stdout, result.stderr)
 
 
 def steps(opco_id: str) -> int:
@@ -94,7 +110,7 @@ def test_walkthrough_atlas_step_by_step(cfa: str) -> None:
     assert "cfakey verify atlas" in result.stderr
     assert ATLAS_KEY not in result.stdout + result.stderr
     (row,) = listed()
-    assert (row["cfa"], row["opco"], row["status"], row["expires"]) == (
+    assert (row["cfa"], row["opco"], row["status_label"], row["expires"]) == (
         cfa,
         "atlas",
         "sans date",
@@ -200,7 +216,7 @@ def test_from_file_reads_the_downloaded_token(cfa: str, tmp_path: Path) -> None:
     result = run_cli("add", "opcoep", "--from-file", str(path), "--expires", in_days(90))
     assert result.exit_code == 0, result.stderr
     (row,) = listed()
-    assert (row["days_left"], row["status"]) == (90, "valide")
+    assert (row["days_left"], row["status_label"]) == (90, "valide")
     missing = run_cli("add", "atlas", "--from-file", str(tmp_path / "absent.txt"))
     assert missing.exit_code == ExitCode.USAGE
     assert "Fichier introuvable" in missing.stderr
@@ -392,7 +408,7 @@ def test_list_sorts_by_urgency_and_shows_a_matrix_for_several_cfas(cfa: str) -> 
         == 0
     )
     rows = listed()
-    assert [(row["cfa"], row["opco"], row["days_left"], row["status"]) for row in rows] == [
+    assert [(row["cfa"], row["opco"], row["days_left"], row["status_label"]) for row in rows] == [
         (OTHER_SIRET, "atlas", 5, "à renouveler"),
         (cfa, "atlas", 100, "valide"),
         (cfa, "sante", (add_months(today(), 12) - today()).days, "valide"),

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cfakey.core import keys
+from cfakey.core import imports, keys
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
+from cfakey.expiry import local_midnight
 from cfakey.identifiers import with_check_digit
 from cfakey.metadata import KeyRecord, Metadata
 from cfakey.paths import Paths
@@ -22,6 +23,7 @@ from cfakey.stores.base import KeyStore, entry_name, fingerprint
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ATLAS_KEY = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
+SHIPPED = load_registry(None, None)[0]
 
 
 SIRET_A = with_check_digit("1813000210037")
@@ -82,7 +84,7 @@ def metadata(isolated_home: Path) -> Iterator[Metadata]:
 
 
 def test_clean_key_trims_and_says_so() -> None:
-    cleaned = keys.clean_key(f"  {ATLAS_KEY}\r\n", "atlas")
+    cleaned = keys.clean_key(f"  {ATLAS_KEY}\r\n", SHIPPED.get("atlas"))
     assert cleaned.value == ATLAS_KEY
     assert cleaned.trimmed
     assert cleaned.warnings == ()
@@ -90,7 +92,7 @@ def test_clean_key_trims_and_says_so() -> None:
 
 @pytest.mark.parametrize("ending", ["\n", "\r\n", ""])
 def test_one_final_line_end_is_not_reported_as_trimmed(ending: str) -> None:
-    cleaned = keys.clean_key(ATLAS_KEY + ending, "atlas")
+    cleaned = keys.clean_key(ATLAS_KEY + ending, SHIPPED.get("atlas"))
     assert cleaned.value == ATLAS_KEY
     assert not cleaned.trimmed
 
@@ -107,7 +109,7 @@ def test_one_final_line_end_is_not_reported_as_trimmed(ending: str) -> None:
 )
 def test_clean_key_refuses_what_cannot_be_a_key(raw: str, fragment: str) -> None:
     with pytest.raises(UsageError) as caught:
-        keys.clean_key(raw, "atlas")
+        keys.clean_key(raw, SHIPPED.get("atlas"))
     assert fragment in caught.value.message
     assert "rien n'a été enregistré" in caught.value.message.lower()
     stripped = raw.strip()
@@ -116,14 +118,14 @@ def test_clean_key_refuses_what_cannot_be_a_key(raw: str, fragment: str) -> None
 
 
 def test_clean_key_warns_but_accepts_unusual_shapes() -> None:
-    short = keys.clean_key("abc123", "mobilites")
+    short = keys.clean_key("abc123", SHIPPED.get("mobilites"))
     assert short.value == "abc123"
     assert any("courte" in warning for warning in short.warnings)
-    odd_atlas = keys.clean_key("x" * 40, "atlas")
+    odd_atlas = keys.clean_key("x" * 40, SHIPPED.get("atlas"))
     assert any("Forme inhabituelle" in warning for warning in odd_atlas.warnings)
     assert "x" * 40 not in " ".join(odd_atlas.warnings)
-    assert keys.clean_key("A" * 64, "afdas").warnings == ()
-    assert keys.clean_key(jwt(NOW + timedelta(days=9)), "opcoep").warnings == ()
+    assert keys.clean_key("A" * 64, SHIPPED.get("afdas")).warnings == ()
+    assert keys.clean_key(jwt(NOW + timedelta(days=9)), SHIPPED.get("opcoep")).warnings == ()
 
 
 # Expiry rules ---------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def record(
 
 def at_days(days: int) -> datetime:
     """Local midnight ``days`` after NOW's local date: whole days left, as in ``list``."""
-    return keys.local_midnight(NOW.astimezone().date() + timedelta(days=days))
+    return local_midnight(NOW.astimezone().date() + timedelta(days=days))
 
 
 @pytest.mark.parametrize(
@@ -290,7 +292,7 @@ def test_status_at_the_window_edges(registry: Registry, days: int, status: str, 
         window=keys.Window(45, 14),
         now=NOW,
     )
-    assert (row.days_left, row.status, row.level) == (days, status, level)
+    assert (row.days_left, row.status.label, row.level) == (days, status, level)
 
 
 def test_expired_and_undated_statuses(registry: Registry) -> None:
@@ -302,16 +304,16 @@ def test_expired_and_undated_statuses(registry: Registry) -> None:
         window=window,
         now=NOW,
     )
-    assert (expired.status, expired.level) == ("expirée", 2)
+    assert (expired.status.label, expired.level) == ("expirée", 2)
     undated = keys.classify(
         record("atlas", None), opco=registry.get("atlas"), cfa_name="A", window=window, now=NOW
     )
-    assert (undated.status, undated.level, undated.days_left) == ("sans date", 0, None)
+    assert (undated.status.label, undated.level, undated.days_left) == ("sans date", 0, None)
     old_ep = record("opcoep", None, obtained=NOW.date() - timedelta(days=340))
     advice = keys.classify(
         old_ep, opco=registry.get("opcoep"), cfa_name="A", window=window, now=NOW
     )
-    assert (advice.status, advice.level) == ("à renouveler", 1)
+    assert (advice.status.label, advice.level) == ("à renouveler", 1)
     assert advice.rotation_due == date(2026, 12, 17)
     assert advice.as_json()["expires"] is None
 
@@ -349,7 +351,7 @@ def save(  # noqa: PLR0917 - reads like the call it wraps
     opco = registry.get(opco_id)
     cfa = metadata.get_cfa(siret)
     assert cfa is not None
-    cleaned = keys.clean_key(key, opco_id)
+    cleaned = keys.clean_key(key, opco)
     expiry = keys.resolve_expiry(
         opco,
         cleaned.value,
@@ -451,10 +453,10 @@ def test_import_validates_every_row_and_stores_nothing_on_error(
             f"{SIRET_C};ocapiat;{'H' * 32};{secret};",
         ],
     )
-    rows = keys.read_import_file(path)
+    rows = imports.read_import_file(path)
     store = MemoryStore()
-    with pytest.raises(keys.ImportRowsError) as caught:
-        keys.plan_import(rows, metadata, registry, now=NOW, replace=False)
+    with pytest.raises(imports.ImportRowsError) as caught:
+        imports.plan_import(rows, metadata, registry, now=NOW, replace=False)
     text = caught.value.message
     assert "ligne 4, colonne « cfa » : SIRET invalide" in text
     assert "ligne 5, colonne « opco » : OPCO inconnu" in text
@@ -479,10 +481,10 @@ def test_import_registers_cfas_in_one_store_session(
             lines.append(
                 f"{siret},{opco.id},K{index:03d}{opco.id}+/=0123456789abcdef,{expires},,CFA {index}"
             )
-    rows = keys.read_import_file(write_csv(tmp_path / "cles.csv", lines))
-    plan = keys.plan_import(rows, metadata, registry, now=NOW, replace=False)
+    rows = imports.read_import_file(write_csv(tmp_path / "cles.csv", lines))
+    plan = imports.plan_import(rows, metadata, registry, now=NOW, replace=False)
     store = MemoryStore()
-    result = keys.run_import(store, metadata, plan, now=NOW)
+    result = imports.run_import(store, metadata, plan, now=NOW)
     assert (result.imported, result.new_cfas, result.replaced) == (330, 30, 0)
     assert store.batches == 1
     assert len(store.secrets) == 330
@@ -503,12 +505,66 @@ def test_import_reads_json_and_refuses_existing_keys_without_yes(
     path.write_text(
         json.dumps([{"cfa": SIRET_A, "opco": "Atlas", "key": "J" * 32}]), encoding="utf-8"
     )
-    rows = keys.read_import_file(path)
+    rows = imports.read_import_file(path)
     with pytest.raises(
-        keys.ImportRowsError, match="élément 1, colonne « opco » : une clé atlas est déjà"
+        imports.ImportRowsError, match="élément 1, colonne « opco » : une clé atlas est déjà"
     ):
-        keys.plan_import(rows, metadata, registry, now=NOW, replace=False)
-    plan = keys.plan_import(rows, metadata, registry, now=NOW, replace=True)
-    keys.run_import(store, metadata, plan, now=NOW)
+        imports.plan_import(rows, metadata, registry, now=NOW, replace=False)
+    plan = imports.plan_import(rows, metadata, registry, now=NOW, replace=True)
+    imports.run_import(store, metadata, plan, now=NOW)
     assert store.secrets[entry_name(SIRET_A, "atlas")] == "J" * 32
     assert metadata.journal(opco_id="atlas")[-1].old_fingerprint == fingerprint(ATLAS_KEY)
+
+
+# Reveal, CFA removal, local midnight -----------------------------------------------------
+
+
+def test_reveal_returns_the_key_and_journals_it_at_the_callers_clock(
+    metadata: Metadata, registry: Registry
+) -> None:
+    store = MemoryStore()
+    save(metadata, registry, store, SIRET_A, "atlas", ATLAS_KEY)
+    record = metadata.get_key(SIRET_A, "atlas")
+    assert record is not None
+    shown_at = NOW + timedelta(days=3, seconds=7)
+    assert keys.reveal_key(store, metadata, record, now=shown_at) == ATLAS_KEY
+    entry = metadata.journal()[-1]
+    assert (entry.action, entry.new_fingerprint, entry.at) == (
+        "revealed",
+        fingerprint(ATLAS_KEY),
+        shown_at,
+    )
+    assert ATLAS_KEY not in repr(metadata.journal())
+
+
+def test_the_journal_is_stamped_by_the_metadata_clock(metadata: Metadata) -> None:
+    metadata.clock = lambda: NOW + timedelta(microseconds=500)
+    metadata.log("verified", siret=SIRET_A, opco_id="atlas")
+    assert metadata.journal()[-1].at == NOW
+
+
+def test_removing_a_cfa_with_keys_needs_force_then_takes_its_keys(
+    metadata: Metadata, registry: Registry
+) -> None:
+    from cfakey.core import cfas  # noqa: PLC0415
+
+    store = MemoryStore()
+    save(metadata, registry, store, SIRET_C, "atlas", ATLAS_KEY)
+    with pytest.raises(AlreadyExistsError, match="a encore 1 clé"):
+        cfas.remove_cfa(metadata, SIRET_C, open_store=None)
+    assert metadata.get_cfa(SIRET_C) is not None
+    assert store.secrets
+    removed = cfas.remove_cfa(metadata, SIRET_C, open_store=lambda: store)
+    assert (removed.cfa.siret, removed.removed_keys) == (SIRET_C, 1)
+    assert metadata.get_cfa(SIRET_C) is None
+    assert not store.secrets
+    assert [(entry.action, entry.detail) for entry in metadata.journal(siret=SIRET_C)][-2:] == [
+        ("removed", "cfa remove --force"),
+        ("cfa_removed", ""),
+    ]
+
+
+def test_local_midnight_is_the_start_of_the_day_on_the_operators_clock() -> None:
+    midnight = local_midnight(date(2027, 6, 30))
+    assert midnight.tzinfo is UTC
+    assert midnight.astimezone().timetuple()[:6] == (2027, 6, 30, 0, 0, 0)

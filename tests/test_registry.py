@@ -220,6 +220,19 @@ opcos:
             "opcos:\n  - id: opcoep\n    expiry:\n      recommended_rotation_months: 10000\n",
             "« recommended_rotation_months » vaut au plus 120",
         ),
+        # Per-OPCO facts of the key commands: the matrix column, the expected key shape.
+        (
+            "opcos:\n  - id: atlas\n    short_label: Atlas+\n",
+            "OPCO « atlas », champ « (entrée entière) » : « short_label » compte de 1 à 5",
+        ),
+        (
+            "opcos:\n  - id: afdas\n    key_shape:\n      pattern: '[A-Z'\n      description: x\n",
+            "« pattern » n'est pas une expression régulière valide",
+        ),
+        (
+            "opcos:\n  - id: akto\n    key_shape:\n      pattern: '[A-Z]+'\n",
+            "OPCO « akto », champ « key_shape.description » : champ obligatoire",
+        ),
     ],
 )
 def test_bad_overlays_name_file_opco_and_field(tmp_path: Path, text: str, expected: str) -> None:

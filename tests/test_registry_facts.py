@@ -416,3 +416,19 @@ def test_unknown_field_is_rejected(raw: dict[str, Any]) -> None:
     _entry(broken, "sante")["expiry"]["jours"] = 365
     with pytest.raises(ValidationError, match="jours"):
         _ADAPTER.validate_python(broken)
+
+
+def test_every_shipped_opco_has_a_short_label_that_fits_the_matrix(registry: Registry) -> None:
+    from cfakey.registry.model import SHORT_LABEL_MAX  # noqa: PLC0415
+
+    labels = [opco.short_label for opco in registry.opcos]
+    assert all(label and len(label) <= SHORT_LABEL_MAX for label in labels), labels
+    assert len(set(labels)) == len(labels)
+
+
+def test_key_shapes_come_from_the_registry(registry: Registry) -> None:
+    shaped = {opco.id: opco.key_shape for opco in registry.opcos if opco.key_shape}
+    assert set(shaped) == {"afdas", "atlas", "opcoep"}
+    assert shaped["afdas"].matches("A" * 64)
+    assert not shaped["afdas"].matches("A" * 63)
+    assert shaped["afdas"].description == "64 lettres et chiffres"

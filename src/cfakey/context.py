@@ -94,6 +94,7 @@ class AppContext:
             from cfakey.metadata import Metadata  # noqa: PLC0415
 
             self._metadata = Metadata.open(self.paths)
+            self._metadata.clock = self.clock  # the journal is stamped by the command's clock
         return self._metadata
 
     def config(self) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import calendar
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from cfakey.errors import UsageError
 from cfakey.registry.model import ExpiryRule
@@ -121,6 +121,15 @@ def local_time(moment: datetime) -> datetime:
         return moment.astimezone()
     except (OverflowError, ValueError):
         return moment
+
+
+def local_midnight(day: date) -> datetime:
+    """The start of ``day`` on the operator's clock, as an aware UTC datetime.
+
+    The one rule for storing a day as an instant (registry durations, chosen lifetimes,
+    an OPCO's end-of-validity date).
+    """
+    return datetime.combine(day, time()).astimezone().astimezone(UTC)
 
 
 def local_date(moment: datetime) -> date:

@@ -19,7 +19,7 @@ import getpass
 import os
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -428,6 +428,8 @@ class Metadata:
         self._db = connection
         self.path = path
         self.user = current_user()
+        #: Stamps what is written without an explicit time; the context sets its own clock.
+        self.clock: Callable[[], datetime] = utc_now
         #: Committed transactions that journalled something: what an interruption leaves.
         self.journalled = 0
         self._logged_in_transaction = False
@@ -533,7 +535,7 @@ class Metadata:
             first = self._db.execute("SELECT COUNT(*) FROM cfa").fetchone()[0] == 0
             self._db.execute(
                 "INSERT INTO cfa (siret, name, uai, is_default, created_at) VALUES (?, ?, ?, ?, ?)",
-                (siret, name, uai, int(first), _to_text(utc_now())),
+                (siret, name, uai, int(first), _to_text(self.clock().replace(microsecond=0))),
             )
             self.log("cfa_added", siret=siret, detail=name)
         record = self.get_cfa(siret)
@@ -675,7 +677,7 @@ class Metadata:
                 intent.detail,
                 intent.cfa_name,
                 intent.pid or os.getpid(),
-                _to_text(utc_now()),
+                _to_text(self.clock().replace(microsecond=0)),
             ),
         )
 
@@ -706,7 +708,7 @@ class Metadata:
     ) -> None:
         """Append one event to the journal (never a key: fingerprints only).
 
-        ``at``: the instant to stamp, from the caller's injected clock; else now.
+        ``at`` is when it happened, by the caller's clock; else by :attr:`clock`.
         """
         if self._db.in_transaction:
             self._logged_in_transaction = True
@@ -716,7 +718,7 @@ class Metadata:
             "INSERT INTO journal (at, user, siret, opco_id, action, old_fingerprint, "
             "new_fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                _to_text(utc_now() if at is None else at),
+                _to_text((at or self.clock()).replace(microsecond=0)),
                 self.user,
                 siret,
                 opco_id,

@@ -35,14 +35,14 @@ COMMAND_MODULES: dict[str, str] = {
     "opcos": "registry_cmds",
     "guide": "registry_cmds",
     "cfa": "cfa_cmds",
-    "add": "keys_cmds",
-    "list": "keys_cmds",
-    "show": "keys_cmds",
-    "rotate": "keys_cmds",
-    "remove": "keys_cmds",
-    "check": "keys_cmds",
-    "import": "keys_cmds",
-    "journal": "keys_cmds",
+    "add": "walkthrough",
+    "list": "overview_cmds",
+    "show": "key_cmds",
+    "rotate": "walkthrough",
+    "remove": "key_cmds",
+    "check": "overview_cmds",
+    "import": "key_cmds",
+    "journal": "overview_cmds",
     "export": "export_cmds",
     "inject": "export_cmds",
     "exec": "export_cmds",
@@ -132,13 +132,16 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def _report(error: Exception, context: object = None) -> int:
     from typer._click import exceptions  # noqa: PLC0415
 
-    from cfakey.cli.output import print_error  # noqa: PLC0415
+    from cfakey.cli.terminal import print_error  # noqa: PLC0415
 
     if isinstance(error, CfakeyError):
         print_error(error.message, hint=error.hint)
         return int(error.exit_code)
-    if isinstance(error, BrokenPipeError):
-        return _stdout_closed()
+    if isinstance(error, BrokenPipeError):  # ``cfakey opcos | head -3``: stop without a word
+        from cfakey.cli.terminal import stdout_closed  # noqa: PLC0415
+
+        stdout_closed()
+        return int(ExitCode.ERROR)
     if isinstance(error, typer.Abort):
         return _report_interrupt(context)
     if isinstance(error, exceptions.ClickException):
@@ -150,19 +153,6 @@ def _report(error: Exception, context: object = None) -> int:
         f"erreur inattendue ({type(error).__name__}).",
         hint="Relancez avec CFAKEY_DEBUG=1 pour afficher le détail technique.",
     )
-    return int(ExitCode.ERROR)
-
-
-def _stdout_closed() -> int:
-    """The reader of stdout went away (``cfakey opcos | head -3``): stop without a word.
-
-    stdout is pointed at /dev/null so that the interpreter's final flush does not fail
-    again; the exit code still says the output was cut short.
-    """
-    import contextlib  # noqa: PLC0415
-
-    with contextlib.suppress(OSError, ValueError):  # no descriptor: nothing left to flush
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return int(ExitCode.ERROR)
 
 
@@ -253,7 +243,7 @@ def root(
 
 
 def _tell_recovery(report: RecoveryReport) -> None:
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
+    from cfakey.cli.terminal import print_notice  # noqa: PLC0415
 
     for line in report.messages():
         print_notice(line)

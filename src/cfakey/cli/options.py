@@ -11,3 +11,4 @@ CFA_OPTION = typer.Option(
     "--cfa", metavar="CFA", help="CFA concerné : SIRET, SIREN ou nom (défaut : le CFA par défaut)."
 )
 JSON_OPTION = typer.Option("--json", help="Sortie JSON (pour les scripts).")
+YES_OPTION = typer.Option("--yes", "-y", help="Répond oui aux confirmations (pour les scripts).")

@@ -1,11 +1,21 @@
-"""Which CFA a command acts on: ``--cfa`` by SIRET, SIREN or name, else the default one."""
+"""The CFAs whose keys are kept: which one a command acts on, and the ``cfa`` use-cases.
+
+``--cfa`` designates a CFA by SIRET, SIREN or name, else the default one.
+"""
 
 from __future__ import annotations
 
-from cfakey.errors import NotFoundError, UsageError
-from cfakey.identifiers import validate_siret
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
+from cfakey.identifiers import clean_cfa_name, validate_siret, validate_uai
 from cfakey.metadata import CfaRecord, Metadata
 from cfakey.registry.names import normalize
+
+if TYPE_CHECKING:
+    from cfakey.stores.base import KeyStore
 
 ADD_HINT = 'Enregistrez le CFA : cfakey cfa add SIRET --nom "Nom du CFA".'
 
@@ -47,3 +57,90 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
         "CFA inconnu : un SIRET, un SIREN ou un nom de CFA enregistré est attendu.",
         hint="Liste des CFA : cfakey cfa list.",
     )
+
+
+def add_cfa(metadata: Metadata, siret: str, name: str, uai: str | None) -> CfaRecord:
+    """Register a CFA after checking its SIRET, UAI and name; the first becomes the default."""
+    valid_siret = validate_siret(siret)
+    valid_uai = validate_uai(uai) if uai is not None else None
+    return metadata.add_cfa(valid_siret, clean_cfa_name(name), valid_uai)
+
+
+@dataclass(frozen=True)
+class CfaSummary:
+    """One registered CFA and how many keys it has (``cfa list``)."""
+
+    cfa: CfaRecord
+    keys: int
+
+    def as_json(self) -> dict[str, object]:
+        """The ``cfa list --json`` object: a contract for scripts."""
+        return {
+            "siret": self.cfa.siret,
+            "siren": self.cfa.siren,
+            "name": self.cfa.name,
+            "uai": self.cfa.uai,
+            "default": self.cfa.is_default,
+            "keys": self.keys,
+        }
+
+
+def list_cfas(metadata: Metadata) -> list[CfaSummary]:
+    """Every registered CFA with its number of keys."""
+    counts: dict[str, int] = {}
+    for record in metadata.list_keys():
+        counts[record.siret] = counts.get(record.siret, 0) + 1
+    return [CfaSummary(cfa, counts.get(cfa.siret, 0)) for cfa in metadata.list_cfas()]
+
+
+def set_default_cfa(metadata: Metadata, query: str) -> CfaRecord:
+    """Make the CFA designated by ``query`` the one used when ``--cfa`` is not given."""
+    record = resolve_cfa(metadata, query)
+    metadata.set_default_cfa(record.siret)
+    return record
+
+
+@dataclass(frozen=True)
+class RemovedCfa:
+    """A CFA just removed, and how many of its keys went with it."""
+
+    cfa: CfaRecord
+    removed_keys: int
+
+
+def remove_cfa(
+    metadata: Metadata, query: str, *, open_store: Callable[[], KeyStore] | None
+) -> RemovedCfa:
+    """Remove a CFA; refused while it has keys unless ``open_store`` is given (``--force``).
+
+    With ``--force``, every intent is recorded first, the store written once, then all
+    metadata and the CFA at once: no secret is ever left without its metadata (nor
+    metadata without its secret).
+    """
+    from cfakey.core.storage import remove_keys  # noqa: PLC0415
+
+    record = resolve_cfa(metadata, query)
+    store = open_store() if open_store is not None else None
+    with metadata.lock():  # no key may be added to this CFA meanwhile
+        keys = metadata.list_keys(siret=record.siret)
+        if keys and store is None:
+            opcos = ", ".join(key.opco_id for key in keys)
+            raise AlreadyExistsError(
+                f"Le CFA {record.siret} a encore {len(keys)} clé(s) ({opcos}) : "
+                "rien n'a été supprimé.",
+                hint=(
+                    f"Supprimez-les d'abord (cfakey remove OPCO --cfa {record.siret}) "
+                    "ou ajoutez --force."
+                ),
+            )
+        if keys and store is not None:
+            remove_keys(
+                store,
+                metadata,
+                keys,
+                detail="cfa remove --force",
+                also=lambda: metadata.remove_cfa(record.siret),
+            )
+        else:
+            metadata.remove_cfa(record.siret)
+    return RemovedCfa(record, len(keys))

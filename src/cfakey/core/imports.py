@@ -1,4 +1,8 @@
-"""Read an import file (CSV or JSON) into rows whose every field passed its own check.
+"""The ``import`` use-case: read a CSV or JSON file, validate every row, store all or nothing.
+
+Reading turns the file into rows whose every field passed its own check;
+:func:`plan_import` validates each row against the registry and what is stored, and
+:func:`run_import` stores the plan in one store session and one metadata transaction.
 
 Nothing read from the operator's file may reach a name, a message or the journal before
 it is known to be one line of reasonable length made of printable characters: a stray
@@ -8,13 +12,29 @@ field that spans lines or is too long is an error naming its line; no error quot
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cfakey.core.keys import (
+    CleanKey,
+    Expiry,
+    clean_key,
+    describe_slots,
+    resolve_expiry,
+    same_key_elsewhere,
+)
 from cfakey.errors import ExitCode, UsageError
+from cfakey.expiry import parse_date
 from cfakey.identifiers import CFA_NAME_MAX
+
+if TYPE_CHECKING:
+    from cfakey.metadata import Metadata
+    from cfakey.registry.model import Opco, Registry
+    from cfakey.stores.base import KeyStore
 
 IMPORT_COLUMNS = ("cfa", "opco", "key")
 OPTIONAL_COLUMNS = ("expires", "obtained", "cfa_name")
@@ -215,3 +235,293 @@ def _csv_row(columns: Sequence[str], values: Sequence[str], line: int) -> dict[s
         elif column in FIELD_LIMITS:
             row[column] = value
     return row
+
+
+# Plan and run ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One validated row, ready to store."""
+
+    number: int
+    siret: str
+    cfa_name: str | None
+    opco: Opco
+    key: CleanKey
+    expiry: Expiry
+    obtained: date
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """Every row of the file, validated; nothing is stored until :func:`run_import`."""
+
+    rows: tuple[ImportRow, ...]
+    new_cfas: tuple[tuple[str, str], ...]
+    replaced: tuple[tuple[str, str], ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def plan_import(
+    rows: Sequence[Mapping[str, str]],
+    metadata: Metadata,
+    registry: Registry,
+    *,
+    now: datetime,
+    replace: bool,
+) -> ImportPlan:
+    """Validate every row; raise one error listing every problem, or return the plan."""
+    if not rows:
+        raise UsageError("Le fichier ne contient aucune ligne à importer.")
+    checker = _RowChecker(metadata, registry, now=now, replace=replace)
+    for index, raw in enumerate(rows):
+        checker.check(int(raw.get("__row__") or raw.get("__line__") or index + 2), raw)
+    if checker.problems:
+        if "__row__" in rows[0]:
+            checker.problems = [
+                dataclasses.replace(problem, unit="élément") for problem in checker.problems
+            ]
+        raise ImportRowsError(checker.problems)
+    return ImportPlan(
+        tuple(checker.planned), tuple(checker.new_cfas.items()), tuple(checker.replaced)
+    )
+
+
+class _RowChecker:
+    """Validates import rows one by one, remembering what earlier rows used."""
+
+    def __init__(
+        self, metadata: Metadata, registry: Registry, *, now: datetime, replace: bool
+    ) -> None:
+        self.metadata = metadata
+        self.registry = registry
+        self.now = now
+        self.today = now.astimezone().date()
+        self.replace = replace
+        self.known_cfas = {record.siret for record in metadata.list_cfas()}
+        self.problems: list[ImportProblem] = []
+        self.planned: list[ImportRow] = []
+        self.new_cfas: dict[str, str] = {}
+        self.replaced: list[tuple[str, str]] = []
+        self.seen_slots: dict[tuple[str, str], int] = {}
+        self.seen_keys: dict[str, tuple[int, str, str]] = {}
+
+    def check(self, number: int, raw: Mapping[str, str]) -> None:
+        if "__extra__" in raw:
+            self.problems.append(ImportProblem(number, "*", "plus de valeurs que de colonnes"))
+            return
+        recorded = recorded_problems(raw, number)
+        found: list[ImportProblem] = []
+        siret = self._siret(number, raw, found)
+        opco = self._opco(number, raw, found)
+        cfa_name = self._cfa_name(number, raw, found)
+        key: CleanKey | None = None
+        try:
+            key = clean_key(raw.get("key") or "", opco)
+        except UsageError as error:
+            found.append(ImportProblem(number, "key", _first_sentence(error.message)))
+        obtained = self._obtained(number, raw, found)
+        expiry: Expiry | None = None
+        expires_text = self._expires_text(number, raw, found)
+        if opco is not None and key is not None:
+            try:
+                expiry = resolve_expiry(
+                    opco, key.value, obtained=obtained, now=self.now, expires=expires_text
+                )
+            except UsageError as error:
+                found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
+        if recorded:
+            # A field that failed its own check was left out: say why, not that it is missing.
+            bad = {problem.column for problem in recorded}
+            found = recorded + [problem for problem in found if problem.column not in bad]
+        if found or opco is None or key is None or expiry is None:
+            self.problems.extend(found)
+            return
+        if self._duplicate(number, siret, opco, key) or self._stored_elsewhere(
+            number, siret, opco, key
+        ):
+            return
+        if siret not in self.known_cfas:
+            self.new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
+        elif self.metadata.get_key(siret, opco.id) is not None:
+            if not self.replace:
+                message = (
+                    f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)"
+                )
+                self.problems.append(ImportProblem(number, "opco", message, conflict=True))
+                return
+            self.replaced.append((siret, opco.id))
+        self.planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
+
+    def _stored_elsewhere(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
+        """The key is already stored for another slot: refused as ``add`` does, unless --yes."""
+        from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+        others = same_key_elsewhere(
+            self.metadata, self.registry, siret, opco.id, fingerprint(key.value)
+        )
+        if not others or self.replace:
+            return False
+        message = (
+            f"clé déjà enregistrée pour {describe_slots(others)} : une clé collée au mauvais "
+            "endroit ? (--yes pour l'enregistrer quand même)"
+        )
+        self.problems.append(ImportProblem(number, "key", message, conflict=True))
+        return True
+
+    def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
+        from cfakey.identifiers import validate_siret  # noqa: PLC0415
+
+        try:
+            return validate_siret(raw.get("cfa") or "")
+        except UsageError as error:
+            found.append(ImportProblem(number, "cfa", _first_sentence(error.message)))
+            return ""
+
+    def _opco(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> Opco | None:
+        from cfakey.registry.names import resolve  # noqa: PLC0415
+
+        try:
+            return resolve(self.registry, raw.get("opco") or "")
+        except UsageError as error:
+            found.append(ImportProblem(number, "opco", _first_sentence(error.message)))
+            return None
+
+    def _cfa_name(
+        self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
+    ) -> str | None:
+        from cfakey.identifiers import clean_cfa_name  # noqa: PLC0415
+
+        text = raw.get("cfa_name") or ""
+        if not text.strip():
+            return None
+        try:
+            return clean_cfa_name(text)
+        except UsageError as error:
+            found.append(ImportProblem(number, "cfa_name", _first_sentence(error.message)))
+            return None
+
+    def _obtained(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> date:
+        text = (raw.get("obtained") or "").strip()
+        if not text:
+            return self.today
+        try:
+            obtained = parse_date(text).date()
+        except UsageError as error:
+            found.append(ImportProblem(number, "obtained", _first_sentence(error.message)))
+            return self.today
+        if obtained > self.today:
+            found.append(ImportProblem(number, "obtained", "date d'obtention dans le futur"))
+        return obtained
+
+    def _expires_text(
+        self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
+    ) -> str | None:
+        text = (raw.get("expires") or "").strip() or None
+        if text is not None:
+            try:
+                parse_date(text)
+            except UsageError as error:
+                found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
+                return None
+        return text
+
+    def _duplicate(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
+        from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+        slot = (siret, opco.id)
+        if slot in self.seen_slots:
+            message = f"doublon : même CFA et même OPCO qu'à la ligne {self.seen_slots[slot]}"
+            self.problems.append(ImportProblem(number, "opco", message))
+            return True
+        self.seen_slots[slot] = number
+        fp = fingerprint(key.value)
+        other = self.seen_keys.get(fp)
+        # A SIREN-wide key (Afdas, OPCO Santé...) is rightly repeated for each SIRET of the SIREN.
+        if other is not None and not (
+            other[2] == opco.id and opco.scope == "siren" and other[1][:9] == siret[:9]
+        ):
+            self.problems.append(ImportProblem(number, "key", f"même clé qu'à la ligne {other[0]}"))
+            return True
+        self.seen_keys.setdefault(fp, (number, siret, opco.id))
+        return False
+
+
+def _first_sentence(message: str) -> str:
+    head = message.split(" : rien n'a été", 1)[0].split(". ", 1)[0].rstrip(".")
+    if head[1:2].isupper():  # an acronym: SIRET, OPCO
+        return head
+    return head[:1].lower() + head[1:]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What the import stored, and how many keys had an unusual shape (to verify)."""
+
+    imported: int
+    new_cfas: int
+    replaced: int
+    unusual: int = 0
+
+
+def import_file(
+    path: Path,
+    open_store: Callable[[], KeyStore],
+    metadata: Metadata,
+    registry: Registry,
+    *,
+    now: datetime,
+    replace: bool,
+) -> ImportResult:
+    """Read, validate and store every key of ``path``; the store is opened once all is valid."""
+    plan = plan_import(read_import_file(path), metadata, registry, now=now, replace=replace)
+    result = run_import(open_store(), metadata, plan, now=now)
+    unusual = sum(1 for row in plan.rows if row.key.warnings)
+    return dataclasses.replace(result, unusual=unusual)
+
+
+def run_import(
+    store: KeyStore, metadata: Metadata, plan: ImportPlan, *, now: datetime
+) -> ImportResult:
+    """Store every planned key in one store session, then all metadata in one transaction.
+
+    Each entry's intent is recorded first (:func:`cfakey.core.storage.apply_changes`): if
+    the metadata cannot be written the store entries are put back and checked, and what
+    cannot be put back is resolved by the next command.
+    """
+    from cfakey.core.storage import Change, apply_changes  # noqa: PLC0415
+    from cfakey.metadata import KeyRecord, current_user  # noqa: PLC0415
+    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+
+    user = current_user()
+    stored_at = now.astimezone(UTC).replace(microsecond=0)
+    for row in plan.rows:  # a key the store cannot hold stops the import before any write
+        store.check_secret(row.key.value)
+    new_cfas = dict(plan.new_cfas)
+    changes = [
+        Change(
+            row.siret,
+            row.opco.id,
+            "imported",
+            row.key.value,
+            KeyRecord(
+                siret=row.siret,
+                opco_id=row.opco.id,
+                obtained_on=row.obtained,
+                stored_at=stored_at,
+                expires_at=row.expiry.expires_at,
+                expiry_source=row.expiry.source,
+                fingerprint=fingerprint(row.key.value),
+                os_user=user,
+                store=store.kind,
+            ),
+            detail=f"ligne {row.number}",
+            cfa_name=new_cfas.get(row.siret),
+        )
+        for row in plan.rows
+    ]
+    apply_changes(store, metadata, changes)
+    return ImportResult(
+        imported=len(plan.rows), new_cfas=len(plan.new_cfas), replaced=len(plan.replaced)
+    )

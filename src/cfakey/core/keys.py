@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-# read_import_file is re-exported: the import command reads its file through this module.
-from cfakey.core.imports import ImportProblem, ImportRowsError, recorded_problems
-from cfakey.core.imports import read_import_file as read_import_file  # noqa: PLC0414
+from cfakey.core.codes import KeyStatus, Level, source_label
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 from cfakey.expiry import (
     DATE_RANGE_TEXT,
@@ -27,6 +25,7 @@ from cfakey.expiry import (
     jwt_exp_ignored,
     jwt_expiry,
     local_date,
+    local_midnight,
     parse_date,
 )
 
@@ -35,27 +34,16 @@ if TYPE_CHECKING:
     from cfakey.registry.model import Opco, Registry
     from cfakey.stores.base import KeyStore
 
-Status = Literal["expirée", "à renouveler", "valide", "sans date"]
-EXPIRED: Status = "expirée"
-RENEW: Status = "à renouveler"
-VALID: Status = "valide"
-NO_DATE: Status = "sans date"
 # Lower sorts first: what needs the operator soonest comes first.
-_STATUS_RANK: dict[str, int] = {EXPIRED: 0, RENEW: 1, VALID: 2, NO_DATE: 3}
-
-# Shapes seen in public sources (domain.md): used to warn, never to refuse.
-_BASE64ISH = re.compile(r"[A-Za-z0-9+/=_-]+")
-_KNOWN_SHAPES: dict[str, tuple[re.Pattern[str], str]] = {
-    "atlas": (
-        re.compile(r"[A-Za-z0-9+/]{30,32}={0,2}"),
-        "32 caractères (lettres, chiffres, + et /)",
-    ),
-    "afdas": (re.compile(r"[A-Za-z0-9]{64}"), "64 lettres et chiffres"),
-    "opcoep": (
-        re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"),
-        "un jeton JWT (eyJ….….…)",
-    ),
+_STATUS_RANK: dict[KeyStatus, int] = {
+    KeyStatus.EXPIRED: 0,
+    KeyStatus.EXPIRING: 1,
+    KeyStatus.VALID: 2,
+    KeyStatus.UNDATED: 3,
 }
+
+# Used where the registry states no shape for the OPCO: warn on unusual characters.
+_BASE64ISH = re.compile(r"[A-Za-z0-9+/=_-]+")
 SHORT_KEY = 16
 LONG_KEY = 4096
 
@@ -72,13 +60,14 @@ class CleanKey:
     warnings: tuple[str, ...] = ()
 
 
-def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
+def clean_key(raw: str, opco: Opco | None = None) -> CleanKey:
     """Trim surrounding whitespace; refuse what cannot be a key; warn on unusual shapes.
 
     ``trimmed`` says whether anything besides one final line end was removed.
 
     Refused: empty, whitespace inside, non-printable characters. Everything else is
-    accepted, since keys are opaque to the CFA and OPCOs change formats.
+    accepted, since keys are opaque to the CFA and OPCOs change formats: a key that does
+    not have the OPCO's ``key_shape`` (registry) is only warned about.
     """
     # The line end that ``echo`` and every text file add is not worth a remark.
     line = raw.removesuffix("\n").removesuffix("\r")
@@ -112,10 +101,10 @@ def clean_key(raw: str, opco_id: str | None = None) -> CleanKey:
             f"Clé inhabituellement longue ({len(value)} caractères) : "
             "vérifiez qu'il s'agit bien de la clé."
         )
-    shape = _KNOWN_SHAPES.get(opco_id or "")
-    if shape is not None and not shape[0].fullmatch(value):
+    shape = opco.key_shape if opco is not None else None
+    if shape is not None and not shape.matches(value):
         warnings.append(
-            f"Forme inhabituelle pour cet OPCO (attendu : {shape[1]}) : vérifiez la clé."
+            f"Forme inhabituelle pour cet OPCO (attendu : {shape.description}) : vérifiez la clé."
         )
     elif shape is None and not _BASE64ISH.fullmatch(value) and "." not in value:
         warnings.append(
@@ -148,11 +137,6 @@ def expiry_question(opco: Opco, key: str | None = None) -> ExpiryQuestion:
             return "none"
         return "date"
     return "none"
-
-
-def local_midnight(day: date) -> datetime:
-    """The start of ``day`` on the operator's clock, as an aware UTC datetime."""
-    return datetime.combine(day, time()).astimezone().astimezone(UTC)
 
 
 def _typed_date(text: str) -> datetime:
@@ -317,8 +301,8 @@ class KeyRow:
     opco_name: str
     expires_at: datetime | None
     days_left: int | None
-    status: Status
-    level: int  # 0 ok, 1 warning, 2 critical (Nagios)
+    status: KeyStatus
+    level: Level
     fingerprint: str
     obtained_on: date
     expiry_source: str
@@ -334,10 +318,12 @@ class KeyRow:
             "expires": local_date(self.expires_at).isoformat() if self.expires_at else None,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "days_left": self.days_left,
-            "status": self.status,
+            "status": self.status.value,
+            "status_label": self.status.label,
             "fingerprint": self.fingerprint,
             "obtained": self.obtained_on.isoformat(),
             "expiry_source": self.expiry_source,
+            "expiry_source_label": source_label(self.expiry_source),
             "rotation_due": self.rotation_due.isoformat() if self.rotation_due else None,
         }
 
@@ -357,21 +343,21 @@ def classify(
     if record.expires_at is not None:
         days_left = (local_date(record.expires_at) - today).days
         if record.expires_at <= now:
-            status, level = EXPIRED, 2
+            status, level = KeyStatus.EXPIRED, Level.CRITICAL
         elif days_left <= window.crit_days:
-            status, level = RENEW, 2
+            status, level = KeyStatus.EXPIRING, Level.CRITICAL
         elif days_left <= window.warn_days:
-            status, level = RENEW, 1
+            status, level = KeyStatus.EXPIRING, Level.WARNING
         else:
-            status, level = VALID, 0
+            status, level = KeyStatus.VALID, Level.OK
     else:
-        status, level = NO_DATE, 0
+        status, level = KeyStatus.UNDATED, Level.OK
         months = opco.expiry.recommended_rotation_months if opco is not None else None
         if months and in_date_range(record.obtained_on):
             rotation_due = add_months(record.obtained_on, months)
             if (rotation_due - today).days <= window.warn_days:
                 # Advice, not an outage: never critical.
-                status, level = RENEW, 1
+                status, level = KeyStatus.EXPIRING, Level.WARNING
     return KeyRow(
         siret=record.siret,
         cfa_name=cfa_name,
@@ -392,7 +378,7 @@ def urgency(row: KeyRow) -> tuple[int, float, str, str]:
     """Sort key: expired first, then fewest days left, undated last."""
     days = float("inf") if row.days_left is None else float(row.days_left)
     return (
-        _STATUS_RANK[row.status] if row.status != RENEW else 1,
+        _STATUS_RANK[row.status],
         days,
         row.cfa_name.casefold(),
         row.opco_id,
@@ -447,20 +433,33 @@ def overview(
 class CheckResult:
     """``check``: the Nagios level and the keys that need attention."""
 
-    level: int
+    level: Level
     problems: tuple[KeyRow, ...]
     checked: int
 
     @property
     def label(self) -> str:
         """Nagios-style label, in French."""
-        return ("OK", "ALERTE", "CRITIQUE")[self.level]
+        return self.level.label
+
+    def as_json(self) -> dict[str, Any]:
+        """The ``check --json`` object: a contract for scripts."""
+        return {
+            "status": self.level.id,
+            "status_label": self.level.label,
+            "exit_code": int(self.level),
+            "checked": self.checked,
+            "problems": [
+                {**row.as_json(), "level": row.level.id, "level_label": row.level.label}
+                for row in self.problems
+            ],
+        }
 
 
 def check(view: Overview) -> CheckResult:
     """Reduce an overview to a Nagios level: 0 all fine, 1 warning, 2 critical."""
     problems = tuple(row for row in view.rows if row.level > 0)
-    level = max((row.level for row in problems), default=0)
+    level = max((row.level for row in problems), default=Level.OK)
     return CheckResult(level=level, problems=problems, checked=len(view.rows))
 
 
@@ -615,277 +614,69 @@ def _refuse_conflicts(
         )
 
 
-# Import ------------------------------------------------------------------------------------
+# Import, kept importable from here --------------------------------------------------------
+
+#: The import use-case lives in :mod:`cfakey.core.imports`; these names stay reachable here.
+_IMPORT_NAMES = frozenset(
+    {
+        "ImportPlan",
+        "ImportResult",
+        "ImportRow",
+        "ImportRowsError",
+        "plan_import",
+        "read_import_file",
+        "run_import",
+    }
+)
 
 
-@dataclass(frozen=True)
-class ImportRow:
-    """One validated row, ready to store."""
+def __getattr__(name: str) -> Any:
+    if name in _IMPORT_NAMES:
+        from cfakey.core import imports  # noqa: PLC0415 - imports builds on this module
 
-    number: int
-    siret: str
-    cfa_name: str | None
-    opco: Opco
-    key: CleanKey
-    expiry: Expiry
-    obtained: date
+        return getattr(imports, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True)
-class ImportPlan:
-    """Every row of the file, validated; nothing is stored until :func:`run_import`."""
-
-    rows: tuple[ImportRow, ...]
-    new_cfas: tuple[tuple[str, str], ...]
-    replaced: tuple[tuple[str, str], ...]
-    warnings: tuple[str, ...] = field(default_factory=tuple)
+# Show, reveal -------------------------------------------------------------------------------
 
 
-def plan_import(
-    rows: Sequence[Mapping[str, str]],
-    metadata: Metadata,
-    registry: Registry,
-    *,
-    now: datetime,
-    replace: bool,
-) -> ImportPlan:
-    """Validate every row; raise one error listing every problem, or return the plan."""
-    if not rows:
-        raise UsageError("Le fichier ne contient aucune ligne à importer.")
-    checker = _RowChecker(metadata, registry, now=now, replace=replace)
-    for index, raw in enumerate(rows):
-        checker.check(int(raw.get("__row__") or raw.get("__line__") or index + 2), raw)
-    if checker.problems:
-        if "__row__" in rows[0]:
-            checker.problems = [
-                dataclasses.replace(problem, unit="élément") for problem in checker.problems
-            ]
-        raise ImportRowsError(checker.problems)
-    return ImportPlan(
-        tuple(checker.planned), tuple(checker.new_cfas.items()), tuple(checker.replaced)
-    )
-
-
-class _RowChecker:
-    """Validates import rows one by one, remembering what earlier rows used."""
-
-    def __init__(
-        self, metadata: Metadata, registry: Registry, *, now: datetime, replace: bool
-    ) -> None:
-        self.metadata = metadata
-        self.registry = registry
-        self.now = now
-        self.today = now.astimezone().date()
-        self.replace = replace
-        self.known_cfas = {record.siret for record in metadata.list_cfas()}
-        self.problems: list[ImportProblem] = []
-        self.planned: list[ImportRow] = []
-        self.new_cfas: dict[str, str] = {}
-        self.replaced: list[tuple[str, str]] = []
-        self.seen_slots: dict[tuple[str, str], int] = {}
-        self.seen_keys: dict[str, tuple[int, str, str]] = {}
-
-    def check(self, number: int, raw: Mapping[str, str]) -> None:
-        if "__extra__" in raw:
-            self.problems.append(ImportProblem(number, "*", "plus de valeurs que de colonnes"))
-            return
-        recorded = recorded_problems(raw, number)
-        found: list[ImportProblem] = []
-        siret = self._siret(number, raw, found)
-        opco = self._opco(number, raw, found)
-        cfa_name = self._cfa_name(number, raw, found)
-        key: CleanKey | None = None
-        try:
-            key = clean_key(raw.get("key") or "", opco.id if opco else None)
-        except UsageError as error:
-            found.append(ImportProblem(number, "key", _first_sentence(error.message)))
-        obtained = self._obtained(number, raw, found)
-        expiry: Expiry | None = None
-        expires_text = self._expires_text(number, raw, found)
-        if opco is not None and key is not None:
-            try:
-                expiry = resolve_expiry(
-                    opco, key.value, obtained=obtained, now=self.now, expires=expires_text
-                )
-            except UsageError as error:
-                found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
-        if recorded:
-            # A field that failed its own check was left out: say why, not that it is missing.
-            bad = {problem.column for problem in recorded}
-            found = recorded + [problem for problem in found if problem.column not in bad]
-        if found or opco is None or key is None or expiry is None:
-            self.problems.extend(found)
-            return
-        if self._duplicate(number, siret, opco, key) or self._stored_elsewhere(
-            number, siret, opco, key
-        ):
-            return
-        if siret not in self.known_cfas:
-            self.new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
-        elif self.metadata.get_key(siret, opco.id) is not None:
-            if not self.replace:
-                message = (
-                    f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)"
-                )
-                self.problems.append(ImportProblem(number, "opco", message, conflict=True))
-                return
-            self.replaced.append((siret, opco.id))
-        self.planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
-
-    def _stored_elsewhere(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
-        """The key is already stored for another slot: refused as ``add`` does, unless --yes."""
-        from cfakey.stores.base import fingerprint  # noqa: PLC0415
-
-        others = same_key_elsewhere(
-            self.metadata, self.registry, siret, opco.id, fingerprint(key.value)
+def stored_key(metadata: Metadata, opco: Opco, cfa: CfaRecord) -> KeyRecord:
+    """The metadata of the key of ``cfa`` for ``opco``, or a French "not found"."""
+    record = metadata.get_key(cfa.siret, opco.id)
+    if record is None:
+        raise NotFoundError(
+            f"Aucune clé {opco.name} enregistrée pour le CFA {cfa.siret}.",
+            hint=f"Pour l'ajouter : cfakey add {opco.id} --cfa {cfa.siret}.",
         )
-        if not others or self.replace:
-            return False
-        message = (
-            f"clé déjà enregistrée pour {describe_slots(others)} : une clé collée au mauvais "
-            "endroit ? (--yes pour l'enregistrer quand même)"
-        )
-        self.problems.append(ImportProblem(number, "key", message, conflict=True))
-        return True
-
-    def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
-        from cfakey.identifiers import validate_siret  # noqa: PLC0415
-
-        try:
-            return validate_siret(raw.get("cfa") or "")
-        except UsageError as error:
-            found.append(ImportProblem(number, "cfa", _first_sentence(error.message)))
-            return ""
-
-    def _opco(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> Opco | None:
-        from cfakey.registry.names import resolve  # noqa: PLC0415
-
-        try:
-            return resolve(self.registry, raw.get("opco") or "")
-        except UsageError as error:
-            found.append(ImportProblem(number, "opco", _first_sentence(error.message)))
-            return None
-
-    def _cfa_name(
-        self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
-    ) -> str | None:
-        from cfakey.identifiers import clean_cfa_name  # noqa: PLC0415
-
-        text = raw.get("cfa_name") or ""
-        if not text.strip():
-            return None
-        try:
-            return clean_cfa_name(text)
-        except UsageError as error:
-            found.append(ImportProblem(number, "cfa_name", _first_sentence(error.message)))
-            return None
-
-    def _obtained(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> date:
-        text = (raw.get("obtained") or "").strip()
-        if not text:
-            return self.today
-        try:
-            obtained = parse_date(text).date()
-        except UsageError as error:
-            found.append(ImportProblem(number, "obtained", _first_sentence(error.message)))
-            return self.today
-        if obtained > self.today:
-            found.append(ImportProblem(number, "obtained", "date d'obtention dans le futur"))
-        return obtained
-
-    def _expires_text(
-        self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
-    ) -> str | None:
-        text = (raw.get("expires") or "").strip() or None
-        if text is not None:
-            try:
-                parse_date(text)
-            except UsageError as error:
-                found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
-                return None
-        return text
-
-    def _duplicate(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
-        from cfakey.stores.base import fingerprint  # noqa: PLC0415
-
-        slot = (siret, opco.id)
-        if slot in self.seen_slots:
-            message = f"doublon : même CFA et même OPCO qu'à la ligne {self.seen_slots[slot]}"
-            self.problems.append(ImportProblem(number, "opco", message))
-            return True
-        self.seen_slots[slot] = number
-        fp = fingerprint(key.value)
-        other = self.seen_keys.get(fp)
-        # A SIREN-wide key (Afdas, OPCO Santé...) is rightly repeated for each SIRET of the SIREN.
-        if other is not None and not (
-            other[2] == opco.id and opco.scope == "siren" and other[1][:9] == siret[:9]
-        ):
-            self.problems.append(ImportProblem(number, "key", f"même clé qu'à la ligne {other[0]}"))
-            return True
-        self.seen_keys.setdefault(fp, (number, siret, opco.id))
-        return False
+    return record
 
 
-def _first_sentence(message: str) -> str:
-    head = message.split(" : rien n'a été", 1)[0].split(". ", 1)[0].rstrip(".")
-    if head[1:2].isupper():  # an acronym: SIRET, OPCO
-        return head
-    return head[:1].lower() + head[1:]
+def key_details(row: KeyRow, record: KeyRecord) -> dict[str, Any]:
+    """The ``show --json`` object: the ``list --json`` row and where and when it was stored."""
+    return {
+        **row.as_json(),
+        "stored_at": record.stored_at.isoformat(),
+        "os_user": record.os_user,
+        "store": record.store,
+    }
 
 
-@dataclass(frozen=True)
-class ImportResult:
-    """What the import stored."""
-
-    imported: int
-    new_cfas: int
-    replaced: int
-
-
-def run_import(
-    store: KeyStore, metadata: Metadata, plan: ImportPlan, *, now: datetime
-) -> ImportResult:
-    """Store every planned key in one store session, then all metadata in one transaction.
-
-    Each entry's intent is recorded first (:func:`cfakey.core.storage.apply_changes`): if
-    the metadata cannot be written the store entries are put back and checked, and what
-    cannot be put back is resolved by the next command.
-    """
-    from cfakey.core.storage import Change, apply_changes  # noqa: PLC0415
-    from cfakey.metadata import KeyRecord, current_user  # noqa: PLC0415
+def reveal_key(store: KeyStore, metadata: Metadata, record: KeyRecord, *, now: datetime) -> str:
+    """The key itself (``show --reveal``), journalled with the fingerprint of what is shown."""
+    from cfakey.core.storage import read_key  # noqa: PLC0415
     from cfakey.stores.base import fingerprint  # noqa: PLC0415
 
-    user = current_user()
-    stored_at = now.astimezone(UTC).replace(microsecond=0)
-    for row in plan.rows:  # a key the store cannot hold stops the import before any write
-        store.check_secret(row.key.value)
-    new_cfas = dict(plan.new_cfas)
-    changes = [
-        Change(
-            row.siret,
-            row.opco.id,
-            "imported",
-            row.key.value,
-            KeyRecord(
-                siret=row.siret,
-                opco_id=row.opco.id,
-                obtained_on=row.obtained,
-                stored_at=stored_at,
-                expires_at=row.expiry.expires_at,
-                expiry_source=row.expiry.source,
-                fingerprint=fingerprint(row.key.value),
-                os_user=user,
-                store=store.kind,
-            ),
-            detail=f"ligne {row.number}",
-            cfa_name=new_cfas.get(row.siret),
-        )
-        for row in plan.rows
-    ]
-    apply_changes(store, metadata, changes)
-    return ImportResult(
-        imported=len(plan.rows), new_cfas=len(plan.new_cfas), replaced=len(plan.replaced)
+    secret = read_key(store, record.siret, record.opco_id, recorded_in=record.store)
+    metadata.log(
+        "revealed",
+        siret=record.siret,
+        opco_id=record.opco_id,
+        new_fingerprint=fingerprint(secret),  # the key shown, even if rotated meanwhile
+        detail="cfakey show --reveal",
+        at=now,
     )
+    return secret
 
 
 # Journal -------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 REGISTRY_FILENAME = "opco_registry.yaml"
 CACHE_FILENAME = "registry.json"
 # Bump when the model classes change shape, so that old caches are rebuilt.
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 # The only classes a cache may name.
 _MODEL_CLASSES: dict[str, type] = {
     name: value

@@ -121,6 +121,40 @@ class ExpiryRule:
 
 
 @dataclass(frozen=True)
+class KeyShape:
+    """What a well-formed key of this OPCO looks like: used to warn, never to refuse.
+
+    ``pattern`` is a regular expression the whole key must match; ``description`` says the
+    same in French for the warning (« 64 lettres et chiffres »).
+    """
+
+    __pydantic_config__ = _STRICT
+
+    pattern: str
+    description: str
+
+    def __post_init__(self) -> None:
+        import re  # noqa: PLC0415 - only where a key is checked or the registry validated
+
+        try:
+            re.compile(self.pattern)
+        except re.error as error:
+            raise ValueError(
+                f"« pattern » n'est pas une expression régulière valide ({error.msg})"
+            ) from None
+
+    def matches(self, key: str) -> bool:
+        """Whether the whole of ``key`` has this shape."""
+        import re  # noqa: PLC0415
+
+        return re.fullmatch(self.pattern, key) is not None
+
+
+#: Longest ``short_label``: the width of one column of the ``list`` matrix.
+SHORT_LABEL_MAX = 5
+
+
+@dataclass(frozen=True)
 class KeyRequest:
     """For keys obtained on request: what to send, to whom, and how the key comes back."""
 
@@ -220,10 +254,19 @@ class Opco:
     support: Support = Support()
     api: ApiFacts = ApiFacts()
     conflicts: tuple[str, ...] = ()
+    short_label: str | None = None
+    key_shape: KeyShape | None = None
 
     def __post_init__(self) -> None:
         if self.obtain == "on_request" and self.request is None:
             raise ValueError("une clé obtenue sur demande demande un bloc « request »")
+        if self.short_label is not None and not 1 <= len(self.short_label) <= SHORT_LABEL_MAX:
+            raise ValueError(f"« short_label » compte de 1 à {SHORT_LABEL_MAX} caractères")
+
+    @property
+    def column_label(self) -> str:
+        """The OPCO's column heading in the ``list`` matrix (at most 5 characters)."""
+        return self.short_label or self.id[:SHORT_LABEL_MAX]
 
     @property
     def portal_url(self) -> str | None:

@@ -1,0 +1,313 @@
+"""The overview commands: ``list`` (deadlines), ``check`` (cron, Nagios) and ``journal``.
+
+They read the metadata database only, never the key store, and write plain text without
+rich: they must stay quick with a thousand keys, and they run from cron.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cfakey.cli.options import CFA_OPTION, JSON_OPTION
+from cfakey.cli.terminal import date_text, paint, print_notice, text_table, write_lines
+from cfakey.core.codes import KeyStatus, Level
+
+if TYPE_CHECKING:
+    from cfakey.context import AppContext
+    from cfakey.core.keys import CheckResult, KeyRow, Overview
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``list``, ``check`` and ``journal`` to ``app``."""
+    app.command("list")(list_keys)
+    app.command("check")(check)
+    app.command("journal")(journal)
+
+
+def _overview(
+    context: AppContext,
+    cfa_query: str | None,
+    opco_name: str | None,
+    warn_days: int | None = None,
+    crit_days: int | None = None,
+) -> Overview:
+    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
+
+    keys.check_window_args(warn_days, crit_days)
+    opco_id = context.resolve_opco(opco_name).id if opco_name else None
+    cfa = resolve_cfa(context.metadata(), cfa_query) if cfa_query else None
+    return keys.overview(
+        context.metadata(),
+        context.registry,
+        context.config().values,
+        now=context.now(),
+        cfa=cfa,
+        opco_id=opco_id,
+        warn_days=warn_days,
+        crit_days=crit_days,
+    )
+
+
+def list_keys(
+    ctx: typer.Context,
+    cfa: Annotated[str | None, CFA_OPTION] = None,
+    opco_name: Annotated[
+        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
+    ] = None,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+    detail: Annotated[
+        bool, typer.Option("--detail", help="Une ligne par clé, même pour plusieurs CFA.")
+    ] = False,
+) -> None:
+    """Échéances des clés, les plus urgentes d'abord (sans ouvrir le magasin de clés)."""
+    context: AppContext = ctx.obj
+    view = _overview(context, cfa, opco_name)
+    if as_json:
+        from cfakey.cli.output import print_json  # noqa: PLC0415
+
+        print_json([row.as_json() for row in view.rows])
+        return
+    if not view.rows:
+        _empty_hint(view)
+        return
+    several = len({row.siret for row in view.rows}) > 1
+    if several and not detail and opco_name is None:
+        write_lines(_matrix(context, view))
+        print_notice(
+            "Jours restants avant échéance ; exp = expirée, s.d. = sans date, · = aucune clé."
+        )
+        print_notice(
+            "Détail d'un CFA : cfakey list --cfa SIRET ; une ligne par clé : cfakey list --detail"
+        )
+    else:
+        write_lines(_table(view.rows))
+    _summary(view)
+
+
+def _empty_hint(view: Overview) -> None:
+    if view.filtered:
+        print_notice("Aucune clé ne correspond à ces critères.")
+    elif not view.cfas:
+        print_notice(
+            "Aucune clé enregistrée. Commencez par déclarer votre CFA : "
+            'cfakey cfa add SIRET --nom "Nom du CFA"'
+        )
+        print_notice("puis ajoutez une clé : cfakey add OPCO (la liste des OPCO : cfakey opcos).")
+    else:
+        print_notice(
+            "Aucune clé enregistrée pour l'instant. "
+            "Ajoutez-en une : cfakey add OPCO (liste : cfakey opcos)."
+        )
+
+
+#: The colour of each status in the tables (ANSI codes).
+_COLOURS = {
+    KeyStatus.EXPIRED: "31",
+    KeyStatus.EXPIRING: "33",
+    KeyStatus.VALID: "32",
+    KeyStatus.UNDATED: "2",
+}
+
+
+def _table(rows: tuple[KeyRow, ...]) -> list[str]:
+    headers = ("CFA", "SIRET", "OPCO", "Échéance", "Jours", "Statut", "Empreinte")
+    cells = [
+        (
+            row.cfa_name[:30],
+            row.siret,
+            row.opco_name,
+            date_text(row.expires_at)
+            if row.expires_at
+            else (f"(rot. {row.rotation_due:%d/%m/%Y})" if row.rotation_due else "—"),
+            "—" if row.days_left is None else str(row.days_left),
+            row.status.label,
+            row.fingerprint,
+        )
+        for row in rows
+    ]
+    colours = [_COLOURS[row.status] for row in rows]
+    return text_table(headers, cells, rule=False, fit=False, right=frozenset({4}), colours=colours)
+
+
+def _matrix(context: AppContext, view: Overview) -> list[str]:
+    """One line per CFA, one column per OPCO, days left in each cell, most urgent CFA first."""
+    import shutil  # noqa: PLC0415
+
+    opcos = context.registry.opcos
+    opco_ids = [opco.id for opco in opcos]
+    by_cfa: dict[str, dict[str, KeyRow]] = {}
+    order: list[str] = []
+    for row in view.rows:  # already sorted by urgency: first seen = most urgent CFA
+        if row.siret not in by_cfa:
+            by_cfa[row.siret] = {}
+            order.append(row.siret)
+        by_cfa[row.siret][row.opco_id] = row
+    names = {row.siret: row.cfa_name for row in view.rows}
+    cell_width = 5
+    width = shutil.get_terminal_size((100, 24)).columns
+    name_width = max(14, min(40, width - (cell_width + 1) * len(opco_ids) - 1))
+    header = "CFA".ljust(name_width) + "".join(
+        " " + opco.column_label.rjust(cell_width) for opco in opcos
+    )
+    lines = [header]
+    for siret in order:
+        name = names[siret]
+        label = (name if len(name) <= name_width else name[: name_width - 1] + "…").ljust(
+            name_width
+        )
+        cells = []
+        for opco_id in opco_ids:
+            cell = by_cfa[siret].get(opco_id)
+            if cell is None:
+                cells.append(" " + "·".rjust(cell_width))
+                continue
+            if cell.status is KeyStatus.EXPIRED:
+                text = "exp"
+            elif cell.days_left is None:
+                text = "s.d."
+            else:
+                text = str(cell.days_left)
+            cells.append(" " + paint(text.rjust(cell_width), _COLOURS[cell.status], sys.stdout))
+        lines.append(label + "".join(cells))
+    return lines
+
+
+def _summary(view: Overview) -> None:
+    counts: dict[KeyStatus, int] = {}
+    for row in view.rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    plurals = {KeyStatus.EXPIRED: "expirées", KeyStatus.VALID: "valides"}
+    parts = [
+        f"{counts[status]} "
+        + (plurals.get(status, status.label) if counts[status] > 1 else status.label)
+        for status in KeyStatus
+        if counts.get(status)
+    ]
+    print_notice(f"{len(view.rows)} clé(s) : " + ", ".join(parts) + ".")
+
+
+def check(
+    ctx: typer.Context,
+    warn_days: Annotated[
+        int | None,
+        typer.Option(
+            "--warn-days", metavar="N", help="Alerte à N jours de l'échéance (tous les OPCO)."
+        ),
+    ] = None,
+    crit_days: Annotated[
+        int | None,
+        typer.Option(
+            "--crit-days", metavar="M", help="Critique à M jours de l'échéance (tous les OPCO)."
+        ),
+    ] = None,
+    cfa: Annotated[str | None, CFA_OPTION] = None,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
+    """Pour cron et la supervision (convention Nagios) : 0 tout va bien, 1 alerte, 2 critique."""
+    from cfakey.core import keys  # noqa: PLC0415
+
+    context: AppContext = ctx.obj
+    view = _overview(context, cfa, None, warn_days, crit_days)
+    result = keys.check(view)
+    if as_json:
+        from cfakey.cli.output import print_json  # noqa: PLC0415
+
+        print_json(result.as_json())
+    else:
+        lines = [_check_summary(result)]
+        for row in result.problems:
+            lines.append(
+                f"{row.level.label} {row.cfa_name} ({row.siret}) {row.opco_name} : {_problem(row)}"
+            )
+        write_lines(lines)
+    raise typer.Exit(int(result.level))
+
+
+def _check_summary(result: CheckResult) -> str:
+    if result.checked == 0:
+        return "OK : aucune clé enregistrée."
+    if not result.problems:
+        return f"OK : {result.checked} clé(s) valide(s) ou sans date."
+    critical = sum(1 for row in result.problems if row.level is Level.CRITICAL)
+    warning = len(result.problems) - critical
+    return (
+        f"{result.label} : {critical} critique(s), {warning} en alerte, "
+        f"sur {result.checked} clé(s)."
+    )
+
+
+def _problem(row: KeyRow) -> str:
+    if row.status is KeyStatus.EXPIRED:
+        return f"expirée le {date_text(row.expires_at)}"
+    if row.days_left is None and row.rotation_due is not None:
+        return (
+            f"renouvellement conseillé le {row.rotation_due:%d/%m/%Y} "
+            f"(clé obtenue le {row.obtained_on:%d/%m/%Y})"
+        )
+    return f"expire le {date_text(row.expires_at)}, dans {row.days_left} jour(s)"
+
+
+def journal(
+    ctx: typer.Context,
+    cfa: Annotated[str | None, CFA_OPTION] = None,
+    opco_name: Annotated[
+        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="DATE", help="Depuis cette date (JJ/MM/AAAA ou AAAA-MM-JJ)."
+        ),
+    ] = None,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Sortie CSV (pour un tableur ou un audit).")
+    ] = False,
+) -> None:
+    """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand."""
+    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
+    from cfakey.core.codes import action_label  # noqa: PLC0415
+
+    context: AppContext = ctx.obj
+    opco_id = context.resolve_opco(opco_name).id if opco_name else None
+    record_cfa = resolve_cfa(context.metadata(), cfa) if cfa else None
+    entries = keys.query_journal(context.metadata(), cfa=record_cfa, opco_id=opco_id, since=since)
+    headers = (
+        "date",
+        "utilisateur",
+        "cfa",
+        "opco",
+        "action",
+        "ancienne_empreinte",
+        "nouvelle_empreinte",
+        "detail",
+    )
+    rows = [
+        (
+            date_text(entry.at, "%Y-%m-%d %H:%M:%S"),
+            entry.user,
+            entry.siret or "",
+            entry.opco_id or "",
+            entry.action if as_csv else action_label(entry.action),
+            entry.old_fingerprint or "",
+            entry.new_fingerprint or "",
+            entry.detail,
+        )
+        for entry in entries
+    ]
+    if as_csv:
+        import csv  # noqa: PLC0415
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+        return
+    if not rows:
+        print_notice("Journal vide pour ces critères.")
+        return
+    titles = ("Date", "Utilisateur", "CFA", "OPCO", "Action", "Ancienne", "Nouvelle", "Détail")
+    write_lines(text_table(titles, rows, rule=False, fit=False))

@@ -1,0 +1,268 @@
+"""The terminal: messages and warnings on stderr, prompts, plain-text tables, closed stdout.
+
+Every command talks to the operator through this module, so that one rule holds
+everywhere: data on stdout, messages on stderr, colour only on a terminal without
+``NO_COLOR``, and a prompt that meets the end of its input, or no terminal at all, raises
+the caller's French error instead of waiting or guessing (nothing is saved then).
+Standard library only: it is imported by ``list`` and ``check``, which must start quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from cfakey.errors import CfakeyError, UsageError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+#: What the caller raises when a prompt has no answer to read (end of input, no terminal).
+OnEnd = Callable[[], CfakeyError]
+YES = frozenset({"o", "oui", "y", "yes"})
+
+
+# Messages -------------------------------------------------------------------------------
+
+
+def use_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when ``NO_COLOR`` is set (no-color.org)."""
+    return "NO_COLOR" not in os.environ and stream.isatty()
+
+
+def paint(text: str, code: str, stream: TextIO | None = None) -> str:
+    """``text`` in the ANSI colour ``code`` when ``stream`` (stderr by default) shows colour."""
+    return f"\x1b[{code}m{text}\x1b[0m" if use_colour(stream or sys.stderr) else text
+
+
+def bold(text: str) -> str:
+    """A heading on stderr, bold on a terminal."""
+    return paint(text, "1")
+
+
+def print_notice(message: str = "") -> None:
+    """A status line for the operator on stderr (never data)."""
+    sys.stderr.write(f"{message}\n")
+    sys.stderr.flush()
+
+
+def print_warning(message: str) -> None:
+    """A warning on stderr, marked ⚠ and yellow on a terminal."""
+    print_notice(paint(f"⚠ {message}", "33"))
+
+
+def print_error(message: str, *, hint: str | None = None) -> None:
+    """One French sentence on stderr, and an optional hint line, without a traceback."""
+    print_notice(f"{paint('Erreur :', '1;31')} {message}")
+    if hint:
+        print_notice(hint)
+
+
+def write_lines(lines: Sequence[str]) -> None:
+    """Data lines on stdout."""
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away (``cfakey list | head -3``): point stdout at nothing.
+
+    Python would otherwise fail again when flushing at exit; the caller decides what the
+    exit code says.
+    """
+    import contextlib  # noqa: PLC0415
+
+    with contextlib.suppress(OSError, ValueError):  # no descriptor: nothing left to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+# Prompts ----------------------------------------------------------------------------------
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a person can be asked: stdin is open and is a terminal."""
+    stdin = sys.stdin
+    return stdin is not None and not stdin.closed and stdin.isatty()
+
+
+def no_answer(what: str) -> UsageError:
+    """The default end-of-input error: nothing to read the answer to ``what`` from."""
+    return UsageError(
+        f"Pas de terminal ni d'entrée standard pour répondre ({what}) : rien n'a été enregistré.",
+        hint="Lancez la commande dans un terminal, ou passez les réponses en options (--help).",
+    )
+
+
+def ask_line(question: str, *, on_end: OnEnd) -> str:
+    """A visible answer, read from stdin (a terminal or a pipe), without its line end."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    stdin = sys.stdin
+    line = "" if stdin is None or stdin.closed else stdin.readline()
+    if not line:
+        sys.stderr.write("\n")
+        raise on_end()
+    return line.rstrip("\r\n")
+
+
+def ask_hidden(question: str, *, on_end: OnEnd) -> str:
+    """A secret typed without echo on the terminal; without a terminal, ``on_end``."""
+    if not stdin_is_terminal():
+        raise on_end()
+    import getpass  # noqa: PLC0415
+
+    try:
+        return getpass.getpass(question, stream=sys.stderr)
+    except EOFError:
+        raise on_end() from None
+
+
+def ask_secret(question: str, *, on_end: OnEnd, whole_input: bool = False) -> str:
+    """A secret: hidden on a terminal, else read from stdin (one line, or all of it).
+
+    Empty input is the end of input: ``on_end`` is raised, never an empty secret returned.
+    """
+    if stdin_is_terminal():
+        return ask_hidden(question, on_end=on_end)
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        raise on_end()
+    text = stdin.read() if whole_input else stdin.readline()
+    if not text:
+        raise on_end()
+    return text
+
+
+def ask_yes_no(question: str, *, default: bool, on_end: OnEnd) -> bool:
+    """Yes or no, ``[O/n]`` or ``[o/N]``; an empty answer is ``default``."""
+    choices = "[O/n]" if default else "[o/N]"
+    answer = ask_line(f"{question} {choices} ", on_end=on_end).strip().casefold()
+    return default if not answer else answer in YES
+
+
+class Dialogue:
+    """A command's questions on stderr, answers from stdin; never echoes a secret.
+
+    ``interactive`` decides whether the command pauses and asks: by default when stdin
+    is a terminal. Without it, every answer must come from an option, named in the error.
+    """
+
+    def __init__(self, interactive: bool | None = None, *, assume_yes: bool = False) -> None:
+        self.tty = stdin_is_terminal()
+        self.interactive = self.tty if interactive is None else interactive
+        self.assume_yes = assume_yes
+
+    def pause(self) -> None:
+        """Wait for Enter between two steps."""
+        if self.interactive:
+            ask_line("  [Entrée pour continuer] ", on_end=lambda: no_answer("Entrée"))
+
+    def ask(self, question: str, *, needed: str) -> str:
+        """A visible answer; ``needed`` names the option that replaces it in scripts."""
+        what = question.strip().rstrip(":").strip()
+        if not self.interactive:
+            raise UsageError(
+                f"Pas de terminal pour demander : {what}.",
+                hint=f"En mode script, indiquez {needed}.",
+            )
+        return ask_line(question, on_end=lambda: no_answer(what)).strip()
+
+    def confirm(self, question: str, *, default: bool = False, needed: str = "--yes") -> bool:
+        """Yes or no; ``--yes`` answers yes without asking."""
+        if self.assume_yes:
+            return True
+        answer = self.ask(f"{question} {'[O/n]' if default else '[o/N]'} ", needed=needed)
+        return default if not answer else answer.casefold() in YES
+
+    def secret(self, question: str, *, on_empty: OnEnd) -> str:
+        """A secret: hidden on a terminal; a line in a dialogue; else all of stdin.
+
+        ``on_empty`` is raised when a script gave nothing on stdin.
+        """
+        if self.tty:
+            return ask_hidden(question, on_end=lambda: no_answer("la clé"))
+        if self.interactive:
+            what = question.strip().rstrip(":").strip()
+            return ask_line(question, on_end=lambda: no_answer(what))
+        return ask_secret(question, on_end=on_empty, whole_input=True)
+
+
+# Tables -------------------------------------------------------------------------------------
+
+
+def text_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int | None = None,
+    rule: bool = True,
+    fit: bool = True,
+    right: frozenset[int] = frozenset(),
+    colours: Sequence[str | None] | None = None,
+) -> list[str]:
+    """Rows aligned in columns; with ``fit``, the widest wrapped until the table fits ``width``.
+
+    ``rule`` draws a line under the headers; ``right`` lists right-aligned columns;
+    ``colours`` gives each row an ANSI colour code, used when stdout shows colour.
+    Plain text on purpose: a rich table costs more than the rest of ``opcos`` or ``list``,
+    and this output pipes cleanly into other tools.
+    """
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
+    if fit:
+        _fit(widths, headers, rows, width)
+    lines = _render(headers, widths, right, wrap=fit)
+    if rule:
+        lines.append("  ".join("─" * w for w in widths))
+    for index, row in enumerate(rows):
+        code = colours[index] if colours is not None else None
+        for line in _render(row, widths, right, wrap=fit):
+            lines.append(paint(line, code, sys.stdout) if code else line)
+    return lines
+
+
+def _fit(
+    widths: list[int], headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None
+) -> None:
+    """Narrow the widest columns, never below their longest word, until ``width`` is met."""
+    import shutil  # noqa: PLC0415
+
+    limit = width or shutil.get_terminal_size((100, 24)).columns
+    floor = [
+        max(len(word) for text in (header, *(row[i] for row in rows)) for word in text.split())
+        for i, header in enumerate(headers)
+    ]
+    while sum(widths) + 2 * (len(widths) - 1) > limit:
+        widest = max(range(len(widths)), key=lambda i: widths[i] - floor[i])
+        if widths[widest] <= floor[widest]:
+            break
+        widths[widest] -= 1
+
+
+def _render(
+    cells: Sequence[str], widths: Sequence[int], right: frozenset[int], *, wrap: bool
+) -> list[str]:
+    import textwrap  # noqa: PLC0415
+
+    wrapped = [
+        (textwrap.wrap(cell, w) if wrap else [cell]) or [""]
+        for cell, w in zip(cells, widths, strict=True)
+    ]
+    return [
+        "  ".join(
+            _align(cell[depth] if depth < len(cell) else "", w, i in right)
+            for i, (cell, w) in enumerate(zip(wrapped, widths, strict=True))
+        ).rstrip()
+        for depth in range(max(len(cell) for cell in wrapped))
+    ]
+
+
+def _align(text: str, width: int, right: bool) -> str:
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def date_text(moment: datetime | None, form: str = "%d/%m/%Y") -> str:
+    """A stored instant as people read it, on their clock; ``—`` when there is none."""
+    from cfakey.expiry import local_time  # noqa: PLC0415 - never overflows on a stored value
+
+    return "—" if moment is None else local_time(moment).strftime(form)

@@ -1,0 +1,97 @@
+"""The enumerated values cfakey computes with, each an ASCII identifier with its French label.
+
+The identifier is what ``--json`` writes and what is stored (a contract for scripts); the
+label is what people read. One table per code, each line an identifier and its label:
+adding a value means one line here, and every renderer follows.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+from typing import Self
+
+
+class Coded(Enum):
+    """An enumeration whose members are ``(identifier, French label)`` lines.
+
+    ``Member.value`` is the identifier, so ``Code("identifier")`` finds the member back.
+    """
+
+    label: str
+
+    def __new__(cls, identifier: str, label: str) -> Self:
+        member = object.__new__(cls)
+        member._value_ = identifier
+        member.label = label
+        return member
+
+    @classmethod
+    def label_of(cls, identifier: str) -> str:
+        """The French label of a stored identifier; an unknown one (newer cfakey) as is."""
+        member = cls._value2member_map_.get(identifier)
+        return member.label if isinstance(member, Coded) else identifier
+
+
+class KeyStatus(Coded):
+    """Where a key stands against its expiry (``list``, ``check``, ``show``)."""
+
+    EXPIRED = ("expired", "expirée")
+    EXPIRING = ("expiring", "à renouveler")
+    VALID = ("valid", "valide")
+    UNDATED = ("undated", "sans date")
+
+
+class ExpirySource(Coded):
+    """Where a key's expiry date came from; the identifier is stored with the key."""
+
+    REGISTRY = ("registry", "règle de l'OPCO")
+    JWT = ("jwt", "date « exp » du jeton")
+    PORTAL = ("portal", "date du portail")
+    OPCO_API = ("opco_api", "réponse de l'OPCO")
+    OPERATOR = ("operator", "saisie")
+    NONE = ("none", "aucune")
+
+
+class JournalAction(Coded):
+    """What a journal entry records; the identifier is stored in the journal."""
+
+    ADDED = ("added", "ajoutée")
+    ROTATED = ("rotated", "renouvelée")
+    IMPORTED = ("imported", "importée")
+    EXPORTED = ("exported", "exportée")
+    REVEALED = ("revealed", "affichée")
+    VERIFIED = ("verified", "vérifiée")
+    REMOVED = ("removed", "supprimée")
+    CFA_ADDED = ("cfa_added", "CFA ajouté")
+    CFA_REMOVED = ("cfa_removed", "CFA retiré")
+    STORE_PASSWORD_CHANGED = ("store_password_changed", "mot de passe du magasin changé")
+    OAUTH_SECRET_SET = ("oauth_secret_set", "secret OAuth2 enregistré")
+    OAUTH_SECRET_REMOVED = ("oauth_secret_removed", "secret OAuth2 effacé")
+
+
+class Level(IntEnum):
+    """The Nagios level of ``check``: its number is the exit code, its name the identifier."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+
+    @property
+    def id(self) -> str:
+        """The ``--json`` identifier: ``ok``, ``warning`` or ``critical``."""
+        return self.name.lower()
+
+    @property
+    def label(self) -> str:
+        """The French name shown to people."""
+        return ("OK", "ALERTE", "CRITIQUE")[self]
+
+
+def source_label(identifier: str) -> str:
+    """The French label of a stored expiry source."""
+    return ExpirySource.label_of(identifier)
+
+
+def action_label(identifier: str) -> str:
+    """The French label of a journal action."""
+    return JournalAction.label_of(identifier)
