@@ -209,7 +209,8 @@ def expiry_flags(
     window, so that every command agrees on the same key at the same instant. An undated
     key whose rotation is merely advised has no « échéance » and is never flagged.
     """
-    from cfakey.core.keys import EXPIRED, RENEW, classify, window_for  # noqa: PLC0415
+    from cfakey.core.codes import KeyStatus  # noqa: PLC0415
+    from cfakey.core.keys import classify, window_for  # noqa: PLC0415
 
     opcos = {opco.id: opco for opco in registry.opcos}
     flags: list[ExpiryFlag] = []
@@ -223,7 +224,7 @@ def expiry_flags(
             window=window_for(opco, record.opco_id, settings),
             now=now,
         )
-        if record.expires_at is not None and row.status in (EXPIRED, RENEW):
+        if record.expires_at is not None and row.status in (KeyStatus.EXPIRED, KeyStatus.EXPIRING):
             flags.append(
                 ExpiryFlag(
                     key.cfa.siret,
@@ -231,7 +232,7 @@ def expiry_flags(
                     record.opco_id,
                     key.opco_name,
                     record.expires_at,
-                    expired=row.status == EXPIRED,
+                    expired=row.status is KeyStatus.EXPIRED,
                 )
             )
     return flags
