@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.options import JSON_OPTION
+from cfakey.cli.terminal import print_json, print_notice, text_table, write_lines
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -36,7 +37,6 @@ def add_cfa(
     ] = None,
 ) -> None:
     """Enregistre un CFA ; le premier devient celui par défaut."""
-    from cfakey.cli.terminal import print_notice  # noqa: PLC0415
     from cfakey.core import cfas  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -51,8 +51,6 @@ def list_cfas(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Liste les CFA enregistrés et le nombre de clés de chacun."""
-    from cfakey.cli.output import print_json  # noqa: PLC0415
-    from cfakey.cli.terminal import print_notice, text_table, write_lines  # noqa: PLC0415
     from cfakey.core import cfas  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -84,7 +82,6 @@ def default_cfa(
     cfa: Annotated[str, typer.Argument(metavar="CFA", help="SIRET, SIREN ou nom du CFA.")],
 ) -> None:
     """Choisit le CFA utilisé quand --cfa n'est pas précisé."""
-    from cfakey.cli.terminal import print_notice  # noqa: PLC0415
     from cfakey.core import cfas  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -102,7 +99,6 @@ def remove_cfa(
     ] = False,
 ) -> None:
     """Retire un CFA ; refusé tant qu'il a des clés, sauf avec --force."""
-    from cfakey.cli.terminal import print_notice  # noqa: PLC0415
     from cfakey.core import cfas  # noqa: PLC0415
 
     context: AppContext = ctx.obj

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cfakey.cli.options import JSON_OPTION
+from cfakey.cli.terminal import ask_secret, print_json, print_notice, write_lines
 
 if TYPE_CHECKING:
     from cfakey.config import Config
@@ -36,16 +36,14 @@ def _sources(ctx: typer.Context, key: str) -> tuple[Sources, Setting]:
 
 
 def _read_secret(label: str) -> str:
+    """The secret, hidden on a terminal, else one line of stdin; none at all is refused."""
     from cfakey.errors import UsageError  # noqa: PLC0415
 
-    if sys.stdin.isatty():
-        secret = str(typer.prompt(label, hide_input=True, prompt_suffix=" : "))
-    else:
-        secret = sys.stdin.readline()
-    secret = secret.strip()
-    if not secret:
-        raise UsageError("Secret vide : rien n'a été enregistré.")
-    return secret
+    # An empty line goes on to the use-case, which refuses it with the same sentence.
+    return ask_secret(
+        f"{label} : ",
+        on_end=lambda: UsageError("Secret vide : rien n'a été enregistré."),
+    )
 
 
 @config_app.command("set")
@@ -64,7 +62,6 @@ def config_set(
     ] = None,
 ) -> None:
     """Règle un paramètre (le secret OAuth2 va dans le magasin de clés, jamais dans le fichier)."""
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core.settings import set_oauth_secret, set_setting  # noqa: PLC0415
 
     sources, setting = _sources(ctx, key)
@@ -88,14 +85,13 @@ def config_get(
     key: Annotated[str, typer.Argument(metavar="CLE", help="Paramètre à afficher.")],
 ) -> None:
     """Affiche la valeur d'un paramètre (jamais celle d'un secret)."""
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core.settings import read  # noqa: PLC0415
 
     found = read(*_sources(ctx, key))
     if found.value is None:
         print_notice("Secret enregistré dans le magasin de clés (il n'est jamais affiché).")
         return
-    sys.stdout.write(f"{found.value}\n")
+    write_lines([found.value])
     if found.is_default:
         print_notice("(valeur par défaut)")
 
@@ -106,7 +102,6 @@ def config_unset(
     key: Annotated[str, typer.Argument(metavar="CLE", help="Paramètre à effacer.")],
 ) -> None:
     """Efface un paramètre (ou le secret OAuth2 du magasin de clés)."""
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core.settings import erase  # noqa: PLC0415
 
     sources, setting = _sources(ctx, key)
@@ -129,7 +124,6 @@ def config_list(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Liste les paramètres réglés (et, avec --all, tous ceux que cfakey reconnaît)."""
-    from cfakey.cli.output import print_json, print_notice  # noqa: PLC0415
     from cfakey.config import KNOWN_KEYS  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -147,11 +141,11 @@ def config_list(
             payload["known"] = [{"key": name, "description": text} for name, text in known]
         print_json(payload)
         return
-    for name in sorted(config.values):
-        sys.stdout.write(f"{name} = {config.values[name]}\n")
-    if not config.values:
+    if config.values:
+        write_lines([f"{name} = {config.values[name]}" for name in sorted(config.values)])
+    else:
         print_notice(f"Aucun paramètre réglé ({config.path}).")
     if show_all:
-        sys.stdout.write("\nParamètres reconnus :\n")
-        for name, text in known:
-            sys.stdout.write(f"  {name:<32} {text}\n")
+        write_lines(
+            ["", "Paramètres reconnus :", *(f"  {name:<32} {text}" for name, text in known)]
+        )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cfakey.cli.options import JSON_OPTION
+from cfakey.cli.terminal import print_json, to_jsonable, write_lines
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -28,7 +28,6 @@ def doctor(
     Code de sortie 0 si tout va bien, 1 sinon ; chaque problème vient avec la commande
     qui le corrige.
     """
-    from cfakey.cli.output import print_json  # noqa: PLC0415
     from cfakey.core.doctor import diagnose  # noqa: PLC0415
 
     report = diagnose(doctor_inputs(ctx.obj))
@@ -58,7 +57,6 @@ def doctor_inputs(context: AppContext) -> DoctorInputs:
 
 def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
     """The ``doctor --json`` object."""
-    from cfakey.cli.output import to_jsonable  # noqa: PLC0415
 
     data: dict[str, Any] = to_jsonable(report)
     return data
@@ -123,4 +121,4 @@ def _render_doctor(report: DoctorReport) -> None:
         for problem in report.problems:
             lines.append(f"  - {problem.message}")
             lines.append(f"    correction : {problem.fix}")
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_lines(lines)

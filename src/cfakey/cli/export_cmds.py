@@ -6,15 +6,22 @@ renders the result; reading keys, the journal and the files are the core's busin
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cfakey.cli.options import CFA_OPTION
+from cfakey.cli.terminal import (
+    print_error,
+    print_notice,
+    progress_bar,
+    stdout_closed,
+    stdout_is_terminal,
+    write_text,
+)
 from cfakey.core.export.formats import FORMATS, format_help
 
 if TYPE_CHECKING:
@@ -93,13 +100,12 @@ def export(
     strict: StrictOption = False,
 ) -> None:
     """Exporte les clés pour le logiciel du CFA."""
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core import export as core  # noqa: PLC0415
     from cfakey.errors import UsageError  # noqa: PLC0415
 
     context: AppContext = ctx.obj
     core.check_format(fmt)
-    if output is None and sys.stdout.isatty() and not reveal:
+    if output is None and stdout_is_terminal() and not reveal:
         raise UsageError(
             "Affichage des clés dans le terminal refusé : "
             "l'historique du terminal les conserverait.",
@@ -126,17 +132,12 @@ def export(
 
 
 def _write_stdout(text: str) -> None:
-    import os  # noqa: PLC0415
-
     from cfakey.errors import CfakeyError  # noqa: PLC0415
 
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_text(text, flush=True)
     except BrokenPipeError:
-        # Python would complain again when flushing at exit: point stdout at nothing.
-        with suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_closed()
         raise CfakeyError(
             "La sortie a été fermée avant la fin de l'export : export incomplet."
         ) from None
@@ -178,7 +179,6 @@ def inject(
     Références : {{ cfakey:atlas }}, {{ cfakey:SIRET/opcoep }}, {{ cfakey:atlas.expires }},
     {{ cfakey:atlas | json }}, {{ cfakey:atlas | xml }}. Voir docs/export.md.
     """
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core.export import inject_template  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -216,7 +216,6 @@ def exec_command(
 
     Le code de sortie de la commande est rendu tel quel (128+N si un signal N l'arrête).
     """
-    from cfakey.cli.output import print_error  # noqa: PLC0415
     from cfakey.core import export as core  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -255,8 +254,6 @@ def _hooks() -> Hooks:
 
 
 def _report_flags(flags: Sequence[ExpiryFlag]) -> None:
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
-
     for flag in flags:
         print_notice(flag.message())
 
@@ -264,7 +261,6 @@ def _report_flags(flags: Sequence[ExpiryFlag]) -> None:
 @contextmanager
 def _progress(total: int) -> Iterator[Callable[[int, int], None] | None]:
     """A progress bar on stderr when it is a terminal and there are enough keys to wait for."""
-    from cfakey.cli.output import progress_bar  # noqa: PLC0415
 
     if total <= PROGRESS_THRESHOLD:
         yield None

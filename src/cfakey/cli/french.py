@@ -118,7 +118,7 @@ def click_error(error: Exception) -> int | None:
     from typer._click import exceptions  # noqa: PLC0415
 
     if isinstance(error, exceptions.MissingParameter) and error.param is not None:
-        from cfakey.cli.output import print_error  # noqa: PLC0415
+        from cfakey.cli.terminal import print_error  # noqa: PLC0415
 
         command = error.ctx.command_path if error.ctx is not None else "cfakey"
         options = [opt for opt in error.param.opts if opt.startswith("--")]
@@ -130,14 +130,14 @@ def click_error(error: Exception) -> int | None:
         print_error(message, hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.UsageError):
-        from cfakey.cli.output import print_error  # noqa: PLC0415
+        from cfakey.cli.terminal import print_error  # noqa: PLC0415
 
         command = error.ctx.command_path if error.ctx is not None else "cfakey"
         text = translate_usage(error.format_message()).rstrip(".")
         print_error(f"{text[:1].upper()}{text[1:]}.", hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.ClickException):
-        from cfakey.cli.output import print_error  # noqa: PLC0415
+        from cfakey.cli.terminal import print_error  # noqa: PLC0415
 
         print_error(error.format_message())
         return int(ExitCode.ERROR)

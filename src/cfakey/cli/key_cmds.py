@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_ARG, YES_OPTION
-from cfakey.cli.terminal import date_text, print_notice, print_warning, write_lines
+from cfakey.cli.terminal import (
+    Dialogue,
+    date_text,
+    print_json,
+    print_notice,
+    print_warning,
+    write_lines,
+)
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -54,15 +60,13 @@ def show(
     opco, record_cfa, record = _stored_key(context, opco_name, cfa)
     if reveal:
         secret = keys.reveal_key(context.key_store(), context.metadata(), record, now=context.now())
-        sys.stdout.write(secret + "\n")
+        write_lines([secret])
         return
     window = keys.window_for(opco, opco.id, context.config().values)
     row = keys.classify(
         record, opco=opco, cfa_name=record_cfa.name, window=window, now=context.now()
     )
     if as_json:
-        from cfakey.cli.output import print_json  # noqa: PLC0415
-
         print_json(keys.key_details(row, record))
         return
     write_lines(_show_lines(opco, record_cfa, record, row))
@@ -97,7 +101,6 @@ def remove(
     yes: Annotated[bool, YES_OPTION] = False,
 ) -> None:
     """Supprime une clé : le secret et ses métadonnées ensemble, inscrit au journal."""
-    from cfakey.cli.terminal import Dialogue  # noqa: PLC0415
     from cfakey.core.storage import remove_key  # noqa: PLC0415
 
     context: AppContext = ctx.obj

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.options import CFA_OPTION, JSON_OPTION
-from cfakey.cli.terminal import date_text, paint, print_notice, text_table, write_lines
+from cfakey.cli.terminal import date_text, paint, print_json, print_notice, text_table, write_lines
 from cfakey.core.codes import KeyStatus, Level
 
 if TYPE_CHECKING:
@@ -67,8 +67,6 @@ def list_keys(
     context: AppContext = ctx.obj
     view = _overview(context, cfa, opco_name)
     if as_json:
-        from cfakey.cli.output import print_json  # noqa: PLC0415
-
         print_json([row.as_json() for row in view.rows])
         return
     if not view.rows:
@@ -214,8 +212,6 @@ def check(
     view = _overview(context, cfa, None, warn_days, crit_days)
     result = keys.check(view)
     if as_json:
-        from cfakey.cli.output import print_json  # noqa: PLC0415
-
         print_json(result.as_json())
     else:
         lines = [_check_summary(result)]

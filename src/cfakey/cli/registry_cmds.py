@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cfakey.cli.options import JSON_OPTION, OPCO_ARG
+from cfakey.cli.terminal import (
+    console,
+    print_json,
+    print_notice,
+    text_table,
+    to_jsonable,
+    write_lines,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -33,13 +40,10 @@ def opcos(
     context: AppContext = ctx.obj
     registry = context.registry
     if as_json:
-        from cfakey.cli.output import print_json  # noqa: PLC0415
-
         print_json([opco_summary(opco) for opco in registry.opcos])
         return
     import shutil  # noqa: PLC0415
 
-    from cfakey.cli.output import text_table  # noqa: PLC0415
     from cfakey.expiry import describe  # noqa: PLC0415
     from cfakey.registry.model import SCOPE_SHORT_LABELS  # noqa: PLC0415
 
@@ -64,7 +68,7 @@ def opcos(
         f"État de l'accrochage au {registry.opcos[0].connection.as_of:%d/%m/%Y}. "
         "Procédure détaillée : cfakey guide OPCO"
     )
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_lines(lines)
 
 
 OBTAIN_SHORT_LABELS = {
@@ -83,7 +87,6 @@ CONNECTION_SHORT_LABELS = {
 
 def opco_summary(opco: Opco) -> dict[str, Any]:
     """The ``opcos --json`` object for one OPCO: a stable contract for scripts."""
-    from cfakey.cli.output import to_jsonable  # noqa: PLC0415
     from cfakey.expiry import describe  # noqa: PLC0415
 
     return {
@@ -113,12 +116,8 @@ def guide(
     context: AppContext = ctx.obj
     opco = context.resolve_opco(opco_name)
     if as_json:
-        from cfakey.cli.output import print_json  # noqa: PLC0415
-
         print_json(opco)
     else:
-        from cfakey.cli.output import console  # noqa: PLC0415
-
         render_guide(console(), opco)
     if open_portal:
         open_in_browser(opco)
@@ -126,7 +125,6 @@ def guide(
 
 def open_in_browser(opco: Opco) -> None:
     """Open the OPCO's portal, or say why not (no portal, no browser)."""
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
 
     url = opco.portal_url or (opco.request.form.url if opco.request else None)
     if url is None:

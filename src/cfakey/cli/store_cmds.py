@@ -6,11 +6,11 @@ The use-cases are in ``core/store_admin.py``; the kinds and their labels in
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cfakey.cli.terminal import print_notice, stdin_is_terminal
 from cfakey.stores.kinds import STORE_KINDS, metavar
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ def change_password(ctx: typer.Context) -> None:
     nouveau, deux fois (ou lu dans CFAKEY_NEW_FILE_PASSWORD). Le fichier est remplacé
     d'un seul geste : une interruption laisse l'ancien intact.
     """
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core.store_admin import change_store_password, require_password  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -62,7 +61,7 @@ def _new_password(context: AppContext) -> str:
     new_password = context.env.get(NEW_PASSWORD_ENV)
     if new_password:
         return new_password
-    if not sys.stdin.isatty():
+    if not stdin_is_terminal():
         raise StoreUnavailableError(
             "Le nouveau mot de passe du fichier chiffré est nécessaire, mais aucun terminal "
             "ne permet de le demander.",
@@ -83,7 +82,6 @@ def use_store(
     kind: Annotated[str, typer.Argument(metavar=metavar(), help="Magasin à retenir.")],
 ) -> None:
     """Record the store kind to use from now on."""
-    from cfakey.cli.output import print_notice  # noqa: PLC0415
     from cfakey.core.store_admin import use_store as record_store  # noqa: PLC0415
 
     context: AppContext = ctx.obj

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -11,6 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_ARG
+from cfakey.cli.terminal import (
+    print_error,
+    print_json,
+    print_notice,
+    progress_bar,
+    text_table,
+    write_lines,
+)
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -73,7 +80,6 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     ] = None,
 ) -> None:
     """Vérifie auprès de l'API Convergence de l'OPCO que la clé est acceptée, et jusqu'à quand."""
-    from cfakey.cli.output import progress_bar  # noqa: PLC0415
     from cfakey.core import verify as engine  # noqa: PLC0415
 
     context: AppContext = ctx.obj
@@ -120,8 +126,6 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
 
 
 def _render_nothing(*, as_json: bool) -> None:
-    from cfakey.cli.output import print_json, print_notice  # noqa: PLC0415
-
     if as_json:
         print_json({"results": [], "summary": {"total": 0, "counts": {}, "exit_code": 0}})
     else:
@@ -136,7 +140,6 @@ def _counts(results: list[VerifyResult]) -> dict[str, int]:
 
 
 def _render_json(results: list[VerifyResult], code: int) -> None:
-    from cfakey.cli.output import print_json  # noqa: PLC0415
     from cfakey.core.verify import by_urgency  # noqa: PLC0415
 
     print_json(
@@ -162,22 +165,18 @@ def _expiry_note(result: VerifyResult) -> str | None:
 
 
 def _render_single(result: VerifyResult) -> None:
-    from cfakey.cli.output import print_error  # noqa: PLC0415
     from cfakey.core.verify import Outcome  # noqa: PLC0415
 
     who = f"{result.opco_name} — {result.cfa_name} ({result.siret})"
     if result.outcome is Outcome.VALID:
         via = f" [{result.endpoint}]" if result.endpoint else ""
-        sys.stdout.write(f"{who} : valide — {result.detail}{via}.\n")
         note = _expiry_note(result)
-        if note:
-            sys.stdout.write(note + "\n")
+        write_lines([f"{who} : valide — {result.detail}{via}.", *([note] if note else [])])
         return
     print_error(f"{who} : {result.outcome.label} — {result.detail}.", hint=result.advice)
 
 
 def _render_table(results: list[VerifyResult], elapsed: float) -> None:
-    from cfakey.cli.output import print_notice, text_table  # noqa: PLC0415
     from cfakey.core.verify import Outcome, by_urgency  # noqa: PLC0415
 
     ordered = by_urgency(results)
@@ -197,8 +196,7 @@ def _render_table(results: list[VerifyResult], elapsed: float) -> None:
         )
     # Plain text: a rich table of 1,100 rows takes about a second to lay out.
     headers = ("Résultat", "OPCO", "CFA", "Fin de validité", "Détail")
-    lines = ["Vérification des clés auprès des OPCO", *text_table(headers, rows)]
-    sys.stdout.write("\n".join(lines) + "\n")
+    write_lines(["Vérification des clés auprès des OPCO", *text_table(headers, rows)])
     counts = _counts(results)
     parts = [f"{count} {Outcome(value).label}" for value, count in counts.items()]
     seconds = f"{elapsed:.1f}".replace(".", ",")
