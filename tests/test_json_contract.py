@@ -1,14 +1,18 @@
-"""The ``--json`` outputs of list, check, show and cfa list: a contract scripts rely on.
+"""Every ``--json`` output (list, check, show, cfa list, doctor, verify): a contract.
 
 Each test pins the exact key set of one output, and that every enumerated value is an
 ASCII identifier with its French label beside it (``"status": "expiring"``,
-``"status_label": "à renouveler"``). "Today" is fixed by the context's clock.
+``"status_label": "à renouveler"``; verify's results say ``status`` and ``label``).
+"Today" is fixed by the context's clock. Change a shape only with a changelog entry.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +20,14 @@ from typer.testing import CliRunner
 
 from cfakey.cli.app import app
 from cfakey.context import AppContext
-from cfakey.core.codes import ExpirySource, JournalAction, KeyStatus, Level
-from tests.conftest import CliResult
+from cfakey.core import verify as engine
+from cfakey.core.codes import DatabaseCheck, DataPath, ExpirySource, JournalAction, KeyStatus, Level
+from cfakey.stores.kinds import STORE_KINDS
+from cfakey.stores.selection import ORIGINS
+from tests.conftest import CliResult, run_cli
+from tests.fake_opco import FakeOpco, running_fake_opco
+from tests.test_verify import KEY_ATLAS, seed, set_url
+from tests.test_verify import SIRET as VERIFY_SIRET
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SIRET = "18130002100373"
@@ -148,8 +158,105 @@ def test_cfa_list_json_pins_its_keys() -> None:
     }
 
 
+DOCTOR_KEYS = {
+    "store", "store_label", "store_origin", "store_origin_label", "store_reason",
+    "store_description", "keyring_backend", "keyring_chosen_by", "keyring_usable",
+    "keyring_reason", "keyring_rejected", "paths", "registry_shipped", "registry_overlay",
+    "registry_version", "registry_opcos", "keys_checked", "missing_secrets", "orphan_entries",
+    "database_check", "database_check_label", "problems", "mismatched", "recovered",
+    "elsewhere", "healthy",
+}  # fmt: skip
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_doctor_json_pins_its_keys_and_labels_every_code() -> None:
+    result = run_at(NOW, "doctor", "--json")
+    assert result.exit_code == 0, result.stdout
+    data = json.loads(result.stdout)
+    assert set(data) == DOCTOR_KEYS
+    assert list(data).index("store_label") == list(data).index("store") + 1
+    assert (data["store"], data["store_label"]) == ("file", STORE_KINDS["file"].noun)
+    assert (data["store_origin"], data["store_origin_label"]) == ("env", ORIGINS["env"])
+    assert (data["database_check"], data["database_check_label"]) == (
+        "ok",
+        DatabaseCheck.OK.label,
+    )
+    assert [(item["name"], item["label"]) for item in data["paths"]] == [
+        (place.value, place.label) for place in DataPath
+    ]
+    assert {key for item in data["paths"] for key in item} == {
+        "name", "label", "path", "exists", "mode", "private",
+    }  # fmt: skip
+    assert data["keyring_rejected"]
+    assert {key for item in data["keyring_rejected"] for key in item} == {"name", "reason"}
+    for field in ("mismatched", "recovered", "elsewhere", "missing_secrets", "problems"):
+        assert data[field] == [], field
+    assert data["keys_checked"] == 2
+    assert data["healthy"] is True
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_doctor_json_problems_have_a_message_and_a_fix(isolated_home: Path) -> None:
+    isolated_home.chmod(0o755)  # readable by others: a problem with its chmod
+    data = json.loads(run_at(NOW, "doctor", "--json").stdout)
+    assert data["healthy"] is False
+    assert {key for problem in data["problems"] for key in problem} == {"message", "fix"}
+
+
+# -- verify --json ------------------------------------------------------------------------------
+
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
+VERIFY_RESULT_KEYS = {
+    "siret", "cfa", "opco", "opco_name", "status", "label", "exit_code", "detail", "advice",
+    "endpoint", "http_status", "base_url", "opco_expiry", "recorded_expiry", "expiry_changed",
+    "checked_at", "duration_ms",
+}  # fmt: skip
+
+
+@pytest.fixture
+def opco() -> Iterator[FakeOpco]:
+    with running_fake_opco() as server:
+        server.state.valid_keys[KEY_ATLAS] = "2027-06-30"
+        yield server
+
+
+def test_every_outcome_is_an_ascii_identifier_with_a_french_label() -> None:
+    values = [outcome.value for outcome in engine.Outcome]
+
+    assert len(set(values)) == len(values)
+    for outcome in engine.Outcome:
+        assert IDENTIFIER.fullmatch(outcome.value), outcome
+        assert outcome.label.strip(), outcome
+    assert set(engine.RESULT_JSON_KEYS) == VERIFY_RESULT_KEYS
+
+
+def test_verify_json_key_set_is_pinned(opco: FakeOpco) -> None:
+    seed((VERIFY_SIRET, "atlas", KEY_ATLAS))
+    set_url("atlas", opco.base_url("ok"))
+
+    result = run_cli("verify", "atlas", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert set(payload) == {"results", "summary"}
+    assert set(payload["summary"]) == {"total", "counts", "exit_code"}
+    (first,) = payload["results"]
+    assert set(first) == VERIFY_RESULT_KEYS
+    assert (first["status"], first["label"]) == ("valide", "valide")
+    assert all(IDENTIFIER.fullmatch(name) for name in payload["summary"]["counts"])
+
+
+def test_nothing_to_verify_has_the_same_envelope() -> None:
+    payload = json.loads(run_cli("verify", "--all", "--json").stdout)
+
+    assert payload == {"results": [], "summary": {"total": 0, "counts": {}, "exit_code": 0}}
+
+
+# -- the code tables ------------------------------------------------------------------------------
+
+
 def test_every_code_is_an_ascii_identifier_with_a_french_label() -> None:
-    for table in (KeyStatus, ExpirySource, JournalAction):
+    for table in (KeyStatus, ExpirySource, JournalAction, DatabaseCheck, DataPath):
         for member in table:
             assert is_identifier(member.value), member
             assert member.label, member

@@ -1,11 +1,10 @@
-"""The seams of ``core/verify``: the ``verify --json`` contract, the injected clock, and
-classification as pure values (a verdict returned, never raised)."""
+"""The seams of ``core/verify``: the injected clock, and classification as pure values (a
+verdict returned, never raised). Its ``--json`` contract is in ``test_json_contract.py``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Iterator
 
 import httpx
@@ -16,18 +15,10 @@ from cfakey.core.exchange import Reply
 from cfakey.core.verify import classification
 from cfakey.metadata import Metadata
 from cfakey.paths import Paths
-from tests.conftest import run_cli
 from tests.fake_opco import FakeOpco, running_fake_opco
-from tests.test_verify import KEY_ATLAS, SIRET, akto_job, job, seed, set_url
+from tests.test_verify import KEY_ATLAS, SIRET, akto_job, job, seed
 
 NOW = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
-IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
-#: The contract scripts rely on: change it only with a changelog entry.
-RESULT_KEYS = {
-    "siret", "cfa", "opco", "opco_name", "status", "label", "exit_code", "detail", "advice",
-    "endpoint", "http_status", "base_url", "opco_expiry", "recorded_expiry", "expiry_changed",
-    "checked_at", "duration_ms",
-}  # fmt: skip
 
 
 @pytest.fixture
@@ -45,41 +36,6 @@ class Clock:
 
     def __call__(self) -> dt.datetime:
         return self.now
-
-
-# -- the --json contract ----------------------------------------------------------------------
-
-
-def test_every_outcome_is_an_ascii_identifier_with_a_french_label() -> None:
-    values = [outcome.value for outcome in engine.Outcome]
-
-    assert len(set(values)) == len(values)
-    for outcome in engine.Outcome:
-        assert IDENTIFIER.fullmatch(outcome.value), outcome
-        assert outcome.label.strip(), outcome
-    assert set(engine.RESULT_JSON_KEYS) == RESULT_KEYS
-
-
-def test_verify_json_key_set_is_pinned(opco: FakeOpco) -> None:
-    seed((SIRET, "atlas", KEY_ATLAS))
-    set_url("atlas", opco.base_url("ok"))
-
-    result = run_cli("verify", "atlas", "--json")
-
-    assert result.exit_code == 0, result.stderr
-    payload = json.loads(result.stdout)
-    assert set(payload) == {"results", "summary"}
-    assert set(payload["summary"]) == {"total", "counts", "exit_code"}
-    (first,) = payload["results"]
-    assert set(first) == RESULT_KEYS
-    assert (first["status"], first["label"]) == ("valide", "valide")
-    assert all(IDENTIFIER.fullmatch(name) for name in payload["summary"]["counts"])
-
-
-def test_nothing_to_verify_has_the_same_envelope() -> None:
-    payload = json.loads(run_cli("verify", "--all", "--json").stdout)
-
-    assert payload == {"results": [], "summary": {"total": 0, "counts": {}, "exit_code": 0}}
 
 
 # -- the injected clock ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import typer
 
 from cfakey.cli.options import JSON_OPTION
 from cfakey.cli.terminal import print_json, to_jsonable, write_lines
+from cfakey.core.codes import DatabaseCheck
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -32,7 +33,7 @@ def doctor(
 
     report = diagnose(doctor_inputs(ctx.obj))
     if as_json:
-        print_json({**to_jsonable_report(report), "healthy": report.healthy})
+        print_json(to_jsonable_report(report))
     else:
         _render_doctor(report)
     if not report.healthy:
@@ -56,17 +57,22 @@ def doctor_inputs(context: AppContext) -> DoctorInputs:
 
 
 def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
-    """The ``doctor --json`` object."""
+    """The ``doctor --json`` object: each enumerated value with its ``…_label`` beside it."""
+    from cfakey.stores.kinds import STORE_KINDS  # noqa: PLC0415
+    from cfakey.stores.selection import ORIGINS  # noqa: PLC0415
 
-    data: dict[str, Any] = to_jsonable(report)
+    labels = {
+        "store": STORE_KINDS[report.store].noun if report.store in STORE_KINDS else None,
+        "store_origin": ORIGINS.get(report.store_origin or ""),
+        "database_check": DatabaseCheck.label_of(report.database_check),
+    }
+    data: dict[str, Any] = {}
+    for name, value in to_jsonable(report).items():
+        data[name] = value
+        if name in labels:
+            data[f"{name}_label"] = labels[name]
+    data["healthy"] = report.healthy
     return data
-
-
-_DATABASE_CHECKS = {
-    "ok": "vérifiée, sans anomalie",
-    "damaged": "endommagée (voir les problèmes)",
-    "unchecked": "non vérifiée : la base ne s'ouvre pas (voir les problèmes)",
-}
 
 
 def _render_doctor(report: DoctorReport) -> None:
@@ -100,7 +106,7 @@ def _render_doctor(report: DoctorReport) -> None:
         )
         lines.append(f"  surcouche  : {report.registry_overlay or 'aucune'}")
     lines.append("Base de métadonnées")
-    lines.append(f"  intégrité  : {_DATABASE_CHECKS[report.database_check]}")
+    lines.append(f"  intégrité  : {DatabaseCheck.label_of(report.database_check)}")
     lines.append("Cohérence métadonnées / magasin")
     lines.extend(f"  {line}" for line in report.recovered)
     lines.append(

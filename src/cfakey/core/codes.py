@@ -69,6 +69,24 @@ class JournalAction(Coded):
     OAUTH_SECRET_REMOVED = ("oauth_secret_removed", "secret OAuth2 effacé")
 
 
+class DatabaseCheck(Coded):
+    """What SQLite's quick check of the metadata database found (``doctor``)."""
+
+    OK = ("ok", "vérifiée, sans anomalie")
+    DAMAGED = ("damaged", "endommagée (voir les problèmes)")
+    UNCHECKED = ("unchecked", "non vérifiée : la base ne s'ouvre pas (voir les problèmes)")
+
+
+class DataPath(Coded):
+    """The folders and files of cfakey that ``doctor`` examines."""
+
+    CONFIG_DIR = ("config_dir", "Dossier de configuration")
+    CONFIG_FILE = ("config_file", "Fichier de configuration")
+    DATA_DIR = ("data_dir", "Dossier de données")
+    METADATA_DB = ("metadata_db", "Métadonnées (SQLite)")
+    ENCRYPTED_STORE = ("encrypted_store", "Fichier chiffré")
+
+
 class Level(IntEnum):
     """The Nagios level of ``check``: its number is the exit code, its name the identifier."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from cfakey.core.codes import DatabaseCheck, DataPath
 from cfakey.errors import CfakeyError
 from cfakey.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from cfakey.stores.base import entry_name, fingerprint
@@ -32,8 +33,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: ``DoctorReport.database_check``: SQLite's quick check found nothing, found damage,
-#: or could not run (the database did not open).
-DATABASE_OK, DATABASE_DAMAGED, DATABASE_UNCHECKED = "ok", "damaged", "unchecked"
+#: or could not run (the database did not open); labels in ``core/codes.DatabaseCheck``.
+DATABASE_OK: str = DatabaseCheck.OK.value
+DATABASE_DAMAGED: str = DatabaseCheck.DAMAGED.value
+DATABASE_UNCHECKED: str = DatabaseCheck.UNCHECKED.value
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class Problem:
 class PathStatus:
     """One of cfakey's directories or files, with its permissions."""
 
+    #: Its identifier (``DataPath``) in ``doctor --json``.
+    name: str
     label: str
     path: str
     exists: bool
@@ -130,14 +135,15 @@ def _guarded(problems: list[Problem], check: Callable[[], T], fix: str) -> T | N
         return None
 
 
-def _path_status(label: str, path: Path, wanted: int, problems: list[Problem]) -> PathStatus:
+def _path_status(place: DataPath, path: Path, wanted: int, problems: list[Problem]) -> PathStatus:
+    label = place.label
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except (FileNotFoundError, NotADirectoryError):
-        return PathStatus(label, str(path), exists=False, mode=None, private=True)
+        return PathStatus(place.value, label, str(path), exists=False, mode=None, private=True)
     except OSError as error:
         _add(problems, Problem(f"{label} ({path}) est inaccessible ({error.strerror}).", _ACCESS))
-        return PathStatus(label, str(path), exists=False, mode=None, private=True)
+        return PathStatus(place.value, label, str(path), exists=False, mode=None, private=True)
     private = mode & 0o077 == 0
     if not private:
         problems.append(
@@ -146,7 +152,7 @@ def _path_status(label: str, path: Path, wanted: int, problems: list[Problem]) -
                 f"chmod {wanted:o} {path}",
             )
         )
-    return PathStatus(label, str(path), exists=True, mode=f"{mode:o}", private=private)
+    return PathStatus(place.value, label, str(path), exists=True, mode=f"{mode:o}", private=private)
 
 
 _ACCESS = "vérifiez les droits du dossier, ou choisissez-en un autre avec CFAKEY_HOME"
@@ -154,11 +160,11 @@ _ACCESS = "vérifiez les droits du dossier, ou choisissez-en un autre avec CFAKE
 
 def _paths(paths: Paths, problems: list[Problem]) -> tuple[PathStatus, ...]:
     return (
-        _path_status("Dossier de configuration", paths.config_dir, PRIVATE_DIR_MODE, problems),
-        _path_status("Fichier de configuration", paths.config_file, PRIVATE_FILE_MODE, problems),
-        _path_status("Dossier de données", paths.data_dir, PRIVATE_DIR_MODE, problems),
-        _path_status("Métadonnées (SQLite)", paths.metadata_db, PRIVATE_FILE_MODE, problems),
-        _path_status("Fichier chiffré", paths.encrypted_store, PRIVATE_FILE_MODE, problems),
+        _path_status(DataPath.CONFIG_DIR, paths.config_dir, PRIVATE_DIR_MODE, problems),
+        _path_status(DataPath.CONFIG_FILE, paths.config_file, PRIVATE_FILE_MODE, problems),
+        _path_status(DataPath.DATA_DIR, paths.data_dir, PRIVATE_DIR_MODE, problems),
+        _path_status(DataPath.METADATA_DB, paths.metadata_db, PRIVATE_FILE_MODE, problems),
+        _path_status(DataPath.ENCRYPTED_STORE, paths.encrypted_store, PRIVATE_FILE_MODE, problems),
     )
 
 
