@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 
 from cfakey.cli.app import COMMAND_MODULES
 from cfakey.errors import ExitCode
+from cfakey.stores import kinds
 from tests.conftest import run_cli
 
 LEAF_COMMANDS = (
@@ -185,3 +187,18 @@ def test_a_siret_typo_in_cfa_is_said_as_such_everywhere(command: tuple[str, ...]
 
     assert result.exit_code == ExitCode.USAGE
     assert "clé de contrôle fausse" in result.stderr
+
+
+def test_the_store_option_lists_the_kinds_of_the_store_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--store``'s choices come from ``stores.kinds``: a new line there shows up here."""
+    vault = dataclasses.replace(
+        kinds.STORE_KINDS["file"], name="vault", label="le coffre distant", settings=()
+    )
+    monkeypatch.setitem(kinds.STORE_KINDS, "vault", vault)
+    help_text = " ".join(run_cli("--help").stdout.replace("│", " ").split())
+    assert "keyring|file|vault" in help_text
+    assert "keyring (trousseau du système), file (fichier chiffré) ou vault (coffre distant)" in (
+        help_text
+    )

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
+from cfakey.context import AppContext
 from cfakey.core import export as core
 from cfakey.errors import AlreadyExistsError, CfakeyError, ExitCode, NotFoundError, UsageError
 from cfakey.metadata import KeyRecord, Metadata
@@ -28,6 +29,7 @@ from cfakey.registry.loader import load_registry
 from cfakey.registry.model import Registry
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
 from tests.conftest import run_cli
+from tests.store_contract import MemoryStore
 
 SIRET = "18130002100373"
 OTHER_SIRET = "35600000000048"
@@ -378,37 +380,25 @@ def test_write_output_translates_errors(tmp_path: Path) -> None:
 # Selection and reading, with a real metadata database ----------------------------------
 
 
-class CountingStore(KeyStore):
-    """A dict-backed store that counts its sessions, to check one batch serves all keys."""
-
-    kind = "memory"
+class CountingStore(MemoryStore):
+    """The shared in-memory store, also counting reads made outside a batch session."""
 
     def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.batches = 0
+        super().__init__()
         self.reads_outside_batch = 0
         self._in_batch = False
-
-    def describe(self) -> str:
-        return "mémoire (tests)"
-
-    def put(self, entry: str, secret: str) -> None:
-        self.secrets[entry] = secret
 
     def get(self, entry: str) -> str | None:
         if not self._in_batch:
             self.reads_outside_batch += 1
-        return self.secrets.get(entry)
-
-    def delete(self, entry: str) -> bool:
-        return self.secrets.pop(entry, None) is not None
+        return super().get(entry)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        self.batches += 1
         self._in_batch = True
         try:
-            yield
+            with super().batch():
+                yield
         finally:
             self._in_batch = False
 
@@ -702,17 +692,22 @@ def test_cli_expired_keys_flagged_and_strict_refuses(isolated_home: Path, tmp_pa
     store_keys(
         {
             (SIRET, "atlas"): (CANARY, datetime(2020, 1, 1, tzinfo=UTC)),
-            (SIRET, "sante"): (CANARY_SANTE, datetime.now(UTC) + timedelta(days=5)),
+            (SIRET, "sante"): (CANARY_SANTE, NOW + timedelta(days=5)),
         }
     )
     target = tmp_path / "cles.env"
-    strict = run_cli("export", "--format", "env", "--output", str(target), "--strict")
+    at_now = AppContext(clock=lambda: NOW)  # "today" is NOW, never the wall clock
+    strict = run_cli(
+        "export", "--format", "env", "--output", str(target), "--strict", context=at_now
+    )
     assert strict.exit_code == ExitCode.ERROR
     assert "Export refusé (--strict)" in strict.stderr
     assert "a expiré le 01/01/2020" in strict.stderr
     assert not target.exists()
     assert journal() == []
-    lenient = run_cli("export", "--format", "env", "--output", str(target))
+    lenient = run_cli(
+        "export", "--format", "env", "--output", str(target), context=AppContext(clock=lambda: NOW)
+    )
     assert lenient.exit_code == 0
     assert "a expiré le 01/01/2020" in lenient.stderr
     assert "OPCO Santé" in lenient.stderr

@@ -19,7 +19,7 @@ from cfakey.errors import ExitCode
 from cfakey.identifiers import with_check_digit
 from cfakey.paths import Paths
 from tests.conftest import run_cli
-from tests.test_keys_cli import ATLAS_KEY, KEY_2, SIRET, cheap_store, in_days, listed
+from tests.test_keys_cli import ATLAS_KEY, KEY_2, SIRET, in_days, listed
 
 CANARY = "Canary+Key/0123456789abcdefghij"
 
@@ -28,7 +28,6 @@ CANARY = "Canary+Key/0123456789abcdefghij"
 def cfa() -> str:
     result = run_cli("cfa", "add", SIRET, "--nom", "CFA Test")
     assert result.exit_code == 0, result.stderr
-    cheap_store()
     return SIRET
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -22,10 +21,8 @@ from cfakey.context import AppContext
 from cfakey.errors import ExitCode
 from cfakey.expiry import add_months
 from cfakey.identifiers import with_check_digit
-from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.stores.base import fingerprint
-from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
 from tests.conftest import TEST_FILE_PASSWORD, CliResult
 from tests.test_keys_core import jwt
 
@@ -63,23 +60,10 @@ def enters(opco_id: str) -> str:
     return "\n" * (steps(opco_id) - 1)
 
 
-def cheap_store() -> None:
-    """Create the real encrypted file with cheap scrypt parameters (kept in its header),
-    so that each command a test runs does not pay 0.4 s to unlock it."""
-    store = EncryptedFileStore(
-        Paths.from_env().encrypted_store,
-        password_source(os.environ),
-        new_file_kdf=ScryptParams(n=2**10),
-    )
-    store.put("test/placeholder", "x")  # an empty store writes no file
-    store.close()
-
-
 @pytest.fixture
 def cfa() -> str:
     result = run_cli("cfa", "add", SIRET, "--nom", "CFA Test")
     assert result.exit_code == 0, result.stderr
-    cheap_store()
     return SIRET
 
 

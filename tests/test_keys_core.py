@@ -19,7 +19,8 @@ from cfakey.metadata import KeyRecord, Metadata
 from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.registry.model import Registry
-from cfakey.stores.base import KeyStore, entry_name, fingerprint
+from cfakey.stores.base import entry_name, fingerprint
+from tests.store_contract import MemoryStore
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ATLAS_KEY = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
@@ -38,32 +39,6 @@ def jwt(exp: datetime) -> str:
     return (
         f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'exp': int(exp.timestamp())})}.c2lnbmF0dXJl"
     )
-
-
-class MemoryStore(KeyStore):
-    """A dictionary behind the KeyStore interface, counting batch sessions."""
-
-    kind = "file"
-
-    def __init__(self) -> None:
-        self.secrets: dict[str, str] = {}
-        self.batches = 0
-
-    def describe(self) -> str:
-        return "mémoire"
-
-    def put(self, entry: str, secret: str) -> None:
-        self.secrets[entry] = secret
-
-    def get(self, entry: str) -> str | None:
-        return self.secrets.get(entry)
-
-    def delete(self, entry: str) -> bool:
-        return self.secrets.pop(entry, None) is not None
-
-    def batch(self) -> Iterator[None]:  # type: ignore[override]
-        self.batches += 1
-        return super().batch()
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
-from tests.conftest import run_cli
-from tests.test_keys_cli import cheap_store
+from cfakey.stores.file_store import EncryptedFileStore
+from tests.conftest import CHEAP_KDF, TEST_FILE_PASSWORD, run_cli
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -48,7 +49,15 @@ def spawn(*args: str) -> pexpect.spawn:
 @pytest.fixture
 def cfa() -> str:
     assert run_cli("cfa", "add", SIRET, "--nom", "CFA Pty").exit_code == 0
-    cheap_store()
+    # The child process opens the real file store: seed it with cheap scrypt costs (kept
+    # in its header) so that unlocking it does not cost 0.4 s.
+    store = EncryptedFileStore(
+        Paths.from_env().encrypted_store,
+        lambda *, new: TEST_FILE_PASSWORD,
+        new_file_kdf=CHEAP_KDF,
+    )
+    store.put("test/placeholder", "x")  # an empty store writes no file
+    store.close()
     return SIRET
 
 

@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 
 from cfakey import __version__
 from cfakey.errors import CfakeyError, ExitCode
+from cfakey.stores import kinds as store_kinds  # the table only: no store is imported
 
 if TYPE_CHECKING:
     from typer._click.core import Context as ClickContext
@@ -211,9 +212,9 @@ def root(
         str | None,
         typer.Option(
             "--store",
-            metavar="keyring|file",
+            metavar=store_kinds.metavar(),
             help=(
-                "Magasin de clés : keyring (trousseau du système) ou file (fichier chiffré). "
+                f"Magasin de clés : {store_kinds.choices_text()}. "
                 "Prime sur la variable CFAKEY_STORE et sur le choix retenu."
             ),
         ),

@@ -25,6 +25,11 @@ class Coded(Enum):
         member.label = label
         return member
 
+    @property
+    def id(self) -> str:
+        """The ASCII identifier: what ``--json`` writes and what is stored."""
+        return str(self.value)
+
     @classmethod
     def label_of(cls, identifier: str) -> str:
         """The French label of a stored identifier; an unknown one (newer cfakey) as is."""

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cfakey.core.codes import JournalAction
 from cfakey.core.keys import (
     CleanKey,
     Expiry,
@@ -503,7 +504,7 @@ def run_import(
         Change(
             row.siret,
             row.opco.id,
-            "imported",
+            JournalAction.IMPORTED.id,
             row.key.value,
             KeyRecord(
                 siret=row.siret,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from cfakey.core.codes import KeyStatus, Level, source_label
+from cfakey.core.codes import JournalAction, KeyStatus, Level, source_label
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 from cfakey.expiry import (
     DATE_RANGE_TEXT,
@@ -565,7 +565,7 @@ def save_key(
             os_user=current_user(),
             store=store.kind,
         )
-        action = "added" if conflicts.existing is None else "rotated"
+        action = (JournalAction.ADDED if conflicts.existing is None else JournalAction.ROTATED).id
         from cfakey.core.storage import store_key  # noqa: PLC0415
 
         intent = store_key(
@@ -669,7 +669,7 @@ def reveal_key(store: KeyStore, metadata: Metadata, record: KeyRecord, *, now: d
 
     secret = read_key(store, record.siret, record.opco_id, recorded_in=record.store)
     metadata.log(
-        "revealed",
+        JournalAction.REVEALED.id,
         siret=record.siret,
         opco_id=record.opco_id,
         new_fingerprint=fingerprint(secret),  # the key shown, even if rotated meanwhile

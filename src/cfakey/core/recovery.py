@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cfakey.core.codes import JournalAction
 from cfakey.metadata import Metadata, PendingWrite
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
 
@@ -63,10 +64,10 @@ class RecoveryReport:
 
 
 _ACTIONS = {
-    "added": "l'ajout de la clé",
-    "rotated": "le renouvellement de la clé",
-    "imported": "l'import de la clé",
-    "removed": "la suppression de la clé",
+    JournalAction.ADDED.id: "l'ajout de la clé",
+    JournalAction.ROTATED.id: "le renouvellement de la clé",
+    JournalAction.IMPORTED.id: "l'import de la clé",
+    JournalAction.REMOVED.id: "la suppression de la clé",
 }
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cfakey.config import require_known_key
+from cfakey.core.codes import JournalAction
 from cfakey.errors import NotFoundError, UsageError
 from cfakey.stores.base import fingerprint, oauth_entry_name
 
@@ -30,8 +31,8 @@ URL_SUFFIXES = (".api_url", ".recette_url", ".oauth.token_url")
 INT_SUFFIXES = (".warn_days", ".crit_days")
 HEADER_SETTINGS = ("editeur", "logiciel", "version")
 #: Journal actions of the vendor's OAuth client secret (labels: the journal's table).
-OAUTH_CLIENT_STORED = "oauth_secret_set"
-OAUTH_CLIENT_ERASED = "oauth_secret_removed"
+OAUTH_CLIENT_STORED = JournalAction.OAUTH_SECRET_SET.id
+OAUTH_CLIENT_ERASED = JournalAction.OAUTH_SECRET_REMOVED.id
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cfakey.core.codes import JournalAction
 from cfakey.errors import CfakeyError, ExitCode, NotFoundError, os_reason
 from cfakey.metadata import KeyRecord, Metadata, PendingWrite
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
@@ -267,7 +268,7 @@ def remove_keys(
         Change(
             record.siret,
             record.opco_id,
-            "removed",
+            JournalAction.REMOVED.id,
             None,
             None,
             detail,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cfakey.core.codes import JournalAction
 from cfakey.errors import UsageError
 from cfakey.stores.kinds import STORE_KINDS, StoreKind, store_kind
 
@@ -66,5 +67,5 @@ def change_store_password(
         require_password(store.kind)
     count = len(store.unlock())
     store.change_password(new_password())
-    metadata.log("store_password_changed", detail=store.location())
+    metadata.log(JournalAction.STORE_PASSWORD_CHANGED.id, detail=store.location())
     return PasswordChanged(kind, count, store.location())

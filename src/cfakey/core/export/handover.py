@@ -17,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cfakey.core.codes import JournalAction
 from cfakey.core.export.formats import formula_risks, render
 from cfakey.core.export.selection import (
     VARIABLE_PREFIX,
@@ -161,7 +162,7 @@ def journal_export(metadata: Metadata, keys: Sequence[ExportedKey], detail: str)
     """One ``exported`` journal entry per key: fingerprint and destination, never the key."""
     for key in keys:
         metadata.log(
-            "exported",
+            JournalAction.EXPORTED.id,
             siret=key.siret,
             opco_id=key.opco_id,
             new_fingerprint=key.fingerprint,

@@ -47,7 +47,6 @@ from cfakey.core.verify.plan import (
 )
 from cfakey.core.verify.record import (
     by_urgency,
-    expiry_moment,
     journal_detail,
     overall_exit_code,
     record_results,
@@ -85,7 +84,6 @@ __all__ = [
     "check_base_url",
     "check_header_value",
     "check_selection",
-    "expiry_moment",
     "journal_detail",
     "next_step",
     "oauth_for",

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
+from cfakey.core.codes import ExpirySource, JournalAction
 from cfakey.core.verify.model import Outcome, VerifyJob, VerifyResult
 from cfakey.errors import ExitCode
+from cfakey.expiry import local_midnight
 
 if TYPE_CHECKING:
     from cfakey.metadata import Metadata
-
-
-def expiry_moment(day: date) -> datetime:
-    """The stored form of an OPCO's end-of-validity date: local midnight, as UTC."""
-    return datetime(day.year, day.month, day.day).astimezone().astimezone(UTC)
 
 
 def record_results(
@@ -31,14 +27,15 @@ def record_results(
             job = sources.get((result.siret, result.opco_id))
             update = result.opco_expiry is not None and job is not None
             if update and job is not None and result.opco_expiry is not None:
-                stale = result.expiry_changed or job.recorded_source != "opco_api"
+                stale = result.expiry_changed or job.recorded_source != ExpirySource.OPCO_API.id
                 current = metadata.get_key(job.siret, job.opco_id)
                 # Only onto the key verified: not onto one rotated in the meantime.
                 if stale and current is not None and current.fingerprint == job.fingerprint:
-                    moment = expiry_moment(result.opco_expiry)
-                    metadata.set_expiry(job.siret, job.opco_id, moment, "opco_api")
+                    # The stored form of an OPCO's end-of-validity date: local midnight.
+                    moment = local_midnight(result.opco_expiry)
+                    metadata.set_expiry(job.siret, job.opco_id, moment, ExpirySource.OPCO_API.id)
             metadata.log(
-                "verified",
+                JournalAction.VERIFIED.id,
                 at=result.checked_at,
                 siret=result.siret,
                 opco_id=result.opco_id,
