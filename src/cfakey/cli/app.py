@@ -168,10 +168,11 @@ _INTERRUPTED = {
 
 def _report_interrupt(context: object = None) -> int:
     """Say what an interruption left, as read back from the database, never assumed."""
+    from cfakey.cli.terminal import print_notice  # noqa: PLC0415
     from cfakey.context import AppContext  # noqa: PLC0415
 
     state = context.interruption_state() if isinstance(context, AppContext) else "nothing"
-    sys.stderr.write(f"\n{_INTERRUPTED[state]}\n")
+    print_notice(f"\n{_INTERRUPTED[state]}")
     return int(ExitCode.INTERRUPTED)
 
 
@@ -192,6 +193,7 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
+        # Not through cli/terminal: --version costs no more than typer (bench/startup.py).
         sys.stdout.write(f"cfakey {__version__}\n")
         raise typer.Exit(0)
 
