@@ -117,10 +117,10 @@ def bench_file(count: int, workdir: Path) -> dict[str, Any]:
 
 
 def bench_secret_service(count: int, workdir: Path) -> dict[str, Any]:
-    import pytest  # noqa: PLC0415 - the daemon helper reports problems through pytest
-    from tests.secret_service import SecretServiceDaemon  # noqa: PLC0415
+    import pytest  # the daemon helper reports problems through pytest
+    from tests.secret_service import SecretServiceDaemon
 
-    from cfakey.stores.keyring_store import KeyringStore  # noqa: PLC0415
+    from cfakey.stores.keyring_store import KeyringStore
 
     daemon = SecretServiceDaemon(workdir / "secret-service")
     try:

@@ -98,7 +98,7 @@ class CliResult:
 
 def context_with_store(store: KeyStore) -> AppContext:
     """A context whose key store is ``store`` (a double, or a store opened by the test)."""
-    from cfakey.context import AppContext  # noqa: PLC0415
+    from cfakey.context import AppContext
 
     context = AppContext()
     context._key_store = store  # in place of the configured store, before first use

@@ -314,7 +314,7 @@ _SIMPLE: dict[str, tuple[int, dict[str, str], bytes]] = {
 @functools.cache
 def _gzip_bomb() -> bytes:
     """100 kB of gzip that inflate to 100 MB of zeros (built once, in about 0.3 s)."""
-    import zlib  # noqa: PLC0415
+    import zlib
 
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
     zeros = bytes(1 << 20)

@@ -140,7 +140,7 @@ class SecretServiceDaemon:
 
     @contextmanager
     def _collection(self) -> Iterator[Any]:
-        import secretstorage  # noqa: PLC0415
+        import secretstorage
 
         with closing(secretstorage.dbus_init()) as connection:
             yield secretstorage.get_default_collection(connection)

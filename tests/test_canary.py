@@ -439,8 +439,8 @@ def test_a_command_without_a_scenario_that_ran_fails_the_canary(canary: CanaryRu
 
 def test_the_leak_detector_sees_every_form() -> None:
     """What the canary run relies on: each form a careless program could write is found."""
-    import html  # noqa: PLC0415
-    from urllib.parse import quote, quote_plus  # noqa: PLC0415
+    import html
+    from urllib.parse import quote, quote_plus
 
     key = KEY_ATLAS
     for prefix in (b"", b"x", b"xy", b"xyz"):
@@ -529,7 +529,7 @@ def test_a_stray_quote_in_an_import_csv_stores_no_key_in_a_name(canary: CanaryRu
 
 def _echo_forms(key: str) -> dict[str, str]:
     """How a careless server may quote back the key it received."""
-    from urllib.parse import quote  # noqa: PLC0415
+    from urllib.parse import quote
 
     middle = len(key) // 2
     return {

@@ -97,10 +97,10 @@ def test_verify_names_the_key_it_sent_and_dates_only_that_key(
     atlas_key: Metadata, isolated_home: Path
 ) -> None:
     """The store already holds the next key when verify reads it (a rotation in between)."""
-    from datetime import UTC, date, datetime  # noqa: PLC0415
+    from datetime import UTC, date, datetime
 
-    from cfakey.config import Config  # noqa: PLC0415
-    from cfakey.core import verify  # noqa: PLC0415
+    from cfakey.config import Config
+    from cfakey.core import verify
 
     before = atlas_key.get_key(SIRET, "atlas")
     store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)

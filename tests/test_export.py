@@ -211,7 +211,7 @@ def test_unknown_format_is_a_usage_error() -> None:
 
 
 def planned(opco_id: str, expires_at: datetime | None, registry: Registry) -> core.PlannedKey:
-    from cfakey.metadata import CfaRecord  # noqa: PLC0415
+    from cfakey.metadata import CfaRecord
 
     cfa = CfaRecord(SIRET, "CFA de test", None, is_default=True, created_at=NOW)
     return core.selection.planned_key(
@@ -522,9 +522,9 @@ def store_keys(
     """Register CFAs and store keys through the real encrypted file and metadata, as ``add``
     would; the file gets cheap scrypt parameters (they live in its header) so that each
     command run by a test does not pay 0.4 s to unlock it."""
-    from cfakey.context import AppContext  # noqa: PLC0415
-    from cfakey.core.storage import store_key  # noqa: PLC0415
-    from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source  # noqa: PLC0415
+    from cfakey.context import AppContext
+    from cfakey.core.storage import store_key
+    from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
 
     context = AppContext()
     metadata = context.metadata()
@@ -727,8 +727,8 @@ def test_cli_locked_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 
 def run_in_terminal(*args: str) -> tuple[int, str]:
     """Run the real ``cfakey`` with stdout and stderr on a pseudo-terminal."""
-    import pty  # noqa: PLC0415
-    import sys  # noqa: PLC0415
+    import pty
+    import sys
 
     leader, follower = pty.openpty()
     process = subprocess.Popen(
@@ -794,7 +794,7 @@ def test_cli_dotenv_refuses_interpolation_and_writes_nothing(
 
 @pytest.mark.usefixtures("two_keys")
 def test_reader_closing_the_pipe_is_a_clean_error_and_journalled() -> None:
-    import sys  # noqa: PLC0415
+    import sys
 
     process = subprocess.Popen(
         [sys.executable, "-m", "cfakey", "export", "--format", "json"],

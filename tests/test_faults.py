@@ -100,7 +100,7 @@ class FileGate:
         self.fd: int | None = None
 
     def close(self) -> None:
-        import fcntl  # noqa: PLC0415 - POSIX only, like this whole module
+        import fcntl  # POSIX only, like this whole module
 
         self.fd = os.open(self.home / "keys.enc.lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
@@ -132,7 +132,7 @@ class SecretServiceGate:
             self.paused = False
 
     def read(self) -> dict[str, str | None]:
-        from secretstorage.exceptions import ItemNotFoundException  # noqa: PLC0415
+        from secretstorage.exceptions import ItemNotFoundException
 
         while True:
             try:
@@ -327,7 +327,7 @@ def kill_and_check(command: Command, step: str, gate: Gate, home: Path) -> None:
 
 
 def big_import(home: Path) -> tuple[str, dict[str, str]]:
-    from cfakey.registry.loader import load_registry  # noqa: PLC0415
+    from cfakey.registry.loader import load_registry
 
     opcos = [
         o.id for o in load_registry(None, None)[0].opcos if o.id not in {"opcommerce", "ocapiat"}

@@ -453,8 +453,8 @@ _LOOPING_WRITER = textwrap.dedent(
 
 @pytest.mark.slow
 def test_writers_killed_at_random_moments_never_damage_the_file(path: Path) -> None:
-    import random  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import random
+    import time
 
     open_store(path).put(entry_name(SIRET_A, "atlas"), KEY)
     rng = random.Random(3)  # noqa: S311 - timing jitter, not cryptography

@@ -292,7 +292,7 @@ def _under_a_file(tmp_path: Path) -> Path:
 def test_read_user_file_errors_are_usage(
     tmp_path: Path, make: Callable[[Path], Path], expected: str
 ) -> None:
-    from cfakey.userfiles import read_user_file  # noqa: PLC0415
+    from cfakey.userfiles import read_user_file
 
     path = make(tmp_path)
     with pytest.raises(UsageError) as caught:
@@ -460,7 +460,7 @@ BOUNDARY_TODAY = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
 
 def jwt_expiring_at(moment: datetime) -> str:
     """An OPCO EP-shaped token whose ``exp`` claim is ``moment``."""
-    import base64  # noqa: PLC0415
+    import base64
 
     def part(data: dict[str, object]) -> str:
         raw = json.dumps(data).encode()
@@ -471,10 +471,10 @@ def jwt_expiring_at(moment: datetime) -> str:
 
 def run_at(now: datetime, *args: str) -> CliResult:
     """``cfakey ARGS`` with the context's clock stopped at ``now`` (never the wall clock)."""
-    from typer.testing import CliRunner  # noqa: PLC0415
+    from typer.testing import CliRunner
 
-    from cfakey.cli.app import app  # noqa: PLC0415
-    from cfakey.context import AppContext  # noqa: PLC0415
+    from cfakey.cli.app import app
+    from cfakey.context import AppContext
 
     context = AppContext(clock=lambda: now)
     result = CliRunner().invoke(app, list(args), obj=context, prog_name="cfakey")

@@ -521,7 +521,7 @@ def test_the_journal_is_stamped_by_the_metadata_clock(metadata: Metadata) -> Non
 def test_removing_a_cfa_with_keys_needs_force_then_takes_its_keys(
     metadata: Metadata, registry: Registry
 ) -> None:
-    from cfakey.core import cfas  # noqa: PLC0415
+    from cfakey.core import cfas
 
     store = MemoryStore()
     save(metadata, registry, store, SIRET_C, "atlas", ATLAS_KEY)

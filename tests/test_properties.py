@@ -377,6 +377,6 @@ CLICK_MESSAGES = (
 @FAST
 @given(st.sampled_from(CLICK_MESSAGES), marked_text)
 def test_click_messages_never_keep_a_typed_value(template: str, value: str) -> None:
-    from cfakey.cli.french import translate_usage  # noqa: PLC0415
+    from cfakey.cli.french import translate_usage
 
     assert MARKER not in translate_usage(template.format(v=value))

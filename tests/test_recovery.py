@@ -183,9 +183,9 @@ def test_the_overview_never_opens_the_store_to_recover(
 
 
 def test_an_interruption_is_reported_from_what_the_database_holds(isolated_home: Path) -> None:
-    import os  # noqa: PLC0415
+    import os
 
-    from cfakey.context import AppContext  # noqa: PLC0415
+    from cfakey.context import AppContext
 
     context = AppContext()
     assert context.interruption_state() == "nothing"  # nothing opened, nothing written

@@ -153,9 +153,9 @@ def test_no_keyring_and_no_terminal_names_the_way_out(
 
 
 def test_the_store_option_reaches_the_context() -> None:
-    from typer.testing import CliRunner  # noqa: PLC0415
+    from typer.testing import CliRunner
 
-    from cfakey.cli.app import app  # noqa: PLC0415
+    from cfakey.cli.app import app
 
     context = AppContext()
     CliRunner().invoke(app, ["--store", "file", "opcos", "--json"], obj=context)

@@ -68,7 +68,7 @@ class AppContext:
 
     @cached_property
     def _registry_and_source(self) -> tuple[Registry, RegistrySource]:
-        from cfakey.registry.loader import load_registry  # noqa: PLC0415
+        from cfakey.registry.loader import load_registry
 
         return load_registry(self.registry_overlay, self.paths.cache_dir)
 
@@ -84,14 +84,14 @@ class AppContext:
 
     def resolve_opco(self, name: str) -> Opco:
         """The OPCO an operator's spelling designates (or a French error)."""
-        from cfakey.registry.names import resolve  # noqa: PLC0415
+        from cfakey.registry.names import resolve
 
         return resolve(self.registry, name)
 
     def metadata(self) -> Metadata:
         """The metadata database, opened (and migrated) on first use."""
         if self._metadata is None:
-            from cfakey.metadata import Metadata  # noqa: PLC0415
+            from cfakey.metadata import Metadata
 
             self._metadata = Metadata.open(self.paths)
             self._metadata.clock = self.clock  # the journal is stamped by the command's clock
@@ -100,7 +100,7 @@ class AppContext:
     def config(self) -> Config:
         """The user's settings file, read on first use."""
         if self._config is None:
-            from cfakey.config import Config  # noqa: PLC0415
+            from cfakey.config import Config
 
             self._config = Config.load(self.paths.config_file)
         return self._config
@@ -116,7 +116,7 @@ class AppContext:
         D-Bus), so the store decision, the keyring store and ``doctor`` share this one.
         """
         if self._keyring_probe is None:
-            from cfakey.stores.keyring_store import probe_keyring  # noqa: PLC0415
+            from cfakey.stores.keyring_store import probe_keyring
 
             self._keyring_probe = probe_keyring()
         return self._keyring_probe
@@ -124,7 +124,7 @@ class AppContext:
     def store_decision(self) -> StoreDecision:
         """Which key store to use and why: ``--store``, ``CFAKEY_STORE``, config, detection."""
         if self._store_decision is None:
-            from cfakey.stores.selection import decide_store  # noqa: PLC0415
+            from cfakey.stores.selection import decide_store
 
             env_value = self.env.get("CFAKEY_STORE")
             # The config is read only when it decides: an explicit choice still works
@@ -147,11 +147,11 @@ class AppContext:
         asks nor remembers anything.
         """
         if self._key_store is None:
-            from cfakey.errors import StoreUnavailableError  # noqa: PLC0415
-            from cfakey.stores.file_store import password_source  # noqa: PLC0415
-            from cfakey.stores.keyring_store import FILE_STORE_HINT  # noqa: PLC0415
-            from cfakey.stores.kinds import FALLBACK_KIND, StoreSettings  # noqa: PLC0415
-            from cfakey.stores.selection import open_store  # noqa: PLC0415
+            from cfakey.errors import StoreUnavailableError
+            from cfakey.stores.file_store import password_source
+            from cfakey.stores.keyring_store import FILE_STORE_HINT
+            from cfakey.stores.kinds import FALLBACK_KIND, StoreSettings
+            from cfakey.stores.selection import open_store
 
             decision = self.store_decision()
             kind = decision.kind
@@ -175,7 +175,7 @@ class AppContext:
 
     def _recover(self, store: KeyStore) -> None:
         """Finish or drop what an interrupted command left between the store and metadata."""
-        from cfakey.core.recovery import has_pending, recover  # noqa: PLC0415
+        from cfakey.core.recovery import has_pending, recover
 
         metadata = self.metadata()
         if not has_pending(metadata):
@@ -190,7 +190,7 @@ class AppContext:
         ``pending``: this process left a store change unfinished (its intent is there);
         ``saved``: it committed changes; ``nothing``: neither (read from the database).
         """
-        import os  # noqa: PLC0415
+        import os
 
         if self._metadata is None:
             return "nothing"

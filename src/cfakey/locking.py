@@ -32,7 +32,7 @@ def _open_lock_file(lock_path: Path) -> int:
 def _locked(fd: int, *, shared: bool) -> Iterator[None]:
     """Hold a lock on the open file ``fd``; Windows has no shared lock: exclusive there."""
     if sys.platform == "win32":  # the file store is for servers, but must import anywhere
-        import msvcrt  # noqa: PLC0415
+        import msvcrt
 
         while True:
             try:
@@ -46,7 +46,7 @@ def _locked(fd: int, *, shared: bool) -> Iterator[None]:
             os.lseek(fd, 0, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
     else:
-        import fcntl  # noqa: PLC0415
+        import fcntl
 
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         try:

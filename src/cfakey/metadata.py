@@ -647,9 +647,9 @@ class Metadata:
         Held exclusively from reading the store to committing the metadata of a change,
         and shared by readers that hand keys out, so they see store and metadata agree.
         """
-        from pathlib import Path  # noqa: PLC0415
+        from pathlib import Path
 
-        from cfakey.locking import data_lock  # noqa: PLC0415
+        from cfakey.locking import data_lock
 
         with data_lock(Path(self.path).with_name("cfakey.lock"), shared=shared):
             yield

@@ -38,7 +38,7 @@ class Paths:
         if home:
             root = Path(home).expanduser()
             return cls(data_dir=root, config_dir=root, cache_dir=root / "cache")
-        import platformdirs  # noqa: PLC0415 - only needed without CFAKEY_HOME
+        import platformdirs  # only needed without CFAKEY_HOME
 
         return cls(
             data_dir=Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)),
@@ -172,7 +172,7 @@ def _claim_temporary(path: Path, mode: int) -> tuple[int, Path]:
     Another writer may take the file for abandoned between its creation and the lock, and
     remove it: the name is then checked to still lead to the locked file, else retried.
     """
-    import secrets  # noqa: PLC0415 - only for the temporary name
+    import secrets  # only for the temporary name
 
     for _attempt in range(_MAX_CLAIMS):
         tmp = path.with_name(f".{path.name}.cfakey-{secrets.token_hex(8)}.tmp")
@@ -252,7 +252,7 @@ def _lock_exclusive(fd: int, *, blocking: bool) -> bool:
     """
     if sys.platform == "win32":
         return True  # see _remove_if_abandoned
-    import fcntl  # noqa: PLC0415 - POSIX only
+    import fcntl  # POSIX only
 
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)

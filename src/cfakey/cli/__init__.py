@@ -13,9 +13,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run cfakey; errors become one French line on stderr and a documented exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or "--help" in args or "-h" in args or (len(args) == 1 and args[0] in GROUPS):
-        from cfakey.cli.french import prepare_help  # noqa: PLC0415
+        from cfakey.cli.french import prepare_help
 
         prepare_help()
-    from cfakey.cli.app import app  # noqa: PLC0415
+    from cfakey.cli.app import app
 
     app(args=args, prog_name="cfakey")

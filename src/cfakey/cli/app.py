@@ -81,7 +81,7 @@ class CfakeyGroup(TyperGroup):
         return _module_commands(module_name).get_command(ctx, cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415
+        from typer._click.exceptions import NoArgsIsHelpError
 
         try:
             return super().make_context(*args, **kwargs)
@@ -93,7 +93,7 @@ class CfakeyGroup(TyperGroup):
             raise typer.Exit(_report(error)) from None
 
     def invoke(self, ctx: ClickContext) -> Any:
-        from typer._click.exceptions import NoArgsIsHelpError  # noqa: PLC0415
+        from typer._click.exceptions import NoArgsIsHelpError
 
         try:
             with _terminate_as_interrupt():
@@ -114,7 +114,7 @@ class CfakeyGroup(TyperGroup):
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (systemd, ``timeout``, ``docker stop``) takes Ctrl-C's path: what was being
     written is undone and checked, or the truth is said. Only the main thread has signals."""
-    import signal  # noqa: PLC0415
+    import signal
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -131,22 +131,22 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def _report(error: Exception, context: object = None) -> int:
-    from typer._click import exceptions  # noqa: PLC0415
+    from typer._click import exceptions
 
-    from cfakey.cli.terminal import print_error  # noqa: PLC0415
+    from cfakey.cli.terminal import print_error
 
     if isinstance(error, CfakeyError):
         print_error(error.message, hint=error.hint)
         return int(error.exit_code)
     if isinstance(error, BrokenPipeError):  # ``cfakey opcos | head -3``: stop without a word
-        from cfakey.cli.terminal import stdout_closed  # noqa: PLC0415
+        from cfakey.cli.terminal import stdout_closed
 
         stdout_closed()
         return int(ExitCode.ERROR)
     if isinstance(error, typer.Abort):
         return _report_interrupt(context)
     if isinstance(error, exceptions.ClickException):
-        from cfakey.cli.french import click_error  # noqa: PLC0415
+        from cfakey.cli.french import click_error
 
         return click_error(error) or int(ExitCode.USAGE)
     # A bug: name it without its message, which could quote data (even a key).
@@ -168,8 +168,8 @@ _INTERRUPTED = {
 
 def _report_interrupt(context: object = None) -> int:
     """Say what an interruption left, as read back from the database, never assumed."""
-    from cfakey.cli.terminal import print_notice  # noqa: PLC0415
-    from cfakey.context import AppContext  # noqa: PLC0415
+    from cfakey.cli.terminal import print_notice
+    from cfakey.context import AppContext
 
     state = context.interruption_state() if isinstance(context, AppContext) else "nothing"
     print_notice(f"\n{_INTERRUPTED[state]}")
@@ -233,7 +233,7 @@ def root(
     ] = False,
 ) -> None:
     """Options communes à toutes les commandes."""
-    from cfakey.context import AppContext  # noqa: PLC0415
+    from cfakey.context import AppContext
 
     if not isinstance(ctx.obj, AppContext):
         ctx.obj = AppContext(
@@ -246,19 +246,19 @@ def root(
 
 
 def _tell_recovery(report: RecoveryReport) -> None:
-    from cfakey.cli.terminal import print_notice  # noqa: PLC0415
+    from cfakey.cli.terminal import print_notice
 
     for line in report.messages():
         print_notice(line)
 
 
 def _prompt_password(*, new: bool) -> str:
-    from cfakey.cli.prompts import prompt_file_password  # noqa: PLC0415
+    from cfakey.cli.prompts import prompt_file_password
 
     return prompt_file_password(new=new)
 
 
 def _confirm_file_store(reason: str) -> bool:
-    from cfakey.cli.prompts import confirm_file_store  # noqa: PLC0415
+    from cfakey.cli.prompts import confirm_file_store
 
     return confirm_file_store(reason)

@@ -37,7 +37,7 @@ def add_cfa(
     ] = None,
 ) -> None:
     """Enregistre un CFA ; le premier devient celui par défaut."""
-    from cfakey.core import cfas  # noqa: PLC0415
+    from cfakey.core import cfas
 
     context: AppContext = ctx.obj
     record = cfas.add_cfa(context.metadata(), siret, name, uai)
@@ -51,7 +51,7 @@ def list_cfas(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Liste les CFA enregistrés et le nombre de clés de chacun."""
-    from cfakey.core import cfas  # noqa: PLC0415
+    from cfakey.core import cfas
 
     context: AppContext = ctx.obj
     summaries = cfas.list_cfas(context.metadata())
@@ -82,7 +82,7 @@ def default_cfa(
     cfa: Annotated[str, typer.Argument(metavar="CFA", help="SIRET, SIREN ou nom du CFA.")],
 ) -> None:
     """Choisit le CFA utilisé quand --cfa n'est pas précisé."""
-    from cfakey.core import cfas  # noqa: PLC0415
+    from cfakey.core import cfas
 
     context: AppContext = ctx.obj
     record = cfas.set_default_cfa(context.metadata(), cfa)
@@ -99,7 +99,7 @@ def remove_cfa(
     ] = False,
 ) -> None:
     """Retire un CFA ; refusé tant qu'il a des clés, sauf avec --force."""
-    from cfakey.core import cfas  # noqa: PLC0415
+    from cfakey.core import cfas
 
     context: AppContext = ctx.obj
     removed = cfas.remove_cfa(

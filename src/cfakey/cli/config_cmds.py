@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 def _sources(ctx: typer.Context, key: str) -> tuple[Sources, Setting]:
     """The settings' sources from the command's context, and the setting ``key`` names."""
-    from cfakey.core.settings import Sources, parse_setting  # noqa: PLC0415
+    from cfakey.core.settings import Sources, parse_setting
 
     context: AppContext = ctx.obj
     sources = Sources(context.config(), context.key_store, context.metadata, context.clock)
@@ -37,7 +37,7 @@ def _sources(ctx: typer.Context, key: str) -> tuple[Sources, Setting]:
 
 def _read_secret(label: str) -> str:
     """The secret, hidden on a terminal, else one line of stdin; none at all is refused."""
-    from cfakey.errors import UsageError  # noqa: PLC0415
+    from cfakey.errors import UsageError
 
     # An empty line goes on to the use-case, which refuses it with the same sentence.
     return ask_secret(
@@ -62,7 +62,7 @@ def config_set(
     ] = None,
 ) -> None:
     """Règle un paramètre (le secret OAuth2 va dans le magasin de clés, jamais dans le fichier)."""
-    from cfakey.core.settings import set_oauth_secret, set_setting  # noqa: PLC0415
+    from cfakey.core.settings import set_oauth_secret, set_setting
 
     sources, setting = _sources(ctx, key)
     opco = setting.secret_opco
@@ -85,7 +85,7 @@ def config_get(
     key: Annotated[str, typer.Argument(metavar="CLE", help="Paramètre à afficher.")],
 ) -> None:
     """Affiche la valeur d'un paramètre (jamais celle d'un secret)."""
-    from cfakey.core.settings import read  # noqa: PLC0415
+    from cfakey.core.settings import read
 
     found = read(*_sources(ctx, key))
     if found.value is None:
@@ -102,7 +102,7 @@ def config_unset(
     key: Annotated[str, typer.Argument(metavar="CLE", help="Paramètre à effacer.")],
 ) -> None:
     """Efface un paramètre (ou le secret OAuth2 du magasin de clés)."""
-    from cfakey.core.settings import erase  # noqa: PLC0415
+    from cfakey.core.settings import erase
 
     sources, setting = _sources(ctx, key)
     removed = erase(sources, setting)
@@ -124,7 +124,7 @@ def config_list(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Liste les paramètres réglés (et, avec --all, tous ceux que cfakey reconnaît)."""
-    from cfakey.config import KNOWN_KEYS  # noqa: PLC0415
+    from cfakey.config import KNOWN_KEYS
 
     context: AppContext = ctx.obj
     config: Config = context.config()

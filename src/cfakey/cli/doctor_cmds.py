@@ -29,7 +29,7 @@ def doctor(
     Code de sortie 0 si tout va bien, 1 sinon ; chaque problème vient avec la commande
     qui le corrige.
     """
-    from cfakey.core.doctor import diagnose  # noqa: PLC0415
+    from cfakey.core.doctor import diagnose
 
     report = diagnose(doctor_inputs(ctx.obj))
     if as_json:
@@ -42,7 +42,7 @@ def doctor(
 
 def doctor_inputs(context: AppContext) -> DoctorInputs:
     """What ``doctor`` examines, from the command's context; the store is opened without asking."""
-    from cfakey.core.doctor import DoctorInputs  # noqa: PLC0415
+    from cfakey.core.doctor import DoctorInputs
 
     return DoctorInputs(
         paths=context.paths,
@@ -58,8 +58,8 @@ def doctor_inputs(context: AppContext) -> DoctorInputs:
 
 def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
     """The ``doctor --json`` object: each enumerated value with its ``…_label`` beside it."""
-    from cfakey.stores.kinds import STORE_KINDS  # noqa: PLC0415
-    from cfakey.stores.selection import ORIGINS  # noqa: PLC0415
+    from cfakey.stores.kinds import STORE_KINDS
+    from cfakey.stores.selection import ORIGINS
 
     labels = {
         "store": STORE_KINDS[report.store].noun if report.store in STORE_KINDS else None,

@@ -100,8 +100,8 @@ def export(
     strict: StrictOption = False,
 ) -> None:
     """Exporte les clés pour le logiciel du CFA."""
-    from cfakey.core import export as core  # noqa: PLC0415
-    from cfakey.errors import UsageError  # noqa: PLC0415
+    from cfakey.core import export as core
+    from cfakey.errors import UsageError
 
     context: AppContext = ctx.obj
     core.check_format(fmt)
@@ -132,7 +132,7 @@ def export(
 
 
 def _write_stdout(text: str) -> None:
-    from cfakey.errors import CfakeyError  # noqa: PLC0415
+    from cfakey.errors import CfakeyError
 
     try:
         write_text(text, flush=True)
@@ -179,7 +179,7 @@ def inject(
     Références : {{ cfakey:atlas }}, {{ cfakey:SIRET/opcoep }}, {{ cfakey:atlas.expires }},
     {{ cfakey:atlas | json }}, {{ cfakey:atlas | xml }}. Voir docs/export.md.
     """
-    from cfakey.core.export import inject_template  # noqa: PLC0415
+    from cfakey.core.export import inject_template
 
     context: AppContext = ctx.obj
     result = inject_template(
@@ -216,7 +216,7 @@ def exec_command(
 
     Le code de sortie de la commande est rendu tel quel (128+N si un signal N l'arrête).
     """
-    from cfakey.core import export as core  # noqa: PLC0415
+    from cfakey.core import export as core
 
     context: AppContext = ctx.obj
     try:
@@ -236,7 +236,7 @@ def exec_command(
 
 def _sources(context: AppContext) -> Sources:
     """What the export use-cases read, from the command's context."""
-    from cfakey.core.export import Sources  # noqa: PLC0415
+    from cfakey.core.export import Sources
 
     return Sources(
         open_metadata=context.metadata,
@@ -248,7 +248,7 @@ def _sources(context: AppContext) -> Sources:
 
 
 def _hooks() -> Hooks:
-    from cfakey.core.export import Hooks  # noqa: PLC0415
+    from cfakey.core.export import Hooks
 
     return Hooks(on_flags=_report_flags, progress=_progress)
 

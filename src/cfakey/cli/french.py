@@ -115,10 +115,10 @@ def _translate_value(text: str | None) -> str:
 
 def click_error(error: Exception) -> int | None:
     """Report a click exception in French on stderr; ``None`` if it is not one of click's."""
-    from typer._click import exceptions  # noqa: PLC0415
+    from typer._click import exceptions
 
     if isinstance(error, exceptions.MissingParameter) and error.param is not None:
-        from cfakey.cli.terminal import print_error  # noqa: PLC0415
+        from cfakey.cli.terminal import print_error
 
         command = error.ctx.command_path if error.ctx is not None else "cfakey"
         options = [opt for opt in error.param.opts if opt.startswith("--")]
@@ -130,14 +130,14 @@ def click_error(error: Exception) -> int | None:
         print_error(message, hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.UsageError):
-        from cfakey.cli.terminal import print_error  # noqa: PLC0415
+        from cfakey.cli.terminal import print_error
 
         command = error.ctx.command_path if error.ctx is not None else "cfakey"
         text = translate_usage(error.format_message()).rstrip(".")
         print_error(f"{text[:1].upper()}{text[1:]}.", hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.ClickException):
-        from cfakey.cli.terminal import print_error  # noqa: PLC0415
+        from cfakey.cli.terminal import print_error
 
         print_error(error.format_message())
         return int(ExitCode.ERROR)
@@ -146,8 +146,8 @@ def click_error(error: Exception) -> int | None:
 
 def prepare_help() -> None:
     """French panel titles and help-option text for the help screen."""
-    from typer import rich_utils  # noqa: PLC0415
-    from typer._click import decorators  # noqa: PLC0415
+    from typer import rich_utils
+    from typer._click import decorators
 
     for name, text in _PANEL_TITLES.items():
         setattr(rich_utils, name, text)
@@ -177,8 +177,8 @@ def _hide_argument_types() -> None:
     that tells the operator nothing the name (OPCO, FICHIER, CLE) does not. Options carry
     their own metavars, which click shows instead of the type.
     """
-    from typer._click import types  # noqa: PLC0415
-    from typer.models import TyperPath  # noqa: PLC0415
+    from typer._click import types
+    from typer.models import TyperPath
 
     def named_by_metavar(self: Any, param: Any, ctx: Any) -> str | None:
         return "" if getattr(param, "metavar", None) else None

@@ -35,8 +35,8 @@ def _stored_key(
     context: AppContext, opco_name: str, cfa: str | None
 ) -> tuple[Opco, CfaRecord, KeyRecord]:
     """The OPCO, the CFA and the metadata of the key asked for, or a French "not found"."""
-    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
-    from cfakey.core.keys import stored_key  # noqa: PLC0415
+    from cfakey.core.cfas import resolve_cfa
+    from cfakey.core.keys import stored_key
 
     opco = context.resolve_opco(opco_name)
     record_cfa = resolve_cfa(context.metadata(), cfa)
@@ -54,7 +54,7 @@ def show(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Métadonnées et empreinte d'une clé ; la clé elle-même seulement avec --reveal."""
-    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.core import keys
 
     context: AppContext = ctx.obj
     opco, record_cfa, record = _stored_key(context, opco_name, cfa)
@@ -73,7 +73,7 @@ def show(
 
 
 def _show_lines(opco: Opco, cfa: CfaRecord, record: KeyRecord, row: KeyRow) -> list[str]:
-    from cfakey.core.codes import source_label  # noqa: PLC0415
+    from cfakey.core.codes import source_label
 
     days = "" if row.days_left is None else f" ({row.days_left} jours)"
     lines = [
@@ -101,7 +101,7 @@ def remove(
     yes: Annotated[bool, YES_OPTION] = False,
 ) -> None:
     """Supprime une clé : le secret et ses métadonnées ensemble, inscrit au journal."""
-    from cfakey.core.storage import remove_key  # noqa: PLC0415
+    from cfakey.core.storage import remove_key
 
     context: AppContext = ctx.obj
     opco, record_cfa, record = _stored_key(context, opco_name, cfa)
@@ -110,7 +110,7 @@ def remove(
         f"Supprimer la clé {opco.name} de {record_cfa.name} (empreinte {record.fingerprint}) ?"
     )
     if not dialogue.tty and not yes:
-        from cfakey.errors import UsageError  # noqa: PLC0415
+        from cfakey.errors import UsageError
 
         raise UsageError(
             "Pas de terminal pour confirmer la suppression : rien n'a été supprimé.",
@@ -140,9 +140,9 @@ def import_keys(
     ] = False,
 ) -> None:
     """Importe des clés depuis un tableur : tout ou rien, chaque ligne vérifiée d'abord."""
-    import time  # noqa: PLC0415
+    import time
 
-    from cfakey.core.imports import import_file  # noqa: PLC0415
+    from cfakey.core.imports import import_file
 
     context: AppContext = ctx.obj
     started = time.monotonic()

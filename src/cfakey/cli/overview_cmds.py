@@ -34,8 +34,8 @@ def _overview(
     warn_days: int | None = None,
     crit_days: int | None = None,
 ) -> Overview:
-    from cfakey.core import keys  # noqa: PLC0415
-    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
+    from cfakey.core import keys
+    from cfakey.core.cfas import resolve_cfa
 
     keys.check_window_args(warn_days, crit_days)
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
@@ -133,7 +133,7 @@ def _table(rows: tuple[KeyRow, ...]) -> list[str]:
 
 def _matrix(context: AppContext, view: Overview) -> list[str]:
     """One line per CFA, one column per OPCO, days left in each cell, most urgent CFA first."""
-    import shutil  # noqa: PLC0415
+    import shutil
 
     opcos = context.registry.opcos
     opco_ids = [opco.id for opco in opcos]
@@ -206,7 +206,7 @@ def check(
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Pour cron et la supervision (convention Nagios) : 0 tout va bien, 1 alerte, 2 critique."""
-    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.core import keys
 
     context: AppContext = ctx.obj
     view = _overview(context, cfa, None, warn_days, crit_days)
@@ -264,9 +264,9 @@ def journal(
     ] = False,
 ) -> None:
     """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand."""
-    from cfakey.core import keys  # noqa: PLC0415
-    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
-    from cfakey.core.codes import action_label  # noqa: PLC0415
+    from cfakey.core import keys
+    from cfakey.core.cfas import resolve_cfa
+    from cfakey.core.codes import action_label
 
     context: AppContext = ctx.obj
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
@@ -296,7 +296,7 @@ def journal(
         for entry in entries
     ]
     if as_csv:
-        import csv  # noqa: PLC0415
+        import csv
 
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(headers)

@@ -42,10 +42,10 @@ def opcos(
     if as_json:
         print_json([opco_summary(opco) for opco in registry.opcos])
         return
-    import shutil  # noqa: PLC0415
+    import shutil
 
-    from cfakey.expiry import describe  # noqa: PLC0415
-    from cfakey.registry.model import SCOPE_SHORT_LABELS  # noqa: PLC0415
+    from cfakey.expiry import describe
+    from cfakey.registry.model import SCOPE_SHORT_LABELS
 
     # Below 100 columns the ids would squeeze every other column; names resolve as well.
     with_ids = shutil.get_terminal_size((100, 24)).columns >= 100
@@ -87,7 +87,7 @@ CONNECTION_SHORT_LABELS = {
 
 def opco_summary(opco: Opco) -> dict[str, Any]:
     """The ``opcos --json`` object for one OPCO: a stable contract for scripts."""
-    from cfakey.expiry import describe  # noqa: PLC0415
+    from cfakey.expiry import describe
 
     return {
         "id": opco.id,
@@ -130,7 +130,7 @@ def open_in_browser(opco: Opco) -> None:
     if url is None:
         print_notice(f"{opco.name} ne publie pas de portail pour la clé : rien à ouvrir.")
         return
-    import webbrowser  # noqa: PLC0415
+    import webbrowser
 
     if webbrowser.open(url):
         print_notice(f"Ouverture de {url} dans le navigateur.")
@@ -139,17 +139,17 @@ def open_in_browser(opco: Opco) -> None:
 
 
 def _link(link: Link) -> str:
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
     return f"{escape(link.name)} : [link={link.url}]{escape(link.url)}[/link]"
 
 
 def render_guide(out: Console, opco: Opco) -> None:
     """The whole procedure: portals, steps, warnings, lifetime, scope, support, next step."""
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
-    from cfakey.expiry import describe  # noqa: PLC0415
-    from cfakey.registry.model import OBTAIN_LABELS, SCOPE_LABELS  # noqa: PLC0415
+    from cfakey.expiry import describe
+    from cfakey.registry.model import OBTAIN_LABELS, SCOPE_LABELS
 
     out.print(f"[bold]{escape(opco.name)}[/bold] : {opco.key_label} ({OBTAIN_LABELS[opco.obtain]})")
     for portal in opco.portals:
@@ -194,8 +194,8 @@ def _columns(
     labels: list[str], texts: Sequence[str], style: str = "", justify: JustifyMethod = "right"
 ) -> Table:
     """Labels in one column and wrapped text in the other, so long lines keep their indent."""
-    from rich.markup import escape  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
+    from rich.markup import escape
+    from rich.table import Table
 
     grid = Table.grid(padding=(0, 1))
     grid.add_column(justify=justify, style=style, no_wrap=True)
@@ -206,7 +206,7 @@ def _columns(
 
 
 def _render_support(out: Console, opco: Opco) -> None:
-    from rich.markup import escape  # noqa: PLC0415
+    from rich.markup import escape
 
     support = opco.support
     contacts = [*support.emails, *support.phones]

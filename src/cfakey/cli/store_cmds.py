@@ -38,7 +38,7 @@ def change_password(ctx: typer.Context) -> None:
     nouveau, deux fois (ou lu dans CFAKEY_NEW_FILE_PASSWORD). Le fichier est remplacé
     d'un seul geste : une interruption laisse l'ancien intact.
     """
-    from cfakey.core.store_admin import change_store_password, require_password  # noqa: PLC0415
+    from cfakey.core.store_admin import change_store_password, require_password
 
     context: AppContext = ctx.obj
     require_password(context.store_decision().kind)
@@ -54,9 +54,9 @@ def change_password(ctx: typer.Context) -> None:
 
 def _new_password(context: AppContext) -> str:
     """The new password: ``CFAKEY_NEW_FILE_PASSWORD``, else asked twice in a terminal."""
-    from cfakey.cli.prompts import prompt_file_password  # noqa: PLC0415
-    from cfakey.errors import StoreUnavailableError  # noqa: PLC0415
-    from cfakey.stores.file_store import NEW_PASSWORD_ENV  # noqa: PLC0415
+    from cfakey.cli.prompts import prompt_file_password
+    from cfakey.errors import StoreUnavailableError
+    from cfakey.stores.file_store import NEW_PASSWORD_ENV
 
     new_password = context.env.get(NEW_PASSWORD_ENV)
     if new_password:
@@ -82,7 +82,7 @@ def use_store(
     kind: Annotated[str, typer.Argument(metavar=metavar(), help="Magasin à retenir.")],
 ) -> None:
     """Record the store kind to use from now on."""
-    from cfakey.core.store_admin import use_store as record_store  # noqa: PLC0415
+    from cfakey.core.store_admin import use_store as record_store
 
     context: AppContext = ctx.obj
     chosen = record_store(context.config(), kind)

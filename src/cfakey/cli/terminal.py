@@ -126,7 +126,7 @@ def ask_hidden(question: str, *, on_end: OnEnd) -> str:
     """A secret typed without echo on the terminal; without a terminal, ``on_end``."""
     if not stdin_is_terminal():
         raise on_end()
-    import getpass  # noqa: PLC0415
+    import getpass
 
     try:
         return getpass.getpass(question, stream=sys.stderr)
@@ -241,7 +241,7 @@ def _fit(
     widths: list[int], headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None
 ) -> None:
     """Narrow the widest columns, never below their longest word, until ``width`` is met."""
-    import shutil  # noqa: PLC0415
+    import shutil
 
     limit = width or shutil.get_terminal_size((100, 24)).columns
     floor = [
@@ -258,7 +258,7 @@ def _fit(
 def _render(
     cells: Sequence[str], widths: Sequence[int], right: frozenset[int], *, wrap: bool
 ) -> list[str]:
-    import textwrap  # noqa: PLC0415
+    import textwrap
 
     wrapped = [
         (textwrap.wrap(cell, w) if wrap else [cell]) or [""]
@@ -279,7 +279,7 @@ def _align(text: str, width: int, right: bool) -> str:
 
 def date_text(moment: datetime | None, form: str = "%d/%m/%Y") -> str:
     """A stored instant as people read it, on their clock; ``—`` when there is none."""
-    from cfakey.expiry import local_time  # noqa: PLC0415 - never overflows on a stored value
+    from cfakey.expiry import local_time  # never overflows on a stored value
 
     return "—" if moment is None else local_time(moment).strftime(form)
 
@@ -341,7 +341,7 @@ def progress_bar(
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.progress import (  # noqa: PLC0415
+    from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
         Progress,
@@ -359,7 +359,7 @@ def progress_bar(
 
 def console(*, stderr: bool = False) -> Console:
     """A rich console for stdout (data) or stderr (messages, progress)."""
-    from rich.console import Console  # noqa: PLC0415
+    from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     colour = use_colour(stream)

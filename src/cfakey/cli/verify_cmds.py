@@ -80,7 +80,7 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     ] = None,
 ) -> None:
     """Vérifie auprès de l'API Convergence de l'OPCO que la clé est acceptée, et jusqu'à quand."""
-    from cfakey.core import verify as engine  # noqa: PLC0415
+    from cfakey.core import verify as engine
 
     context: AppContext = ctx.obj
     engine.check_selection(opco_given=bool(opco_name), all_keys=all_keys, api_url=api_url)
@@ -140,7 +140,7 @@ def _counts(results: list[VerifyResult]) -> dict[str, int]:
 
 
 def _render_json(results: list[VerifyResult], code: int) -> None:
-    from cfakey.core.verify import by_urgency  # noqa: PLC0415
+    from cfakey.core.verify import by_urgency
 
     print_json(
         {
@@ -165,7 +165,7 @@ def _expiry_note(result: VerifyResult) -> str | None:
 
 
 def _render_single(result: VerifyResult) -> None:
-    from cfakey.core.verify import Outcome  # noqa: PLC0415
+    from cfakey.core.verify import Outcome
 
     who = f"{result.opco_name} — {result.cfa_name} ({result.siret})"
     if result.outcome is Outcome.VALID:
@@ -177,7 +177,7 @@ def _render_single(result: VerifyResult) -> None:
 
 
 def _render_table(results: list[VerifyResult], elapsed: float) -> None:
-    from cfakey.core.verify import Outcome, by_urgency  # noqa: PLC0415
+    from cfakey.core.verify import Outcome, by_urgency
 
     ordered = by_urgency(results)
     rows = []

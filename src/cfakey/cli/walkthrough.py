@@ -106,7 +106,7 @@ class KeyInput:
 def _lifecycle(
     context: AppContext, opco_name: str, given: KeyInput, *, rotation: bool = False
 ) -> None:
-    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.core import keys
 
     opco, cfa, existing = _target(context, opco_name, given, rotation=rotation)
     dialogue = Dialogue(given.interactive, assume_yes=given.yes)
@@ -157,9 +157,9 @@ def _target(
     context: AppContext, opco_name: str, given: KeyInput, *, rotation: bool
 ) -> tuple[Opco, CfaRecord, KeyRecord | None]:
     """The OPCO, the CFA and the key already there; what cannot work fails before any step."""
-    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
-    from cfakey.errors import NotFoundError  # noqa: PLC0415
-    from cfakey.expiry import parse_date  # noqa: PLC0415
+    from cfakey.core.cfas import resolve_cfa
+    from cfakey.errors import NotFoundError
+    from cfakey.expiry import parse_date
 
     opco = context.resolve_opco(opco_name)
     metadata = context.metadata()
@@ -185,8 +185,8 @@ def _confirm_duplicate(
     context: AppContext, dialogue: Dialogue, cfa: CfaRecord, opco: Opco, key: CleanKey, *, yes: bool
 ) -> bool:
     """The same key already stored elsewhere: confirmed when someone can be asked."""
-    from cfakey.core import keys  # noqa: PLC0415
-    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+    from cfakey.core import keys
+    from cfakey.stores.base import fingerprint
 
     conflicts = keys.find_conflicts(
         context.metadata(), context.registry, cfa, opco.id, fingerprint(key.value)
@@ -212,7 +212,7 @@ def _confirm_replacement(
 ) -> None:
     """``add`` over an existing key: refused in scripts without --yes, else confirmed."""
     if not dialogue.interactive and not yes:
-        from cfakey.errors import AlreadyExistsError  # noqa: PLC0415
+        from cfakey.errors import AlreadyExistsError
 
         raise AlreadyExistsError(
             f"Une clé {opco.name} est déjà enregistrée pour le CFA {cfa.siret} "
@@ -230,7 +230,7 @@ def _confirm_replacement(
 
 def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey:
     """The key from the file, stdin or a hidden prompt; on a terminal, three tries."""
-    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.core import keys
 
     if from_file is not None:
         return keys.clean_key(_read_key_file(from_file), opco)
@@ -256,7 +256,7 @@ def _no_key() -> UsageError:
 
 def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
     """The steps, one at a time; ``False`` when the operator must come back later."""
-    from cfakey.registry.names import normalize  # noqa: PLC0415
+    from cfakey.registry.names import normalize
 
     if opco.obtain == "not_published":
         print_notice(
@@ -278,7 +278,7 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
             if dialogue.confirm(
                 "Ouvrir le formulaire de demande dans le navigateur ?", default=True
             ):
-                from cfakey.cli.registry_cmds import open_in_browser  # noqa: PLC0415
+                from cfakey.cli.registry_cmds import open_in_browser
 
                 open_in_browser(opco)
             command = "rotate" if rotation else "add"
@@ -290,7 +290,7 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
     if opco.portal_url and dialogue.confirm(
         "Ouvrir le portail de l'OPCO dans le navigateur ?", default=True
     ):
-        from cfakey.cli.registry_cmds import open_in_browser  # noqa: PLC0415
+        from cfakey.cli.registry_cmds import open_in_browser
 
         open_in_browser(opco)
     generating = next(
@@ -329,7 +329,7 @@ def _expiry(
     expires: str | None,
     lifetime_months: int | None,
 ) -> Expiry:
-    from cfakey.core import keys  # noqa: PLC0415
+    from cfakey.core import keys
 
     question = keys.expiry_question(opco, key.value)
     rule = opco.expiry
@@ -373,8 +373,8 @@ def _expiry(
 def _report_saved(
     context: AppContext, opco: Opco, cfa: CfaRecord, saved: Saved, expiry: Expiry
 ) -> None:
-    from cfakey.core.codes import source_label  # noqa: PLC0415
-    from cfakey.core.keys import days_until  # noqa: PLC0415
+    from cfakey.core.codes import source_label
+    from cfakey.core.keys import days_until
 
     new_fp, old_fp = saved.record.fingerprint, saved.old_fingerprint
     if old_fp is None:

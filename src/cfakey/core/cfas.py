@@ -117,7 +117,7 @@ def remove_cfa(
     metadata and the CFA at once: no secret is ever left without its metadata (nor
     metadata without its secret).
     """
-    from cfakey.core.storage import remove_keys  # noqa: PLC0415
+    from cfakey.core.storage import remove_keys
 
     record = resolve_cfa(metadata, query)
     store = open_store() if open_store is not None else None

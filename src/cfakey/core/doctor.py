@@ -170,7 +170,7 @@ def _paths(paths: Paths, problems: list[Problem]) -> tuple[PathStatus, ...]:
 
 def _check_database(metadata: Metadata, problems: list[Problem]) -> str:
     """SQLite's quick check: damage that the queries of this run did not reach."""
-    from cfakey.metadata import damage_hint  # noqa: PLC0415
+    from cfakey.metadata import damage_hint
 
     found = _guarded(problems, metadata.integrity_problems, damage_hint(metadata.path))
     if found is None:

@@ -183,7 +183,7 @@ def exchange(
     Raises :class:`ExchangeError` (a subclass) or an ``httpx.HTTPError``; a transport
     error after the deadline (the watchdog cut the socket) becomes :class:`TooSlowError`.
     """
-    import httpx  # noqa: PLC0415
+    import httpx
 
     deadline = time.monotonic() + seconds
     extensions = {"trace": slot.trace} if slot is not None else None

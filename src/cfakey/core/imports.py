@@ -139,7 +139,7 @@ def read_import_file(path: Path) -> list[dict[str, str]]:
 
 
 def _json_rows(path: Path, text: str) -> list[dict[str, str]]:
-    import json  # noqa: PLC0415
+    import json
 
     try:
         # Numbers are kept as written: a 5,000-digit integer is then just a long value.
@@ -185,8 +185,8 @@ def _json_scalar(value: Any) -> str | None:
 
 
 def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
-    import csv  # noqa: PLC0415
-    import io  # noqa: PLC0415
+    import csv
+    import io
 
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
@@ -357,7 +357,7 @@ class _RowChecker:
 
     def _stored_elsewhere(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
         """The key is already stored for another slot: refused as ``add`` does, unless --yes."""
-        from cfakey.stores.base import fingerprint  # noqa: PLC0415
+        from cfakey.stores.base import fingerprint
 
         others = same_key_elsewhere(
             self.metadata, self.registry, siret, opco.id, fingerprint(key.value)
@@ -372,7 +372,7 @@ class _RowChecker:
         return True
 
     def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
-        from cfakey.identifiers import validate_siret  # noqa: PLC0415
+        from cfakey.identifiers import validate_siret
 
         try:
             return validate_siret(raw.get("cfa") or "")
@@ -381,7 +381,7 @@ class _RowChecker:
             return ""
 
     def _opco(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> Opco | None:
-        from cfakey.registry.names import resolve  # noqa: PLC0415
+        from cfakey.registry.names import resolve
 
         try:
             return resolve(self.registry, raw.get("opco") or "")
@@ -392,7 +392,7 @@ class _RowChecker:
     def _cfa_name(
         self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
     ) -> str | None:
-        from cfakey.identifiers import clean_cfa_name  # noqa: PLC0415
+        from cfakey.identifiers import clean_cfa_name
 
         text = raw.get("cfa_name") or ""
         if not text.strip():
@@ -429,7 +429,7 @@ class _RowChecker:
         return text
 
     def _duplicate(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
-        from cfakey.stores.base import fingerprint  # noqa: PLC0415
+        from cfakey.stores.base import fingerprint
 
         slot = (siret, opco.id)
         if slot in self.seen_slots:
@@ -491,9 +491,9 @@ def run_import(
     the metadata cannot be written the store entries are put back and checked, and what
     cannot be put back is resolved by the next command.
     """
-    from cfakey.core.storage import Change, apply_changes  # noqa: PLC0415
-    from cfakey.metadata import KeyRecord, current_user  # noqa: PLC0415
-    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+    from cfakey.core.storage import Change, apply_changes
+    from cfakey.metadata import KeyRecord, current_user
+    from cfakey.stores.base import fingerprint
 
     user = current_user()
     stored_at = now.astimezone(UTC).replace(microsecond=0)

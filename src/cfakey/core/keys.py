@@ -271,7 +271,7 @@ def window_for(
 
 
 def _int_setting(settings: Mapping[str, Any], name: str) -> int | None:
-    from cfakey.config import window_days  # noqa: PLC0415
+    from cfakey.config import window_days
 
     value = settings.get(name)
     return None if value is None else window_days(name, value)
@@ -279,7 +279,7 @@ def _int_setting(settings: Mapping[str, Any], name: str) -> int | None:
 
 def check_window_args(warn_days: int | None, crit_days: int | None) -> None:
     """Refuse negative windows and a critical window wider than the warning one."""
-    from cfakey.config import MAX_WINDOW_DAYS  # noqa: PLC0415
+    from cfakey.config import MAX_WINDOW_DAYS
 
     for name, value in (("--warn-days", warn_days), ("--crit-days", crit_days)):
         if value is not None and not 0 <= value <= MAX_WINDOW_DAYS:
@@ -538,8 +538,8 @@ def save_key(
     rotation: bool = False,
 ) -> Saved:
     """Store a new key or a rotation; refuses silent overwrites and keys pasted twice."""
-    from cfakey.metadata import KeyRecord, current_user  # noqa: PLC0415
-    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+    from cfakey.metadata import KeyRecord, current_user
+    from cfakey.stores.base import fingerprint
 
     fp = fingerprint(key.value)
     # Under the data lock: what is replaced, and its fingerprint, cannot change meanwhile.
@@ -566,7 +566,7 @@ def save_key(
             store=store.kind,
         )
         action = (JournalAction.ADDED if conflicts.existing is None else JournalAction.ROTATED).id
-        from cfakey.core.storage import store_key  # noqa: PLC0415
+        from cfakey.core.storage import store_key
 
         intent = store_key(
             store, metadata, record, key.value, action=action, detail=f"expiry:{expiry.source}"
@@ -632,7 +632,7 @@ _IMPORT_NAMES = frozenset(
 
 def __getattr__(name: str) -> Any:
     if name in _IMPORT_NAMES:
-        from cfakey.core import imports  # noqa: PLC0415 - imports builds on this module
+        from cfakey.core import imports  # imports builds on this module
 
         return getattr(imports, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -664,8 +664,8 @@ def key_details(row: KeyRow, record: KeyRecord) -> dict[str, Any]:
 
 def reveal_key(store: KeyStore, metadata: Metadata, record: KeyRecord, *, now: datetime) -> str:
     """The key itself (``show --reveal``), journalled with the fingerprint of what is shown."""
-    from cfakey.core.storage import read_key  # noqa: PLC0415
-    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+    from cfakey.core.storage import read_key
+    from cfakey.stores.base import fingerprint
 
     secret = read_key(store, record.siret, record.opco_id, recorded_in=record.store)
     metadata.log(

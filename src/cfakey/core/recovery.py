@@ -96,7 +96,7 @@ def recover(store: KeyStore, metadata: Metadata) -> RecoveryReport:
                 (p.siret, p.opco_id): _fingerprint_of(store, entry_name(p.siret, p.opco_id))
                 for p in mine
             }
-        from cfakey.core.storage import commit_intent  # noqa: PLC0415
+        from cfakey.core.storage import commit_intent
 
         completed, abandoned, unexpected = [], [], []
         with metadata.transaction():

@@ -84,7 +84,7 @@ def parse_setting(registry: Registry, key: str) -> Setting:
 
     An ``opco.<id>.…`` setting must use the registry id, not a name (« opco.Atlas.… »).
     """
-    from cfakey.registry.names import resolve  # noqa: PLC0415
+    from cfakey.registry.names import resolve
 
     key = key.strip()
     match = OPCO_SETTING.fullmatch(key)
@@ -103,8 +103,8 @@ def parse_setting(registry: Registry, key: str) -> Setting:
 
 def coerce(key: str, value: str) -> Any:
     """``value`` as stored for ``key``: an API address checked, a header ASCII, days a number."""
-    from cfakey.config import window_days  # noqa: PLC0415
-    from cfakey.core.verify.plan import check_base_url, check_header_value  # noqa: PLC0415
+    from cfakey.config import window_days
+    from cfakey.core.verify.plan import check_base_url, check_header_value
 
     if key.endswith(URL_SUFFIXES):
         return check_base_url(value)
@@ -134,7 +134,7 @@ def set_setting(config: Config, setting: Setting, value: str | None) -> None:
 
 def get_setting(config: Config, setting: Setting) -> SettingValue:
     """The value of a (non-secret) setting, or its default; ``NotFoundError`` if neither."""
-    from cfakey.core.verify.model import HEADER_DEFAULTS  # noqa: PLC0415
+    from cfakey.core.verify.model import HEADER_DEFAULTS
 
     value = config.get(setting.key)
     if value is not None:

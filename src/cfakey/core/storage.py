@@ -239,7 +239,7 @@ def read_key(store: KeyStore, siret: str, opco_id: str, *, recorded_in: str | No
     if secret is not None:
         return secret
     if recorded_in is not None and recorded_in != store.kind:
-        from cfakey.stores.kinds import label_of  # noqa: PLC0415
+        from cfakey.stores.kinds import label_of
 
         raise NotFoundError(
             f"La clé {opco_id} du CFA {siret} a été rangée dans {label_of(recorded_in)}, "

@@ -123,7 +123,7 @@ def _build(
 
 def _check_names(path: Path, registry: Registry) -> None:
     """Every id, name and alias designates one OPCO, or no name lookup could work."""
-    from cfakey.registry.names import name_index  # noqa: PLC0415 - only on a cache miss
+    from cfakey.registry.names import name_index  # only on a cache miss
 
     try:
         name_index(registry)
@@ -148,7 +148,7 @@ def _read(path: Path) -> bytes:
 
 
 def _parse_yaml(path: Path, raw: bytes) -> dict[str, Any]:
-    import yaml  # noqa: PLC0415 - only on a cache miss
+    import yaml  # only on a cache miss
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
@@ -207,7 +207,7 @@ def _deep_merge(base: Any, update: Any) -> Any:
 
 
 def _validate(path: Path, data: dict[str, Any], blame_ids: list[str] | None) -> Registry:
-    from pydantic import TypeAdapter, ValidationError  # noqa: PLC0415 - only on a cache miss
+    from pydantic import TypeAdapter, ValidationError  # only on a cache miss
 
     try:
         return TypeAdapter(Registry).validate_python(data)

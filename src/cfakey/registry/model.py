@@ -134,7 +134,7 @@ class KeyShape:
     description: str
 
     def __post_init__(self) -> None:
-        import re  # noqa: PLC0415 - only where a key is checked or the registry validated
+        import re  # only where a key is checked or the registry validated
 
         try:
             re.compile(self.pattern)
@@ -145,7 +145,7 @@ class KeyShape:
 
     def matches(self, key: str) -> bool:
         """Whether the whole of ``key`` has this shape."""
-        import re  # noqa: PLC0415
+        import re
 
         return re.fullmatch(self.pattern, key) is not None
 

@@ -39,7 +39,7 @@ def resolve(registry: Registry, name: str) -> Opco:
     index = name_index(registry)
     if key in index:
         return registry.get(index[key])
-    import difflib  # noqa: PLC0415 - only on a typo
+    import difflib  # only on a typo
 
     valid = ", ".join(opco.id for opco in registry.opcos)
     close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.6) if key else []

@@ -153,7 +153,7 @@ def _canonical(value: Any) -> bytes:
 
 def derive_key(password: str, salt: bytes, params: ScryptParams) -> _Key:
     """scrypt, then one half for AES-GCM and one half for the password check."""
-    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt  # noqa: PLC0415
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
     material = Scrypt(salt=salt, length=64, n=params.n, r=params.r, p=params.p).derive(
         password.encode("utf-8")
@@ -408,8 +408,8 @@ class EncryptedFileStore(KeyStore):
     def _decrypt(self, envelope: _Envelope) -> dict[str, str]:
         if self._snapshot is not None and self._snapshot[0] == envelope.nonce:
             return self._snapshot[1]
-        from cryptography.exceptions import InvalidTag  # noqa: PLC0415
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         assert self._key is not None  # noqa: S101 - _unlock ran first
         try:
@@ -505,7 +505,7 @@ class EncryptedFileStore(KeyStore):
 
     def _write(self, entries: dict[str, str]) -> None:
         """Encrypt ``entries`` with a fresh nonce and replace the file atomically (lock held)."""
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         key = self._key
         assert key is not None  # noqa: S101 - _session derived it

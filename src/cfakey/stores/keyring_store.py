@@ -145,8 +145,8 @@ def _priority(cls: type[KeyringBackend]) -> tuple[float | None, str | None]:
 
 def _backend_classes() -> list[tuple[type[KeyringBackend], BackendCandidate]]:
     """Every backend class keyring knows of (plugins included), best first, with its reason."""
-    from keyring import backend as keyring_backend  # noqa: PLC0415
-    from keyring.backends import chainer  # noqa: PLC0415
+    from keyring import backend as keyring_backend
+    from keyring.backends import chainer
 
     # Loads the plugins' entry points (once); keyring's own viability cache is not used,
     # since a Secret Service may start or stop while a process lives.
@@ -167,7 +167,7 @@ def _backend_classes() -> list[tuple[type[KeyringBackend], BackendCandidate]]:
 
 def keyring_config_file() -> Path:
     """keyring's own configuration file (``keyringrc.cfg``), where a backend can be forced."""
-    from keyring.util import platform_  # noqa: PLC0415
+    from keyring.util import platform_
 
     return Path(platform_.config_root()) / "keyringrc.cfg"
 
@@ -188,7 +188,7 @@ def detect_backend(
     chainer would write. A configured backend that cannot load is a French error.
     ``classes``: :func:`_backend_classes`, when the caller already has it.
     """
-    from keyring import core  # noqa: PLC0415
+    from keyring import core
 
     configured = os.environ.get("PYTHON_KEYRING_BACKEND")
     if configured:
@@ -214,7 +214,7 @@ def detect_backend(
             return cls(), "priorité la plus haute parmi les trousseaux sûrs disponibles"
         except TypeError:  # needs constructor arguments: keyring skips those too
             continue
-    from keyring.backends import fail  # noqa: PLC0415
+    from keyring.backends import fail
 
     fallback: type[KeyringBackend] = fail.Keyring
     return fallback(), "aucun trousseau disponible : keyring se rabat sur « fail »"
@@ -271,7 +271,7 @@ def probe_keyring(*, access: bool = True) -> KeyringProbe:
 
 def _translated(name: str, operation: Callable[[], T]) -> T:
     """Run one keyring call, turning whatever it raises into a French error with no secret."""
-    from keyring import errors  # noqa: PLC0415
+    from keyring import errors
 
     try:
         return operation()
@@ -402,7 +402,7 @@ class KeyringStore(KeyStore):
         return _translated(backend_name(backend), lambda: backend.get_password(SERVICE_NAME, entry))
 
     def delete(self, entry: str) -> bool:
-        from keyring.errors import PasswordDeleteError  # noqa: PLC0415
+        from keyring.errors import PasswordDeleteError
 
         backend = self.backend
 
@@ -429,7 +429,7 @@ class KeyringStore(KeyStore):
 
 def _secret_service_entries(backend: Any) -> list[str]:
     """Names of the items with service ``cfakey`` in the Secret Service collection in use."""
-    from contextlib import closing  # noqa: PLC0415
+    from contextlib import closing
 
     scheme = backend.schemes[backend.scheme]
     collection = backend.get_preferred_collection()

@@ -163,7 +163,7 @@ def export_document(
 
 def render_json(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime) -> str:
     """:func:`export_document` as indented UTF-8 JSON."""
-    import json  # noqa: PLC0415
+    import json
 
     document = export_document(keys, qualified=qualified, exported_at=exported_at)
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
@@ -171,7 +171,7 @@ def render_json(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: da
 
 def render_yaml(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime) -> str:
     """:func:`export_document` as block YAML (every string quoted where YAML needs it)."""
-    import yaml  # noqa: PLC0415
+    import yaml
 
     document = export_document(keys, qualified=qualified, exported_at=exported_at)
     text: str = yaml.safe_dump(
@@ -182,8 +182,8 @@ def render_yaml(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: da
 
 def render_csv(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime) -> str:
     """One quoted row per key under :data:`CSV_COLUMNS`, CRLF line ends (RFC 4180)."""
-    import csv  # noqa: PLC0415
-    import io  # noqa: PLC0415
+    import csv
+    import io
 
     del exported_at  # a spreadsheet has no place for it
     buffer = io.StringIO(newline="")

@@ -192,7 +192,7 @@ def check_destination(path: Path, *, force: bool) -> None:
 
 def write_output(path: Path, text: str, *, force: bool) -> None:
     """Create ``path`` (0600, atomically), refusing to replace it without ``force``."""
-    from cfakey.paths import write_new_file  # noqa: PLC0415
+    from cfakey.paths import write_new_file
 
     try:
         write_new_file(path, text.encode("utf-8"), replace=force)
@@ -269,7 +269,7 @@ def inject_template(
     hooks: Hooks = Hooks(),
 ) -> Injected:
     """``cfakey inject``: ``output`` (0600) filled from ``template``, journalled with it."""
-    from cfakey.core.export.templates import fill_planned, plan_template, read_template  # noqa: PLC0415
+    from cfakey.core.export.templates import fill_planned, plan_template, read_template
 
     parsed = read_template(template)
     check_destination(output, force=force)
@@ -325,7 +325,7 @@ def exec_environment(
     ``CFA_KEY_*`` variables inherited from our own environment, which would pass for
     keys of this selection.
     """
-    from cfakey.stores.file_store import SECRET_ENV_VARIABLES  # noqa: PLC0415
+    from cfakey.stores.file_store import SECRET_ENV_VARIABLES
 
     def withheld(name: str) -> bool:
         upper = name.upper()  # Windows names ignore case
@@ -344,7 +344,7 @@ def exec_environment(
 
 def _start(command: list[str], environment: dict[str, str]) -> subprocess.Popen[bytes]:
     """The child, started; a French error carrying the shell's exit code if it cannot be."""
-    import subprocess  # noqa: PLC0415
+    import subprocess
 
     try:
         return subprocess.Popen(command, env=environment)  # noqa: S603 - the operator's own command
@@ -370,7 +370,7 @@ def _start(command: list[str], environment: dict[str, str]) -> subprocess.Popen[
 def _signals_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
     """While the child runs: Ctrl-C and Ctrl-\\ reach it from the terminal, so cfakey ignores
     them; a SIGTERM or SIGHUP sent to cfakey alone is passed on to the child."""
-    import signal  # noqa: PLC0415
+    import signal
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         process.send_signal(signum)

@@ -52,7 +52,7 @@ class ExpiryFlag:
 
     def message(self) -> str:
         """One French line for stderr."""
-        from cfakey.expiry import local_time  # noqa: PLC0415 - never overflows
+        from cfakey.expiry import local_time  # never overflows
 
         when = local_time(self.expires_at).strftime("%d/%m/%Y")
         verb = "a expiré" if self.expired else "expire"
@@ -110,8 +110,8 @@ def plan_export(
     opco_ids: Sequence[str] = (),
 ) -> KeyPlan:
     """The keys of the chosen CFA(s) and OPCO(s), in registry order, or a French error."""
-    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
-    from cfakey.registry.names import resolve  # noqa: PLC0415
+    from cfakey.core.cfas import resolve_cfa
+    from cfakey.registry.names import resolve
 
     if all_cfas and cfa_query is not None:
         raise UsageError("--cfa et --toutes-cfa s'excluent : choisissez l'un ou l'autre.")
@@ -119,7 +119,7 @@ def plan_export(
     if all_cfas:
         cfas = metadata.list_cfas()
         if not cfas:
-            from cfakey.core.cfas import ADD_HINT  # noqa: PLC0415
+            from cfakey.core.cfas import ADD_HINT
 
             raise UsageError("Aucun CFA n'est enregistré.", hint=ADD_HINT)
     else:
@@ -169,8 +169,8 @@ def read_planned(
     exports and the journal name the key actually handed out, even if it was replaced
     since the plan was made.
     """
-    from cfakey.core.storage import read_key  # noqa: PLC0415
-    from cfakey.stores.base import fingerprint  # noqa: PLC0415
+    from cfakey.core.storage import read_key
+    from cfakey.stores.base import fingerprint
 
     keys: list[ExportedKey] = []
     total = len(plan.keys)
@@ -209,8 +209,8 @@ def expiry_flags(
     window, so that every command agrees on the same key at the same instant. An undated
     key whose rotation is merely advised has no « échéance » and is never flagged.
     """
-    from cfakey.core.codes import KeyStatus  # noqa: PLC0415
-    from cfakey.core.keys import classify, window_for  # noqa: PLC0415
+    from cfakey.core.codes import KeyStatus
+    from cfakey.core.keys import classify, window_for
 
     opcos = {opco.id: opco for opco in registry.opcos}
     flags: list[ExpiryFlag] = []

@@ -177,8 +177,8 @@ def plan_template(
 ) -> TemplatePlan:
     """Resolve every reference from the metadata alone, so that a mistake in the template
     is reported (with its line) before the store is even unlocked."""
-    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
-    from cfakey.registry.names import resolve  # noqa: PLC0415
+    from cfakey.core.cfas import resolve_cfa
+    from cfakey.registry.names import resolve
 
     wanted: dict[tuple[str, str], PlannedKey] = {}
     targets: list[tuple[str, str]] = []
@@ -247,7 +247,7 @@ def _attribute(key: ExportedKey, attribute: str) -> str:
 
 def read_template(path: Path) -> Template:
     """Read and parse a template file (see :func:`cfakey.userfiles.read_user_file`)."""
-    from cfakey.userfiles import read_user_file  # noqa: PLC0415
+    from cfakey.userfiles import read_user_file
 
     raw = read_user_file(path, "Modèle")
     try:

@@ -83,7 +83,7 @@ def _redirect(
     target: httpx.URL, endpoint: str, reply: Reply, settings: VerifySettings, redirects: int
 ) -> Step:
     """Follow a redirect to the same origin only; refuse one that is odd or goes elsewhere."""
-    import httpx  # noqa: PLC0415
+    import httpx
 
     location = (reply.header("Location") or "").strip()
     next_url = None
@@ -155,7 +155,7 @@ def failure(error: Exception, settings: VerifySettings) -> tuple[Outcome, str]:
 
 def _transport_detail(error: Exception, settings: VerifySettings) -> str:  # noqa: PLR0911
     """A French reason for a failed exchange, built from the error's type, never its text."""
-    import httpx  # noqa: PLC0415
+    import httpx
 
     if isinstance(error, httpx.TimeoutException):
         return f"pas de réponse dans le délai de {settings.timeout:g} s".replace(".", ",")

@@ -137,7 +137,7 @@ def _get(
 
     The verdict; or the reply when the endpoint is not supported.
     """
-    import httpx  # noqa: PLC0415
+    import httpx
 
     renewed = False
     retries = 0

@@ -97,7 +97,7 @@ def base_url_for(opco: Opco, config: Config, *, recette: bool) -> tuple[str | No
 
 def oauth_for(opco: Opco, config: Config, store: KeyStore) -> tuple[OAuthClient | None, str | None]:
     """The vendor OAuth client of the OPCO, or a French reason why it cannot be used."""
-    from cfakey.stores.base import oauth_entry_name  # noqa: PLC0415
+    from cfakey.stores.base import oauth_entry_name
 
     prefix = f"opco.{opco.id}.oauth"
     token_url = config.get(f"{prefix}.token_url")
@@ -129,8 +129,8 @@ def plan_jobs(
     request: VerifyRequest,
 ) -> list[VerifyJob]:
     """The keys to check, their secrets read in one store session, and where to send them."""
-    from cfakey.core.cfas import resolve_cfa  # noqa: PLC0415
-    from cfakey.stores.base import entry_name  # noqa: PLC0415
+    from cfakey.core.cfas import resolve_cfa
+    from cfakey.stores.base import entry_name
 
     if request.all_keys:
         siret_filter = resolve_cfa(metadata, request.cfa_query).siret if request.cfa_query else None
@@ -216,7 +216,7 @@ def url_problem(url: str) -> tuple[Outcome, str] | None:
 
     Cached: every key of an OPCO shares its base URL, and ``--all`` checks 1,100 keys.
     """
-    import httpx  # noqa: PLC0415
+    import httpx
 
     text = url.strip()
     try:

@@ -92,7 +92,7 @@ class TokenCache:
     def _fetch(
         self, channel: Channel, oauth: OAuthClient, settings: VerifySettings
     ) -> Verdict | tuple[str, float]:
-        import httpx  # noqa: PLC0415
+        import httpx
 
         problem = url_problem(oauth.token_url)
         if problem is not None:
@@ -229,7 +229,7 @@ def _worker_client(
     settings: VerifySettings, transport: httpx.BaseTransport | None, ssl_context: ssl.SSLContext
 ) -> httpx.Client:
     """One worker's blocking client: a single connection, redirects never followed by httpx."""
-    import httpx  # noqa: PLC0415
+    import httpx
 
     return httpx.Client(
         transport=transport,
@@ -260,7 +260,7 @@ class TlsPreparation:
 
     def _prepare(self, ca_bundle: Path | None) -> None:
         try:
-            import httpx  # noqa: F401, PLC0415 - imported here for its cost, used by run_jobs
+            import httpx  # noqa: F401 - imported here for its cost, used by run_jobs
 
             self._context = _ssl_context(ca_bundle)
         except Exception as error:  # noqa: BLE001 - re-raised by ssl_context()
