@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
+from typer._click import exceptions
+from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from cfakey import __version__
 from cfakey.errors import CfakeyError, ExitCode
-from cfakey.stores import kinds as store_kinds  # the table only: no store is imported
 
 if TYPE_CHECKING:
     from typer._click.core import Context as ClickContext
@@ -63,6 +64,21 @@ def _module_commands(module_name: str) -> TyperGroup:
     return typer.main.get_group(holder)
 
 
+STORE_HELP = (
+    "Magasin de clés : {choices}. Prime sur la variable CFAKEY_STORE et sur le choix retenu."
+)
+
+
+def _describe_store_option(params: list[Any]) -> None:
+    """``--store``'s choices and their French names, from the store table."""
+    from cfakey.stores import kinds
+
+    for param in params:
+        if param.name == "store":
+            param.metavar = kinds.metavar()
+            param.help = STORE_HELP.format(choices=kinds.choices_text())
+
+
 class CfakeyGroup(TyperGroup):
     """The root command: lazy subcommands, and French errors with documented exit codes.
 
@@ -70,6 +86,10 @@ class CfakeyGroup(TyperGroup):
     around ``app()``, so the test runner and the real entry point behave the same.
     ``CFAKEY_DEBUG=1`` lets the exception through, with its traceback.
     """
+
+    def format_help(self, ctx: ClickContext, formatter: Any) -> None:
+        _describe_store_option(self.get_params(ctx))
+        super().format_help(ctx, formatter)
 
     def list_commands(self, ctx: ClickContext) -> list[str]:
         return list(COMMAND_MODULES)
@@ -81,8 +101,6 @@ class CfakeyGroup(TyperGroup):
         return _module_commands(module_name).get_command(ctx, cmd_name)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        from typer._click.exceptions import NoArgsIsHelpError
-
         try:
             return super().make_context(*args, **kwargs)
         except (typer.Exit, NoArgsIsHelpError):
@@ -93,8 +111,6 @@ class CfakeyGroup(TyperGroup):
             raise typer.Exit(_report(error)) from None
 
     def invoke(self, ctx: ClickContext) -> Any:
-        from typer._click.exceptions import NoArgsIsHelpError
-
         try:
             with _terminate_as_interrupt():
                 return super().invoke(ctx)
@@ -114,7 +130,7 @@ class CfakeyGroup(TyperGroup):
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (systemd, ``timeout``, ``docker stop``) takes Ctrl-C's path: what was being
     written is undone and checked, or the truth is said. Only the main thread has signals."""
-    import signal
+    import signal  # not needed by --version
 
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -131,8 +147,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 
 def _report(error: Exception, context: object = None) -> int:
-    from typer._click import exceptions
-
     from cfakey.cli.terminal import print_error
 
     if isinstance(error, CfakeyError):
@@ -214,11 +228,10 @@ def root(
         str | None,
         typer.Option(
             "--store",
-            metavar=store_kinds.metavar(),
-            help=(
-                f"Magasin de clés : {store_kinds.choices_text()}. "
-                "Prime sur la variable CFAKEY_STORE et sur le choix retenu."
-            ),
+            # Metavar and help are completed from the store table when help is shown
+            # (CfakeyGroup.format_help): --version does not load the table.
+            metavar="MAGASIN",
+            help=STORE_HELP,
         ),
     ] = None,
     version: Annotated[

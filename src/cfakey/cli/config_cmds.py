@@ -9,6 +9,7 @@ import typer
 
 from cfakey.cli.options import JSON_OPTION
 from cfakey.cli.terminal import ask_secret, print_json, print_notice, write_lines
+from cfakey.errors import UsageError
 
 if TYPE_CHECKING:
     from cfakey.config import Config
@@ -37,8 +38,6 @@ def _sources(ctx: typer.Context, key: str) -> tuple[Sources, Setting]:
 
 def _read_secret(label: str) -> str:
     """The secret, hidden on a terminal, else one line of stdin; none at all is refused."""
-    from cfakey.errors import UsageError
-
     # An empty line goes on to the use-case, which refuses it with the same sentence.
     return ask_secret(
         f"{label} : ",

@@ -22,7 +22,10 @@ from cfakey.cli.terminal import (
     stdout_is_terminal,
     write_text,
 )
+from cfakey.core import export as core
+from cfakey.core.export import Hooks, Sources, inject_template
 from cfakey.core.export.formats import FORMATS, format_help
+from cfakey.errors import CfakeyError, UsageError
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -100,8 +103,6 @@ def export(
     strict: StrictOption = False,
 ) -> None:
     """Exporte les clés pour le logiciel du CFA."""
-    from cfakey.core import export as core
-    from cfakey.errors import UsageError
 
     context: AppContext = ctx.obj
     core.check_format(fmt)
@@ -132,8 +133,6 @@ def export(
 
 
 def _write_stdout(text: str) -> None:
-    from cfakey.errors import CfakeyError
-
     try:
         write_text(text, flush=True)
     except BrokenPipeError:
@@ -179,8 +178,6 @@ def inject(
     Références : {{ cfakey:atlas }}, {{ cfakey:SIRET/opcoep }}, {{ cfakey:atlas.expires }},
     {{ cfakey:atlas | json }}, {{ cfakey:atlas | xml }}. Voir docs/export.md.
     """
-    from cfakey.core.export import inject_template
-
     context: AppContext = ctx.obj
     result = inject_template(
         _sources(context),
@@ -216,8 +213,6 @@ def exec_command(
 
     Le code de sortie de la commande est rendu tel quel (128+N si un signal N l'arrête).
     """
-    from cfakey.core import export as core
-
     context: AppContext = ctx.obj
     try:
         result = core.run_with_keys(
@@ -236,8 +231,6 @@ def exec_command(
 
 def _sources(context: AppContext) -> Sources:
     """What the export use-cases read, from the command's context."""
-    from cfakey.core.export import Sources
-
     return Sources(
         open_metadata=context.metadata,
         load_registry=lambda: context.registry,
@@ -248,8 +241,6 @@ def _sources(context: AppContext) -> Sources:
 
 
 def _hooks() -> Hooks:
-    from cfakey.core.export import Hooks
-
     return Hooks(on_flags=_report_flags, progress=_progress)
 
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from typer._click import exceptions, types
+from typer.models import TyperPath
+
 from cfakey.errors import ExitCode
 
 HELP_OPTION_TEXT = "Affiche cette aide et quitte."
@@ -115,8 +118,6 @@ def _translate_value(text: str | None) -> str:
 
 def click_error(error: Exception) -> int | None:
     """Report a click exception in French on stderr; ``None`` if it is not one of click's."""
-    from typer._click import exceptions
-
     if isinstance(error, exceptions.MissingParameter) and error.param is not None:
         from cfakey.cli.terminal import print_error
 
@@ -177,8 +178,6 @@ def _hide_argument_types() -> None:
     that tells the operator nothing the name (OPCO, FICHIER, CLE) does not. Options carry
     their own metavars, which click shows instead of the type.
     """
-    from typer._click import types
-    from typer.models import TyperPath
 
     def named_by_metavar(self: Any, param: Any, ctx: Any) -> str | None:
         return "" if getattr(param, "metavar", None) else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +17,7 @@ from cfakey.cli.terminal import (
     print_warning,
     write_lines,
 )
+from cfakey.errors import UsageError
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -110,8 +112,6 @@ def remove(
         f"Supprimer la clé {opco.name} de {record_cfa.name} (empreinte {record.fingerprint}) ?"
     )
     if not dialogue.tty and not yes:
-        from cfakey.errors import UsageError
-
         raise UsageError(
             "Pas de terminal pour confirmer la suppression : rien n'a été supprimé.",
             hint="Ajoutez --yes.",
@@ -140,8 +140,6 @@ def import_keys(
     ] = False,
 ) -> None:
     """Importe des clés depuis un tableur : tout ou rien, chaque ligne vérifiée d'abord."""
-    import time
-
     from cfakey.core.imports import import_file
 
     context: AppContext = ctx.obj

@@ -6,6 +6,7 @@ rich: they must stay quick with a thousand keys, and they run from cron.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -13,7 +14,7 @@ import typer
 
 from cfakey.cli.options import CFA_OPTION, JSON_OPTION
 from cfakey.cli.terminal import date_text, paint, print_json, print_notice, text_table, write_lines
-from cfakey.core.codes import KeyStatus, Level
+from cfakey.core.codes import KeyStatus, Level, action_label
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -133,8 +134,6 @@ def _table(rows: tuple[KeyRow, ...]) -> list[str]:
 
 def _matrix(context: AppContext, view: Overview) -> list[str]:
     """One line per CFA, one column per OPCO, days left in each cell, most urgent CFA first."""
-    import shutil
-
     opcos = context.registry.opcos
     opco_ids = [opco.id for opco in opcos]
     by_cfa: dict[str, dict[str, KeyRow]] = {}
@@ -266,7 +265,6 @@ def journal(
     """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand."""
     from cfakey.core import keys
     from cfakey.core.cfas import resolve_cfa
-    from cfakey.core.codes import action_label
 
     context: AppContext = ctx.obj
     opco_id = context.resolve_opco(opco_name).id if opco_name else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -42,7 +43,6 @@ def opcos(
     if as_json:
         print_json([opco_summary(opco) for opco in registry.opcos])
         return
-    import shutil
 
     from cfakey.expiry import describe
     from cfakey.registry.model import SCOPE_SHORT_LABELS

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.terminal import print_notice, stdin_is_terminal
+from cfakey.errors import StoreUnavailableError
 from cfakey.stores.kinds import STORE_KINDS, metavar
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ def change_password(ctx: typer.Context) -> None:
 def _new_password(context: AppContext) -> str:
     """The new password: ``CFAKEY_NEW_FILE_PASSWORD``, else asked twice in a terminal."""
     from cfakey.cli.prompts import prompt_file_password
-    from cfakey.errors import StoreUnavailableError
     from cfakey.stores.file_store import NEW_PASSWORD_ENV
 
     new_password = context.env.get(NEW_PASSWORD_ENV)

@@ -15,7 +15,9 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -241,8 +243,6 @@ def _fit(
     widths: list[int], headers: Sequence[str], rows: Sequence[Sequence[str]], width: int | None
 ) -> None:
     """Narrow the widest columns, never below their longest word, until ``width`` is met."""
-    import shutil
-
     limit = width or shutil.get_terminal_size((100, 24)).columns
     floor = [
         max(len(word) for text in (header, *(row[i] for row in rows)) for word in text.split())
@@ -258,8 +258,6 @@ def _fit(
 def _render(
     cells: Sequence[str], widths: Sequence[int], right: frozenset[int], *, wrap: bool
 ) -> list[str]:
-    import textwrap
-
     wrapped = [
         (textwrap.wrap(cell, w) if wrap else [cell]) or [""]
         for cell, w in zip(cells, widths, strict=True)

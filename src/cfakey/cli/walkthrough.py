@@ -16,7 +16,7 @@ import typer
 
 from cfakey.cli.options import CFA_OPTION, OPCO_ARG, YES_OPTION
 from cfakey.cli.terminal import Dialogue, bold, date_text, print_notice, print_warning
-from cfakey.errors import UsageError
+from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -158,7 +158,6 @@ def _target(
 ) -> tuple[Opco, CfaRecord, KeyRecord | None]:
     """The OPCO, the CFA and the key already there; what cannot work fails before any step."""
     from cfakey.core.cfas import resolve_cfa
-    from cfakey.errors import NotFoundError
     from cfakey.expiry import parse_date
 
     opco = context.resolve_opco(opco_name)
@@ -212,8 +211,6 @@ def _confirm_replacement(
 ) -> None:
     """``add`` over an existing key: refused in scripts without --yes, else confirmed."""
     if not dialogue.interactive and not yes:
-        from cfakey.errors import AlreadyExistsError
-
         raise AlreadyExistsError(
             f"Une clé {opco.name} est déjà enregistrée pour le CFA {cfa.siret} "
             f"(empreinte {existing.fingerprint}) : rien n'a été modifié.",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cfakey.config import require_known_key
+from cfakey.config import require_known_key, window_days
 from cfakey.core.codes import JournalAction
 from cfakey.errors import NotFoundError, UsageError
 from cfakey.stores.base import fingerprint, oauth_entry_name
@@ -103,7 +103,6 @@ def parse_setting(registry: Registry, key: str) -> Setting:
 
 def coerce(key: str, value: str) -> Any:
     """``value`` as stored for ``key``: an API address checked, a header ASCII, days a number."""
-    from cfakey.config import window_days
     from cfakey.core.verify.plan import check_base_url, check_header_value
 
     if key.endswith(URL_SUFFIXES):

@@ -6,6 +6,8 @@ help and the error for an unknown name are built from the table.
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -163,8 +165,6 @@ def export_document(
 
 def render_json(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime) -> str:
     """:func:`export_document` as indented UTF-8 JSON."""
-    import json
-
     document = export_document(keys, qualified=qualified, exported_at=exported_at)
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
@@ -183,7 +183,6 @@ def render_yaml(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: da
 def render_csv(keys: Sequence[ExportedKey], *, qualified: bool, exported_at: datetime) -> str:
     """One quoted row per key under :data:`CSV_COLUMNS`, CRLF line ends (RFC 4180)."""
     import csv
-    import io
 
     del exported_at  # a spreadsheet has no place for it
     buffer = io.StringIO(newline="")

@@ -9,6 +9,8 @@ the text reaches stdout, or once the child really started).
 from __future__ import annotations
 
 import dataclasses
+import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -31,6 +33,7 @@ from cfakey.core.export.selection import (
     read_planned,
     refuse_if_strict,
 )
+from cfakey.core.export.templates import fill_planned, plan_template, read_template
 from cfakey.errors import AlreadyExistsError, CfakeyError, UsageError, os_reason
 
 if TYPE_CHECKING:
@@ -269,8 +272,6 @@ def inject_template(
     hooks: Hooks = Hooks(),
 ) -> Injected:
     """``cfakey inject``: ``output`` (0600) filled from ``template``, journalled with it."""
-    from cfakey.core.export.templates import fill_planned, plan_template, read_template
-
     parsed = read_template(template)
     check_destination(output, force=force)
     planned = plan_template(parsed, sources.metadata, sources.registry, cfa_query=cfa_query)
@@ -344,8 +345,6 @@ def exec_environment(
 
 def _start(command: list[str], environment: dict[str, str]) -> subprocess.Popen[bytes]:
     """The child, started; a French error carrying the shell's exit code if it cannot be."""
-    import subprocess
-
     try:
         return subprocess.Popen(command, env=environment)  # noqa: S603 - the operator's own command
     except FileNotFoundError:
@@ -370,7 +369,6 @@ def _start(command: list[str], environment: dict[str, str]) -> subprocess.Popen[
 def _signals_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
     """While the child runs: Ctrl-C and Ctrl-\\ reach it from the terminal, so cfakey ignores
     them; a SIGTERM or SIGHUP sent to cfakey alone is passed on to the child."""
-    import signal
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         process.send_signal(signum)

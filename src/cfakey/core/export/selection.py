@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cfakey.core.codes import KeyStatus
 from cfakey.errors import CfakeyError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -209,7 +210,6 @@ def expiry_flags(
     window, so that every command agrees on the same key at the same instant. An undated
     key whose rotation is merely advised has no « échéance » and is never flagged.
     """
-    from cfakey.core.codes import KeyStatus
     from cfakey.core.keys import classify, window_for
 
     opcos = {opco.id: opco for opco in registry.opcos}

@@ -17,7 +17,7 @@ from cfakey.core.verify.model import (
     VerifySettings,
 )
 from cfakey.errors import NotFoundError, UsageError
-from cfakey.stores.base import fingerprint
+from cfakey.stores.base import entry_name, fingerprint, oauth_entry_name
 
 if TYPE_CHECKING:
     from cfakey.config import Config
@@ -97,8 +97,6 @@ def base_url_for(opco: Opco, config: Config, *, recette: bool) -> tuple[str | No
 
 def oauth_for(opco: Opco, config: Config, store: KeyStore) -> tuple[OAuthClient | None, str | None]:
     """The vendor OAuth client of the OPCO, or a French reason why it cannot be used."""
-    from cfakey.stores.base import oauth_entry_name
-
     prefix = f"opco.{opco.id}.oauth"
     token_url = config.get(f"{prefix}.token_url")
     client_id = config.get(f"{prefix}.client_id")
@@ -130,7 +128,6 @@ def plan_jobs(
 ) -> list[VerifyJob]:
     """The keys to check, their secrets read in one store session, and where to send them."""
     from cfakey.core.cfas import resolve_cfa
-    from cfakey.stores.base import entry_name
 
     if request.all_keys:
         siret_filter = resolve_cfa(metadata, request.cfa_query).siret if request.cfa_query else None
