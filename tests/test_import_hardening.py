@@ -355,6 +355,17 @@ def test_an_unknown_column_is_a_warning_when_the_import_succeeds(tmp_path: Path,
     assert [row["opco"] for row in listed()] == ["atlas"]
 
 
+def test_a_trailing_separator_is_not_reported_as_a_column(tmp_path: Path, cfa: str) -> None:
+    path = tmp_path / "cles.csv"  # some spreadsheets end every line with a separator
+    path.write_text(f"cfa;opco;key;notes;\n{SIRET};atlas;{ATLAS_KEY};à vérifier;\n")
+
+    result = run_cli("import", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    assert "Colonne ignorée : notes." in result.stderr
+    assert "n° 5" not in result.stderr
+
+
 def test_a_key_needing_a_portal_date_is_refused_without_one_as_add_does(
     tmp_path: Path, cfa: str
 ) -> None:

@@ -136,7 +136,8 @@ def match_columns(names: Sequence[str], where: str) -> Columns:
 
     A field given by two columns is an error naming it (``where`` says which file or JSON
     element): keeping either value silently could store the wrong key. A column cfakey does
-    not read (a typo such as ``expire``) is named in :attr:`Columns.ignored`.
+    not read (a typo such as ``expire``) is named in :attr:`Columns.ignored`; an unnamed
+    one (a separator at the end of each line) is not.
     """
     fields: list[str | None] = []
     ignored: list[str] = []
@@ -150,7 +151,7 @@ def match_columns(names: Sequence[str], where: str) -> Columns:
                 hint="Gardez une seule colonne par champ, puis relancez cfakey import.",
             )
         fields.append(found)
-        if found is None:
+        if found is None and normal:  # an unnamed column: a trailing separator, say
             shown = normal if len(normal) <= SHOWN_NAME_MAX and normal.isprintable() else ""
             ignored.append(shown or f"n° {position}")
     return Columns(tuple(fields), tuple(ignored))
