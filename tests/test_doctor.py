@@ -216,3 +216,35 @@ def test_doctor_never_asks_to_choose_a_store_nor_writes_the_config(
     assert any("Magasin de clés inutilisable" in problem.message for problem in report.problems)
     assert not (isolated_home / "config.json").exists()
     assert not (isolated_home / "keys.enc").exists()
+
+
+@pytest.mark.usefixtures("one_key")
+@pytest.mark.parametrize(
+    ("setting", "value", "refused_by", "words"),
+    [
+        ("opco.mobilites.warn_days", -1, "list", "Paramètre « opco.mobilites.warn_days »"),
+        ("opco.atlas.crit_days", True, "check", "Paramètre « opco.atlas.crit_days »"),
+        ("opco.atlas.warn_days", 1e300, "list", "Paramètre « opco.atlas.warn_days »"),
+        ("opco.atlas.api_url", "http://api.opco.fr/x", "verify", "Adresse non sécurisée"),
+        ("editeur", "Éditeur accentué", "verify", "Valeur invalide pour « editeur »"),
+    ],
+)
+def test_a_setting_the_commands_refuse_is_a_problem_with_its_fix(
+    isolated_home: Path, setting: str, value: object, refused_by: str, words: str
+) -> None:
+    config = isolated_home / "config.json"
+    content = json.dumps({setting: value}).encode()
+    config.write_bytes(content)
+    config.chmod(0o600)
+    refused = run_cli(refused_by, *(["atlas"] if refused_by == "verify" else []))
+    assert refused.exit_code == ExitCode.USAGE, refused.stderr  # what doctor must announce
+
+    result = run_cli("doctor")
+
+    assert result.exit_code == 1
+    assert "Tout va bien" not in result.stdout
+    assert words in result.stdout
+    assert _problem(_doctor_json(), words)["fix"] == f"cfakey config unset {setting}"
+    assert config.read_bytes() == content  # doctor never writes
+    assert run_cli("config", "unset", setting).exit_code == 0  # the fix given works
+    assert run_cli("doctor").exit_code == 0

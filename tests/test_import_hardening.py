@@ -305,3 +305,97 @@ def test_config_set_refuses_impossible_windows(value: str) -> None:
     assert result.exit_code == ExitCode.USAGE
     assert "un nombre entier de jours de 0 à 3650 est attendu" in result.stderr
     assert not Paths.from_env().config_file.exists()
+
+
+# Round 2, new 2: every column is read once, or named in an error or a warning ---------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["cfa;opco;key;key", "cfa;opco;key; KEY ", "cfa;opco;expires;key;Expires"],
+)
+def test_a_column_named_twice_is_an_error_naming_it(tmp_path: Path, cfa: str, header: str) -> None:
+    repeated = "expires" if header.lower().count("expires") == 2 else "key"
+    values = {"cfa": SIRET, "opco": "atlas", "key": CANARY, "expires": in_days(30)}
+    row = ";".join(values[name.strip().lower()] for name in header.split(";"))
+    path = tmp_path / "cles.csv"
+    path.write_text(f"{header}\n{row}\n", encoding="utf-8")
+
+    result = run_cli("import", str(path))
+
+    assert result.exit_code == ExitCode.USAGE
+    assert f"la colonne « {repeated} » apparaît deux fois" in result.stderr
+    assert "rien n'a été importé" in result.stderr
+    assert_nothing_imported(result.stdout + result.stderr)
+
+
+def test_a_json_object_naming_a_field_twice_is_an_error_naming_it(tmp_path: Path, cfa: str) -> None:
+    path = tmp_path / "cles.json"
+    path.write_text(
+        f'[{{"cfa": "{SIRET}", "opco": "atlas", "key": "{CANARY}", "Key": "{ATLAS_KEY}"}}]',
+        encoding="utf-8",
+    )
+
+    result = run_cli("import", str(path))
+
+    assert result.exit_code == ExitCode.USAGE
+    assert "élément 1 : la colonne « key » apparaît deux fois" in result.stderr
+    assert_nothing_imported(result.stdout + result.stderr)
+
+
+def test_an_unknown_column_is_a_warning_when_the_import_succeeds(tmp_path: Path, cfa: str) -> None:
+    path = tmp_path / "cles.csv"
+    path.write_text(f"cfa;opco;key;expire\n{SIRET};atlas;{ATLAS_KEY};{in_days(30)}\n")
+
+    result = run_cli("import", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    assert "Colonne ignorée : expire." in result.stderr
+    assert [row["opco"] for row in listed()] == ["atlas"]
+
+
+def test_a_trailing_separator_is_not_reported_as_a_column(tmp_path: Path, cfa: str) -> None:
+    path = tmp_path / "cles.csv"  # some spreadsheets end every line with a separator
+    path.write_text(f"cfa;opco;key;notes;\n{SIRET};atlas;{ATLAS_KEY};à vérifier;\n")
+
+    result = run_cli("import", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    assert "Colonne ignorée : notes." in result.stderr
+    assert "n° 5" not in result.stderr
+
+
+def test_a_key_needing_a_portal_date_is_refused_without_one_as_add_does(
+    tmp_path: Path, cfa: str
+) -> None:
+    added = run_cli("add", "opcommerce", "--yes", input=CANARY)
+    assert added.exit_code == ExitCode.USAGE  # add refuses it in a script: so does import
+    path = tmp_path / "cles.csv"
+    path.write_text(
+        f"cfa;opco;key;expire\n{SIRET};opcommerce;{CANARY};{in_days(30)}\n"
+        f"{SIRET};atlas;{ATLAS_KEY};{in_days(30)}\n",
+        encoding="utf-8",
+    )
+
+    result = run_cli("import", str(path))
+
+    assert result.exit_code == ExitCode.USAGE
+    assert (
+        "ligne 2, colonne « expires » : date d'échéance requise pour cet OPCO (colonne expires)"
+        in result.stderr
+    )
+    assert "colonne ignorée : expire" in result.stderr
+    assert_nothing_imported(result.stdout + result.stderr)
+
+
+def test_a_key_whose_portal_date_is_optional_is_imported_without_one_as_add_does(
+    tmp_path: Path, cfa: str
+) -> None:
+    # OPCO EP reads the date in its JWT, and ``add opcoep --yes`` saves a key without one.
+    path = tmp_path / "cles.csv"
+    path.write_text(f"cfa;opco;key\n{SIRET};opcoep;{ATLAS_KEY}\n", encoding="utf-8")
+
+    result = run_cli("import", str(path))
+
+    assert result.exit_code == 0, result.stderr
+    assert [(row["opco"], row["status"]) for row in listed()] == [("opcoep", "undated")]

@@ -28,6 +28,7 @@ from cfakey.stores.keyring_store import (
     FAIL_BACKEND,
     SECRET_SERVICE_BACKEND,
     KeyringStore,
+    keyring_reason,
     probe_keyring,
 )
 from tests.conftest import CliResult, run_cli
@@ -100,6 +101,65 @@ def test_a_secret_service_with_no_collection_is_a_clear_error(
     own_secret_service(unlock=False)
     with pytest.raises(StoreUnavailableError, match="n'a pas pu être ouvert"):
         KeyringStore().put(entry_name(SIRET_A, "atlas"), KEY)
+
+
+#: Words of keyring's own English reasons, which must never reach the operator.
+ENGLISH_REASONS = ("required", "Failed", "Prompt", "not installed", "Requires", "unavailable",
+                   "No module", "Can't", " the ")  # fmt: skip
+
+
+def assert_french_reason(text: str) -> None:
+    assert not [word for word in ENGLISH_REASONS if word in text], text
+
+
+def test_a_secret_service_with_no_collection_is_a_french_error(
+    own_secret_service: Callable[..., SecretServiceDaemon],
+) -> None:
+    own_secret_service(unlock=False)
+    with pytest.raises(StoreUnavailableError) as caught:
+        KeyringStore().put(entry_name(SIRET_A, "atlas"), KEY)
+    assert "la collection du trousseau n'a pas pu être créée" in caught.value.message
+    assert SECRET_SERVICE_BACKEND in caught.value.message  # the backend is still named
+    assert_french_reason(caught.value.message)
+
+
+def test_every_reason_keyring_gives_is_shown_in_french(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'pas-de-bus'}")
+    probe = probe_keyring()
+    reasons = {candidate.name: candidate.reason or "" for candidate in probe.rejected}
+    assert "keyrings.alt.Gnome.Keyring" in reasons  # "GnomeKeyring module required" in English
+    for reason in reasons.values():
+        assert_french_reason(reason)
+    result = run_cli("doctor")
+    assert "libsecret" in result.stdout  # the reason is there, in French
+    assert_french_reason(result.stdout.replace(" the ", ""))
+
+
+@pytest.mark.parametrize(
+    ("error", "french"),
+    [
+        (RuntimeError("libsecret required"), "la bibliothèque libsecret n'est pas installée"),
+        (RuntimeError("pycryptodome/x required"), "le module pycryptodome n'est pas installé"),
+        (RuntimeError("GnomeKeyring module required"), "le module GnomeKeyring n'est pas installé"),
+        (RuntimeError("SecretStorage 3.2 or newer required"), "SecretStorage 3.2 ou plus récent"),
+        (RuntimeError("Requires Windows and pywin32"), "ne fonctionne que sous Windows"),
+        (RuntimeError("Requires gdata"), "le module gdata n'est pas installé"),
+        (ModuleNotFoundError("No module named 'dbus'", name="dbus"), "le module dbus n'est pas"),
+        (
+            RuntimeError("Failed to create the collection: Prompt dismissed."),
+            "la collection du trousseau n'a pas pu être créée (invite refusée)",
+        ),
+        (RuntimeError("An English sentence keyring may add one day"), "(RuntimeError)"),
+        (ValueError(""), "(ValueError)"),
+    ],
+)
+def test_keyring_reasons_are_translated_or_named_by_type(error: Exception, french: str) -> None:
+    reason = keyring_reason(error)
+    assert french in reason
+    assert_french_reason(reason)
 
 
 def test_no_secret_service_at_all(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

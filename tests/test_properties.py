@@ -358,6 +358,77 @@ def test_an_overlay_loads_with_unambiguous_names_or_is_refused(
             assert resolve(registry, spelling).id == opco.id
 
 
+#: Overlay fields a hostile or careless value may land in, as a path of names.
+OVERLAY_FIELDS = (
+    ("expiry", "days"),
+    ("expiry", "recommended_rotation_months"),
+    ("shown_once",),
+    ("regeneration_revokes",),
+    ("api", "base_url"),
+    ("api", "oauth_client_required"),
+    ("portals",),
+    ("support", "emails"),
+    ("support", "web"),
+    ("name",),
+    ("connection", "as_of"),
+    ("scope",),
+)
+plain_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**6), max_value=10**6)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(
+        ["javascript:alert(1)", "http://x.fr/", "https://ok.fr/", "a@b.fr", "a@@b", "30", "oui"]
+    )
+)
+overlay_values = st.recursive(
+    plain_values,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["name", "url", "x"]), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _nested(path: tuple[str, ...], value: object) -> object:
+    return value if not path else {path[0]: _nested(path[1:], value)}
+
+
+def _safe_url(url: str | None) -> bool:
+    return url is None or url.startswith(("https://", "http://127.0.0.1", "http://localhost"))
+
+
+@settings(FAST, max_examples=80)
+@given(st.sampled_from(OVERLAY_FIELDS), overlay_values)
+def test_an_overlay_value_is_taken_exactly_or_refused_in_french(
+    tmp_path: Path, path: tuple[str, ...], value: object
+) -> None:
+    import yaml
+
+    from tests.test_registry import assert_french
+
+    overlay = tmp_path / "overlay.yaml"
+    entry = {"id": "mobilites", **_nested(path, value)}  # type: ignore[dict-item]
+    overlay.write_text(yaml.safe_dump({"opcos": [entry]}), encoding="utf-8")
+    loaded = attempt(lambda: load_registry(overlay, None))
+    if isinstance(loaded, CfakeyError):
+        assert f"Registre {overlay}" in loaded.message
+        assert_french(loaded.message)
+        return
+    opco = loaded[0].get("mobilites")
+    rule = opco.expiry
+    for number in (rule.days, rule.months, rule.recommended_rotation_months):
+        assert number is None or type(number) is int
+    for flag in (opco.shown_once, opco.regeneration_revokes, opco.api.oauth_client_required):
+        assert flag is None or type(flag) is bool
+    links = (*opco.portals, *opco.links, *opco.support.web)
+    assert all(_safe_url(url) for url in (opco.api.base_url, *(link.url for link in links)))
+    assert all(address.count("@") == 1 for address in opco.support.emails)
+
+
 # Click's own messages ----------------------------------------------------------------------
 
 CLICK_MESSAGES = (

@@ -244,6 +244,72 @@ def test_bad_overlays_name_file_opco_and_field(tmp_path: Path, text: str, expect
     assert not list((tmp_path / "cache").glob("registry.*"))
 
 
+#: Words of pydantic's and PyYAML's English messages, which must never reach the operator.
+ENGLISH = ("Input should", "should be", "Field required", "Value error", "could not", "did not",
+           "expected", "found", "while ", "constructor", "Unexpected", "valid ")  # fmt: skip
+
+
+def assert_french(message: str) -> None:
+    assert not [word for word in ENGLISH if word in message], message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Round 2, new 6: every pydantic error type in French, the field named.
+        ("opcos:\n  - id: mobilites\n    expiry:\n      days: .inf\n", "un nombre entier"),
+        ("opcos:\n  - id: mobilites\n    expiry:\n      days: trente\n", "un nombre entier"),
+        ("opcos:\n  - id: atlas\n    name: [a, b]\n", "champ « name » : type invalide"),
+        ("opcos:\n  - id: atlas\n    downloadable: 12\n", "un booléen (true ou false)"),
+        ("opcos:\n  - id: atlas\n    connection: {as_of: hier}\n", "une date AAAA-MM-JJ"),
+        ("opcos:\n  - id: atlas\n    support: 3\n", "champ « support » : type invalide"),
+        ("opcos:\n  - id: atlas\n    steps: 3\n", "une liste est attendue"),
+        ("opcos:\n  - id: atlas\n    scope: planet\n", "attendu : 'siren', 'siret'"),
+        # Round 2, new 7: strict numbers, safe addresses, real e-mail addresses.
+        ("opcos:\n  - id: mobilites\n    expiry:\n      days: true\n", "un nombre entier"),
+        ("opcos:\n  - id: mobilites\n    expiry:\n      days: 30.0\n", "un nombre entier"),
+        ("opcos:\n  - id: atlas\n    regeneration_revokes: 1\n", "un booléen"),
+        (
+            "opcos:\n  - id: atlas\n    portals: [{name: P, url: 'javascript:alert(1)'}]\n",
+            "champ « portals.0 » : « url » : adresse invalide : une adresse https://hôte/chemin",
+        ),
+        (
+            "opcos:\n  - id: atlas\n    api: {base_url: 'http://api.opco.fr/x'}\n",
+            "champ « api » : « base_url » : adresse invalide",
+        ),
+        ("opcos:\n  - id: atlas\n    links: [{name: L, url: '//x.fr'}]\n", "https://"),
+        ("opcos:\n  - id: atlas\n    links: [{name: L, url: 'https://'}]\n", "https://"),
+        (
+            "opcos:\n  - id: atlas\n    support: {emails: ['support chez atlas']}\n",
+            "adresse e-mail invalide",
+        ),
+        ("opcos:\n  - id: atlas\n    support: {emails: ['a@b@c.fr']}\n", "e-mail invalide"),
+        # Round 2, new 6: PyYAML's messages in French, with the line.
+        ("opcos:\n  - id: atlas\n    name: !!python/object:os.system x\n", "ligne 3"),
+        ("opcos:\n  - id: atlas\n    name: !!python/object:os.system x\n", "étiquette"),
+        ("opcos: [{id: atlas}, {id: sante}\n", "« , » ou « ] » attendu"),
+        ("opcos:\n  - id: atlas\n\tname: X\n", "tabulation"),
+    ],
+)
+def test_overlay_errors_are_strict_and_french(tmp_path: Path, text: str, expected: str) -> None:
+    overlay = write(tmp_path / "overlay.yaml", text)
+    with pytest.raises(RegistryError) as caught:
+        load_registry(overlay, tmp_path / "cache")
+    assert f"Registre {overlay}" in caught.value.message
+    assert expected in caught.value.message
+    assert_french(caught.value.message)
+    assert not list((tmp_path / "cache").glob("registry.*"))
+
+
+def test_local_addresses_may_use_http_in_an_overlay(tmp_path: Path) -> None:
+    overlay = write(
+        tmp_path / "overlay.yaml",
+        "opcos:\n  - id: atlas\n    api: {base_url: 'http://127.0.0.1:8080/ApiEchangeCFA'}\n",
+    )
+    registry, _ = load_registry(overlay, None)
+    assert registry.get("atlas").api.base_url == "http://127.0.0.1:8080/ApiEchangeCFA"
+
+
 def test_missing_and_unreadable_overlays(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="n'existe pas"):
         load_registry(tmp_path / "absent.yaml", None)

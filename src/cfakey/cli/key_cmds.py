@@ -156,6 +156,8 @@ def import_keys(
         f"{result.imported} clé(s) importée(s) en {time.monotonic() - started:.1f} s"
         f" ; {result.new_cfas} CFA ajouté(s), {result.replaced} clé(s) remplacée(s)."
     )
+    for warning in result.warnings:
+        print_warning(warning[:1].upper() + warning[1:] + ".")
     if result.unusual:
         print_warning(
             f"{result.unusual} clé(s) de forme inhabituelle : vérifiez-les (cfakey verify)."

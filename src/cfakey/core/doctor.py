@@ -158,6 +158,27 @@ def _path_status(place: DataPath, path: Path, wanted: int, problems: list[Proble
 _ACCESS = "vérifiez les droits du dossier, ou choisissez-en un autre avec CFAKEY_HOME"
 
 
+def _check_settings(config: Config, problems: list[Problem]) -> None:
+    """Each known setting through the check its commands apply (``list`` refuses a negative
+    ``warn_days``, ``verify`` an ``http://`` address): doctor names what they would refuse.
+
+    A setting cfakey does not know is left alone: no command reads it.
+    """
+    from cfakey.config import describe_key
+    from cfakey.core.settings import INT_SUFFIXES, coerce
+
+    for key, value in sorted(config.values.items()):
+        days = key.endswith(INT_SUFFIXES)
+        if describe_key(key) is None or value is None or (not days and not str(value).strip()):
+            continue  # unknown, or an empty text the commands read as not set
+        # The commands read days as they are stored, and any other value as text.
+        given = value if days or isinstance(value, str) else str(value)
+        try:
+            coerce(key, given)
+        except CfakeyError as error:
+            _add(problems, Problem(error.message, f"cfakey config unset {key}"))
+
+
 def _paths(paths: Paths, problems: list[Problem]) -> tuple[PathStatus, ...]:
     return (
         _path_status(DataPath.CONFIG_DIR, paths.config_dir, PRIVATE_DIR_MODE, problems),
@@ -283,7 +304,9 @@ def diagnose(inputs: DoctorInputs) -> DoctorReport:
     config_file = inputs.paths.config_file
     put_aside = f"mv {config_file} {config_file}.ancien"
     config_fix = f"corrigez {config_file} (JSON), ou mettez-le de côté : {put_aside}"
-    _guarded(problems, inputs.config, config_fix)
+    config = _guarded(problems, inputs.config, config_fix)
+    if config is not None:
+        _check_settings(config, problems)
     registry = _guarded(
         problems,
         inputs.registry,

@@ -24,6 +24,7 @@ from cfakey.core.keys import (
     CleanKey,
     Expiry,
     clean_key,
+    date_required,
     describe_slots,
     resolve_expiry,
     same_key_elsewhere,
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
 
 IMPORT_COLUMNS = ("cfa", "opco", "key")
 OPTIONAL_COLUMNS = ("expires", "obtained", "cfa_name")
+#: Every header name cfakey reads, and the field it means (issue 15 adds French aliases).
+COLUMN_NAMES: dict[str, str] = {name: name for name in (*IMPORT_COLUMNS, *OPTIONAL_COLUMNS)}
+#: Longest name of an ignored column quoted in a warning; a longer one is given by position.
+SHOWN_NAME_MAX = 40
 
 #: Longest value accepted in each column, in characters. A key is opaque and may be a long
 #: JWT; every other value is a short identifier, date or name.
@@ -53,6 +58,8 @@ FIELD_LIMITS: dict[str, int] = {
 #: Columns cfakey does not read (notes...) are ignored, but must still look like a field.
 OTHER_FIELD_LIMIT = 1_000
 PROBLEM_PREFIX = "!"
+#: The problem of a row without the date its OPCO's portal shows (``add`` asks for it).
+DATE_REQUIRED = "date d'échéance requise pour cet OPCO (colonne expires)"
 # Characters that end a line for str.splitlines(), beside \n and \r.
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
@@ -75,11 +82,13 @@ class ImportProblem:
 class ImportRowsError(UsageError):
     """Rows that failed validation; nothing was imported."""
 
-    def __init__(self, problems: Sequence[ImportProblem]) -> None:
+    def __init__(self, problems: Sequence[ImportProblem], notes: Sequence[str] = ()) -> None:
         shown = "\n".join(f"  {problem}" for problem in problems[:20])
         more = f"\n  … et {len(problems) - 20} autre(s)" if len(problems) > 20 else ""
+        noted = "".join(f"\n  {note}" for note in notes)
         super().__init__(
-            f"{len(problems)} erreur(s) dans le fichier ; rien n'a été importé :\n{shown}{more}",
+            f"{len(problems)} erreur(s) dans le fichier ; rien n'a été importé :"
+            f"\n{shown}{more}{noted}",
             hint="Corrigez le fichier puis relancez cfakey import.",
         )
         self.problems = tuple(problems)
@@ -115,8 +124,60 @@ def field_problem(column: str, value: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Columns:
+    """What a header means: the field of each column (``None``: not read), the ignored ones."""
+
+    fields: tuple[str | None, ...]
+    ignored: tuple[str, ...]
+
+
+def match_columns(names: Sequence[str], where: str) -> Columns:
+    """The field each header name means, the one place a name becomes a field.
+
+    A field given by two columns is an error naming it (``where`` says which file or JSON
+    element): keeping either value silently could store the wrong key. A column cfakey does
+    not read (a typo such as ``expire``) is named in :attr:`Columns.ignored`; an unnamed
+    one (a separator at the end of each line) is not.
+    """
+    fields: list[str | None] = []
+    ignored: list[str] = []
+    for position, name in enumerate(names, start=1):
+        normal = str(name).strip().lower()
+        found = COLUMN_NAMES.get(normal)
+        if found is not None and found in fields:
+            raise UsageError(
+                f"{where} : la colonne « {found} » apparaît deux fois (colonnes "
+                f"{fields.index(found) + 1} et {position}) : rien n'a été importé.",
+                hint="Gardez une seule colonne par champ, puis relancez cfakey import.",
+            )
+        fields.append(found)
+        if found is None and normal:  # an unnamed column: a trailing separator, say
+            shown = normal if len(normal) <= SHOWN_NAME_MAX and normal.isprintable() else ""
+            ignored.append(shown or f"n° {position}")
+    return Columns(tuple(fields), tuple(ignored))
+
+
+def ignored_note(column: str) -> str:
+    """The French warning for a column cfakey does not read."""
+    return f"colonne ignorée : {column}"
+
+
+@dataclass(frozen=True)
+class ImportFile:
+    """The rows of an import file, and the columns it has that cfakey does not read."""
+
+    rows: list[dict[str, str]]
+    ignored: tuple[str, ...] = ()
+
+
 def read_import_file(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV (``,`` or ``;``) or JSON file as dictionaries of checked strings.
+    """Rows of a CSV (``,`` or ``;``) or JSON file as dictionaries of checked strings."""
+    return read_import(path).rows
+
+
+def read_import(path: Path) -> ImportFile:
+    """The rows of a CSV (``,`` or ``;``) or JSON file, as dictionaries of checked strings.
 
     A field that fails :func:`field_problem` is left out of its row, and the problem is
     recorded under :func:`problem_field` of its column instead, so that the import lists it
@@ -138,12 +199,26 @@ def read_import_file(path: Path) -> list[dict[str, str]]:
     return _csv_rows(path, text)
 
 
-def _json_rows(path: Path, text: str) -> list[dict[str, str]]:
+class _JsonObject(dict[str, Any]):
+    """A JSON object that keeps every name it was given (a plain dict keeps the last)."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
+        self.names = [name for name, _ in pairs]
+
+
+def _json_rows(path: Path, text: str) -> ImportFile:
     import json
 
     try:
         # Numbers are kept as written: a 5,000-digit integer is then just a long value.
-        data = json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+        data = json.loads(
+            text,
+            parse_int=str,
+            parse_float=str,
+            parse_constant=str,
+            object_pairs_hook=_JsonObject,
+        )
     except json.JSONDecodeError as error:
         raise UsageError(f"JSON invalide dans {path} (ligne {error.lineno}).") from None
     except RecursionError:
@@ -153,25 +228,26 @@ def _json_rows(path: Path, text: str) -> list[dict[str, str]]:
     if not isinstance(data, list):
         raise UsageError(f"{path} : une liste d'objets JSON est attendue.")
     rows: list[dict[str, str]] = []
+    ignored: dict[str, None] = {}  # ordered, once each
     for number, item in enumerate(data, start=1):
-        if not isinstance(item, dict):
+        if not isinstance(item, _JsonObject):
             raise UsageError(f"{path} : l'élément {number} n'est pas un objet JSON.")
+        columns = match_columns(item.names, f"{path}, élément {number}")
+        ignored.update(dict.fromkeys(columns.ignored))
         row: dict[str, str] = {"__row__": str(number)}
-        for name, value in item.items():
-            column = str(name).strip().lower()
+        for column, value in zip(columns.fields, item.values(), strict=True):
             text_value = _json_scalar(value)
             problem = (
                 "un texte ou un nombre est attendu"
                 if text_value is None
-                else field_problem(column, text_value)
+                else field_problem(column or "", text_value)
             )
             if problem is not None:
-                label = column if column in FIELD_LIMITS else "(non reconnue)"
-                row[problem_field(label)] = problem
-            elif column in FIELD_LIMITS:
+                row[problem_field(column or "(non reconnue)")] = problem
+            elif column is not None:
                 row[column] = text_value or ""
         rows.append(row)
-    return rows
+    return ImportFile(rows, tuple(ignored))
 
 
 def _json_scalar(value: Any) -> str | None:
@@ -184,7 +260,7 @@ def _json_scalar(value: Any) -> str | None:
     return None  # an object or a list
 
 
-def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
+def _csv_rows(path: Path, text: str) -> ImportFile:
     import csv
     import io
 
@@ -197,23 +273,23 @@ def _csv_rows(path: Path, text: str) -> list[dict[str, str]]:
         header = next(reader, None)
         if header is None:
             raise UsageError(f"Le fichier {path} est vide.")
-        columns = [name.strip().lower() for name in header]
-        _require_columns(path, columns)
+        columns = match_columns(header, str(path))
+        _require_columns(path, columns.fields)
         rows: list[dict[str, str]] = []
         start = reader.line_num + 1  # each record starts on the line after the previous one
         for values in reader:
             if values:  # a blank line is an empty record
-                rows.append(_csv_row(columns, values, start))
+                rows.append(_csv_row(columns.fields, values, start))
             start = reader.line_num + 1
     except csv.Error:
         raise UsageError(
             f"{path}, ligne {reader.line_num} : CSV illisible (caractère nul, "
             'guillemet « " » non refermé ou valeur de plus de 131 072 caractères).'
         ) from None
-    return rows
+    return ImportFile(rows, columns.ignored)
 
 
-def _require_columns(path: Path, columns: Sequence[str]) -> None:
+def _require_columns(path: Path, columns: Sequence[str | None]) -> None:
     missing = [column for column in IMPORT_COLUMNS if column not in columns]
     if missing:
         raise UsageError(
@@ -223,17 +299,16 @@ def _require_columns(path: Path, columns: Sequence[str]) -> None:
         )
 
 
-def _csv_row(columns: Sequence[str], values: Sequence[str], line: int) -> dict[str, str]:
+def _csv_row(columns: Sequence[str | None], values: Sequence[str], line: int) -> dict[str, str]:
     """One CSV record as a row of checked values and of the problems found."""
     row = {"__line__": str(line)}
     if len(values) > len(columns):
         row["__extra__"] = "1"
     for position, (column, value) in enumerate(zip(columns, values, strict=False), start=1):
-        problem = field_problem(column, value)
+        problem = field_problem(column or "", value)
         if problem is not None:
-            label = column if column in FIELD_LIMITS else f"n° {position}"
-            row[problem_field(label)] = problem
-        elif column in FIELD_LIMITS:
+            row[problem_field(column or f"n° {position}")] = problem
+        elif column is not None:
             row[column] = value
     return row
 
@@ -271,8 +346,14 @@ def plan_import(
     *,
     now: datetime,
     replace: bool,
+    ignored: Sequence[str] = (),
 ) -> ImportPlan:
-    """Validate every row; raise one error listing every problem, or return the plan."""
+    """Validate every row; raise one error listing every problem, or return the plan.
+
+    ``ignored`` names the columns cfakey does not read: warnings of the plan, or notes of
+    the error (a typo such as ``expire`` often explains the problems).
+    """
+    notes = tuple(ignored_note(column) for column in ignored)
     if not rows:
         raise UsageError("Le fichier ne contient aucune ligne à importer.")
     checker = _RowChecker(metadata, registry, now=now, replace=replace)
@@ -283,9 +364,12 @@ def plan_import(
             checker.problems = [
                 dataclasses.replace(problem, unit="élément") for problem in checker.problems
             ]
-        raise ImportRowsError(checker.problems)
+        raise ImportRowsError(checker.problems, notes)
     return ImportPlan(
-        tuple(checker.planned), tuple(checker.new_cfas.items()), tuple(checker.replaced)
+        tuple(checker.planned),
+        tuple(checker.new_cfas.items()),
+        tuple(checker.replaced),
+        warnings=notes,
     )
 
 
@@ -326,12 +410,7 @@ class _RowChecker:
         expiry: Expiry | None = None
         expires_text = self._expires_text(number, raw, found)
         if opco is not None and key is not None:
-            try:
-                expiry = resolve_expiry(
-                    opco, key.value, obtained=obtained, now=self.now, expires=expires_text
-                )
-            except UsageError as error:
-                found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
+            expiry = self._expiry(number, opco, key, obtained, expires_text, found)
         if recorded:
             # A field that failed its own check was left out: say why, not that it is missing.
             bad = {problem.column for problem in recorded}
@@ -428,6 +507,26 @@ class _RowChecker:
                 return None
         return text
 
+    def _expiry(  # noqa: PLR0917 - the row's parts, checked one by one above
+        self,
+        number: int,
+        opco: Opco,
+        key: CleanKey,
+        obtained: date,
+        expires: str | None,
+        found: list[ImportProblem],
+    ) -> Expiry | None:
+        """The key's expiry by the rule ``add`` applies, or ``None`` and the problem."""
+        if expires is None and date_required(opco, key.value):
+            if all(problem.column != "expires" for problem in found):  # not unreadable
+                found.append(ImportProblem(number, "expires", DATE_REQUIRED))
+            return None
+        try:
+            return resolve_expiry(opco, key.value, obtained=obtained, now=self.now, expires=expires)
+        except UsageError as error:
+            found.append(ImportProblem(number, "expires", _first_sentence(error.message)))
+            return None
+
     def _duplicate(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
         from cfakey.stores.base import fingerprint
 
@@ -464,6 +563,8 @@ class ImportResult:
     new_cfas: int
     replaced: int
     unusual: int = 0
+    #: What the operator should know although the import succeeded (ignored columns).
+    warnings: tuple[str, ...] = ()
 
 
 def import_file(
@@ -476,10 +577,13 @@ def import_file(
     replace: bool,
 ) -> ImportResult:
     """Read, validate and store every key of ``path``; the store is opened once all is valid."""
-    plan = plan_import(read_import_file(path), metadata, registry, now=now, replace=replace)
+    read = read_import(path)
+    plan = plan_import(
+        read.rows, metadata, registry, now=now, replace=replace, ignored=read.ignored
+    )
     result = run_import(open_store(), metadata, plan, now=now)
     unusual = sum(1 for row in plan.rows if row.key.warnings)
-    return dataclasses.replace(result, unusual=unusual)
+    return dataclasses.replace(result, unusual=unusual, warnings=plan.warnings)
 
 
 def run_import(

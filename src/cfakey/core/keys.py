@@ -139,6 +139,16 @@ def expiry_question(opco: Opco, key: str | None = None) -> ExpiryQuestion:
     return "none"
 
 
+def date_required(opco: Opco, key: str) -> bool:
+    """Whether saving ``key`` needs the date its portal shows: ``add`` refuses to go on
+    without it in a script, and ``import`` without an ``expires`` value.
+
+    A rule where a JWT ``exp`` wins (OPCO EP) makes the date optional: without either,
+    the key is saved without a date.
+    """
+    return expiry_question(opco, key) == "date" and not opco.expiry.jwt_exp_precedence
+
+
 def _typed_date(text: str) -> datetime:
     return parse_date(text).astimezone().astimezone(UTC)
 

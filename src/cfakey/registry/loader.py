@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 REGISTRY_FILENAME = "opco_registry.yaml"
 CACHE_FILENAME = "registry.json"
 # Bump when the model classes change shape, so that old caches are rebuilt.
-_CACHE_FORMAT = 3
+_CACHE_FORMAT = 4  # 4: strict numbers, checked addresses (older caches may hold neither)
 # The only classes a cache may name.
 _MODEL_CLASSES: dict[str, type] = {
     name: value
@@ -156,10 +156,14 @@ def _parse_yaml(path: Path, raw: bytes) -> dict[str, Any]:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f", ligne {mark.line + 1}, colonne {mark.column + 1}" if mark else ""
-        problem = error.problem or error.context or "syntaxe invalide"
+        problem = yaml_problem(error.problem or error.context or "")
         raise RegistryError(f"Registre {path}{where} : YAML invalide ({problem}).") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise RegistryError(f"Registre {path} : YAML invalide ({error}).") from None
+    except UnicodeDecodeError:
+        raise RegistryError(
+            f"Registre {path} : YAML invalide (ce n'est pas du texte UTF-8)."
+        ) from None
+    except yaml.YAMLError:
+        raise RegistryError(f"Registre {path} : YAML invalide (syntaxe YAML invalide).") from None
     if not isinstance(data, dict) or not isinstance(data.get("opcos"), list):
         raise RegistryError(f"Registre {path} : le fichier doit contenir une liste « opcos ».")
     return data
@@ -231,24 +235,114 @@ def _describe(
         if blame_ids is not None and opco_id not in blame_ids:
             opco += " (entrée du registre livré)"
     field = ".".join(str(part) for part in loc) or "(entrée entière)"
-    message = _french(first["type"], first["msg"], first.get("input"))
+    message = _french(first["type"], first["msg"], first.get("input"), first.get("ctx"))
     more = f" ({len(details) - 1} autre(s) erreur(s))" if len(details) > 1 else ""
     return f"Registre {path}{opco}, champ « {field} » : {message}{more}."
 
 
-def _french(kind: str, english: str, value: Any) -> str:
-    if kind == "value_error":
-        return english.removeprefix("Value error, ")
-    if kind in {"unexpected_keyword_argument", "extra_forbidden"}:
-        return "champ inconnu"
-    if kind in {"missing", "missing_argument"}:
-        return "champ obligatoire manquant"
+#: PyYAML's problems (English), by the start of their text, in French.
+_YAML_PROBLEMS: tuple[tuple[str, str], ...] = (
+    (
+        "could not determine a constructor",
+        "étiquette « !! » non permise : seules les valeurs simples sont lues",
+    ),
+    ("mapping values are not allowed", "« : » inattendu (mettez la valeur entre guillemets)"),
+    ("found character '\\t'", "tabulation interdite : indentez avec des espaces"),
+    ("found a tab character", "tabulation interdite : indentez avec des espaces"),
+    ("found character", "caractère interdit à cet endroit"),
+    ("found undefined alias", "alias « * » sans ancre « & » correspondante"),
+    ("found duplicate anchor", "ancre « & » déclarée deux fois"),
+    ("found unknown escape character", "séquence d'échappement « \\ » inconnue"),
+    ("found unexpected end of stream", "fin du fichier inattendue (guillemet non refermé ?)"),
+    ("found unexpected ':'", "« : » inattendu (mettez la valeur entre guillemets)"),
+    ("expected <block end>", "indentation incohérente"),
+    ("expected a comment or a line break", "texte inattendu après la valeur"),
+    ("expected alphabetic or numeric character", "nom d'ancre ou d'alias invalide"),
+    ("control characters are not allowed", "caractère de contrôle interdit"),
+)
+
+
+def yaml_problem(english: str) -> str:
+    """PyYAML's description of a syntax error, in French (never its English sentence)."""
+    import re  # only on an error
+
+    if english.startswith("did not find expected"):
+        wanted = re.findall(r"'([^']+)'", english)
+        if wanted:
+            return " ou ".join(f"« {item} »" for item in wanted) + " attendu"
+        return "syntaxe incomplète (élément attendu manquant)"
+    for start, french in _YAML_PROBLEMS:
+        if english.startswith(start):
+            return french
+    return "syntaxe YAML invalide"
+
+
+#: pydantic's error types, in French: what the field expects.
+_EXPECTED: dict[str, str] = {
+    **dict.fromkeys(
+        ("int_type", "int_parsing", "int_from_float", "int_parsing_size"),
+        "un nombre entier est attendu",
+    ),
+    **dict.fromkeys(("float_type", "float_parsing"), "un nombre est attendu"),
+    "finite_number": "un nombre fini est attendu",
+    **dict.fromkeys(("bool_type", "bool_parsing"), "un booléen (true ou false) est attendu"),
+    **dict.fromkeys(("string_type", "string_unicode"), "un texte est attendu"),
+    **dict.fromkeys(
+        (
+            "date_type",
+            "date_parsing",
+            "date_from_datetime_parsing",
+            "date_from_datetime_inexact",
+        ),
+        "une date AAAA-MM-JJ est attendue",
+    ),
+    **dict.fromkeys(
+        ("tuple_type", "list_type", "iterable_type", "set_type"), "une liste est attendue"
+    ),
+    **dict.fromkeys(
+        ("dataclass_type", "dataclass_args_type", "dict_type", "model_type"),
+        "un bloc de champs (nom: valeur) est attendu",
+    ),
+    **dict.fromkeys(
+        ("url_type", "url_parsing", "url_scheme", "url_syntax_violation"),
+        "une adresse https://hôte/chemin est attendue",
+    ),
+    "none_required": "aucune valeur n'est attendue",
+}
+#: Errors that say the field itself is wrong, not its type.
+_FIELD_PROBLEMS: dict[str, str] = {
+    **dict.fromkeys(
+        ("unexpected_keyword_argument", "unexpected_positional_argument", "extra_forbidden"),
+        "champ inconnu",
+    ),
+    **dict.fromkeys(
+        (
+            "missing",
+            "missing_argument",
+            "missing_keyword_only_argument",
+            "missing_positional_only_argument",
+        ),
+        "champ obligatoire manquant",
+    ),
+}
+_SHOWN_VALUE_MAX = 40
+
+
+def _french(kind: str, english: str, value: Any, context: dict[str, Any] | None = None) -> str:
+    """One pydantic error in French; an unknown type gets a French sentence, never English."""
+    if kind in {"value_error", "assertion_error"}:  # the model's own French messages
+        return english.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind in _FIELD_PROBLEMS:
+        return _FIELD_PROBLEMS[kind]
+    shown = repr(value)
+    if len(shown) > _SHOWN_VALUE_MAX:
+        shown = shown[: _SHOWN_VALUE_MAX - 1] + "…"
     if kind == "literal_error":
-        allowed = english.removeprefix("Input should be ")
-        return f"valeur {value!r} non reconnue (attendu : {allowed.replace(' or ', ' ou ')})"
-    if kind.startswith(("int_", "string_", "bool_", "date_", "tuple_", "list_", "dataclass_")):
-        return f"type invalide ({value!r}) : {english}"
-    return english
+        allowed = str((context or {}).get("expected", "")).replace(" or ", " ou ")
+        return f"valeur {shown} non reconnue (attendu : {allowed})"
+    if kind in _EXPECTED:
+        return f"type invalide ({shown}) : {_EXPECTED[kind]}"
+    return f"valeur {shown} refusée pour ce champ"
 
 
 def _read_cache(cache_file: Path, cache_key: tuple[object, ...]) -> Registry | None:

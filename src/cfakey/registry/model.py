@@ -10,10 +10,71 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 # Not pydantic.ConfigDict: a plain mapping needs no pydantic import; pydantic reads it.
 _STRICT: Any = {"extra": "forbid", "str_strip_whitespace": True}
+
+
+class _Exact:
+    """``Annotated`` marker: pydantic takes the value only as that very type.
+
+    Lax pydantic reads ``days: true`` as 1 day and ``days: 30.0`` as 30; a registry value
+    must be written as what it is. pydantic reads the marker only when it validates (it
+    calls this hook), so the model still imports without pydantic.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema  # only when validating
+
+        if self.kind == "int":
+            return core_schema.int_schema(strict=True)
+        return core_schema.bool_schema(strict=True)
+
+
+#: A whole number written as one (no ``true``, no ``30.0``, no ``"30"``).
+StrictInt = Annotated[int, _Exact("int")]
+#: ``true`` or ``false`` (no ``1``, no ``"oui"``).
+StrictBool = Annotated[bool, _Exact("bool")]
+
+#: Hosts a registry address may reach over plain ``http://`` (a local gateway, tests).
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def check_url(name: str, url: str | None) -> None:
+    """Refuse an address a browser or the HTTP client must not open (``javascript:``...).
+
+    ``https://`` and a host, or ``http://`` for the local machine only; no space.
+    """
+    from urllib.parse import urlsplit  # only when validating
+
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        parts, host = None, ""
+    secure = parts is not None and (
+        parts.scheme == "https" or (parts.scheme == "http" and host in LOCAL_HOSTS)
+    )
+    if not secure or not host or any(char.isspace() or not char.isprintable() for char in url):
+        raise ValueError(
+            f"« {name} » : adresse invalide : une adresse https://hôte/chemin est attendue "
+            "(http:// seulement pour 127.0.0.1 et localhost)"
+        )
+
+
+def check_email(address: str) -> None:
+    """One ``name@domain.tld`` address, with no space nor second ``@``."""
+    import re  # only when validating
+
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", address) or not address.isprintable():
+        raise ValueError("« emails » : adresse e-mail invalide : nom@domaine.fr est attendu")
+
 
 #: Longest lifetime a registry rule may state: ten years, in days or in months.
 MAX_RULE_DAYS = 3660
@@ -63,6 +124,9 @@ class Link:
     name: str
     url: str
 
+    def __post_init__(self) -> None:
+        check_url("url", self.url)
+
 
 @dataclass(frozen=True)
 class ExpiryRule:
@@ -81,12 +145,12 @@ class ExpiryRule:
     __pydantic_config__ = _STRICT
 
     kind: ExpiryKind
-    days: int | None = None
-    months: int | None = None
-    min_months: int | None = None
-    max_months: int | None = None
-    jwt_exp_precedence: bool = False
-    recommended_rotation_months: int | None = None
+    days: StrictInt | None = None
+    months: StrictInt | None = None
+    min_months: StrictInt | None = None
+    max_months: StrictInt | None = None
+    jwt_exp_precedence: StrictBool = False
+    recommended_rotation_months: StrictInt | None = None
     note: str | None = None
 
     def __post_init__(self) -> None:
@@ -177,6 +241,10 @@ class Support:
     web: tuple[Link, ...] = ()
     note: str | None = None
 
+    def __post_init__(self) -> None:
+        for address in self.emails:
+            check_email(address)
+
 
 @dataclass(frozen=True)
 class ConnectionStatus:
@@ -209,9 +277,13 @@ class ApiFacts:
 
     base_url: str | None = None
     acceptance_url: str | None = None
-    oauth_client_required: bool = False
+    oauth_client_required: StrictBool = False
     developer_portal: str | None = None
     note: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("base_url", "acceptance_url", "developer_portal"):
+            check_url(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -225,6 +297,9 @@ class Source:
     version: str | None = None
     url: str | None = None
     note: str | None = None
+
+    def __post_init__(self) -> None:
+        check_url("url", self.url)
 
 
 @dataclass(frozen=True)
@@ -242,14 +317,14 @@ class Opco:
     steps: tuple[str, ...]
     scope: KeyScope
     expiry: ExpiryRule
-    regeneration_revokes: bool | None
-    shown_once: bool
+    regeneration_revokes: StrictBool | None
+    shown_once: StrictBool
     connection: Connection
     sources: tuple[Source, ...]
     links: tuple[Link, ...] = ()
     scope_note: str | None = None
     request: KeyRequest | None = None
-    downloadable: bool = False
+    downloadable: StrictBool = False
     warnings: tuple[str, ...] = ()
     support: Support = Support()
     api: ApiFacts = ApiFacts()
@@ -280,7 +355,7 @@ class Registry:
 
     __pydantic_config__ = _STRICT
 
-    schema_version: int
+    schema_version: StrictInt
     version: str
     updated: date
     opcos: tuple[Opco, ...]

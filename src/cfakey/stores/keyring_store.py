@@ -135,12 +135,57 @@ def _chain_refusal(chained: tuple[str, ...]) -> str | None:
     return None if reason is None else f"keyring enchaîne {', '.join(chained)}, et {reason}"
 
 
+#: keyring's (and its plugins') English reasons, by their exact text, in French.
+_KNOWN_REASONS: dict[str, str] = {
+    "libsecret required": "la bibliothèque libsecret n'est pas installée (PyGObject)",
+    "Can't open a session to the secret service": (
+        "impossible d'ouvrir une session du Secret Service"
+    ),
+    "SecretStorage 3.2 or newer required": "SecretStorage 3.2 ou plus récent est requis",
+    "JSON implementation such as simplejson required.": "aucun module JSON n'est disponible",
+    "python-dbus not installed": "le module dbus n'est pas installé",
+    "macOS required": "ne fonctionne que sous macOS",
+    "Security API unavailable": "l'API Security de macOS n'est pas disponible",
+    "Requires Windows and pywin32": "ne fonctionne que sous Windows, avec pywin32",
+}
+#: Reasons that start with a known English phrase, then give details in English.
+_KNOWN_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("Failed to create the collection", "la collection du trousseau n'a pas pu être créée"),
+    ("Failed to open keyring", "le trousseau n'a pas pu être ouvert"),
+    ("Failed to unlock", "le déverrouillage a échoué"),
+)
+
+
+def keyring_reason(error: BaseException) -> str:
+    """Why keyring or a backend failed, in French: its English sentence is never shown.
+
+    Known reasons come from a table; « X required » and « Requires X » name the missing
+    module; anything else is named by its exception type only.
+    """
+    import re  # only on an error
+
+    text = str(error).strip()
+    if text in _KNOWN_REASONS:
+        return _KNOWN_REASONS[text]
+    if isinstance(error, ImportError) and error.name:
+        return f"le module {error.name} n'est pas installé"
+    missing = re.fullmatch(r"(?:Requires (\S+)|(\S+?)(?: module)? required)", text)
+    if missing is not None:
+        module = (missing[1] or missing[2]).split("/")[0]
+        return f"le module {module} n'est pas installé"
+    for start, french in _KNOWN_PREFIXES:
+        if text.startswith(start):
+            dismissed = " (invite refusée)" if "dismissed" in text.lower() else ""
+            return french + dismissed
+    return f"raison non traduite ({type(error).__name__})"
+
+
 def _priority(cls: type[KeyringBackend]) -> tuple[float | None, str | None]:
     """A backend class's priority, or the reason it gave for not being usable here."""
     try:
         return float(cls.priority), None
     except Exception as error:  # noqa: BLE001 - backends raise what they like; the reason is shown
-        return None, str(error) or type(error).__name__
+        return None, keyring_reason(error)
 
 
 def _backend_classes() -> list[tuple[type[KeyringBackend], BackendCandidate]]:
@@ -222,7 +267,7 @@ def detect_backend(
 
 def _unusable(which: str, error: Exception) -> StoreUnavailableError:
     return StoreUnavailableError(
-        f"{which} est inutilisable : {error or type(error).__name__}.", hint=FILE_STORE_HINT
+        f"{which} est inutilisable : {keyring_reason(error)}.", hint=FILE_STORE_HINT
     )
 
 
@@ -289,7 +334,7 @@ def _translated(name: str, operation: Callable[[], T]) -> T:
         ) from None
     except errors.InitError as error:
         raise StoreUnavailableError(
-            f"Le trousseau du système ({name}) n'a pas pu être ouvert : {str(error).rstrip('.')}.",
+            f"Le trousseau du système ({name}) n'a pas pu être ouvert : {keyring_reason(error)}.",
             hint=FILE_STORE_HINT,
         ) from None
     except errors.KeyringError as error:
