@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from cfakey.errors import (
     AlreadyExistsError,
@@ -306,10 +306,6 @@ def _to_text(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
-def _to_datetime(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
 @dataclass(frozen=True)
 class CfaRecord:
     """A CFA the operator manages keys for."""
@@ -381,44 +377,143 @@ class JournalEntry:
     detail: str
 
 
-def _key_record(row: sqlite3.Row) -> KeyRecord:
+_Decoded = TypeVar("_Decoded")
+
+
+class _UnreadableValueError(Exception):
+    """A stored value cfakey cannot decode: the column it came from."""
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(f"{table}.{column}")
+        self.table, self.column = table, column
+
+
+def _text(row: sqlite3.Row, table: str, column: str) -> str:
+    value = row[column]
+    if not isinstance(value, str):
+        raise _UnreadableValueError(table, column)
+    return value
+
+
+def _optional_text(row: sqlite3.Row, table: str, column: str) -> str | None:
+    return None if row[column] is None else _text(row, table, column)
+
+
+def _integer(row: sqlite3.Row, table: str, column: str) -> int:
+    value = row[column]
+    if not isinstance(value, int):
+        raise _UnreadableValueError(table, column)
+    return value
+
+
+def _moment(row: sqlite3.Row, table: str, column: str) -> datetime:
+    """A stored instant: ISO text with a time zone, as cfakey writes it."""
+    try:
+        moment = datetime.fromisoformat(_text(row, table, column))
+    except ValueError:
+        raise _UnreadableValueError(table, column) from None
+    if moment.tzinfo is None:
+        raise _UnreadableValueError(table, column)
+    return moment
+
+
+def _day(row: sqlite3.Row, table: str, column: str) -> date:
+    try:
+        return date.fromisoformat(_text(row, table, column))
+    except ValueError:
+        raise _UnreadableValueError(table, column) from None
+
+
+def _expiry(value: object) -> datetime | None:
+    """A stored expiry, or ``None`` when it is no usable date.
+
+    The expiry only warns before a key stops working: a value that cannot be read
+    (hand-edited, damaged, from another tool) or lies outside the accepted range is no
+    usable date, and the key is still listed « sans date » rather than hidden.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return usable_moment(moment) if moment.tzinfo is not None else None
+
+
+def _key_record(row: sqlite3.Row, table: str = "key") -> KeyRecord:
     return KeyRecord(
-        siret=row["siret"],
-        opco_id=row["opco_id"],
-        obtained_on=date.fromisoformat(row["obtained_on"]),
-        stored_at=datetime.fromisoformat(row["stored_at"]),
-        # A date outside the accepted range (written by hand or by an older version) is no
-        # usable date: no overview command may overflow on it.
-        expires_at=usable_moment(_to_datetime(row["expires_at"])),
-        expiry_source=row["expiry_source"],
-        fingerprint=row["fingerprint"],
-        os_user=row["os_user"],
-        store=row["store"],
+        siret=_text(row, table, "siret"),
+        opco_id=_text(row, table, "opco_id"),
+        obtained_on=_day(row, table, "obtained_on"),
+        stored_at=_moment(row, table, "stored_at"),
+        expires_at=_expiry(row["expires_at"]),
+        expiry_source=_text(row, table, "expiry_source"),
+        fingerprint=_text(row, table, "fingerprint"),
+        os_user=_text(row, table, "os_user"),
+        store=_text(row, table, "store"),
     )
 
 
 def _pending_write(row: sqlite3.Row) -> PendingWrite:
     return PendingWrite(
-        siret=row["siret"],
-        opco_id=row["opco_id"],
-        action=row["action"],
-        old_fingerprint=row["old_fingerprint"],
-        record=None if row["fingerprint"] is None else _key_record(row),
-        store=row["store"],
-        detail=row["detail"],
-        cfa_name=row["cfa_name"],
-        pid=row["pid"],
+        siret=_text(row, "pending", "siret"),
+        opco_id=_text(row, "pending", "opco_id"),
+        action=_text(row, "pending", "action"),
+        old_fingerprint=_optional_text(row, "pending", "old_fingerprint"),
+        record=None if row["fingerprint"] is None else _key_record(row, "pending"),
+        store=_text(row, "pending", "store"),
+        detail=_text(row, "pending", "detail"),
+        cfa_name=_optional_text(row, "pending", "cfa_name"),
+        pid=_integer(row, "pending", "pid"),
     )
 
 
 def _cfa_record(row: sqlite3.Row) -> CfaRecord:
     return CfaRecord(
-        siret=row["siret"],
-        name=row["name"],
-        uai=row["uai"],
-        is_default=bool(row["is_default"]),
-        created_at=datetime.fromisoformat(row["created_at"]),
+        siret=_text(row, "cfa", "siret"),
+        name=_text(row, "cfa", "name"),
+        uai=_optional_text(row, "cfa", "uai"),
+        is_default=bool(_integer(row, "cfa", "is_default")),
+        created_at=_moment(row, "cfa", "created_at"),
     )
+
+
+def _journal_entry(row: sqlite3.Row) -> JournalEntry:
+    return JournalEntry(
+        id=_integer(row, "journal", "id"),
+        at=_moment(row, "journal", "at"),
+        user=_text(row, "journal", "user"),
+        siret=_optional_text(row, "journal", "siret"),
+        opco_id=_optional_text(row, "journal", "opco_id"),
+        action=_text(row, "journal", "action"),
+        old_fingerprint=_optional_text(row, "journal", "old_fingerprint"),
+        new_fingerprint=_optional_text(row, "journal", "new_fingerprint"),
+        detail=_text(row, "journal", "detail"),
+    )
+
+
+def _decoded(
+    path: str, decode: Callable[[sqlite3.Row], _Decoded], rows: Iterable[sqlite3.Row]
+) -> list[_Decoded]:
+    """Every row decoded, or exit 5 naming the database: a stored value is never a crash.
+
+    Only the expiry has a safe stand-in (:func:`_expiry`); every other column names or
+    dates what a key is, so a bad value there (edited by hand, or a damaged page making
+    SQLite return another type) stops the command rather than showing something untrue.
+    """
+    try:
+        return [decode(row) for row in rows]
+    except (_UnreadableValueError, IndexError, KeyError) as error:
+        where = (
+            f" (table {error.table}, colonne {error.column})"
+            if isinstance(error, _UnreadableValueError)
+            else ""
+        )
+        raise DataCorruptedError(
+            f"La base de métadonnées {path} contient une valeur illisible{where} : elle a été "
+            "modifiée à la main ou endommagée.",
+            hint=f"Vérifiez-la avec cfakey doctor. {damage_hint(path)}",
+        ) from None
 
 
 class Metadata:
@@ -545,12 +640,12 @@ class Metadata:
     def get_cfa(self, siret: str) -> CfaRecord | None:
         """The CFA with this SIRET, if registered."""
         row = self._db.execute("SELECT * FROM cfa WHERE siret = ?", (siret,)).fetchone()
-        return None if row is None else _cfa_record(row)
+        return None if row is None else _decoded(self.path, _cfa_record, [row])[0]
 
     def list_cfas(self) -> list[CfaRecord]:
         """Every registered CFA, by name."""
         rows = self._db.execute("SELECT * FROM cfa ORDER BY name COLLATE NOCASE, siret")
-        return [_cfa_record(row) for row in rows]
+        return _decoded(self.path, _cfa_record, rows)
 
     def set_default_cfa(self, siret: str) -> None:
         """Make this CFA the one used when ``--cfa`` is not given."""
@@ -602,7 +697,7 @@ class Metadata:
         row = self._db.execute(
             "SELECT * FROM key WHERE siret = ? AND opco_id = ?", (siret, opco_id)
         ).fetchone()
-        return None if row is None else _key_record(row)
+        return None if row is None else _decoded(self.path, _key_record, [row])[0]
 
     def list_keys(self, siret: str | None = None, opco_id: str | None = None) -> list[KeyRecord]:
         """Key metadata, optionally for one CFA and/or one OPCO."""
@@ -613,7 +708,7 @@ class Metadata:
             " ORDER BY siret, opco_id",
             {"siret": siret, "opco_id": opco_id},
         )
-        return [_key_record(row) for row in rows]
+        return _decoded(self.path, _key_record, rows)
 
     def delete_key(self, siret: str, opco_id: str) -> bool:
         """Forget the metadata of one key; ``False`` if there was none."""
@@ -636,7 +731,7 @@ class Metadata:
     def keys_with_fingerprint(self, fingerprint: str) -> list[KeyRecord]:
         """Every stored key with this fingerprint (a key pasted twice)."""
         rows = self._db.execute("SELECT * FROM key WHERE fingerprint = ?", (fingerprint,))
-        return [_key_record(row) for row in rows]
+        return _decoded(self.path, _key_record, rows)
 
     # Write intents and the data lock -------------------------------------------------
 
@@ -687,7 +782,7 @@ class Metadata:
             "SELECT * FROM pending WHERE (:pid IS NULL OR pid = :pid) ORDER BY siret, opco_id",
             {"pid": pid},
         )
-        return [_pending_write(row) for row in rows]
+        return _decoded(self.path, _pending_write, rows)
 
     def delete_pending(self, siret: str, opco_id: str) -> None:
         """Forget the intent on one entry: the change was recorded, or undone and checked."""
@@ -745,20 +840,7 @@ class Metadata:
             " ORDER BY id",
             {"siret": siret, "opco_id": opco_id, "since": _to_text(since)},
         )
-        return [
-            JournalEntry(
-                id=row["id"],
-                at=datetime.fromisoformat(row["at"]),
-                user=row["user"],
-                siret=row["siret"],
-                opco_id=row["opco_id"],
-                action=row["action"],
-                old_fingerprint=row["old_fingerprint"],
-                new_fingerprint=row["new_fingerprint"],
-                detail=row["detail"],
-            )
-            for row in rows
-        ]
+        return _decoded(self.path, _journal_entry, rows)
 
 
 def _split_sql(script: str) -> list[str]:
