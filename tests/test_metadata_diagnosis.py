@@ -203,3 +203,35 @@ def test_a_full_disk_before_the_database_exists_says_so(small_disk: Path) -> Non
     assert "plus de place sur le disque" in result.stderr
     assert "Libérez de la place" in result.stderr
     assert not (small_disk / "cfakey.sqlite3").exists()  # no empty file left behind
+
+
+def test_a_missing_database_beside_a_store_with_keys_is_not_silently_recreated(
+    one_key: Path, isolated_home: Path
+) -> None:
+    store_before = (isolated_home / "keys.enc").read_bytes()
+    for leftover in isolated_home.glob("cfakey.sqlite3*"):
+        leftover.unlink()  # deleted: the description of the stored keys is gone
+
+    for command in (("check",), ("list",), ("add", "sante", "--yes")):
+        result = run_cli(*command, input=KEY)
+        assert result.exit_code == ExitCode.DATA_CORRUPTED, (command, result.stdout)
+        assert f"La base de métadonnées {one_key} a disparu" in result.stderr
+        assert "Restaurez-la" in result.stderr
+        assert "cfakey doctor" in result.stderr
+        assert "aucune clé" not in result.stdout
+        assert not one_key.exists()
+    assert (isolated_home / "keys.enc").read_bytes() == store_before
+
+    # doctor is the way to start a new database: it names the store's undescribed key.
+    doctor = run_cli("doctor")
+    assert "clé sans métadonnées (18130002100373/atlas)" in doctor.stdout
+    assert one_key.exists()
+    assert run_cli("check").exit_code == 0
+
+
+def test_a_fresh_home_still_gets_a_new_database(isolated_home: Path) -> None:
+    assert run_cli("check").exit_code == 0
+    for leftover in isolated_home.glob("cfakey.sqlite3*"):
+        leftover.unlink()  # no key was ever stored here
+    result = run_cli("list")
+    assert result.exit_code == 0, result.stderr

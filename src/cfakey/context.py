@@ -88,12 +88,15 @@ class AppContext:
 
         return resolve(self.registry, name)
 
-    def metadata(self) -> Metadata:
-        """The metadata database, opened (and migrated) on first use."""
+    def metadata(self, *, recreate: bool = False) -> Metadata:
+        """The metadata database, opened (and migrated) on first use.
+
+        ``recreate`` (``doctor``): create it even where keys were stored (it was lost).
+        """
         if self._metadata is None:
             from cfakey.metadata import Metadata  # noqa: PLC0415
 
-            self._metadata = Metadata.open(self.paths)
+            self._metadata = Metadata.open(self.paths, recreate=recreate)
             self._metadata.clock = self.clock  # the journal is stamped by the command's clock
         return self._metadata
 

@@ -146,9 +146,9 @@ def damage_hint(path: Path | str) -> str:
     """What to do with a damaged database, without losing the keys in the store."""
     return (
         "Vos clés elles-mêmes sont dans le magasin de clés. Restaurez une sauvegarde de ce "
-        f"fichier ; sans sauvegarde, mettez-le de côté (mv {path} {path}.endommage) : "
-        "cfakey créera une base neuve, et cfakey doctor signalera les clés du magasin à décrire "
-        "de nouveau."
+        f"fichier ; sans sauvegarde, mettez-le de côté (mv {path} {path}.endommage), puis "
+        "lancez cfakey doctor : il créera une base neuve et signalera les clés du magasin à "
+        "décrire de nouveau."
     )
 
 
@@ -295,6 +295,30 @@ def _create(path: Path) -> bool:
     except FileExistsError:
         return False  # another cfakey created it meanwhile: theirs is as good
     return True
+
+
+def _refuse_if_keys_were_stored(paths: Paths) -> None:
+    """Refuse to start a new database where keys were stored: the old one has been lost.
+
+    Two traces tell: the encrypted file holds something, or the data lock exists (only
+    commands that write, recover or hand out keys take it; the OS keyring cannot list
+    its entries, so this is what tells for it).
+    """
+    store, lock = paths.encrypted_store, paths.metadata_db.with_name("cfakey.lock")
+    with suppress(OSError):
+        if store.stat().st_size > 0:
+            where = f"le magasin de clés {store} contient des clés"
+        elif lock.exists():
+            where = f"des clés ont déjà été enregistrées dans {paths.data_dir}"
+        else:
+            return
+        path = paths.metadata_db
+        raise DataCorruptedError(
+            f"La base de métadonnées {path} a disparu alors que {where} : cfakey ne la "
+            "recrée pas en silence (vos clés paraîtraient absentes).",
+            hint="Restaurez-la depuis une sauvegarde ; sans sauvegarde, lancez cfakey doctor : "
+            "il créera une base neuve et nommera les clés du magasin à décrire de nouveau.",
+        )
 
 
 def utc_now() -> datetime:
@@ -530,14 +554,20 @@ class Metadata:
         self._logged_in_transaction = False
 
     @classmethod
-    def open(cls, paths: Paths, *, busy_timeout: float = BUSY_TIMEOUT) -> Metadata:
+    def open(
+        cls, paths: Paths, *, busy_timeout: float = BUSY_TIMEOUT, recreate: bool = False
+    ) -> Metadata:
         """Open (creating and migrating if needed) the database in the data directory.
 
         ``busy_timeout``: seconds to wait for another cfakey holding the database.
+        A missing database is created only in a fresh data directory, or with
+        ``recreate`` (``doctor``): beside keys already stored it has been lost, not never made.
         """
         path = paths.metadata_db
         try:
             ensure_private_dir(path.parent)
+            if not recreate and not path.exists():
+                _refuse_if_keys_were_stored(paths)
             created = _create(path)
             empty = path.stat().st_size == 0
         except OSError as error:
