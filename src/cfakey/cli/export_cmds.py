@@ -240,7 +240,7 @@ def _sources(context: AppContext) -> Sources:
     from cfakey.core.export import Sources  # noqa: PLC0415
 
     return Sources(
-        open_metadata=context.metadata,
+        open_metadata=context.settled_metadata,
         load_registry=lambda: context.registry,
         load_settings=lambda: context.config().values,
         now=context.now,

@@ -162,7 +162,7 @@ def _target(
     from cfakey.expiry import parse_date  # noqa: PLC0415
 
     opco = context.resolve_opco(opco_name)
-    metadata = context.metadata()
+    metadata = context.settled_metadata()  # the key already there, read after recovery
     cfa = resolve_cfa(metadata, given.cfa)
     if given.expires is not None:
         parse_date(given.expires)  # an unreadable date fails before any step
