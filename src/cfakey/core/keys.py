@@ -26,6 +26,7 @@ from cfakey.expiry import (
     jwt_expiry,
     local_date,
     local_midnight,
+    moment_in_range,
     parse_date,
 )
 
@@ -188,7 +189,7 @@ def resolve_expiry(
             notes.append("Durée de vie non indiquée : la clé est enregistrée sans date d'échéance.")
         result = Expiry(None, "none")
     result = dataclasses.replace(result, notes=tuple(notes))
-    if result.expires_at is not None and not in_date_range(result.expires_at.date()):
+    if result.expires_at is not None and not moment_in_range(result.expires_at):
         raise UsageError(
             f"Date d'échéance hors de la plage acceptée ({DATE_RANGE_TEXT}) : "
             "rien n'a été enregistré."
