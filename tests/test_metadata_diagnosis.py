@@ -12,14 +12,16 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
-from cfakey.errors import BusyError, ExitCode
+from cfakey.errors import BusyError, CfakeyError, ExitCode
 from cfakey.metadata import Metadata
 from cfakey.paths import Paths
-from tests.conftest import run_cli
+from cfakey.stores.file_store import EncryptedFileStore
+from tests.conftest import TEST_FILE_PASSWORD, run_cli
 
 SIRET = "18130002100373"
 OTHER_SIRET = "35600000000048"
@@ -149,13 +151,10 @@ def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 def _fill(directory: Path) -> Path:
     filler = directory / "remplissage"
-    with filler.open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    with suppress(OSError), filler.open("wb") as handle:  # closing may fail too: still full
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
     return filler
 
 
@@ -235,3 +234,40 @@ def test_a_fresh_home_still_gets_a_new_database(isolated_home: Path) -> None:
         leftover.unlink()  # no key was ever stored here
     result = run_cli("list")
     assert result.exit_code == 0, result.stderr
+
+
+def _filled_store(small_disk: Path) -> tuple[EncryptedFileStore, bytes]:
+    """An encrypted file with one key on the small disk, as it stood before the failure."""
+    small_disk.mkdir(mode=0o700)
+    store = EncryptedFileStore(small_disk / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store.put(f"{SIRET}/atlas", KEY)
+    return store, (small_disk / "keys.enc").read_bytes()
+
+
+def test_a_full_disk_while_writing_the_encrypted_file_is_exit_1(small_disk: Path) -> None:
+    store, before = _filled_store(small_disk)
+    _fill(small_disk)
+
+    with pytest.raises(CfakeyError) as raised:
+        store.put(f"{SIRET}/sante", "Autre+cle/0123456789abcdef=")
+
+    assert raised.value.exit_code == ExitCode.ERROR
+    assert "plus de place sur le disque" in raised.value.message
+    assert "l'ancien fichier est intact" in raised.value.message
+    assert "Libérez de la place" in (raised.value.hint or "")
+    assert (small_disk / "keys.enc").read_bytes() == before
+    assert [p.name for p in small_disk.glob(".keys.enc*")] == []
+
+
+def test_a_read_only_disk_while_writing_the_encrypted_file_is_exit_1(small_disk: Path) -> None:
+    store, before = _filled_store(small_disk)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk.parent)], check=True)
+    try:
+        with pytest.raises(CfakeyError) as raised:
+            store.put(f"{SIRET}/sante", "Autre+cle/0123456789abcdef=")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk.parent)], check=True)
+
+    assert raised.value.exit_code == ExitCode.ERROR, raised.value.message
+    assert "lecture seule" in raised.value.message
+    assert (small_disk / "keys.enc").read_bytes() == before

@@ -14,7 +14,6 @@ read-only, forbidden: exit 1, the data is sound), or the file itself (exit 5).
 
 from __future__ import annotations
 
-import errno
 import getpass
 import os
 import sqlite3
@@ -33,6 +32,7 @@ from cfakey.errors import (
     CfakeyError,
     DataCorruptedError,
     NotFoundError,
+    disk_hint,
     os_reason,
 )
 from cfakey.expiry import usable_moment
@@ -129,16 +129,6 @@ _ENVIRONMENT_CODES = {
     _SQLITE_IOERR: "erreur d'entrée-sortie",
     _SQLITE_FULL: "plus de place sur le disque",
     _SQLITE_CANTOPEN: "fichier impossible à ouvrir",
-}
-
-
-_ELSEWHERE = "ou choisissez un autre dossier avec CFAKEY_HOME"
-#: What to do when the disk, not the database, is at fault, by ``errno``.
-_DISK_ADVICE = {
-    errno.ENOSPC: f"Libérez de la place sur le disque, {_ELSEWHERE}, puis relancez.",
-    errno.EDQUOT: f"Libérez de la place dans votre quota, {_ELSEWHERE}, puis relancez.",
-    errno.EROFS: f"Remontez le disque en écriture, {_ELSEWHERE}, puis relancez.",
-    errno.EACCES: f"Vérifiez les droits du dossier, {_ELSEWHERE}, puis relancez.",
 }
 
 
@@ -573,7 +563,7 @@ class Metadata:
         except OSError as error:
             raise CfakeyError(
                 f"Impossible d'ouvrir les métadonnées dans {path.parent} ({os_reason(error)}).",
-                hint=_DISK_ADVICE.get(error.errno or 0, _DISK_ADVICE[errno.EACCES]),
+                hint=disk_hint(error),
             ) from None
         if empty:
             raise DataCorruptedError(

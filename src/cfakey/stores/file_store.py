@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from cfakey.errors import (
+    CfakeyError,
     DataCorruptedError,
     NotFoundError,
     StoreUnavailableError,
     UsageError,
+    disk_hint,
     os_reason,
 )
 from cfakey.locking import exclusive_lock
@@ -519,10 +521,12 @@ class EncryptedFileStore(KeyStore):
         try:
             atomic_write(self.path, f"{header_line}\n{_b64(data)}\n".encode("ascii"))
         except OSError as error:
-            raise StoreUnavailableError(
+            # The disk (full, read-only), not the store, is at fault: exit 1, as for the
+            # metadata database (docs/exit-codes.md).
+            raise CfakeyError(
                 f"Impossible d'écrire le fichier chiffré {self.path} : {os_reason(error)} ; "
                 "l'ancien fichier est intact.",
-                hint="Vérifiez les droits et la place libre du dossier de données.",
+                hint=disk_hint(error),
             ) from None
         self._snapshot = (nonce, dict(entries))
 
