@@ -41,7 +41,9 @@ def _read_secret(label: str) -> str:
     if sys.stdin.isatty():
         secret = str(typer.prompt(label, hide_input=True, prompt_suffix=" : "))
     else:
-        secret = sys.stdin.readline()
+        from cfakey.userfiles import read_bounded_text  # noqa: PLC0415
+
+        secret = read_bounded_text(sys.stdin, whole=False)
     secret = secret.strip()
     if not secret:
         raise UsageError("Secret vide : rien n'a été enregistré.")
