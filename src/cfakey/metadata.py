@@ -454,18 +454,61 @@ def _expiry(value: object) -> datetime | None:
     return usable_moment(moment) if moment.tzinfo is not None else None
 
 
+def _flag(row: sqlite3.Row, table: str, column: str) -> bool:
+    return bool(_integer(row, table, column))
+
+
+def _expiry_column(row: sqlite3.Row, _table: str, column: str) -> datetime | None:
+    return _expiry(row[column])
+
+
+#: How each column of a table is read back: a decoder per field (field = column name).
+_Columns = dict[str, Callable[[sqlite3.Row, str, str], Any]]
+_KEY_COLUMNS: _Columns = {
+    "siret": _text,
+    "opco_id": _text,
+    "obtained_on": _day,
+    "stored_at": _moment,
+    "expires_at": _expiry_column,
+    "expiry_source": _text,
+    "fingerprint": _text,
+    "os_user": _text,
+    "store": _text,
+}
+_CFA_COLUMNS: _Columns = {
+    "siret": _text,
+    "name": _text,
+    "uai": _optional_text,
+    "is_default": _flag,
+    "created_at": _moment,
+}
+_JOURNAL_COLUMNS: _Columns = {
+    "id": _integer,
+    "at": _moment,
+    "user": _text,
+    "siret": _optional_text,
+    "opco_id": _optional_text,
+    "action": _text,
+    "old_fingerprint": _optional_text,
+    "new_fingerprint": _optional_text,
+    "detail": _text,
+}
+
+
+def _fields(row: sqlite3.Row, table: str, columns: _Columns) -> dict[str, Any]:
+    return {column: decode(row, table, column) for column, decode in columns.items()}
+
+
 def _key_record(row: sqlite3.Row, table: str = "key") -> KeyRecord:
-    return KeyRecord(
-        siret=_text(row, table, "siret"),
-        opco_id=_text(row, table, "opco_id"),
-        obtained_on=_day(row, table, "obtained_on"),
-        stored_at=_moment(row, table, "stored_at"),
-        expires_at=_expiry(row["expires_at"]),
-        expiry_source=_text(row, table, "expiry_source"),
-        fingerprint=_text(row, table, "fingerprint"),
-        os_user=_text(row, table, "os_user"),
-        store=_text(row, table, "store"),
-    )
+    return KeyRecord(**_fields(row, table, _KEY_COLUMNS))
+
+
+def _cfa_record(row: sqlite3.Row) -> CfaRecord:
+    return CfaRecord(**_fields(row, "cfa", _CFA_COLUMNS))
+
+
+def _journal_entry(row: sqlite3.Row) -> JournalEntry:
+    return JournalEntry(**_fields(row, "journal", _JOURNAL_COLUMNS))
 
 
 def _pending_write(row: sqlite3.Row) -> PendingWrite:
@@ -479,30 +522,6 @@ def _pending_write(row: sqlite3.Row) -> PendingWrite:
         detail=_text(row, "pending", "detail"),
         cfa_name=_optional_text(row, "pending", "cfa_name"),
         pid=_integer(row, "pending", "pid"),
-    )
-
-
-def _cfa_record(row: sqlite3.Row) -> CfaRecord:
-    return CfaRecord(
-        siret=_text(row, "cfa", "siret"),
-        name=_text(row, "cfa", "name"),
-        uai=_optional_text(row, "cfa", "uai"),
-        is_default=bool(_integer(row, "cfa", "is_default")),
-        created_at=_moment(row, "cfa", "created_at"),
-    )
-
-
-def _journal_entry(row: sqlite3.Row) -> JournalEntry:
-    return JournalEntry(
-        id=_integer(row, "journal", "id"),
-        at=_moment(row, "journal", "at"),
-        user=_text(row, "journal", "user"),
-        siret=_optional_text(row, "journal", "siret"),
-        opco_id=_optional_text(row, "journal", "opco_id"),
-        action=_text(row, "journal", "action"),
-        old_fingerprint=_optional_text(row, "journal", "old_fingerprint"),
-        new_fingerprint=_optional_text(row, "journal", "new_fingerprint"),
-        detail=_text(row, "journal", "detail"),
     )
 
 
