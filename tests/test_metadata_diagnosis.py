@@ -20,7 +20,7 @@ import pytest
 from cfakey.errors import BusyError, CfakeyError, ExitCode
 from cfakey.metadata import Metadata
 from cfakey.paths import Paths
-from cfakey.stores.file_store import EncryptedFileStore
+from cfakey.stores.file_store import EncryptedFileStore, holds_entries
 from tests.conftest import TEST_FILE_PASSWORD, run_cli
 
 SIRET = "18130002100373"
@@ -271,3 +271,17 @@ def test_a_read_only_disk_while_writing_the_encrypted_file_is_exit_1(small_disk:
     assert raised.value.exit_code == ExitCode.ERROR, raised.value.message
     assert "lecture seule" in raised.value.message
     assert (small_disk / "keys.enc").read_bytes() == before
+
+
+def test_an_encrypted_file_without_entries_is_a_fresh_start(isolated_home: Path) -> None:
+    isolated_home.mkdir(mode=0o700, exist_ok=True)
+    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store.put(f"{SIRET}/atlas", KEY)
+    assert holds_entries(isolated_home / "keys.enc")  # told without the password
+    store.delete(f"{SIRET}/atlas")
+    assert not holds_entries(isolated_home / "keys.enc")
+    assert run_cli("list").exit_code == 0  # no key anywhere: a new database, silently
+    (isolated_home / "cfakey.sqlite3").unlink()
+    (isolated_home / "keys.enc").write_bytes(b"garbage\n")
+    assert holds_entries(isolated_home / "keys.enc")  # damaged: never deemed empty
+    assert run_cli("list").exit_code == ExitCode.DATA_CORRUPTED

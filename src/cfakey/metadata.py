@@ -290,13 +290,16 @@ def _create(path: Path) -> bool:
 def _refuse_if_keys_were_stored(paths: Paths) -> None:
     """Refuse to start a new database where keys were stored: the old one has been lost.
 
-    Two traces tell: the encrypted file holds something, or the data lock exists (only
-    commands that write, recover or hand out keys take it; the OS keyring cannot list
-    its entries, so this is what tells for it).
+    Two traces tell: the encrypted file holds entries (known from the length of its
+    ciphertext, without the password), or the data lock exists (only commands that
+    write, recover or hand out keys take it; the OS keyring cannot list its entries, so
+    this is what tells for it).
     """
+    from cfakey.stores.file_store import holds_entries  # noqa: PLC0415
+
     store, lock = paths.encrypted_store, paths.metadata_db.with_name("cfakey.lock")
     with suppress(OSError):
-        if store.stat().st_size > 0:
+        if holds_entries(store):
             where = f"le magasin de clés {store} contient des clés"
         elif lock.exists():
             where = f"des clés ont déjà été enregistrées dans {paths.data_dir}"

@@ -537,3 +537,27 @@ class EncryptedFileStore(KeyStore):
         self._leftovers_checked = True
         for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
+
+
+#: The ciphertext of no entries: ``{"entries":{}}`` as :meth:`EncryptedFileStore._write`
+#: encodes it (14 bytes), with the 16-byte GCM tag.
+_EMPTY_CIPHERTEXT = len(b'{"entries":{}}') + 16
+
+
+def holds_entries(path: Path) -> bool:
+    """Whether the encrypted file at ``path`` holds at least one entry, without its password.
+
+    The ciphertext of no entries has a known length; anything longer holds some. A file
+    that cannot be read or is damaged is taken to hold some: it is never deemed empty.
+    """
+
+    def no_password(*, new: bool) -> str:  # never asked: nothing is decrypted
+        raise AssertionError(new)
+
+    try:
+        envelope = EncryptedFileStore(path, no_password)._read()
+        if envelope is None:
+            return False
+        return len(base64.b64decode(envelope.data_b64, validate=True)) > _EMPTY_CIPHERTEXT
+    except (CfakeyError, binascii.Error, ValueError):
+        return True
