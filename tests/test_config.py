@@ -204,7 +204,7 @@ def test_a_store_that_cannot_write_the_oauth_secret_leaves_no_journal_entry(
         patch.setattr(os, "fsync", full_disk)  # the encrypted file's write (SQLite is C)
         result = run_cli("config", "set", "opco.akto.oauth.client_secret", input="autre-secret\n")
 
-    assert result.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert result.exit_code == ExitCode.ERROR  # a full disk (docs/exit-codes.md)
     assert "Impossible d'écrire le fichier chiffré" in result.stderr
     assert "l'ancien fichier est intact" in result.stderr
     assert "autre-secret" not in result.stdout + result.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cfakey.errors import (
+    CfakeyError,
     DataCorruptedError,
     ExitCode,
     NotFoundError,
@@ -344,8 +345,9 @@ def test_a_failed_write_keeps_the_previous_file(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(file_store, "atomic_write", full_disk)
-    with pytest.raises(StoreUnavailableError, match="l'ancien fichier est intact"):
+    with pytest.raises(CfakeyError, match="l'ancien fichier est intact") as raised:
         store.put(entry_name(SIRET_A, "akto"), "cle-akto")
+    assert raised.value.exit_code == ExitCode.ERROR  # the disk is at fault, not the store
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert open_store(path).get(entry_name(SIRET_A, "akto")) is None

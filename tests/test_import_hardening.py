@@ -399,3 +399,43 @@ def test_a_key_whose_portal_date_is_optional_is_imported_without_one_as_add_does
 
     assert result.exit_code == 0, result.stderr
     assert [(row["opco"], row["status"]) for row in listed()] == [("opcoep", "undated")]
+
+
+@pytest.fixture
+def pago_pago(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "Pacific/Pago_Pago")  # UTC-11: 31/12/2099 23:59 is 2100 in UTC
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture
+def paris(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "Europe/Paris")  # UTC+1: 31/12/2099 23:59:59 UTC is 2100 here
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_last_accepted_day_is_on_the_local_calendar(cfa: str, pago_pago: None) -> None:
+    result = run_cli("add", "atlas", "--expires", "31/12/2099 23:59", input=ATLAS_KEY)
+
+    assert result.exit_code == 0, result.stderr
+    (row,) = listed()
+    assert row["expires"] == "2099-12-31"
+    assert row["expires_at"] == "2100-01-01T10:59:00+00:00"
+    assert "31/12/2099" in run_cli("show", "atlas").stdout
+
+
+def test_a_jwt_ending_on_a_local_2100_is_no_usable_date(cfa: str, paris: None) -> None:
+    key = jwt_with_exp(4102444799)  # 2099-12-31T23:59:59Z: 01/01/2100 at 00:59 in Paris
+
+    result = run_cli("add", "opcoep", input=key)
+
+    assert result.exit_code == 0, result.stderr
+    assert "La date « exp » du jeton est hors de la plage acceptée" in result.stderr
+    (row,) = listed()
+    assert row["expires"] is None
+    assert "01/01/2100" not in run_cli("list").stdout

@@ -12,14 +12,16 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 
-from cfakey.errors import BusyError, ExitCode
+from cfakey.errors import BusyError, CfakeyError, ExitCode
 from cfakey.metadata import Metadata
 from cfakey.paths import Paths
-from tests.conftest import run_cli
+from cfakey.stores.file_store import EncryptedFileStore, holds_entries
+from tests.conftest import TEST_FILE_PASSWORD, run_cli
 
 SIRET = "18130002100373"
 OTHER_SIRET = "35600000000048"
@@ -149,13 +151,10 @@ def small_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 def _fill(directory: Path) -> Path:
     filler = directory / "remplissage"
-    with filler.open("wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
-        except OSError:
-            pass
+    with suppress(OSError), filler.open("wb") as handle:  # closing may fail too: still full
+        while True:
+            handle.write(b"\0" * 65536)
+            handle.flush()
     return filler
 
 
@@ -203,3 +202,86 @@ def test_a_full_disk_before_the_database_exists_says_so(small_disk: Path) -> Non
     assert "plus de place sur le disque" in result.stderr
     assert "Libérez de la place" in result.stderr
     assert not (small_disk / "cfakey.sqlite3").exists()  # no empty file left behind
+
+
+def test_a_missing_database_beside_a_store_with_keys_is_not_silently_recreated(
+    one_key: Path, isolated_home: Path
+) -> None:
+    store_before = (isolated_home / "keys.enc").read_bytes()
+    for leftover in isolated_home.glob("cfakey.sqlite3*"):
+        leftover.unlink()  # deleted: the description of the stored keys is gone
+
+    for command in (("check",), ("list",), ("add", "sante", "--yes")):
+        result = run_cli(*command, input=KEY)
+        assert result.exit_code == ExitCode.DATA_CORRUPTED, (command, result.stdout)
+        assert f"La base de métadonnées {one_key} a disparu" in result.stderr
+        assert "Restaurez-la" in result.stderr
+        assert "cfakey doctor" in result.stderr
+        assert "aucune clé" not in result.stdout
+        assert not one_key.exists()
+    assert (isolated_home / "keys.enc").read_bytes() == store_before
+
+    # doctor is the way to start a new database: it names the store's undescribed key.
+    doctor = run_cli("doctor")
+    assert "clé sans métadonnées (18130002100373/atlas)" in doctor.stdout
+    assert one_key.exists()
+    assert run_cli("check").exit_code == 0
+
+
+def test_a_fresh_home_still_gets_a_new_database(isolated_home: Path) -> None:
+    assert run_cli("check").exit_code == 0
+    for leftover in isolated_home.glob("cfakey.sqlite3*"):
+        leftover.unlink()  # no key was ever stored here
+    result = run_cli("list")
+    assert result.exit_code == 0, result.stderr
+
+
+def _filled_store(small_disk: Path) -> tuple[EncryptedFileStore, bytes]:
+    """An encrypted file with one key on the small disk, as it stood before the failure."""
+    small_disk.mkdir(mode=0o700)
+    store = EncryptedFileStore(small_disk / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store.put(f"{SIRET}/atlas", KEY)
+    return store, (small_disk / "keys.enc").read_bytes()
+
+
+def test_a_full_disk_while_writing_the_encrypted_file_is_exit_1(small_disk: Path) -> None:
+    store, before = _filled_store(small_disk)
+    _fill(small_disk)
+
+    with pytest.raises(CfakeyError) as raised:
+        store.put(f"{SIRET}/sante", "Autre+cle/0123456789abcdef=")
+
+    assert raised.value.exit_code == ExitCode.ERROR
+    assert "plus de place sur le disque" in raised.value.message
+    assert "l'ancien fichier est intact" in raised.value.message
+    assert "Libérez de la place" in (raised.value.hint or "")
+    assert (small_disk / "keys.enc").read_bytes() == before
+    assert [p.name for p in small_disk.glob(".keys.enc*")] == []
+
+
+def test_a_read_only_disk_while_writing_the_encrypted_file_is_exit_1(small_disk: Path) -> None:
+    store, before = _filled_store(small_disk)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk.parent)], check=True)
+    try:
+        with pytest.raises(CfakeyError) as raised:
+            store.put(f"{SIRET}/sante", "Autre+cle/0123456789abcdef=")
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk.parent)], check=True)
+
+    assert raised.value.exit_code == ExitCode.ERROR, raised.value.message
+    assert "lecture seule" in raised.value.message
+    assert (small_disk / "keys.enc").read_bytes() == before
+
+
+def test_an_encrypted_file_without_entries_is_a_fresh_start(isolated_home: Path) -> None:
+    isolated_home.mkdir(mode=0o700, exist_ok=True)
+    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store.put(f"{SIRET}/atlas", KEY)
+    assert holds_entries(isolated_home / "keys.enc")  # told without the password
+    store.delete(f"{SIRET}/atlas")
+    assert not holds_entries(isolated_home / "keys.enc")
+    assert run_cli("list").exit_code == 0  # no key anywhere: a new database, silently
+    (isolated_home / "cfakey.sqlite3").unlink()
+    (isolated_home / "keys.enc").write_bytes(b"garbage\n")
+    assert holds_entries(isolated_home / "keys.enc")  # damaged: never deemed empty
+    assert run_cli("list").exit_code == ExitCode.DATA_CORRUPTED

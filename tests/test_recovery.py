@@ -196,3 +196,55 @@ def test_an_interruption_is_reported_from_what_the_database_holds(isolated_home:
     intent = rotation_intent()
     commit(metadata, dataclasses.replace(intent, pid=os.getpid()))
     assert context.interruption_state() == "pending"
+
+
+SANTE_KEY = "Sa9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
+
+
+@pytest.fixture
+def killed_removal(metadata: Metadata, store: EncryptedFileStore) -> Metadata:
+    """Two keys; ``remove atlas`` killed after the store write, before the metadata."""
+    assert run_cli("add", "sante", input=SANTE_KEY + "\n").exit_code == 0
+    commit(metadata, PendingWrite(SIRET, "atlas", "removed", fingerprint(OLD_KEY), None, "file"))
+    store.delete(ENTRY)
+    return metadata
+
+
+def test_the_overview_says_an_operation_was_interrupted(killed_removal: Metadata) -> None:
+    listed = run_cli("list")
+    assert listed.exit_code == 0
+    assert (
+        f"Attention : opération interrompue sur atlas du CFA {SIRET} (suppression) : "
+        "cette ligne peut être fausse ; lancez cfakey doctor pour la terminer."
+    ) in listed.stderr
+
+    checked = run_cli("check")
+    assert checked.exit_code == 1  # Nagios: warning
+    assert checked.stdout.startswith("ALERTE")
+    assert (
+        f"ALERTE CFA des Tests ({SIRET}) Atlas : opération interrompue : lancez cfakey doctor"
+    ) in checked.stdout
+    data = json.loads(run_cli("check", "--json").stdout)
+    assert data["status"] == "warning"
+    assert data["interrupted"] == [{"siret": SIRET, "opco_id": "atlas", "action": "removed"}]
+    assert len(killed_removal.pending()) == 1  # the store was not opened: nothing resolved
+
+
+@pytest.mark.parametrize("command", [("export", "--format", "env"), ("exec", "--", "true")])
+def test_the_command_that_recovers_reads_its_keys_after_recovery(
+    killed_removal: Metadata, command: tuple[str, ...]
+) -> None:
+    result = run_cli(*command)
+    assert "Opération interrompue reprise : la suppression de la clé" in result.stderr
+    assert "cfakey add atlas" not in result.stderr  # never: re-add the key just removed
+    assert result.exit_code == 0, result.stderr
+    assert "SANTE" in result.stdout or command[0] == "exec"
+    assert "ATLAS" not in result.stdout
+    assert killed_removal.pending() == []
+    assert killed_removal.get_key(SIRET, "atlas") is None
+
+
+def test_doctor_counts_the_keys_after_recovery(killed_removal: Metadata) -> None:
+    report = json.loads(run_cli("doctor", "--json").stdout)
+    assert report["keys_checked"] == 1
+    assert "1 clé(s) vérifiée(s)" in run_cli("doctor").stdout

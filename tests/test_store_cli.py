@@ -26,6 +26,9 @@ NEW_PASSWORD = "un-nouveau-mot-de-passe"
 
 
 def seed_file_store(home: Path, password: str = TEST_FILE_PASSWORD) -> EncryptedFileStore:
+    # A real home has its database before its first key: a store with keys and no
+    # database is a lost database, which commands refuse (test_metadata_diagnosis).
+    Metadata.open(Paths.from_env()).close()
     store = EncryptedFileStore(home / "keys.enc", lambda *, new: password, new_file_kdf=CHEAP_KDF)
     store.put(entry_name(SIRET, "atlas"), "cle-atlas")
     store.put(entry_name(SIRET, "akto"), "cle-akto")

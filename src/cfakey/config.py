@@ -101,8 +101,21 @@ class Config:
     @classmethod
     def load(cls, path: Path) -> Config:
         """Read the file; a missing file is an empty configuration."""
+        from cfakey.userfiles import (
+            CONFIG_LIMIT,
+            InputTooLongError,
+            read_bounded,
+            size_text,
+        )
+
         try:
-            raw = path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                raw = read_bounded(handle, CONFIG_LIMIT, str(path)).decode("utf-8")
+        except InputTooLongError:
+            raise DataCorruptedError(
+                f"Fichier de configuration {path} invalide : entrée trop longue (plus de "
+                f"{size_text(CONFIG_LIMIT)}) ; corrigez-le ou supprimez-le."
+            ) from None
         except FileNotFoundError:
             return cls(path)
         except UnicodeDecodeError:

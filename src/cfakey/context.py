@@ -88,14 +88,31 @@ class AppContext:
 
         return resolve(self.registry, name)
 
-    def metadata(self) -> Metadata:
-        """The metadata database, opened (and migrated) on first use."""
+    def metadata(self, *, recreate: bool = False) -> Metadata:
+        """The metadata database, opened (and migrated) on first use.
+
+        ``recreate`` (``doctor``): create it even where keys were stored (it was lost).
+        """
         if self._metadata is None:
             from cfakey.metadata import Metadata
 
-            self._metadata = Metadata.open(self.paths)
+            self._metadata = Metadata.open(self.paths, recreate=recreate)
             self._metadata.clock = self.clock  # the journal is stamped by the command's clock
         return self._metadata
+
+    def settled_metadata(self) -> Metadata:
+        """The metadata database, after finishing what an interrupted command left.
+
+        For commands that will open the key store anyway: their first read (the key to
+        remove, rotate or hand out) must see what recovery recorded, never the state a
+        killed command left. The store is opened here only when an intent is waiting.
+        """
+        from cfakey.core.recovery import has_pending
+
+        metadata = self.metadata()
+        if self._key_store is None and has_pending(metadata):
+            self.key_store()
+        return metadata
 
     def config(self) -> Config:
         """The user's settings file, read on first use."""

@@ -46,6 +46,21 @@ def os_reason(error: OSError) -> str:
     return _OS_REASONS.get(error.errno or 0, error.strerror or type(error).__name__)
 
 
+_ELSEWHERE = "ou choisissez un autre dossier avec CFAKEY_HOME"
+#: What to do when the disk, not a file of cfakey, is at fault, by ``errno``.
+_DISK_ADVICE = {
+    errno.ENOSPC: f"Libérez de la place sur le disque, {_ELSEWHERE}, puis relancez.",
+    errno.EDQUOT: f"Libérez de la place dans votre quota, {_ELSEWHERE}, puis relancez.",
+    errno.EROFS: f"Remontez le disque en écriture, {_ELSEWHERE}, puis relancez.",
+    errno.EACCES: f"Vérifiez les droits du dossier, {_ELSEWHERE}, puis relancez.",
+}
+
+
+def disk_hint(error: OSError) -> str:
+    """What to do when writing in the data directory failed (full, read-only, forbidden)."""
+    return _DISK_ADVICE.get(error.errno or 0, _DISK_ADVICE[errno.EACCES])
+
+
 class CfakeyError(Exception):
     """An error the operator can act on; ``str(error)`` is one French sentence."""
 

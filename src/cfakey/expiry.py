@@ -25,6 +25,12 @@ def in_date_range(day: date) -> bool:
     return EARLIEST_DATE <= day <= LATEST_DATE
 
 
+def moment_in_range(moment: datetime) -> bool:
+    """Whether ``moment`` falls in the accepted range on the operator's calendar: the day
+    that is shown is the one checked (31/12/2099 23:59 in Pago Pago is 2100 in UTC)."""
+    return in_date_range(local_date(moment) if moment.tzinfo is not None else moment.date())
+
+
 _DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 _LONGEST_DATE_TEXT = len("2099-12-31 23:59:59")
 # A JWT payload is a few hundred bytes; a huge one is not decoded at all.
@@ -73,13 +79,13 @@ def jwt_expiry(key: str) -> datetime | None:
     253402300799, is 9999-12-31) is no usable date: ``None`` too, see :func:`jwt_exp_ignored`.
     """
     moment = _jwt_exp_claim(key)
-    return moment if moment is not None and in_date_range(moment.date()) else None
+    return moment if moment is not None and moment_in_range(moment) else None
 
 
 def jwt_exp_ignored(key: str) -> bool:
     """Whether the key is a JWT whose ``exp`` claim lies outside the accepted range."""
     moment = _jwt_exp_claim(key)
-    return moment is not None and not in_date_range(moment.date())
+    return moment is not None and not moment_in_range(moment)
 
 
 def _jwt_exp_claim(key: str) -> datetime | None:
@@ -107,11 +113,7 @@ def usable_moment(moment: datetime | None) -> datetime | None:
     """
     if moment is None:
         return None
-    try:
-        day = moment.astimezone(UTC).date() if moment.tzinfo is not None else moment.date()
-    except (OverflowError, ValueError):
-        return None
-    return moment if in_date_range(day) else None
+    return moment if moment_in_range(moment) else None
 
 
 def local_time(moment: datetime) -> datetime:

@@ -15,16 +15,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cfakey.errors import StoreUnavailableError, os_reason
+from cfakey.errors import CfakeyError, disk_hint, os_reason
 
 
 def _open_lock_file(lock_path: Path) -> int:
     try:
         return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as error:
-        raise StoreUnavailableError(
-            f"Verrou {lock_path} impossible à créer : {os_reason(error)}.",
-            hint="Vérifiez les droits du dossier de données, ou changez-en avec CFAKEY_HOME.",
+        # The disk or the folder's rights are at fault (exit 1), not the key store.
+        raise CfakeyError(
+            f"Verrou {lock_path} impossible à créer : {os_reason(error)}.", hint=disk_hint(error)
         ) from None
 
 

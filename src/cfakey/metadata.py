@@ -14,7 +14,6 @@ read-only, forbidden: exit 1, the data is sound), or the file itself (exit 5).
 
 from __future__ import annotations
 
-import errno
 import getpass
 import os
 import sqlite3
@@ -25,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from cfakey.errors import (
     AlreadyExistsError,
@@ -33,6 +32,7 @@ from cfakey.errors import (
     CfakeyError,
     DataCorruptedError,
     NotFoundError,
+    disk_hint,
     os_reason,
 )
 from cfakey.expiry import usable_moment
@@ -132,23 +132,13 @@ _ENVIRONMENT_CODES = {
 }
 
 
-_ELSEWHERE = "ou choisissez un autre dossier avec CFAKEY_HOME"
-#: What to do when the disk, not the database, is at fault, by ``errno``.
-_DISK_ADVICE = {
-    errno.ENOSPC: f"Libérez de la place sur le disque, {_ELSEWHERE}, puis relancez.",
-    errno.EDQUOT: f"Libérez de la place dans votre quota, {_ELSEWHERE}, puis relancez.",
-    errno.EROFS: f"Remontez le disque en écriture, {_ELSEWHERE}, puis relancez.",
-    errno.EACCES: f"Vérifiez les droits du dossier, {_ELSEWHERE}, puis relancez.",
-}
-
-
 def damage_hint(path: Path | str) -> str:
     """What to do with a damaged database, without losing the keys in the store."""
     return (
         "Vos clés elles-mêmes sont dans le magasin de clés. Restaurez une sauvegarde de ce "
-        f"fichier ; sans sauvegarde, mettez-le de côté (mv {path} {path}.endommage) : "
-        "cfakey créera une base neuve, et cfakey doctor signalera les clés du magasin à décrire "
-        "de nouveau."
+        f"fichier ; sans sauvegarde, mettez-le de côté (mv {path} {path}.endommage), puis "
+        "lancez cfakey doctor : il créera une base neuve et signalera les clés du magasin à "
+        "décrire de nouveau."
     )
 
 
@@ -297,6 +287,33 @@ def _create(path: Path) -> bool:
     return True
 
 
+def _refuse_if_keys_were_stored(paths: Paths) -> None:
+    """Refuse to start a new database where keys were stored: the old one has been lost.
+
+    Two traces tell: the encrypted file holds entries (known from the length of its
+    ciphertext, without the password), or the data lock exists (only commands that
+    write, recover or hand out keys take it; the OS keyring cannot list its entries, so
+    this is what tells for it).
+    """
+    from cfakey.stores.file_store import holds_entries
+
+    store, lock = paths.encrypted_store, paths.metadata_db.with_name("cfakey.lock")
+    with suppress(OSError):
+        if holds_entries(store):
+            where = f"le magasin de clés {store} contient des clés"
+        elif lock.exists():
+            where = f"des clés ont déjà été enregistrées dans {paths.data_dir}"
+        else:
+            return
+        path = paths.metadata_db
+        raise DataCorruptedError(
+            f"La base de métadonnées {path} a disparu alors que {where} : cfakey ne la "
+            "recrée pas en silence (vos clés paraîtraient absentes).",
+            hint="Restaurez-la depuis une sauvegarde ; sans sauvegarde, lancez cfakey doctor : "
+            "il créera une base neuve et nommera les clés du magasin à décrire de nouveau.",
+        )
+
+
 def utc_now() -> datetime:
     """Now, in UTC, to the second."""
     return datetime.now(UTC).replace(microsecond=0)
@@ -304,10 +321,6 @@ def utc_now() -> datetime:
 
 def _to_text(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def _to_datetime(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True)
@@ -381,44 +394,162 @@ class JournalEntry:
     detail: str
 
 
-def _key_record(row: sqlite3.Row) -> KeyRecord:
-    return KeyRecord(
-        siret=row["siret"],
-        opco_id=row["opco_id"],
-        obtained_on=date.fromisoformat(row["obtained_on"]),
-        stored_at=datetime.fromisoformat(row["stored_at"]),
-        # A date outside the accepted range (written by hand or by an older version) is no
-        # usable date: no overview command may overflow on it.
-        expires_at=usable_moment(_to_datetime(row["expires_at"])),
-        expiry_source=row["expiry_source"],
-        fingerprint=row["fingerprint"],
-        os_user=row["os_user"],
-        store=row["store"],
-    )
+_Decoded = TypeVar("_Decoded")
+
+
+class _UnreadableValueError(Exception):
+    """A stored value cfakey cannot decode: the column it came from."""
+
+    def __init__(self, table: str, column: str) -> None:
+        super().__init__(f"{table}.{column}")
+        self.table, self.column = table, column
+
+
+def _text(row: sqlite3.Row, table: str, column: str) -> str:
+    value = row[column]
+    if not isinstance(value, str):
+        raise _UnreadableValueError(table, column)
+    return value
+
+
+def _optional_text(row: sqlite3.Row, table: str, column: str) -> str | None:
+    return None if row[column] is None else _text(row, table, column)
+
+
+def _integer(row: sqlite3.Row, table: str, column: str) -> int:
+    value = row[column]
+    if not isinstance(value, int):
+        raise _UnreadableValueError(table, column)
+    return value
+
+
+def _moment(row: sqlite3.Row, table: str, column: str) -> datetime:
+    """A stored instant: ISO text with a time zone, as cfakey writes it."""
+    try:
+        moment = datetime.fromisoformat(_text(row, table, column))
+    except ValueError:
+        raise _UnreadableValueError(table, column) from None
+    if moment.tzinfo is None:
+        raise _UnreadableValueError(table, column)
+    return moment
+
+
+def _day(row: sqlite3.Row, table: str, column: str) -> date:
+    try:
+        return date.fromisoformat(_text(row, table, column))
+    except ValueError:
+        raise _UnreadableValueError(table, column) from None
+
+
+def _expiry(value: object) -> datetime | None:
+    """A stored expiry, or ``None`` when it is no usable date.
+
+    The expiry only warns before a key stops working: a value that cannot be read
+    (hand-edited, damaged, from another tool) or lies outside the accepted range is no
+    usable date, and the key is still listed « sans date » rather than hidden.
+    """
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return usable_moment(moment) if moment.tzinfo is not None else None
+
+
+def _flag(row: sqlite3.Row, table: str, column: str) -> bool:
+    return bool(_integer(row, table, column))
+
+
+def _expiry_column(row: sqlite3.Row, _table: str, column: str) -> datetime | None:
+    return _expiry(row[column])
+
+
+#: How each column of a table is read back: a decoder per field (field = column name).
+_Columns = dict[str, Callable[[sqlite3.Row, str, str], Any]]
+_KEY_COLUMNS: _Columns = {
+    "siret": _text,
+    "opco_id": _text,
+    "obtained_on": _day,
+    "stored_at": _moment,
+    "expires_at": _expiry_column,
+    "expiry_source": _text,
+    "fingerprint": _text,
+    "os_user": _text,
+    "store": _text,
+}
+_CFA_COLUMNS: _Columns = {
+    "siret": _text,
+    "name": _text,
+    "uai": _optional_text,
+    "is_default": _flag,
+    "created_at": _moment,
+}
+_JOURNAL_COLUMNS: _Columns = {
+    "id": _integer,
+    "at": _moment,
+    "user": _text,
+    "siret": _optional_text,
+    "opco_id": _optional_text,
+    "action": _text,
+    "old_fingerprint": _optional_text,
+    "new_fingerprint": _optional_text,
+    "detail": _text,
+}
+
+
+def _fields(row: sqlite3.Row, table: str, columns: _Columns) -> dict[str, Any]:
+    return {column: decode(row, table, column) for column, decode in columns.items()}
+
+
+def _key_record(row: sqlite3.Row, table: str = "key") -> KeyRecord:
+    return KeyRecord(**_fields(row, table, _KEY_COLUMNS))
+
+
+def _cfa_record(row: sqlite3.Row) -> CfaRecord:
+    return CfaRecord(**_fields(row, "cfa", _CFA_COLUMNS))
+
+
+def _journal_entry(row: sqlite3.Row) -> JournalEntry:
+    return JournalEntry(**_fields(row, "journal", _JOURNAL_COLUMNS))
 
 
 def _pending_write(row: sqlite3.Row) -> PendingWrite:
     return PendingWrite(
-        siret=row["siret"],
-        opco_id=row["opco_id"],
-        action=row["action"],
-        old_fingerprint=row["old_fingerprint"],
-        record=None if row["fingerprint"] is None else _key_record(row),
-        store=row["store"],
-        detail=row["detail"],
-        cfa_name=row["cfa_name"],
-        pid=row["pid"],
+        siret=_text(row, "pending", "siret"),
+        opco_id=_text(row, "pending", "opco_id"),
+        action=_text(row, "pending", "action"),
+        old_fingerprint=_optional_text(row, "pending", "old_fingerprint"),
+        record=None if row["fingerprint"] is None else _key_record(row, "pending"),
+        store=_text(row, "pending", "store"),
+        detail=_text(row, "pending", "detail"),
+        cfa_name=_optional_text(row, "pending", "cfa_name"),
+        pid=_integer(row, "pending", "pid"),
     )
 
 
-def _cfa_record(row: sqlite3.Row) -> CfaRecord:
-    return CfaRecord(
-        siret=row["siret"],
-        name=row["name"],
-        uai=row["uai"],
-        is_default=bool(row["is_default"]),
-        created_at=datetime.fromisoformat(row["created_at"]),
-    )
+def _decoded(
+    path: str, decode: Callable[[sqlite3.Row], _Decoded], rows: Iterable[sqlite3.Row]
+) -> list[_Decoded]:
+    """Every row decoded, or exit 5 naming the database: a stored value is never a crash.
+
+    Only the expiry has a safe stand-in (:func:`_expiry`); every other column names or
+    dates what a key is, so a bad value there (edited by hand, or a damaged page making
+    SQLite return another type) stops the command rather than showing something untrue.
+    """
+    try:
+        return [decode(row) for row in rows]
+    except (_UnreadableValueError, IndexError, KeyError) as error:
+        where = (
+            f" (table {error.table}, colonne {error.column})"
+            if isinstance(error, _UnreadableValueError)
+            else ""
+        )
+        raise DataCorruptedError(
+            f"La base de métadonnées {path} contient une valeur illisible{where} : elle a été "
+            "modifiée à la main ou endommagée.",
+            hint=f"Vérifiez-la avec cfakey doctor. {damage_hint(path)}",
+        ) from None
 
 
 class Metadata:
@@ -435,20 +566,26 @@ class Metadata:
         self._logged_in_transaction = False
 
     @classmethod
-    def open(cls, paths: Paths, *, busy_timeout: float = BUSY_TIMEOUT) -> Metadata:
+    def open(
+        cls, paths: Paths, *, busy_timeout: float = BUSY_TIMEOUT, recreate: bool = False
+    ) -> Metadata:
         """Open (creating and migrating if needed) the database in the data directory.
 
         ``busy_timeout``: seconds to wait for another cfakey holding the database.
+        A missing database is created only in a fresh data directory, or with
+        ``recreate`` (``doctor``): beside keys already stored it has been lost, not never made.
         """
         path = paths.metadata_db
         try:
             ensure_private_dir(path.parent)
+            if not recreate and not path.exists():
+                _refuse_if_keys_were_stored(paths)
             created = _create(path)
             empty = path.stat().st_size == 0
         except OSError as error:
             raise CfakeyError(
                 f"Impossible d'ouvrir les métadonnées dans {path.parent} ({os_reason(error)}).",
-                hint=_DISK_ADVICE.get(error.errno or 0, _DISK_ADVICE[errno.EACCES]),
+                hint=disk_hint(error),
             ) from None
         if empty:
             raise DataCorruptedError(
@@ -545,12 +682,12 @@ class Metadata:
     def get_cfa(self, siret: str) -> CfaRecord | None:
         """The CFA with this SIRET, if registered."""
         row = self._db.execute("SELECT * FROM cfa WHERE siret = ?", (siret,)).fetchone()
-        return None if row is None else _cfa_record(row)
+        return None if row is None else _decoded(self.path, _cfa_record, [row])[0]
 
     def list_cfas(self) -> list[CfaRecord]:
         """Every registered CFA, by name."""
         rows = self._db.execute("SELECT * FROM cfa ORDER BY name COLLATE NOCASE, siret")
-        return [_cfa_record(row) for row in rows]
+        return _decoded(self.path, _cfa_record, rows)
 
     def set_default_cfa(self, siret: str) -> None:
         """Make this CFA the one used when ``--cfa`` is not given."""
@@ -602,7 +739,7 @@ class Metadata:
         row = self._db.execute(
             "SELECT * FROM key WHERE siret = ? AND opco_id = ?", (siret, opco_id)
         ).fetchone()
-        return None if row is None else _key_record(row)
+        return None if row is None else _decoded(self.path, _key_record, [row])[0]
 
     def list_keys(self, siret: str | None = None, opco_id: str | None = None) -> list[KeyRecord]:
         """Key metadata, optionally for one CFA and/or one OPCO."""
@@ -613,7 +750,7 @@ class Metadata:
             " ORDER BY siret, opco_id",
             {"siret": siret, "opco_id": opco_id},
         )
-        return [_key_record(row) for row in rows]
+        return _decoded(self.path, _key_record, rows)
 
     def delete_key(self, siret: str, opco_id: str) -> bool:
         """Forget the metadata of one key; ``False`` if there was none."""
@@ -636,7 +773,7 @@ class Metadata:
     def keys_with_fingerprint(self, fingerprint: str) -> list[KeyRecord]:
         """Every stored key with this fingerprint (a key pasted twice)."""
         rows = self._db.execute("SELECT * FROM key WHERE fingerprint = ?", (fingerprint,))
-        return [_key_record(row) for row in rows]
+        return _decoded(self.path, _key_record, rows)
 
     # Write intents and the data lock -------------------------------------------------
 
@@ -687,7 +824,7 @@ class Metadata:
             "SELECT * FROM pending WHERE (:pid IS NULL OR pid = :pid) ORDER BY siret, opco_id",
             {"pid": pid},
         )
-        return [_pending_write(row) for row in rows]
+        return _decoded(self.path, _pending_write, rows)
 
     def delete_pending(self, siret: str, opco_id: str) -> None:
         """Forget the intent on one entry: the change was recorded, or undone and checked."""
@@ -745,20 +882,7 @@ class Metadata:
             " ORDER BY id",
             {"siret": siret, "opco_id": opco_id, "since": _to_text(since)},
         )
-        return [
-            JournalEntry(
-                id=row["id"],
-                at=datetime.fromisoformat(row["at"]),
-                user=row["user"],
-                siret=row["siret"],
-                opco_id=row["opco_id"],
-                action=row["action"],
-                old_fingerprint=row["old_fingerprint"],
-                new_fingerprint=row["new_fingerprint"],
-                detail=row["detail"],
-            )
-            for row in rows
-        ]
+        return _decoded(self.path, _journal_entry, rows)
 
 
 def _split_sql(script: str) -> list[str]:

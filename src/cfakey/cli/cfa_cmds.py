@@ -103,7 +103,9 @@ def remove_cfa(
 
     context: AppContext = ctx.obj
     removed = cfas.remove_cfa(
-        context.metadata(), cfa, open_store=context.key_store if force else None
+        context.settled_metadata() if force else context.metadata(),
+        cfa,
+        open_store=context.key_store if force else None,
     )
     record = removed.cfa
     print_notice(

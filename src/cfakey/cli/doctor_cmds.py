@@ -50,7 +50,7 @@ def doctor_inputs(context: AppContext) -> DoctorInputs:
         registry=lambda: (context.registry_source, context.registry),
         store_decision=context.store_decision,
         keyring_probe=context.keyring_probe,
-        metadata=context.metadata,
+        metadata=lambda: context.metadata(recreate=True),
         key_store=lambda: context.key_store(interactive=False),
         recovery=lambda: context.recovery,
     )

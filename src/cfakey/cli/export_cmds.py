@@ -232,7 +232,7 @@ def exec_command(
 def _sources(context: AppContext) -> Sources:
     """What the export use-cases read, from the command's context."""
     return Sources(
-        open_metadata=context.metadata,
+        open_metadata=context.settled_metadata,
         load_registry=lambda: context.registry,
         load_settings=lambda: context.config().values,
         now=context.now,

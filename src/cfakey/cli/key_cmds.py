@@ -106,6 +106,7 @@ def remove(
     from cfakey.core.storage import remove_key
 
     context: AppContext = ctx.obj
+    context.settled_metadata()  # the key to remove is read after recovery
     opco, record_cfa, record = _stored_key(context, opco_name, cfa)
     dialogue = Dialogue(None, assume_yes=yes)
     question = (
@@ -147,7 +148,7 @@ def import_keys(
     result = import_file(
         file,
         context.key_store,
-        context.metadata(),
+        context.settled_metadata(),
         context.registry,
         now=context.now(),
         replace=yes,

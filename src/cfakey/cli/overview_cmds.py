@@ -67,6 +67,7 @@ def list_keys(
     """Échéances des clés, les plus urgentes d'abord (sans ouvrir le magasin de clés)."""
     context: AppContext = ctx.obj
     view = _overview(context, cfa, opco_name)
+    _warn_interrupted(view)
     if as_json:
         print_json([row.as_json() for row in view.rows])
         return
@@ -85,6 +86,15 @@ def list_keys(
     else:
         write_lines(_table(view.rows))
     _summary(view)
+
+
+def _warn_interrupted(view: Overview) -> None:
+    """Say which rows an interrupted operation may make wrong (resolved by ``doctor``)."""
+    if view.interrupted:
+        from cfakey.core.recovery import unresolved_warning
+
+        for intent in view.interrupted:
+            print_notice(unresolved_warning(intent))
 
 
 def _empty_hint(view: Overview) -> None:
@@ -213,7 +223,7 @@ def check(
     if as_json:
         print_json(result.as_json())
     else:
-        lines = [_check_summary(result)]
+        lines = [_check_summary(result), *_interrupted_lines(context, view)]
         for row in result.problems:
             lines.append(
                 f"{row.level.label} {row.cfa_name} ({row.siret}) {row.opco_name} : {_problem(row)}"
@@ -222,15 +232,29 @@ def check(
     raise typer.Exit(int(result.level))
 
 
+def _interrupted_lines(context: AppContext, view: Overview) -> list[str]:
+    """One warning per operation a stopped command left unfinished (``doctor`` ends it)."""
+    names = {record.siret: record.name for record in view.cfas}
+    opcos = {opco.id: opco.name for opco in context.registry.opcos}
+    return [
+        f"{Level.WARNING.label} {names.get(p.siret, p.siret)} ({p.siret}) "
+        f"{opcos.get(p.opco_id, p.opco_id)} : opération interrompue : lancez cfakey doctor"
+        for p in view.interrupted
+    ]
+
+
 def _check_summary(result: CheckResult) -> str:
     if result.checked == 0:
         return "OK : aucune clé enregistrée."
-    if not result.problems:
+    if not result.problems and not result.interrupted:
         return f"OK : {result.checked} clé(s) valide(s) ou sans date."
     critical = sum(1 for row in result.problems if row.level is Level.CRITICAL)
     warning = len(result.problems) - critical
+    interrupted = f", {len(result.interrupted)} opération(s) interrompue(s)" * bool(
+        result.interrupted
+    )
     return (
-        f"{result.label} : {critical} critique(s), {warning} en alerte, "
+        f"{result.label} : {critical} critique(s), {warning} en alerte{interrupted}, "
         f"sur {result.checked} clé(s)."
     )
 

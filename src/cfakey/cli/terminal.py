@@ -23,6 +23,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cfakey.errors import CfakeyError, UsageError
+from cfakey.userfiles import read_bounded_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -117,7 +118,7 @@ def ask_line(question: str, *, on_end: OnEnd) -> str:
     sys.stderr.write(question)
     sys.stderr.flush()
     stdin = sys.stdin
-    line = "" if stdin is None or stdin.closed else stdin.readline()
+    line = "" if stdin is None or stdin.closed else read_bounded_text(stdin, whole=False)
     if not line:
         sys.stderr.write("\n")
         raise on_end()
@@ -146,7 +147,7 @@ def ask_secret(question: str, *, on_end: OnEnd, whole_input: bool = False) -> st
     stdin = sys.stdin
     if stdin is None or stdin.closed:
         raise on_end()
-    text = stdin.read() if whole_input else stdin.readline()
+    text = read_bounded_text(stdin, whole=whole_input)
     if not text:
         raise on_end()
     return text

@@ -161,7 +161,7 @@ def _target(
     from cfakey.expiry import parse_date
 
     opco = context.resolve_opco(opco_name)
-    metadata = context.metadata()
+    metadata = context.settled_metadata()  # the key already there, read after recovery
     cfa = resolve_cfa(metadata, given.cfa)
     if given.expires is not None:
         parse_date(given.expires)  # an unreadable date fails before any step
@@ -400,17 +400,9 @@ def _report_saved(
 
 
 def _read_key_file(path: Path) -> str:
+    from cfakey.userfiles import KEY_LIMIT, read_user_file
 
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"Fichier introuvable : {path}.") from None
-    except OSError as error:
-        raise UsageError(f"Fichier illisible : {path} ({error.strerror}).") from None
-    if len(data) > 65536:
-        raise UsageError(
-            f"Le fichier {path} est trop gros pour contenir une clé : est-ce le bon fichier ?"
-        )
+    data = read_user_file(path, "Fichier", limit=KEY_LIMIT)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -218,6 +218,8 @@ class _StoreCheck:
     elsewhere: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     orphans: tuple[str, ...] | None = None
+    #: Keys compared, counted after recovery (which may have completed removals).
+    checked: int | None = None
 
 
 def _check_store(
@@ -236,6 +238,7 @@ def _check_store(
             return found
         metadata = inputs.metadata()
         records = metadata.list_keys()  # after recovery, which may have completed some
+        found.checked = len(records)
         with metadata.lock(), store.batch():
             _compare_secrets(store, records, found, problems)
             entries = store.entries()
@@ -338,7 +341,7 @@ def diagnose(inputs: DoctorInputs) -> DoctorReport:
         registry_overlay=str(source.overlay) if source and source.overlay else None,
         registry_version=loaded.version if loaded else None,
         registry_opcos=len(loaded.opcos) if loaded else None,
-        keys_checked=len(records or []),
+        keys_checked=len(records or []) if checked.checked is None else checked.checked,
         missing_secrets=tuple(checked.missing),
         orphan_entries=checked.orphans,
         database_check=database_check,

@@ -183,16 +183,14 @@ def read_import(path: Path) -> ImportFile:
     recorded under :func:`problem_field` of its column instead, so that the import lists it
     with every other problem of the file.
     """
+    from cfakey.userfiles import IMPORT_LIMIT, read_user_file
+
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"Fichier introuvable : {path}.") from None
+        text = read_user_file(path, "Fichier", limit=IMPORT_LIMIT).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(
             f"Le fichier {path} n'est pas en UTF-8 : enregistrez-le en UTF-8 (CSV UTF-8)."
         ) from None
-    except OSError as error:
-        raise UsageError(f"Fichier illisible : {path} ({error.strerror}).") from None
     stripped = text.lstrip()
     if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
         return _json_rows(path, text)

@@ -26,11 +26,12 @@ from cfakey.expiry import (
     jwt_expiry,
     local_date,
     local_midnight,
+    moment_in_range,
     parse_date,
 )
 
 if TYPE_CHECKING:
-    from cfakey.metadata import CfaRecord, JournalEntry, KeyRecord, Metadata
+    from cfakey.metadata import CfaRecord, JournalEntry, KeyRecord, Metadata, PendingWrite
     from cfakey.registry.model import Opco, Registry
     from cfakey.stores.base import KeyStore
 
@@ -198,7 +199,7 @@ def resolve_expiry(
             notes.append("Durée de vie non indiquée : la clé est enregistrée sans date d'échéance.")
         result = Expiry(None, "none")
     result = dataclasses.replace(result, notes=tuple(notes))
-    if result.expires_at is not None and not in_date_range(result.expires_at.date()):
+    if result.expires_at is not None and not moment_in_range(result.expires_at):
         raise UsageError(
             f"Date d'échéance hors de la plage acceptée ({DATE_RANGE_TEXT}) : "
             "rien n'a été enregistré."
@@ -402,6 +403,9 @@ class Overview:
     rows: tuple[KeyRow, ...]
     cfas: tuple[CfaRecord, ...]
     filtered: bool
+    #: Store changes a stopped command left unfinished: their rows may be wrong until a
+    #: command that opens the store (or ``doctor``) resolves them; the overview never does.
+    interrupted: tuple[PendingWrite, ...] = ()
 
 
 def overview(
@@ -436,7 +440,17 @@ def overview(
     ]
     rows.sort(key=urgency)
     shown_cfas = tuple(c for c in cfas if cfa is None or c.siret == cfa.siret)
-    return Overview(tuple(rows), shown_cfas, filtered=cfa is not None or opco_id is not None)
+    interrupted = tuple(
+        intent
+        for intent in metadata.pending()
+        if (cfa is None or intent.siret == cfa.siret) and opco_id in (None, intent.opco_id)
+    )
+    return Overview(
+        tuple(rows),
+        shown_cfas,
+        filtered=cfa is not None or opco_id is not None,
+        interrupted=interrupted,
+    )
 
 
 @dataclass(frozen=True)
@@ -446,6 +460,7 @@ class CheckResult:
     level: Level
     problems: tuple[KeyRow, ...]
     checked: int
+    interrupted: tuple[PendingWrite, ...] = ()
 
     @property
     def label(self) -> str:
@@ -453,8 +468,9 @@ class CheckResult:
         return self.level.label
 
     def as_json(self) -> dict[str, Any]:
-        """The ``check --json`` object: a contract for scripts."""
-        return {
+        """The ``check --json`` object: a contract for scripts (``interrupted`` only when
+        an interrupted operation is waiting)."""
+        result: dict[str, Any] = {
             "status": self.level.id,
             "status_label": self.level.label,
             "exit_code": int(self.level),
@@ -464,13 +480,27 @@ class CheckResult:
                 for row in self.problems
             ],
         }
+        if self.interrupted:
+            result["interrupted"] = [
+                {"siret": p.siret, "opco_id": p.opco_id, "action": p.action}
+                for p in self.interrupted
+            ]
+        return result
 
 
 def check(view: Overview) -> CheckResult:
-    """Reduce an overview to a Nagios level: 0 all fine, 1 warning, 2 critical."""
+    """Reduce an overview to a Nagios level: 0 all fine, 1 warning, 2 critical.
+
+    An interrupted operation is at least a warning: until it is resolved, a row may show
+    a key that was removed, or the one a rotation replaced.
+    """
     problems = tuple(row for row in view.rows if row.level > 0)
     level = max((row.level for row in problems), default=Level.OK)
-    return CheckResult(level=level, problems=problems, checked=len(view.rows))
+    if view.interrupted:
+        level = max(level, Level.WARNING)
+    return CheckResult(
+        level=level, problems=problems, checked=len(view.rows), interrupted=view.interrupted
+    )
 
 
 # Add, rotate, remove -----------------------------------------------------------------------

@@ -71,6 +71,24 @@ _ACTIONS = {
 }
 
 
+#: The operation an intent belongs to, as a noun (« opération interrompue (suppression) »).
+ACTION_NOUNS = {
+    "added": "ajout",
+    "rotated": "renouvellement",
+    "imported": "import",
+    "removed": "suppression",
+}
+
+
+def unresolved_warning(intent: PendingWrite) -> str:
+    """What the overview says of an intent it cannot resolve (it never opens the store)."""
+    what = ACTION_NOUNS.get(intent.action, "écriture")
+    return (
+        f"Attention : opération interrompue sur {_slot(intent)} ({what}) : cette ligne peut "
+        "être fausse ; lancez cfakey doctor pour la terminer."
+    )
+
+
 def _what(intent: PendingWrite) -> str:
     return _ACTIONS.get(intent.action, "l'écriture de la clé")
 

@@ -135,8 +135,11 @@ def _check_names(path: Path, registry: Registry) -> None:
 
 
 def _read(path: Path) -> bytes:
+    from cfakey.userfiles import REGISTRY_LIMIT, read_bounded
+
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            return read_bounded(handle, REGISTRY_LIMIT, str(path))
     except FileNotFoundError:
         raise RegistryError(f"Le fichier de registre {path} n'existe pas.") from None
     except IsADirectoryError:

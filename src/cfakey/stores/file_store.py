@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from cfakey.errors import (
+    CfakeyError,
     DataCorruptedError,
     NotFoundError,
     StoreUnavailableError,
     UsageError,
+    disk_hint,
     os_reason,
 )
 from cfakey.locking import exclusive_lock
@@ -519,10 +521,12 @@ class EncryptedFileStore(KeyStore):
         try:
             atomic_write(self.path, f"{header_line}\n{_b64(data)}\n".encode("ascii"))
         except OSError as error:
-            raise StoreUnavailableError(
+            # The disk (full, read-only), not the store, is at fault: exit 1, as for the
+            # metadata database (docs/exit-codes.md).
+            raise CfakeyError(
                 f"Impossible d'écrire le fichier chiffré {self.path} : {os_reason(error)} ; "
                 "l'ancien fichier est intact.",
-                hint="Vérifiez les droits et la place libre du dossier de données.",
+                hint=disk_hint(error),
             ) from None
         self._snapshot = (nonce, dict(entries))
 
@@ -533,3 +537,27 @@ class EncryptedFileStore(KeyStore):
         self._leftovers_checked = True
         for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             leftover.unlink(missing_ok=True)
+
+
+#: The ciphertext of no entries: ``{"entries":{}}`` as :meth:`EncryptedFileStore._write`
+#: encodes it (14 bytes), with the 16-byte GCM tag.
+_EMPTY_CIPHERTEXT = len(b'{"entries":{}}') + 16
+
+
+def holds_entries(path: Path) -> bool:
+    """Whether the encrypted file at ``path`` holds at least one entry, without its password.
+
+    The ciphertext of no entries has a known length; anything longer holds some. A file
+    that cannot be read or is damaged is taken to hold some: it is never deemed empty.
+    """
+
+    def no_password(*, new: bool) -> str:  # never asked: nothing is decrypted
+        raise AssertionError(new)
+
+    try:
+        envelope = EncryptedFileStore(path, no_password)._read()
+        if envelope is None:
+            return False
+        return len(base64.b64decode(envelope.data_b64, validate=True)) > _EMPTY_CIPHERTEXT
+    except (CfakeyError, binascii.Error, ValueError):
+        return True
