@@ -279,3 +279,56 @@ def test_hvac_is_not_imported_at_start_up() -> None:
     command = [sys.executable, "-c", code]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "words"),
+    [
+        ("unreachable", ExitCode.STORE_UNAVAILABLE, "injoignable"),
+        ("no-mount", ExitCode.USAGE, "Aucun moteur de secrets"),
+        ("forbidden", ExitCode.STORE_UNAVAILABLE, "(403)"),
+    ],
+)
+def test_a_fault_stops_add_with_nothing_written(
+    openbao: OpenBao,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    code: ExitCode,
+    words: str,
+) -> None:
+    openbao.use_with_cfakey(monkeypatch)
+    assert run_cli("config", "set", "openbao.mount", openbao.mount).exit_code == 0
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
+    if fault == "unreachable":
+        monkeypatch.setenv("BAO_ADDR", "http://127.0.0.1:9")
+    elif fault == "no-mount":
+        assert run_cli("config", "set", "openbao.mount", "absent").exit_code == 0
+    else:
+        rules = f'path "{openbao.mount}/data/cfakey/*" {{ capabilities = ["read"] }}'
+        monkeypatch.setenv("BAO_TOKEN", openbao.server.token("lecture-seule", rules))
+    added = run_cli("add", "atlas", "--yes", input=KEY + "\n")
+    assert added.exit_code == code, added.stderr
+    assert words in added.stderr
+    assert KEY not in added.stdout + added.stderr
+    assert openbao.read(f"cfakey/keys/{SIRET_A}/atlas") is None
+    listed = run_cli("list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert "atlas" not in listed.stdout  # no metadata without the key: nothing half-written
+
+
+def test_a_prefix_edited_by_hand_is_refused_when_the_store_opens(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cfakey.paths import Paths  # noqa: PLC0415
+    from cfakey.stores.file_store import password_source  # noqa: PLC0415
+    from cfakey.stores.kinds import StoreSettings  # noqa: PLC0415
+
+    settings = {"openbao.url": "http://127.0.0.1:8200", "openbao.prefix": "cfakey/../autre"}
+    store_settings = StoreSettings(
+        Paths.from_env({"CFAKEY_HOME": str(isolated_home)}),
+        {},
+        password_source({}),
+        setting=settings.get,
+    )
+    with pytest.raises(UsageError, match="Préfixe invalide"):
+        OpenBaoStore.from_settings(store_settings)

@@ -81,15 +81,22 @@ Les clés déjà rangées ne sont pas déplacées : exportez-les puis réimporte
 def use_store(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(metavar=metavar(), help="Magasin à retenir.")],
-    url: Annotated[str | None, typer.Option(help="openbao : adresse du coffre.")] = None,
+    url: Annotated[
+        str | None, typer.Option(metavar="URL", help="openbao : adresse du coffre.")
+    ] = None,
     mount: Annotated[
-        str | None, typer.Option(help="openbao : point de montage KV v2 (secret).")
+        str | None, typer.Option(metavar="NOM", help="openbao : point de montage KV v2 (secret).")
     ] = None,
-    prefix: Annotated[str | None, typer.Option(help="openbao : préfixe (cfakey).")] = None,
+    prefix: Annotated[
+        str | None, typer.Option(metavar="CHEMIN", help="openbao : préfixe (cfakey).")
+    ] = None,
     ca_bundle: Annotated[
-        str | None, typer.Option(help="openbao : autorité de certification (PEM).")
+        str | None,
+        typer.Option(metavar="FICHIER", help="openbao : autorité de certification (PEM)."),
     ] = None,
-    role_id: Annotated[str | None, typer.Option(help="openbao : rôle AppRole.")] = None,
+    role_id: Annotated[
+        str | None, typer.Option(metavar="ID", help="openbao : rôle AppRole (serveurs, CI).")
+    ] = None,
 ) -> None:
     """Record the store kind to use from now on."""
     from cfakey.cli.output import print_notice  # noqa: PLC0415

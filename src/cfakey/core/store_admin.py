@@ -37,7 +37,10 @@ def use_store(
     when not given). They are checked with those already recorded before anything is
     written, then recorded as ``<kind>.<name>``; a kind that takes none refuses them.
     """
-    kind = store_kind(name.strip().lower())
+    choice = name.strip().lower()
+    if choice not in STORE_KINDS:
+        config.set("store", choice)  # refuses an unknown kind, naming the choices
+    kind = STORE_KINDS[choice]
     store_class = kind.store_class()
     given = {key: value for key, value in (options or {}).items() if value is not None}
     foreign = [key for key in given if key not in store_class.setting_names]
