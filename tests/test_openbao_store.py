@@ -184,6 +184,9 @@ def test_approle_logs_in_with_the_secret_id_from_the_environment(openbao: OpenBa
     wrong = OpenBaoStore(location, {"CFAKEY_BAO_SECRET_ID": "pas-le-bon"})
     assert "AppRole" in _refusal(wrong)
     assert "AppRole" in _refusal(OpenBaoStore(location, {}))
+    elsewhere = BaoLocation(openbao.url, openbao.mount, role_id=role_id)
+    server.request("DELETE", "sys/auth/approle")  # no AppRole method at all any more
+    assert "AppRole" in _refusal(OpenBaoStore(elsewhere, {"CFAKEY_BAO_SECRET_ID": secret_id}))
 
 
 def _has_approle(server: BaoServer) -> bool:

@@ -238,7 +238,11 @@ class OpenBaoStore(KeyStore):
             )
         try:
             answer = client.auth.approle.login(role_id=role_id, secret_id=secret_id)
-        except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+        except (
+            hvac.exceptions.InvalidRequest,  # wrong or expired secret_id, unknown role_id
+            hvac.exceptions.Forbidden,
+            hvac.exceptions.InvalidPath,  # no AppRole method enabled on this engine
+        ):
             raise StoreUnavailableError(
                 "Le coffre OpenBao refuse la connexion AppRole : role_id ou secret_id "
                 "invalide ou expiré.",
