@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from cfakey.cli.app import app
 from cfakey.stores import kinds
 from cfakey.stores.file_store import EncryptedFileStore, ScryptParams
+from tests.openbao import openbao, openbao_server, own_openbao  # noqa: F401 - fixtures
 from tests.secret_service import (  # noqa: F401 - fixtures, shared with every test module
     own_secret_service,
     secret_service,

@@ -363,7 +363,11 @@ def test_every_secret_variable_cfakey_reads_is_withheld_from_exec() -> None:
     )
     names = set(re.findall(r"[\"'](CFAKEY_[A-Z0-9_]+)[\"']", source))
     secret_looking = {name for name in names if re.search("PASSWORD|SECRET|TOKEN|KEY$", name)}
-    assert secret_looking == {"CFAKEY_FILE_PASSWORD", "CFAKEY_NEW_FILE_PASSWORD"}
+    assert secret_looking == {
+        "CFAKEY_FILE_PASSWORD",
+        "CFAKEY_NEW_FILE_PASSWORD",
+        "CFAKEY_BAO_SECRET_ID",  # the team store's AppRole secret_id
+    }
     assert secret_looking <= set(SECRET_ENV_VARIABLES)
     inherited = dict.fromkeys(names, "x") | {"cfakey_file_password": "x"}
     kept = core.exec_environment(inherited, [], qualified=False)

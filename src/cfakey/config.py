@@ -33,6 +33,11 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.scope"), "scope OAuth2 demandé"),
     (re.compile(r"opco\.[a-z0-9]+\.warn_days"), "jours d'alerte avant échéance pour cet OPCO"),
     (re.compile(r"opco\.[a-z0-9]+\.crit_days"), "jours d'alerte critique avant échéance"),
+    (re.compile(r"openbao\.url"), "adresse du coffre OpenBao / Vault (https://hôte:8200)"),
+    (re.compile(r"openbao\.mount"), "point de montage KV version 2 du coffre (secret)"),
+    (re.compile(r"openbao\.prefix"), "préfixe des chemins de cfakey dans le coffre (cfakey)"),
+    (re.compile(r"openbao\.ca_bundle"), "autorité de certification du coffre (fichier PEM)"),
+    (re.compile(r"openbao\.role_id"), "rôle AppRole (secret_id : CFAKEY_BAO_SECRET_ID)"),
 )
 STORE_CHOICES = kind_names()
 

@@ -110,6 +110,10 @@ class AlreadyExistsError(CfakeyError):
     exit_code = ExitCode.ALREADY_EXISTS
 
 
+class ConcurrentChangeError(AlreadyExistsError):
+    """A shared store's entry changed between reading it and writing it (check-and-set)."""
+
+
 class BusyError(CfakeyError):
     """Another cfakey has held the metadata database for longer than the wait allows."""
 

@@ -77,13 +77,36 @@ Les clés déjà rangées ne sont pas déplacées : exportez-les puis réimporte
 
 
 @store_app.command("use", help=_USE_HELP)
-def use_store(
+def use_store(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
     kind: Annotated[str, typer.Argument(metavar=metavar(), help="Magasin à retenir.")],
+    url: Annotated[
+        str | None, typer.Option(metavar="URL", help="openbao : adresse du coffre.")
+    ] = None,
+    mount: Annotated[
+        str | None, typer.Option(metavar="NOM", help="openbao : point de montage KV v2 (secret).")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(metavar="CHEMIN", help="openbao : préfixe (cfakey).")
+    ] = None,
+    ca_bundle: Annotated[
+        str | None,
+        typer.Option(metavar="FICHIER", help="openbao : autorité de certification (PEM)."),
+    ] = None,
+    role_id: Annotated[
+        str | None, typer.Option(metavar="ID", help="openbao : rôle AppRole (serveurs, CI).")
+    ] = None,
 ) -> None:
     """Record the store kind to use from now on."""
     from cfakey.core.store_admin import use_store as record_store
 
     context: AppContext = ctx.obj
-    chosen = record_store(context.config(), kind)
+    options = {
+        "url": url,
+        "mount": mount,
+        "prefix": prefix,
+        "ca_bundle": ca_bundle,
+        "role_id": role_id,
+    }
+    chosen = record_store(context.config(), kind, options)
     print_notice(f"Magasin de clés retenu : {chosen.label} (dans {context.paths.config_file}).")

@@ -6,7 +6,7 @@ neither names a kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,11 +29,36 @@ class PasswordChanged:
     location: str
 
 
-def use_store(config: Config, name: str) -> StoreKind:
-    """Record ``name`` as the store to use from now on (keys already stored do not move)."""
+def use_store(
+    config: Config, name: str, options: Mapping[str, str | None] | None = None
+) -> StoreKind:
+    """Record ``name`` as the store to use from now on (keys already stored do not move).
+
+    ``options``: the kind's settings given on the command line (``url``, ``mount``…; ``None``
+    when not given). They are checked with those already recorded before anything is
+    written, then recorded as ``<kind>.<name>``; a kind that takes none refuses them.
+    """
     choice = name.strip().lower()
-    config.set("store", choice)  # refuses an unknown kind, naming the choices
-    return STORE_KINDS[choice]
+    if choice not in STORE_KINDS:
+        config.set("store", choice)  # refuses an unknown kind, naming the choices
+    kind = STORE_KINDS[choice]
+    store_class = kind.store_class()
+    given = {key: value for key, value in (options or {}).items() if value is not None}
+    foreign = [key for key in given if key not in store_class.setting_names]
+    if foreign:
+        flags = ", ".join(f"--{key.replace('_', '-')}" for key in foreign)
+        raise UsageError(f"Option {flags} : elle ne s'applique pas à {kind.label}.")
+    recorded = {
+        key: str(value)
+        for key in store_class.setting_names
+        if (value := config.get(f"{kind.name}.{key}")) not in (None, "")
+    }
+    checked = store_class.checked_settings({**recorded, **given})
+    for key, value in checked.items():
+        if recorded.get(key) != value:
+            config.set(f"{kind.name}.{key}", value)
+    config.set("store", kind.name)
+    return kind
 
 
 def require_password(kind_name: str | None) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar, Self
@@ -52,6 +52,16 @@ class KeyStore(ABC):
     can_change_password: ClassVar[bool] = False
     #: Several people or machines read and write the same secrets.
     shared: ClassVar[bool] = False
+    #: The settings ``store use`` records for this kind (``--url`` → ``<kind>.url``).
+    setting_names: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def checked_settings(cls, values: Mapping[str, str]) -> dict[str, str]:
+        """``store use``: ``values`` (recorded, then given) normalised, or a French usage error.
+
+        Nothing is contacted; only the names of :attr:`setting_names` are ever passed.
+        """
+        return dict(values)
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> Self:

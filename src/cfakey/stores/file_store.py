@@ -45,7 +45,7 @@ PASSWORD_ENV = "CFAKEY_FILE_PASSWORD"  # noqa: S105 - a variable name
 NEW_PASSWORD_ENV = "CFAKEY_NEW_FILE_PASSWORD"  # noqa: S105 - read by ``store password``
 #: Every environment variable cfakey reads a secret from. A child process (``cfakey exec``)
 #: never receives them: it gets the keys asked for, nothing that unlocks the others.
-SECRET_ENV_VARIABLES = (PASSWORD_ENV, NEW_PASSWORD_ENV)
+SECRET_ENV_VARIABLES = (PASSWORD_ENV, NEW_PASSWORD_ENV, "CFAKEY_BAO_SECRET_ID")
 FORMAT = "cfakey-encrypted-store"
 FORMAT_VERSION = 1
 CIPHER = "AES-256-GCM"

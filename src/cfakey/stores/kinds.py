@@ -86,6 +86,18 @@ STORE_KINDS: dict[str, StoreKind] = {
                 "CFAKEY_NEW_FILE_PASSWORD : nouveau mot de passe pour cfakey store password",
             ),
         ),
+        StoreKind(
+            "openbao",
+            "le coffre OpenBao / Vault (partagé)",
+            "cfakey.stores.openbao_store:OpenBaoStore",
+            (
+                "openbao.url (ou BAO_ADDR, VAULT_ADDR) : adresse du coffre",
+                "openbao.mount (secret), openbao.prefix (cfakey) : où sont les clés",
+                "openbao.ca_bundle : autorité de certification du coffre",
+                "BAO_TOKEN, VAULT_TOKEN ou ~/.vault-token : jeton",
+                "openbao.role_id et CFAKEY_BAO_SECRET_ID : connexion AppRole",
+            ),
+        ),
     )
 }
 
