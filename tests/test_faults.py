@@ -360,9 +360,15 @@ def test_an_import_stopped_by_a_signal_says_only_what_is_true(
     sheet, rows = big_import(isolated_home)
     before = secret_service.items("cfakey")
     process = start(Command(("import", "{csv}", "--yes"), "", {}), sheet)
-    wait_for(lambda: len(secret_service.items("cfakey")) > 3, "des clés importées")
-    process.send_signal(signum)
-    assert process.wait(timeout=WAIT) == 130
+    try:
+        wait_for(lambda: len(secret_service.items("cfakey")) > 3, "des clés importées")
+        process.send_signal(signum)
+        assert process.wait(timeout=WAIT) == 130
+    finally:
+        # A failed wait must not leave the import writing into the daemon the next test uses.
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     assert process.stderr is not None
     stderr = process.stderr.read().decode()
     process.stderr.close()

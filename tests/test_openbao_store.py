@@ -47,7 +47,7 @@ def test_the_table_line_declares_a_shared_listing_store() -> None:
         True,
         False,
     )
-    assert STORE_KINDS["openbao"].label == "le coffre OpenBao / Vault (partagé)"
+    assert STORE_KINDS["openbao"].label == "le coffre partagé OpenBao / Vault"
 
 
 def test_keys_and_oauth_secrets_have_their_own_paths(openbao: OpenBao) -> None:

@@ -88,7 +88,7 @@ STORE_KINDS: dict[str, StoreKind] = {
         ),
         StoreKind(
             "openbao",
-            "le coffre OpenBao / Vault (partagé)",
+            "le coffre partagé OpenBao / Vault",
             "cfakey.stores.openbao_store:OpenBaoStore",
             (
                 "openbao.url (ou BAO_ADDR, VAULT_ADDR) : adresse du coffre",
