@@ -100,6 +100,18 @@ MIGRATIONS: dict[int, str] = {
             PRIMARY KEY (siret, opco_id)
         );
     """,
+    # Key requests sent by e-mail (Constructys, OPCO 2i...): open until the key is stored.
+    4: """
+        CREATE TABLE request (
+            siret TEXT NOT NULL,
+            opco_id TEXT NOT NULL,
+            sent_on TEXT NOT NULL,
+            sent_to TEXT,
+            recorded_at TEXT NOT NULL,
+            os_user TEXT NOT NULL,
+            PRIMARY KEY (siret, opco_id)
+        );
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -260,7 +272,7 @@ def _connect(path: Path, busy_timeout: float) -> _Connection:
 
 def _apply_migrations(connection: sqlite3.Connection, version: int) -> None:
     """Run every migration after ``version``, each followed by its ``user_version``."""
-    for target in range(version + 1, SCHEMA_VERSION + 1):
+    for target in sorted(number for number in MIGRATIONS if number > version):
         for statement in _split_sql(MIGRATIONS[target]):
             connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {target}")
@@ -394,6 +406,18 @@ class JournalEntry:
     detail: str
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """A key asked for by e-mail and not received yet (never a key: dates and an address)."""
+
+    siret: str
+    opco_id: str
+    sent_on: date
+    sent_to: str | None
+    recorded_at: datetime
+    os_user: str
+
+
 _Decoded = TypeVar("_Decoded")
 
 
@@ -498,6 +522,16 @@ _JOURNAL_COLUMNS: _Columns = {
 }
 
 
+_REQUEST_COLUMNS: _Columns = {
+    "siret": _text,
+    "opco_id": _text,
+    "sent_on": _day,
+    "sent_to": _optional_text,
+    "recorded_at": _moment,
+    "os_user": _text,
+}
+
+
 def _fields(row: sqlite3.Row, table: str, columns: _Columns) -> dict[str, Any]:
     return {column: decode(row, table, column) for column, decode in columns.items()}
 
@@ -512,6 +546,10 @@ def _cfa_record(row: sqlite3.Row) -> CfaRecord:
 
 def _journal_entry(row: sqlite3.Row) -> JournalEntry:
     return JournalEntry(**_fields(row, "journal", _JOURNAL_COLUMNS))
+
+
+def _request_record(row: sqlite3.Row) -> RequestRecord:
+    return RequestRecord(**_fields(row, "request", _REQUEST_COLUMNS))
 
 
 def _pending_write(row: sqlite3.Row) -> PendingWrite:
@@ -715,9 +753,18 @@ class Metadata:
     # Keys ------------------------------------------------------------------------------
 
     def put_key(self, record: KeyRecord) -> None:
-        """Insert or replace the metadata of the key of ``(siret, opco_id)``."""
+        """Insert or replace the metadata of the key of ``(siret, opco_id)``.
+
+        A key arriving in a slot closes its e-mail request, in the same transaction: every
+        way a key is stored (``add``, ``rotate``, ``import``, recovery) goes through here.
+        """
         if record.expiry_source not in EXPIRY_SOURCES:
             raise ValueError(f"unknown expiry source {record.expiry_source!r}")
+        with self.transaction():
+            self._insert_key(record)
+            self.close_request(record.siret, record.opco_id, action="request_closed")
+
+    def _insert_key(self, record: KeyRecord) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO key (siret, opco_id, obtained_on, stored_at, expires_at, "
             "expiry_source, fingerprint, os_user, store) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -829,6 +876,60 @@ class Metadata:
     def delete_pending(self, siret: str, opco_id: str) -> None:
         """Forget the intent on one entry: the change was recorded, or undone and checked."""
         self._db.execute("DELETE FROM pending WHERE siret = ? AND opco_id = ?", (siret, opco_id))
+
+    # Key requests ----------------------------------------------------------------------
+
+    def put_request(self, record: RequestRecord) -> None:
+        """Record (or update) the e-mail request of a slot, journalled."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO request (siret, opco_id, sent_on, sent_to, recorded_at, "
+                "os_user) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.siret,
+                    record.opco_id,
+                    record.sent_on.isoformat(),
+                    record.sent_to,
+                    _to_text(record.recorded_at),
+                    record.os_user,
+                ),
+            )
+            sent_to = f" à {record.sent_to}" if record.sent_to else ""
+            self.log(
+                "requested",
+                siret=record.siret,
+                opco_id=record.opco_id,
+                detail=f"demande envoyée le {record.sent_on:%d/%m/%Y}{sent_to}",
+                at=record.recorded_at,
+            )
+
+    def list_requests(
+        self, siret: str | None = None, opco_id: str | None = None
+    ) -> list[RequestRecord]:
+        """Open requests, oldest first, optionally of one CFA or one OPCO."""
+        rows = self._db.execute(
+            "SELECT * FROM request WHERE (:siret IS NULL OR siret = :siret)"
+            " AND (:opco_id IS NULL OR opco_id = :opco_id) ORDER BY sent_on, siret, opco_id",
+            {"siret": siret, "opco_id": opco_id},
+        )
+        return _decoded(self.path, _request_record, rows)
+
+    def close_request(self, siret: str, opco_id: str, *, action: str) -> RequestRecord | None:
+        """Forget the open request of a slot, journalled as ``action``; ``None`` if none."""
+        with self.transaction():
+            found = self.list_requests(siret, opco_id)
+            if not found:
+                return None
+            self._db.execute(
+                "DELETE FROM request WHERE siret = ? AND opco_id = ?", (siret, opco_id)
+            )
+            self.log(
+                action,
+                siret=siret,
+                opco_id=opco_id,
+                detail=f"demande du {found[0].sent_on:%d/%m/%Y}",
+            )
+        return found[0]
 
     # Journal ---------------------------------------------------------------------------
 

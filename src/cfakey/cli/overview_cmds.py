@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -15,10 +16,12 @@ import typer
 from cfakey.cli.options import CFA_OPTION, JSON_OPTION
 from cfakey.cli.terminal import date_text, paint, print_json, print_notice, text_table, write_lines
 from cfakey.core.codes import KeyStatus, Level, action_label
+from cfakey.core.requests import request_cell
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.keys import CheckResult, KeyRow, Overview
+    from cfakey.core.requests import RequestRow
 
 
 def register(app: typer.Typer) -> None:
@@ -71,8 +74,11 @@ def list_keys(
     if as_json:
         print_json([row.as_json() for row in view.rows])
         return
+    requests = _open_requests(context, view, opco_name)
     if not view.rows:
-        _empty_hint(view)
+        _print_requests(requests, ())
+        if not requests:
+            _empty_hint(view)
         return
     several = len({row.siret for row in view.rows}) > 1
     if several and not detail and opco_name is None:
@@ -84,8 +90,37 @@ def list_keys(
             "Détail d'un CFA : cfakey list --cfa SIRET ; une ligne par clé : cfakey list --detail"
         )
     else:
-        write_lines(_table(view.rows))
+        write_lines(_table(view.rows, {(r.siret, r.opco_id): request_cell(r) for r in requests}))
     _summary(view)
+    _print_requests(requests, view.rows)
+
+
+def _open_requests(context: AppContext, view: Overview, opco_name: str | None) -> list[RequestRow]:
+    """The open e-mail requests of the CFAs and OPCO ``list`` shows."""
+    from cfakey.core.requests import open_requests
+
+    shown = {cfa.siret for cfa in view.cfas}
+    opco_id = context.resolve_opco(opco_name).id if opco_name else None
+    every = open_requests(
+        context.metadata(),
+        context.registry,
+        context.config().values,
+        now=context.now(),
+        opco_id=opco_id,
+    )
+    return [row for row in every if row.siret in shown]
+
+
+def _print_requests(requests: Sequence[RequestRow], rows: Sequence[KeyRow]) -> None:
+    """The requests of slots without a key yet, under the table (in it, they have a key)."""
+    keyed = {(row.siret, row.opco_id) for row in rows}
+    waiting = [r for r in requests if (r.siret, r.opco_id) not in keyed]
+    if waiting:
+        print_notice("Clés demandées par e-mail, en attente :")
+    for request in waiting:
+        print_notice(
+            f"  {request.cfa_name} ({request.siret}), {request.opco_name} : {request_cell(request)}"
+        )
 
 
 def _warn_interrupted(view: Overview) -> None:
@@ -122,7 +157,7 @@ _COLOURS = {
 }
 
 
-def _table(rows: tuple[KeyRow, ...]) -> list[str]:
+def _table(rows: tuple[KeyRow, ...], requested: Mapping[tuple[str, str], str]) -> list[str]:
     headers = ("CFA", "SIRET", "OPCO", "Échéance", "Jours", "Statut", "Empreinte")
     cells = [
         (
@@ -133,7 +168,7 @@ def _table(rows: tuple[KeyRow, ...]) -> list[str]:
             if row.expires_at
             else (f"(rot. {row.rotation_due:%d/%m/%Y})" if row.rotation_due else "—"),
             "—" if row.days_left is None else str(row.days_left),
-            row.status.label,
+            requested.get((row.siret, row.opco_id), row.status.label),
             row.fingerprint,
         )
         for row in rows
