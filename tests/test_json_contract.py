@@ -1,4 +1,5 @@
-"""Every ``--json`` output (list, check, show, cfa list, doctor, verify): a contract.
+"""Every ``--json`` output (list, check, show, cfa list, doctor, verify, journal, request
+list): a contract.
 
 Each test pins the exact key set of one output, and that every enumerated value is an
 ASCII identifier with its French label beside it (``"status": "expiring"``,
@@ -289,6 +290,37 @@ def test_request_list_json_pins_its_keys_and_labels_every_status() -> None:
     ]
     for row in rows:
         assert row["status_label"] == RequestStatus(row["status"]).label
+
+
+JOURNAL_KEYS = {
+    "id",
+    "at",
+    "user",
+    "cfa",
+    "opco",
+    "action",
+    "action_label",
+    "old_fingerprint",
+    "new_fingerprint",
+    "detail",
+}
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_journal_json_pins_its_keys_and_labels_every_action() -> None:
+    result = run_at(NOW, "journal", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert [set(entry) for entry in entries] == [JOURNAL_KEYS] * 3
+    assert [(entry["action"], entry["action_label"]) for entry in entries] == [
+        ("added", "ajoutée"),
+        ("added", "ajoutée"),
+        ("cfa_added", "CFA ajouté"),
+    ]
+    assert entries[0]["id"] > entries[1]["id"]  # newest first
+    for entry in entries:
+        assert entry["action_label"] == JournalAction(entry["action"]).label
 
 
 # -- the code tables ------------------------------------------------------------------------------

@@ -973,17 +973,28 @@ class Metadata:
         siret: str | None = None,
         opco_id: str | None = None,
         since: datetime | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[JournalEntry]:
-        """Journal entries, oldest first, optionally filtered."""
+        """Journal entries, optionally filtered; ``limit`` keeps the most recent ones."""
         rows = self._db.execute(
             "SELECT * FROM journal"
             " WHERE (:siret IS NULL OR siret = :siret)"
             " AND (:opco_id IS NULL OR opco_id = :opco_id)"
             " AND (:since IS NULL OR at >= :since)"
-            " ORDER BY id",
-            {"siret": siret, "opco_id": opco_id, "since": _to_text(since)},
+            " AND (:action IS NULL OR action = :action)"
+            " ORDER BY id DESC LIMIT :limit",
+            {
+                "siret": siret,
+                "opco_id": opco_id,
+                "since": _to_text(since),
+                "action": action,
+                "limit": -1 if limit is None else limit,
+            },
         )
-        return _decoded(self.path, _journal_entry, rows)
+        entries = _decoded(self.path, _journal_entry, rows)
+        return entries if newest_first else entries[::-1]
 
 
 def _split_sql(script: str) -> list[str]:
