@@ -249,6 +249,9 @@ def test_canary_appears_only_where_asked_through_every_command(
     run.run("cfa", "list", expected=0)
     run.run("cfa", "list", "--json", expected=0)
     run.run("cfa", "default", SIRET, expected=0)
+    run.run("cfa", "rename", SIRET, "CFA Principal Renommé", expected=0)
+    run.run("cfa", "edit", SIRET, "--uai", "0133527N", expected=0)
+    run.run("cfa", "edit", SIRET, "--uai", KEY_CSV, expected=ExitCode.USAGE)  # never quoted
 
     # add: from stdin, from a file, interactive; and the key where it does not belong
     run.run("add", "atlas", "--yes", "--expires", FAR, stdin=f" {KEY_ATLAS}\n", expected=0)

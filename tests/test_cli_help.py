@@ -21,6 +21,8 @@ LEAF_COMMANDS = (
     "cfa add",
     "cfa list",
     "cfa default",
+    "cfa rename",
+    "cfa edit",
     "cfa remove",
     "add",
     "list",

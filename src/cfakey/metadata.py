@@ -727,6 +727,25 @@ class Metadata:
         rows = self._db.execute("SELECT * FROM cfa ORDER BY name COLLATE NOCASE, siret")
         return _decoded(self.path, _cfa_record, rows)
 
+    def edit_cfa(self, siret: str, *, name: str | None = None, uai: str | None = None) -> CfaRecord:
+        """Change the name and/or the UAI of a CFA, journalled (``cfa_edited``)."""
+        with self.transaction():
+            before = self.get_cfa(siret)
+            if before is None:
+                raise NotFoundError(f"CFA inconnu : {siret}.", hint="Liste : cfakey cfa list.")
+            changes = []
+            if name is not None and name != before.name:
+                self._db.execute("UPDATE cfa SET name = ? WHERE siret = ?", (name, siret))
+                changes.append(f"nom : {before.name} → {name}")
+            if uai is not None and uai != before.uai:
+                self._db.execute("UPDATE cfa SET uai = ? WHERE siret = ?", (uai, siret))
+                changes.append(f"UAI : {before.uai or 'aucun'} → {uai}")
+            if changes:
+                self.log("cfa_edited", siret=siret, detail=" ; ".join(changes))
+        record = self.get_cfa(siret)
+        assert record is not None  # noqa: S101 - read in this transaction
+        return record
+
     def set_default_cfa(self, siret: str) -> None:
         """Make this CFA the one used when ``--cfa`` is not given."""
         with self.transaction():
