@@ -227,6 +227,20 @@ def test_dry_run_shows_the_plan_and_changes_no_byte(tmp_path: Path) -> None:
     assert ATLAS_KEY not in result.stdout + result.stderr
 
 
+def test_dry_run_in_a_new_home_creates_no_database(tmp_path: Path) -> None:
+    path = tmp_path / "cles.csv"
+    path.write_text(f"SIRET;OPCO;Clé\n{SIRET};atlas;{ATLAS_KEY}\n", encoding="utf-8")
+
+    result = run_cli("import", str(path), "--simulation")
+
+    assert result.exit_code == 0, result.stderr
+    assert "1 à importer, 0 à remplacer, 0 inchangée(s), 0 écartée(s) ; 1 CFA à ajouter." in (
+        result.stdout
+    )
+    assert not Paths.from_env().metadata_db.exists()
+    assert not Paths.from_env().encrypted_store.exists()
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_an_export_imports_back_on_another_machine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str

@@ -642,6 +642,16 @@ class Metadata:
             raise
         return metadata
 
+    @classmethod
+    def empty(cls) -> Metadata:
+        """A database with nothing in it, in memory: what a simulation plans against when
+        no database exists yet (it must not create one)."""
+        connection = sqlite3.connect(":memory:", isolation_level=None, factory=_Connection)
+        connection.path, connection.busy_timeout = Path(":memory:"), BUSY_TIMEOUT
+        connection.row_factory = sqlite3.Row
+        _apply_migrations(connection, 0)
+        return cls(connection, ":memory:")
+
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

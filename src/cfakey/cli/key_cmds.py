@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.imports import ImportResult
     from cfakey.core.keys import KeyRow
-    from cfakey.metadata import CfaRecord, KeyRecord
+    from cfakey.metadata import CfaRecord, KeyRecord, Metadata
     from cfakey.registry.model import Opco
 
 
@@ -176,7 +176,7 @@ def import_keys(  # noqa: PLR0917 - typer passes one parameter per option
     result = import_file(
         file,
         context.key_store,
-        context.settled_metadata(),
+        _import_metadata(context, dry_run=dry_run),
         context.registry,
         now=context.now(),
         options=ImportOptions(
@@ -193,6 +193,16 @@ def import_keys(  # noqa: PLR0917 - typer passes one parameter per option
     )
     _print_import_warnings(result)
     print_notice("Échéances : cfakey list")
+
+
+def _import_metadata(context: AppContext, *, dry_run: bool) -> Metadata:
+    """The database to import into; for a simulation in a new home, an empty one in memory
+    (a simulation creates nothing)."""
+    if dry_run and not context.paths.metadata_db.exists():
+        from cfakey.metadata import Metadata
+
+        return Metadata.empty()
+    return context.settled_metadata()
 
 
 def _print_import_warnings(result: ImportResult) -> None:
