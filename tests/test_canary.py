@@ -249,6 +249,9 @@ def test_canary_appears_only_where_asked_through_every_command(
     run.run("cfa", "list", expected=0)
     run.run("cfa", "list", "--json", expected=0)
     run.run("cfa", "default", SIRET, expected=0)
+    run.run("cfa", "rename", SIRET, "CFA Principal Renommé", expected=0)
+    run.run("cfa", "edit", SIRET, "--uai", "0133527N", expected=0)
+    run.run("cfa", "edit", SIRET, "--uai", KEY_CSV, expected=ExitCode.USAGE)  # never quoted
 
     # add: from stdin, from a file, interactive; and the key where it does not belong
     run.run("add", "atlas", "--yes", "--expires", FAR, stdin=f" {KEY_ATLAS}\n", expected=0)
@@ -304,6 +307,14 @@ def test_canary_appears_only_where_asked_through_every_command(
         json.dumps([{"cfa": OTHER_SIRET, "opco": "sante", "key": KEY_JSON, "expires": FAR_ISO}]),
     )
     run.run("import", good_json, expected=0)
+    run.run("import", good_csv, "--dry-run", expected=0)  # every key unchanged
+    run.run("import", bad_csv, "--ignorer-invalides", "--dry-run", expected=ExitCode.USAGE)
+
+    # key requests by e-mail: noted, listed, cancelled, journalled
+    run.run("request", "add", "constructys", "--a", "cles@constructys.fr", expected=0)
+    run.run("request", "list", "--json", expected=0)
+    run.run("request", "cancel", "constructys", expected=0)
+    run.run("request", "add", KEY_CSV, expected=ExitCode.USAGE)  # a key typed for the OPCO
 
     # export: every format to a file, to stdout, and the refusals
     principal = (atlas, KEY_SANTE, KEY_AKTO)
@@ -383,6 +394,8 @@ def test_canary_appears_only_where_asked_through_every_command(
     run.run("remove", "akto", "--yes", expected=0)
     run.run("cfa", "remove", OTHER_SIRET, "--force", expected=0)
     run.run("journal", "--csv", expected=0)
+    run.run("journal", "--json", "--limit", "50", expected=0)
+    run.run("journal", "--excel", "--action", "exported", expected=0)
     run.check()
 
 

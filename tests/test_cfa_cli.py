@@ -74,3 +74,59 @@ def test_duplicate_cfa_is_refused() -> None:
     assert result.exit_code == ExitCode.ALREADY_EXISTS
     assert "déjà enregistré" in result.stderr
     assert json.loads(run_cli("cfa", "list", "--json").stdout)[0]["name"] == "CFA"
+
+
+# cfa rename / cfa edit (issue 15, item 6) ---------------------------------------------
+
+
+def cfas_json() -> list[dict[str, object]]:
+    result = run_cli("cfa", "list", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows: list[dict[str, object]] = json.loads(result.stdout)
+    return rows
+
+
+def edited_journal() -> list[str]:
+    result = run_cli("journal", "--json", "--action", "cfa_edited", "--chronologique")
+    return [entry["detail"] for entry in json.loads(result.stdout)]
+
+
+def test_rename_and_edit_fix_a_cfa_and_journal_it() -> None:
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA Regional").exit_code == 0
+
+    renamed = run_cli("cfa", "rename", SIRET, "CFA Régional Interconsulaire")
+    edited = run_cli("cfa", "edit", "CFA Régional Interconsulaire", "--uai", "0133527n")
+    same = run_cli("cfa", "edit", SIRET, "--uai", "0133527N")
+
+    assert renamed.exit_code == 0, renamed.stderr
+    assert edited.exit_code == 0, edited.stderr
+    assert same.exit_code == 0, same.stderr
+    assert [(c["name"], c["uai"]) for c in cfas_json()] == [
+        ("CFA Régional Interconsulaire", "0133527N")
+    ]
+    assert edited_journal() == [
+        "nom : CFA Regional → CFA Régional Interconsulaire",
+        "UAI : aucun → 0133527N",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "code"),
+    [
+        (("edit", SIRET, "--uai", "0133527A"), "devrait être « N »", ExitCode.USAGE),
+        (("edit", SIRET), "Rien à modifier : précisez --nom ou --uai.", ExitCode.USAGE),
+        (("rename", SIRET, "   "), "", ExitCode.USAGE),
+        (("rename", LA_POSTE, "X"), "CFA inconnu", ExitCode.NOT_FOUND),
+    ],
+)
+def test_a_bad_edit_is_refused_and_changes_nothing(
+    args: tuple[str, ...], message: str, code: int
+) -> None:
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA Regional").exit_code == 0
+
+    result = run_cli("cfa", *args)
+
+    assert result.exit_code == code, result.stderr
+    assert message in result.stderr
+    assert [(c["name"], c["uai"]) for c in cfas_json()] == [("CFA Regional", None)]
+    assert edited_journal() == []

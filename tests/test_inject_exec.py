@@ -312,10 +312,11 @@ def test_cli_exec_passes_keys_and_exit_code(tmp_path: Path) -> None:
     assert result.exit_code == 7
     assert out.read_text(encoding="utf-8").split("\0") == [CANARY, CANARY_SANTE]
     assert "CANARY" not in result.stdout + result.stderr
-    assert [(entry[1], entry[3]) for entry in journal()] == [
-        ("atlas", "exec de sh"),
-        ("sante", "exec de sh"),
-    ]
+    # One entry per run, listing the keys (issue 15, item 7), not one per key.
+    [(_, opco_id, fingerprint, detail)] = journal()
+    assert (opco_id, fingerprint) == (None, None)
+    assert detail.startswith("exec de sh : 2 clé(s) : atlas ")
+    assert ", sante " in detail
 
 
 @pytest.mark.usefixtures("two_keys")

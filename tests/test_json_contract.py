@@ -1,4 +1,5 @@
-"""Every ``--json`` output (list, check, show, cfa list, doctor, verify): a contract.
+"""Every ``--json`` output (list, check, show, cfa list, doctor, verify, journal, request
+list): a contract.
 
 Each test pins the exact key set of one output, and that every enumerated value is an
 ASCII identifier with its French label beside it (``"status": "expiring"``,
@@ -21,7 +22,15 @@ from typer.testing import CliRunner
 from cfakey.cli.app import app
 from cfakey.context import AppContext
 from cfakey.core import verify as engine
-from cfakey.core.codes import DatabaseCheck, DataPath, ExpirySource, JournalAction, KeyStatus, Level
+from cfakey.core.codes import (
+    DatabaseCheck,
+    DataPath,
+    ExpirySource,
+    JournalAction,
+    KeyStatus,
+    Level,
+    RequestStatus,
+)
 from cfakey.stores.kinds import STORE_KINDS
 from cfakey.stores.selection import ORIGINS
 from tests.conftest import CliResult, run_cli
@@ -252,11 +261,73 @@ def test_nothing_to_verify_has_the_same_envelope() -> None:
     assert payload == {"results": [], "summary": {"total": 0, "counts": {}, "exit_code": 0}}
 
 
+REQUEST_KEYS = {
+    "cfa",
+    "cfa_name",
+    "opco",
+    "opco_name",
+    "sent_on",
+    "sent_to",
+    "follow_up_on",
+    "status",
+    "status_label",
+}
+
+
+def test_request_list_json_pins_its_keys_and_labels_every_status() -> None:
+    assert run_at(NOW, "cfa", "add", SIRET, "--nom", "CFA Test").exit_code == 0
+    assert run_at(NOW, "request", "add", "constructys", "--le", "01/11/2026").exit_code == 0
+    assert run_at(NOW, "request", "add", "opco2i", "--a", "cles@opco2i.fr").exit_code == 0
+
+    result = run_at(NOW, "request", "list", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [set(row) for row in rows] == [REQUEST_KEYS, REQUEST_KEYS]
+    assert [(row["opco"], row["status"], row["status_label"]) for row in rows] == [
+        ("constructys", "follow_up", "à relancer"),
+        ("opco2i", "waiting", "demandée"),
+    ]
+    for row in rows:
+        assert row["status_label"] == RequestStatus(row["status"]).label
+
+
+JOURNAL_KEYS = {
+    "id",
+    "at",
+    "user",
+    "cfa",
+    "opco",
+    "action",
+    "action_label",
+    "old_fingerprint",
+    "new_fingerprint",
+    "detail",
+}
+
+
+@pytest.mark.usefixtures("two_keys")
+def test_journal_json_pins_its_keys_and_labels_every_action() -> None:
+    result = run_at(NOW, "journal", "--json")
+
+    assert result.exit_code == 0, result.stderr
+    entries = json.loads(result.stdout)
+    assert [set(entry) for entry in entries] == [JOURNAL_KEYS] * 3
+    assert [(entry["action"], entry["action_label"]) for entry in entries] == [
+        ("added", "ajoutée"),
+        ("added", "ajoutée"),
+        ("cfa_added", "CFA ajouté"),
+    ]
+    assert entries[0]["id"] > entries[1]["id"]  # newest first
+    for entry in entries:
+        assert entry["action_label"] == JournalAction(entry["action"]).label
+
+
 # -- the code tables ------------------------------------------------------------------------------
 
 
 def test_every_code_is_an_ascii_identifier_with_a_french_label() -> None:
-    for table in (KeyStatus, ExpirySource, JournalAction, DatabaseCheck, DataPath):
+    for table in (KeyStatus, ExpirySource, JournalAction, DatabaseCheck, DataPath, RequestStatus):
         for member in table:
             assert is_identifier(member.value), member
             assert member.label, member

@@ -242,7 +242,7 @@ def test_bad_input_is_refused_in_french_and_stores_nothing(
 
 
 def json_journal() -> list[dict[str, str]]:
-    result = run_cli("journal", "--csv")
+    result = run_cli("journal", "--csv", "--chronologique")
     assert result.exit_code == 0, result.stderr
     return list(csv.DictReader(io.StringIO(result.stdout)))
 

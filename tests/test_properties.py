@@ -294,6 +294,8 @@ def test_a_csv_written_by_a_spreadsheet_reads_back_or_names_each_bad_field(
         rows = read_import_file(path)
     except UsageError:
         return  # a structural error (NUL byte...)
+    # A row with nothing in it (Excel's ``,,,`` at the bottom of a sheet) is skipped.
+    records = [record for record in records if any(value.strip() for value in record.values())]
     assert len(rows) == len(records)
     for row, record in zip(rows, records, strict=True):
         for column, value in record.items():

@@ -33,6 +33,7 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.scope"), "scope OAuth2 demandé"),
     (re.compile(r"opco\.[a-z0-9]+\.warn_days"), "jours d'alerte avant échéance pour cet OPCO"),
     (re.compile(r"opco\.[a-z0-9]+\.crit_days"), "jours d'alerte critique avant échéance"),
+    (re.compile(r"request\.follow_up_days"), "jours avant de relancer une demande de clé (10)"),
     (re.compile(r"openbao\.url"), "adresse du coffre OpenBao / Vault (https://hôte:8200)"),
     (re.compile(r"openbao\.mount"), "point de montage KV version 2 du coffre (secret)"),
     (re.compile(r"openbao\.prefix"), "préfixe des chemins de cfakey dans le coffre (cfakey)"),
@@ -158,7 +159,7 @@ class Config:
         require_known_key(key)
         if key == "store" and value not in STORE_CHOICES:
             raise UsageError(f"Magasin inconnu : choix possibles : {', '.join(STORE_CHOICES)}.")
-        if key.endswith(("warn_days", "crit_days")):
+        if key.endswith(("warn_days", "crit_days", "follow_up_days")):
             value = window_days(key, value)
         self.values[key] = value
         self.save()

@@ -100,6 +100,18 @@ MIGRATIONS: dict[int, str] = {
             PRIMARY KEY (siret, opco_id)
         );
     """,
+    # Key requests sent by e-mail (Constructys, OPCO 2i...): open until the key is stored.
+    4: """
+        CREATE TABLE request (
+            siret TEXT NOT NULL,
+            opco_id TEXT NOT NULL,
+            sent_on TEXT NOT NULL,
+            sent_to TEXT,
+            recorded_at TEXT NOT NULL,
+            os_user TEXT NOT NULL,
+            PRIMARY KEY (siret, opco_id)
+        );
+    """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -260,7 +272,7 @@ def _connect(path: Path, busy_timeout: float) -> _Connection:
 
 def _apply_migrations(connection: sqlite3.Connection, version: int) -> None:
     """Run every migration after ``version``, each followed by its ``user_version``."""
-    for target in range(version + 1, SCHEMA_VERSION + 1):
+    for target in sorted(number for number in MIGRATIONS if number > version):
         for statement in _split_sql(MIGRATIONS[target]):
             connection.execute(statement)
         connection.execute(f"PRAGMA user_version = {target}")
@@ -394,6 +406,18 @@ class JournalEntry:
     detail: str
 
 
+@dataclass(frozen=True)
+class RequestRecord:
+    """A key asked for by e-mail and not received yet (never a key: dates and an address)."""
+
+    siret: str
+    opco_id: str
+    sent_on: date
+    sent_to: str | None
+    recorded_at: datetime
+    os_user: str
+
+
 _Decoded = TypeVar("_Decoded")
 
 
@@ -498,6 +522,16 @@ _JOURNAL_COLUMNS: _Columns = {
 }
 
 
+_REQUEST_COLUMNS: _Columns = {
+    "siret": _text,
+    "opco_id": _text,
+    "sent_on": _day,
+    "sent_to": _optional_text,
+    "recorded_at": _moment,
+    "os_user": _text,
+}
+
+
 def _fields(row: sqlite3.Row, table: str, columns: _Columns) -> dict[str, Any]:
     return {column: decode(row, table, column) for column, decode in columns.items()}
 
@@ -512,6 +546,10 @@ def _cfa_record(row: sqlite3.Row) -> CfaRecord:
 
 def _journal_entry(row: sqlite3.Row) -> JournalEntry:
     return JournalEntry(**_fields(row, "journal", _JOURNAL_COLUMNS))
+
+
+def _request_record(row: sqlite3.Row) -> RequestRecord:
+    return RequestRecord(**_fields(row, "request", _REQUEST_COLUMNS))
 
 
 def _pending_write(row: sqlite3.Row) -> PendingWrite:
@@ -604,6 +642,16 @@ class Metadata:
             raise
         return metadata
 
+    @classmethod
+    def empty(cls) -> Metadata:
+        """A database with nothing in it, in memory: what a simulation plans against when
+        no database exists yet (it must not create one)."""
+        connection = sqlite3.connect(":memory:", isolation_level=None, factory=_Connection)
+        connection.path, connection.busy_timeout = Path(":memory:"), BUSY_TIMEOUT
+        connection.row_factory = sqlite3.Row
+        _apply_migrations(connection, 0)
+        return cls(connection, ":memory:")
+
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -689,6 +737,25 @@ class Metadata:
         rows = self._db.execute("SELECT * FROM cfa ORDER BY name COLLATE NOCASE, siret")
         return _decoded(self.path, _cfa_record, rows)
 
+    def edit_cfa(self, siret: str, *, name: str | None = None, uai: str | None = None) -> CfaRecord:
+        """Change the name and/or the UAI of a CFA, journalled (``cfa_edited``)."""
+        with self.transaction():
+            before = self.get_cfa(siret)
+            if before is None:
+                raise NotFoundError(f"CFA inconnu : {siret}.", hint="Liste : cfakey cfa list.")
+            changes = []
+            if name is not None and name != before.name:
+                self._db.execute("UPDATE cfa SET name = ? WHERE siret = ?", (name, siret))
+                changes.append(f"nom : {before.name} → {name}")
+            if uai is not None and uai != before.uai:
+                self._db.execute("UPDATE cfa SET uai = ? WHERE siret = ?", (uai, siret))
+                changes.append(f"UAI : {before.uai or 'aucun'} → {uai}")
+            if changes:
+                self.log("cfa_edited", siret=siret, detail=" ; ".join(changes))
+        record = self.get_cfa(siret)
+        assert record is not None  # noqa: S101 - read in this transaction
+        return record
+
     def set_default_cfa(self, siret: str) -> None:
         """Make this CFA the one used when ``--cfa`` is not given."""
         with self.transaction():
@@ -715,9 +782,18 @@ class Metadata:
     # Keys ------------------------------------------------------------------------------
 
     def put_key(self, record: KeyRecord) -> None:
-        """Insert or replace the metadata of the key of ``(siret, opco_id)``."""
+        """Insert or replace the metadata of the key of ``(siret, opco_id)``.
+
+        A key arriving in a slot closes its e-mail request, in the same transaction: every
+        way a key is stored (``add``, ``rotate``, ``import``, recovery) goes through here.
+        """
         if record.expiry_source not in EXPIRY_SOURCES:
             raise ValueError(f"unknown expiry source {record.expiry_source!r}")
+        with self.transaction():
+            self._insert_key(record)
+            self.close_request(record.siret, record.opco_id, action="request_closed")
+
+    def _insert_key(self, record: KeyRecord) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO key (siret, opco_id, obtained_on, stored_at, expires_at, "
             "expiry_source, fingerprint, os_user, store) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -830,6 +906,60 @@ class Metadata:
         """Forget the intent on one entry: the change was recorded, or undone and checked."""
         self._db.execute("DELETE FROM pending WHERE siret = ? AND opco_id = ?", (siret, opco_id))
 
+    # Key requests ----------------------------------------------------------------------
+
+    def put_request(self, record: RequestRecord) -> None:
+        """Record (or update) the e-mail request of a slot, journalled."""
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO request (siret, opco_id, sent_on, sent_to, recorded_at, "
+                "os_user) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.siret,
+                    record.opco_id,
+                    record.sent_on.isoformat(),
+                    record.sent_to,
+                    _to_text(record.recorded_at),
+                    record.os_user,
+                ),
+            )
+            sent_to = f" à {record.sent_to}" if record.sent_to else ""
+            self.log(
+                "requested",
+                siret=record.siret,
+                opco_id=record.opco_id,
+                detail=f"demande envoyée le {record.sent_on:%d/%m/%Y}{sent_to}",
+                at=record.recorded_at,
+            )
+
+    def list_requests(
+        self, siret: str | None = None, opco_id: str | None = None
+    ) -> list[RequestRecord]:
+        """Open requests, oldest first, optionally of one CFA or one OPCO."""
+        rows = self._db.execute(
+            "SELECT * FROM request WHERE (:siret IS NULL OR siret = :siret)"
+            " AND (:opco_id IS NULL OR opco_id = :opco_id) ORDER BY sent_on, siret, opco_id",
+            {"siret": siret, "opco_id": opco_id},
+        )
+        return _decoded(self.path, _request_record, rows)
+
+    def close_request(self, siret: str, opco_id: str, *, action: str) -> RequestRecord | None:
+        """Forget the open request of a slot, journalled as ``action``; ``None`` if none."""
+        with self.transaction():
+            found = self.list_requests(siret, opco_id)
+            if not found:
+                return None
+            self._db.execute(
+                "DELETE FROM request WHERE siret = ? AND opco_id = ?", (siret, opco_id)
+            )
+            self.log(
+                action,
+                siret=siret,
+                opco_id=opco_id,
+                detail=f"demande du {found[0].sent_on:%d/%m/%Y}",
+            )
+        return found[0]
+
     # Journal ---------------------------------------------------------------------------
 
     def log(
@@ -872,17 +1002,28 @@ class Metadata:
         siret: str | None = None,
         opco_id: str | None = None,
         since: datetime | None = None,
+        action: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[JournalEntry]:
-        """Journal entries, oldest first, optionally filtered."""
+        """Journal entries, optionally filtered; ``limit`` keeps the most recent ones."""
         rows = self._db.execute(
             "SELECT * FROM journal"
             " WHERE (:siret IS NULL OR siret = :siret)"
             " AND (:opco_id IS NULL OR opco_id = :opco_id)"
             " AND (:since IS NULL OR at >= :since)"
-            " ORDER BY id",
-            {"siret": siret, "opco_id": opco_id, "since": _to_text(since)},
+            " AND (:action IS NULL OR action = :action)"
+            " ORDER BY id DESC LIMIT :limit",
+            {
+                "siret": siret,
+                "opco_id": opco_id,
+                "since": _to_text(since),
+                "action": action,
+                "limit": -1 if limit is None else limit,
+            },
         )
-        return _decoded(self.path, _journal_entry, rows)
+        entries = _decoded(self.path, _journal_entry, rows)
+        return entries if newest_first else entries[::-1]
 
 
 def _split_sql(script: str) -> list[str]:

@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 
 #: Command groups: alone on the command line, they show their help.
-GROUPS = ("cfa", "config", "store")
+GROUPS = ("cfa", "config", "request", "store")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -44,6 +44,7 @@ COMMAND_MODULES: dict[str, str] = {
     "remove": "key_cmds",
     "check": "overview_cmds",
     "import": "key_cmds",
+    "request": "request_cmds",
     "journal": "overview_cmds",
     "export": "export_cmds",
     "inject": "export_cmds",

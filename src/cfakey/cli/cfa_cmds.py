@@ -1,4 +1,4 @@
-"""``cfakey cfa add|list|default|remove``: the CFAs whose keys are managed here."""
+"""``cfakey cfa add|list|default|rename|edit|remove``: the CFAs whose keys are managed here."""
 
 from __future__ import annotations
 
@@ -87,6 +87,46 @@ def default_cfa(
     context: AppContext = ctx.obj
     record = cfas.set_default_cfa(context.metadata(), cfa)
     print_notice(f"CFA par défaut : {record.name} ({record.siret}).")
+
+
+@cfa_app.command("rename")
+def rename_cfa(
+    ctx: typer.Context,
+    cfa: Annotated[str, typer.Argument(metavar="CFA", help="SIRET, SIREN ou nom du CFA.")],
+    name: Annotated[str, typer.Argument(metavar="NOM", help="Nouveau nom du CFA.")],
+) -> None:
+    """Corrige le nom d'un CFA (inscrit au journal).
+
+    Exemple : cfakey cfa rename 18130002100373 "CFA des Métiers de Marseille"
+    """
+    from cfakey.core import cfas
+
+    context: AppContext = ctx.obj
+    record = cfas.edit_cfa(context.metadata(), cfa, name=name)
+    print_notice(f"CFA {record.siret} : nom « {record.name} ».")
+
+
+@cfa_app.command("edit")
+def edit_cfa(
+    ctx: typer.Context,
+    cfa: Annotated[str, typer.Argument(metavar="CFA", help="SIRET, SIREN ou nom du CFA.")],
+    name: Annotated[
+        str | None, typer.Option("--nom", metavar="NOM", help="Nouveau nom du CFA.")
+    ] = None,
+    uai: Annotated[
+        str | None,
+        typer.Option("--uai", metavar="UAI", help="Code UAI (7 chiffres et une lettre)."),
+    ] = None,
+) -> None:
+    """Corrige le nom ou ajoute le code UAI d'un CFA (inscrit au journal).
+
+    Exemple : cfakey cfa edit 18130002100373 --uai 0133527N
+    """
+    from cfakey.core import cfas
+
+    context: AppContext = ctx.obj
+    record = cfas.edit_cfa(context.metadata(), cfa, name=name, uai=uai)
+    print_notice(f"CFA {record.siret} : nom « {record.name} », UAI {record.uai or 'aucun'}.")
 
 
 @cfa_app.command("remove")

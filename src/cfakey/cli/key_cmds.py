@@ -21,8 +21,9 @@ from cfakey.errors import UsageError
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
+    from cfakey.core.imports import ImportResult
     from cfakey.core.keys import KeyRow
-    from cfakey.metadata import CfaRecord, KeyRecord
+    from cfakey.metadata import CfaRecord, KeyRecord, Metadata
     from cfakey.registry.model import Opco
 
 
@@ -127,40 +128,112 @@ def remove(
     print_notice("Pensez à la révoquer aussi sur le portail de l'OPCO si elle ne doit plus servir.")
 
 
-def import_keys(
+def import_keys(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
     file: Annotated[
         Path,
         typer.Argument(
             metavar="FICHIER",
-            help="CSV (, ou ;) ou JSON : cfa, opco, key [, expires, obtained, cfa_name].",
+            help="CSV (; , ou tabulation) ou JSON : SIRET, OPCO, clé [, échéance, obtention, "
+            "nom du CFA] ; en-têtes français ou anglais, comme ceux de cfakey export.",
         ),
     ],
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Remplace les clés déjà enregistrées.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            "--simulation",
+            help="Montre ce qui serait importé, remplacé ou écarté, sans rien enregistrer.",
+        ),
+    ] = False,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--ignorer-invalides",
+            help="Importe les lignes valides et liste les autres (sinon : tout ou rien).",
+        ),
+    ] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encodage",
+            metavar="ENCODAGE",
+            help="Encodage du fichier (utf-8, cp1252…) ; reconnu seul par défaut.",
+        ),
+    ] = None,
 ) -> None:
-    """Importe des clés depuis un tableur : tout ou rien, chaque ligne vérifiée d'abord."""
-    from cfakey.core.imports import import_file
+    """Importe des clés depuis un tableur : tout ou rien, chaque ligne vérifiée d'abord.
+
+    Exemple : cfakey import cles.csv --dry-run
+    """
+    from cfakey.core.imports import ImportOptions, import_file
 
     context: AppContext = ctx.obj
     started = time.monotonic()
     result = import_file(
         file,
         context.key_store,
-        context.settled_metadata(),
+        _import_metadata(context, dry_run=dry_run),
         context.registry,
         now=context.now(),
-        replace=yes,
+        options=ImportOptions(
+            replace=yes, encoding=encoding, skip_invalid=skip_invalid, dry_run=dry_run
+        ),
     )
+    if dry_run:
+        _print_simulation(result)
+        return
     print_notice(
         f"{result.imported} clé(s) importée(s) en {time.monotonic() - started:.1f} s"
-        f" ; {result.new_cfas} CFA ajouté(s), {result.replaced} clé(s) remplacée(s)."
+        f" ; {result.new_cfas} CFA ajouté(s), {result.replaced} clé(s) remplacée(s),"
+        f" {result.unchanged} inchangée(s)."
     )
+    _print_import_warnings(result)
+    print_notice("Échéances : cfakey list")
+
+
+def _import_metadata(context: AppContext, *, dry_run: bool) -> Metadata:
+    """The database to import into; for a simulation in a new home, an empty one in memory
+    (a simulation creates nothing)."""
+    if dry_run and not context.paths.metadata_db.exists():
+        from cfakey.metadata import Metadata
+
+        return Metadata.empty()
+    return context.settled_metadata()
+
+
+def _print_import_warnings(result: ImportResult) -> None:
     for warning in result.warnings:
         print_warning(warning[:1].upper() + warning[1:] + ".")
+    if result.skipped:
+        print_warning(f"{len(result.skipped)} erreur(s) : ligne(s) écartée(s), non importée(s) :")
+        for problem in result.skipped:
+            print_warning(f"  {problem}")
     if result.unusual:
         print_warning(
             f"{result.unusual} clé(s) de forme inhabituelle : vérifiez-les (cfakey verify)."
         )
-    print_notice("Échéances : cfakey list")
+
+
+def _print_simulation(result: ImportResult) -> None:
+    """What ``import`` would do, row by row, on stdout; nothing was written."""
+    plan = result.plan
+    assert plan is not None  # noqa: S101 - import_file always returns its plan
+    replaced = set(plan.replaced)
+    lines = ["Simulation : rien n'a été enregistré."]
+    for row in plan.rows:
+        what = "remplacée" if (row.siret, row.opco.id) in replaced else "importée"
+        lines.append(f"  ligne {row.number} : {row.siret} {row.opco.id} : serait {what}")
+    lines += [f"  {siret} {opco_id} : inchangée (même clé)" for siret, opco_id in plan.unchanged]
+    lines += [f"  {problem} : écartée" for problem in plan.skipped]
+    lines.append(
+        f"{result.imported - result.replaced} à importer, {result.replaced} à remplacer, "
+        f"{result.unchanged} inchangée(s), {len(result.skipped)} écartée(s) ; "
+        f"{result.new_cfas} CFA à ajouter."
+    )
+    write_lines(lines)
+    for warning in result.warnings:
+        print_warning(warning[:1].upper() + warning[1:] + ".")

@@ -8,17 +8,30 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cfakey.cli.options import CFA_OPTION, JSON_OPTION
-from cfakey.cli.terminal import date_text, paint, print_json, print_notice, text_table, write_lines
+from cfakey.cli.terminal import (
+    date_text,
+    paint,
+    print_json,
+    print_notice,
+    text_table,
+    write_lines,
+    write_text,
+)
 from cfakey.core.codes import KeyStatus, Level, action_label
+from cfakey.core.requests import request_cell
+from cfakey.errors import UsageError
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.keys import CheckResult, KeyRow, Overview
+    from cfakey.core.requests import RequestRow
+    from cfakey.metadata import JournalEntry
 
 
 def register(app: typer.Typer) -> None:
@@ -71,8 +84,11 @@ def list_keys(
     if as_json:
         print_json([row.as_json() for row in view.rows])
         return
+    requests = _open_requests(context, view, opco_name)
     if not view.rows:
-        _empty_hint(view)
+        _print_requests(requests, ())
+        if not requests:
+            _empty_hint(view)
         return
     several = len({row.siret for row in view.rows}) > 1
     if several and not detail and opco_name is None:
@@ -84,8 +100,37 @@ def list_keys(
             "Détail d'un CFA : cfakey list --cfa SIRET ; une ligne par clé : cfakey list --detail"
         )
     else:
-        write_lines(_table(view.rows))
+        write_lines(_table(view.rows, {(r.siret, r.opco_id): request_cell(r) for r in requests}))
     _summary(view)
+    _print_requests(requests, view.rows)
+
+
+def _open_requests(context: AppContext, view: Overview, opco_name: str | None) -> list[RequestRow]:
+    """The open e-mail requests of the CFAs and OPCO ``list`` shows."""
+    from cfakey.core.requests import open_requests
+
+    shown = {cfa.siret for cfa in view.cfas}
+    opco_id = context.resolve_opco(opco_name).id if opco_name else None
+    every = open_requests(
+        context.metadata(),
+        context.registry,
+        context.config().values,
+        now=context.now(),
+        opco_id=opco_id,
+    )
+    return [row for row in every if row.siret in shown]
+
+
+def _print_requests(requests: Sequence[RequestRow], rows: Sequence[KeyRow]) -> None:
+    """The requests of slots without a key yet, under the table (in it, they have a key)."""
+    keyed = {(row.siret, row.opco_id) for row in rows}
+    waiting = [r for r in requests if (r.siret, r.opco_id) not in keyed]
+    if waiting:
+        print_notice("Clés demandées par e-mail, en attente :")
+    for request in waiting:
+        print_notice(
+            f"  {request.cfa_name} ({request.siret}), {request.opco_name} : {request_cell(request)}"
+        )
 
 
 def _warn_interrupted(view: Overview) -> None:
@@ -122,7 +167,7 @@ _COLOURS = {
 }
 
 
-def _table(rows: tuple[KeyRow, ...]) -> list[str]:
+def _table(rows: tuple[KeyRow, ...], requested: Mapping[tuple[str, str], str]) -> list[str]:
     headers = ("CFA", "SIRET", "OPCO", "Échéance", "Jours", "Statut", "Empreinte")
     cells = [
         (
@@ -133,7 +178,7 @@ def _table(rows: tuple[KeyRow, ...]) -> list[str]:
             if row.expires_at
             else (f"(rot. {row.rotation_due:%d/%m/%Y})" if row.rotation_due else "—"),
             "—" if row.days_left is None else str(row.days_left),
-            row.status.label,
+            requested.get((row.siret, row.opco_id), row.status.label),
             row.fingerprint,
         )
         for row in rows
@@ -270,7 +315,7 @@ def _problem(row: KeyRow) -> str:
     return f"expire le {date_text(row.expires_at)}, dans {row.days_left} jour(s)"
 
 
-def journal(
+def journal(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
     cfa: Annotated[str | None, CFA_OPTION] = None,
     opco_name: Annotated[
@@ -282,50 +327,84 @@ def journal(
             "--since", metavar="DATE", help="Depuis cette date (JJ/MM/AAAA ou AAAA-MM-JJ)."
         ),
     ] = None,
-    as_csv: Annotated[
-        bool, typer.Option("--csv", help="Sortie CSV (pour un tableur ou un audit).")
+    action: Annotated[
+        str | None,
+        typer.Option(
+            "--action", metavar="ACTION", help="Seulement cette action (added, exported…)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", metavar="N", help="Les N entrées les plus récentes."),
+    ] = None,
+    oldest_first: Annotated[
+        bool, typer.Option("--chronologique", help="Les plus anciennes d'abord.")
     ] = False,
+    as_csv: Annotated[
+        bool, typer.Option("--csv", help="Sortie CSV (pour un script ou un audit).")
+    ] = False,
+    as_excel: Annotated[
+        bool,
+        typer.Option("--excel", help="CSV pour Excel en français (;, dates JJ/MM/AAAA)."),
+    ] = False,
+    as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
-    """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand."""
-    from cfakey.core import keys
-    from cfakey.core.cfas import resolve_cfa
+    """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand.
 
+    Exemple : cfakey journal --action exported --limit 20
+    """
+    from cfakey.core.cfas import resolve_cfa
+    from cfakey.core.journal import JournalQuery, read_journal
+
+    if as_csv + as_excel + as_json > 1:
+        raise UsageError("--csv, --excel et --json s'excluent : choisissez-en un.")
     context: AppContext = ctx.obj
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
     record_cfa = resolve_cfa(context.metadata(), cfa) if cfa else None
-    entries = keys.query_journal(context.metadata(), cfa=record_cfa, opco_id=opco_id, since=since)
-    headers = (
-        "date",
-        "utilisateur",
-        "cfa",
-        "opco",
-        "action",
-        "ancienne_empreinte",
-        "nouvelle_empreinte",
-        "detail",
-    )
-    rows = [
+    query = JournalQuery(record_cfa, opco_id, since, action, limit, not oldest_first)
+    entries = read_journal(context.metadata(), query)
+    if as_json:
+        from cfakey.core.journal import entry_json
+
+        print_json([entry_json(entry) for entry in entries])
+    elif as_excel:
+        from cfakey.core.journal import excel_csv
+
+        write_text(excel_csv(entries))
+    elif as_csv:
+        _journal_csv(entries)
+    elif not entries:
+        print_notice("Journal vide pour ces critères.")
+    else:
+        _journal_table(entries)
+
+
+def _journal_rows(entries: Sequence[JournalEntry], *, labels: bool) -> list[tuple[str, ...]]:
+    return [
         (
             date_text(entry.at, "%Y-%m-%d %H:%M:%S"),
             entry.user,
             entry.siret or "",
             entry.opco_id or "",
-            entry.action if as_csv else action_label(entry.action),
+            action_label(entry.action) if labels else entry.action,
             entry.old_fingerprint or "",
             entry.new_fingerprint or "",
             entry.detail,
         )
         for entry in entries
     ]
-    if as_csv:
-        import csv
 
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(rows)
-        return
-    if not rows:
-        print_notice("Journal vide pour ces critères.")
-        return
+
+def _journal_csv(entries: Sequence[JournalEntry]) -> None:
+    import csv
+
+    from cfakey.core.journal import CSV_HEADERS
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(CSV_HEADERS)
+    writer.writerows(_journal_rows(entries, labels=False))
+
+
+def _journal_table(entries: Sequence[JournalEntry]) -> None:
     titles = ("Date", "Utilisateur", "CFA", "OPCO", "Action", "Ancienne", "Nouvelle", "Détail")
-    write_lines(text_table(titles, rows, rule=False, fit=False))
+    write_lines(text_table(titles, _journal_rows(entries, labels=True), rule=False, fit=False))

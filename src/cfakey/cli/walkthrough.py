@@ -280,6 +280,7 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
                 open_in_browser(opco)
             command = "rotate" if rotation else "add"
             print_notice(f"Quand l'e-mail arrivera, revenez avec : cfakey {command} {opco.id}")
+            print_notice(f"Demande envoyée ? Notez-la : cfakey request add {opco.id}")
             return False
         if opco.shown_once:
             print_warning(SHOWN_ONCE_WARNING)

@@ -66,6 +66,23 @@ def add_cfa(metadata: Metadata, siret: str, name: str, uai: str | None) -> CfaRe
     return metadata.add_cfa(valid_siret, clean_cfa_name(name), valid_uai)
 
 
+def edit_cfa(
+    metadata: Metadata, query: str, *, name: str | None = None, uai: str | None = None
+) -> CfaRecord:
+    """Fix the name or set the UAI of the CFA ``query`` designates, checked as ``cfa add``."""
+    if name is None and uai is None:
+        raise UsageError(
+            "Rien à modifier : précisez --nom ou --uai.",
+            hint="Exemple : cfakey cfa edit 18130002100373 --uai 0133527N",
+        )
+    record = resolve_cfa(metadata, query)
+    return metadata.edit_cfa(
+        record.siret,
+        name=clean_cfa_name(name) if name is not None else None,
+        uai=validate_uai(uai) if uai is not None else None,
+    )
+
+
 @dataclass(frozen=True)
 class CfaSummary:
     """One registered CFA and how many keys it has (``cfa list``)."""

@@ -72,6 +72,17 @@ class JournalAction(Coded):
     STORE_PASSWORD_CHANGED = ("store_password_changed", "mot de passe du magasin changé")
     OAUTH_SECRET_SET = ("oauth_secret_set", "secret OAuth2 enregistré")
     OAUTH_SECRET_REMOVED = ("oauth_secret_removed", "secret OAuth2 effacé")
+    REQUESTED = ("requested", "demande envoyée")
+    REQUEST_CLOSED = ("request_closed", "demande close (clé reçue)")
+    REQUEST_CANCELLED = ("request_cancelled", "demande annulée")
+    CFA_EDITED = ("cfa_edited", "CFA modifié")
+
+
+class RequestStatus(Coded):
+    """Where a key request sent by e-mail stands (``request list``)."""
+
+    WAITING = ("waiting", "demandée")
+    FOLLOW_UP = ("follow_up", "à relancer")
 
 
 class DatabaseCheck(Coded):

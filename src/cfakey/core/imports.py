@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cfakey.core.codes import JournalAction
+from cfakey.core.import_text import date_text, normal_header
 from cfakey.core.keys import (
     CleanKey,
     Expiry,
@@ -40,8 +41,46 @@ if TYPE_CHECKING:
 
 IMPORT_COLUMNS = ("cfa", "opco", "key")
 OPTIONAL_COLUMNS = ("expires", "obtained", "cfa_name")
-#: Every header name cfakey reads, and the field it means (issue 15 adds French aliases).
-COLUMN_NAMES: dict[str, str] = {name: name for name in (*IMPORT_COLUMNS, *OPTIONAL_COLUMNS)}
+#: The header names (as :func:`normal_header` writes them) of each field, French and
+#: English; ``cfa`` is the SIRET, as in cfakey's own files, unless a SIRET column exists.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "cfa": ("cfa", "siret", "nsiret", "nosiret", "numerosiret", "siretducfa", "cfasiret"),
+    "opco": ("opco", "opcoid", "nomdelopco"),
+    "key": ("key", "cle", "cleapi", "apikey", "cledapi", "cfakey", "x-api-key"),
+    "expires": (
+        "expires",
+        "expiresat",
+        "expiration",
+        "dateexpiration",
+        "datedexpiration",
+        "echeance",
+        "dateecheance",
+        "datedecheance",
+        "expirele",
+    ),
+    "obtained": ("obtained", "obtention", "dateobtention", "datedobtention", "obtenuele"),
+    "cfa_name": ("cfaname", "nomducfa", "nomcfa", "site", "etablissement", "cfa", "nom"),
+}
+#: Every header name cfakey reads (normalised), and the field it means.
+COLUMN_NAMES: dict[str, str] = {
+    normal_header(alias): column
+    for column, aliases in reversed(_ALIASES.items())
+    for alias in aliases
+}
+#: Columns of cfakey's own exports that import does not need: skipped without a warning.
+EXPORT_ONLY_COLUMNS = frozenset(
+    normal_header(name)
+    for name in (
+        "variable",
+        "en_tete",
+        "header",
+        "empreinte",
+        "fingerprint",
+        "cfa.siren",
+        "opco.name",
+        "oauth_client_required",
+    )
+)
 #: Longest name of an ignored column quoted in a warning; a longer one is given by position.
 SHOWN_NAME_MAX = 40
 
@@ -60,6 +99,11 @@ OTHER_FIELD_LIMIT = 1_000
 PROBLEM_PREFIX = "!"
 #: The problem of a row without the date its OPCO's portal shows (``add`` asks for it).
 DATE_REQUIRED = "date d'échéance requise pour cet OPCO (colonne expires)"
+#: A SIRET Excel showed as ``8,12346E+13``: its last digits are lost, the sheet must change.
+SCIENTIFIC_SIRET = (
+    "SIRET en notation scientifique (Excel l'a pris pour un nombre) : formatez la colonne "
+    "en « Texte » et ressaisissez les SIRET"
+)
 # Characters that end a line for str.splitlines(), beside \n and \r.
 _LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 
@@ -135,16 +179,20 @@ class Columns:
 def match_columns(names: Sequence[str], where: str) -> Columns:
     """The field each header name means, the one place a name becomes a field.
 
-    A field given by two columns is an error naming it (``where`` says which file or JSON
-    element): keeping either value silently could store the wrong key. A column cfakey does
-    not read (a typo such as ``expire``) is named in :attr:`Columns.ignored`; an unnamed
-    one (a separator at the end of each line) is not.
+    Names match without regard to case, accents, spaces or punctuation, in French or
+    English (:data:`COLUMN_NAMES`). A field given by two columns is an error naming it
+    (``where`` says which file or JSON element): keeping either value silently could store
+    the wrong key. A column cfakey does not read (a typo such as ``expire``) is named in
+    :attr:`Columns.ignored`; an unnamed one (a separator at the end of each line) and the
+    columns only cfakey's exports write are not.
     """
+    normals = [normal_header(name) for name in names]
+    found_fields = [_field_of(normal, normals) for normal in normals]
     fields: list[str | None] = []
     ignored: list[str] = []
-    for position, name in enumerate(names, start=1):
-        normal = str(name).strip().lower()
-        found = COLUMN_NAMES.get(normal)
+    for position, (name, normal, found) in enumerate(
+        zip(names, normals, found_fields, strict=True), start=1
+    ):
         if found is not None and found in fields:
             raise UsageError(
                 f"{where} : la colonne « {found} » apparaît deux fois (colonnes "
@@ -152,10 +200,22 @@ def match_columns(names: Sequence[str], where: str) -> Columns:
                 hint="Gardez une seule colonne par champ, puis relancez cfakey import.",
             )
         fields.append(found)
-        if found is None and normal:  # an unnamed column: a trailing separator, say
-            shown = normal if len(normal) <= SHOWN_NAME_MAX and normal.isprintable() else ""
-            ignored.append(shown or f"n° {position}")
+        export_only = normal in EXPORT_ONLY_COLUMNS or (normal == "opco" and "opcoid" in normals)
+        if found is None and normal and not export_only:
+            shown = " ".join(str(name).split())
+            fits = len(shown) <= SHOWN_NAME_MAX and shown.isprintable()
+            ignored.append(shown if fits else f"n° {position}")
     return Columns(tuple(fields), tuple(ignored))
+
+
+def _field_of(normal: str, normals: Sequence[str]) -> str | None:
+    """The field of one header, knowing the others: in cfakey's exports, ``cfa`` is the
+    CFA's name beside a ``siret`` column, and ``opco`` the OPCO's name beside ``opco_id``."""
+    if normal == "cfa" and any(COLUMN_NAMES.get(name) == "cfa" != name for name in normals):
+        return "cfa_name"
+    if normal == "opco" and "opcoid" in normals:
+        return None
+    return COLUMN_NAMES.get(normal)
 
 
 def ignored_note(column: str) -> str:
@@ -171,26 +231,25 @@ class ImportFile:
     ignored: tuple[str, ...] = ()
 
 
-def read_import_file(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV (``,`` or ``;``) or JSON file as dictionaries of checked strings."""
-    return read_import(path).rows
+def read_import_file(path: Path, encoding: str | None = None) -> list[dict[str, str]]:
+    """Rows of a CSV (``;``, ``,`` or tab) or JSON file as dictionaries of checked strings."""
+    return read_import(path, encoding).rows
 
 
-def read_import(path: Path) -> ImportFile:
-    """The rows of a CSV (``,`` or ``;``) or JSON file, as dictionaries of checked strings.
+def read_import(path: Path, encoding: str | None = None) -> ImportFile:
+    """The rows of a CSV (``;``, ``,`` or tab) or JSON file, as dictionaries of checked strings.
 
-    A field that fails :func:`field_problem` is left out of its row, and the problem is
-    recorded under :func:`problem_field` of its column instead, so that the import lists it
-    with every other problem of the file.
+    The encoding is ``encoding``, else detected (:func:`cfakey.core.import_text.decode`); a
+    workbook is refused with what to do. A field that fails :func:`field_problem` is left
+    out of its row, and the problem is recorded under :func:`problem_field` of its column
+    instead, so that the import lists it with every other problem of the file.
     """
+    from cfakey.core.import_text import decode, refuse_workbook
     from cfakey.userfiles import IMPORT_LIMIT, read_user_file
 
-    try:
-        text = read_user_file(path, "Fichier", limit=IMPORT_LIMIT).decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UsageError(
-            f"Le fichier {path} n'est pas en UTF-8 : enregistrez-le en UTF-8 (CSV UTF-8)."
-        ) from None
+    data = read_user_file(path, "Fichier", limit=IMPORT_LIMIT)
+    refuse_workbook(path, data[:8])
+    text = decode(path, data, encoding)
     stripped = text.lstrip()
     if path.suffix.lower() == ".json" or stripped.startswith(("[", "{")):
         return _json_rows(path, text)
@@ -198,11 +257,33 @@ def read_import(path: Path) -> ImportFile:
 
 
 class _JsonObject(dict[str, Any]):
-    """A JSON object that keeps every name it was given (a plain dict keeps the last)."""
+    """A JSON object that keeps every name it was given (a plain dict keeps the last).
+
+    An object inside it (``"cfa": {"siret": …, "name": …}`` in cfakey's JSON export) is
+    read as the columns ``cfa.siret`` and ``cfa.name`` when cfakey knows every such name;
+    any other object stays one value, refused as such.
+    """
 
     def __init__(self, pairs: list[tuple[str, Any]]) -> None:
-        super().__init__(pairs)
-        self.names = [name for name, _ in pairs]
+        flat: list[tuple[str, Any]] = []
+        for name, value in pairs:
+            inner = (
+                [(f"{name}.{part}", item) for part, item in value.pairs]
+                if isinstance(value, _JsonObject)
+                else []
+            )
+            if inner and all(_known_column(flat_name) for flat_name, _ in inner):
+                flat.extend(inner)
+            else:
+                flat.append((name, value))
+        super().__init__(flat)
+        self.pairs: list[tuple[str, Any]] = flat
+        self.names = [name for name, _ in flat]
+
+
+def _known_column(name: str) -> bool:
+    normal = normal_header(name)
+    return normal in COLUMN_NAMES or normal in EXPORT_ONLY_COLUMNS
 
 
 def _json_rows(path: Path, text: str) -> ImportFile:
@@ -233,7 +314,7 @@ def _json_rows(path: Path, text: str) -> ImportFile:
         columns = match_columns(item.names, f"{path}, élément {number}")
         ignored.update(dict.fromkeys(columns.ignored))
         row: dict[str, str] = {"__row__": str(number)}
-        for column, value in zip(columns.fields, item.values(), strict=True):
+        for column, (_, value) in zip(columns.fields, item.pairs, strict=True):
             text_value = _json_scalar(value)
             problem = (
                 "un texte ou un nombre est attendu"
@@ -262,8 +343,9 @@ def _csv_rows(path: Path, text: str) -> ImportFile:
     import csv
     import io
 
-    first_line = text.split("\n", 1)[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    from cfakey.core.import_text import separator
+
+    delimiter = separator(text.split("\n", 1)[0])
     # A file object, not split lines: line_num then counts the file's real lines, so that
     # a quoted value spanning lines is reported at the line where it starts.
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -276,8 +358,8 @@ def _csv_rows(path: Path, text: str) -> ImportFile:
         rows: list[dict[str, str]] = []
         start = reader.line_num + 1  # each record starts on the line after the previous one
         for values in reader:
-            if values:  # a blank line is an empty record
-                rows.append(_csv_row(columns.fields, values, start))
+            if any(value.strip() for value in values):  # not a blank line nor Excel's ;;;;
+                rows.append(_csv_row(columns.fields, values, start, delimiter))
             start = reader.line_num + 1
     except csv.Error:
         raise UsageError(
@@ -297,11 +379,19 @@ def _require_columns(path: Path, columns: Sequence[str | None]) -> None:
         )
 
 
-def _csv_row(columns: Sequence[str | None], values: Sequence[str], line: int) -> dict[str, str]:
+def _csv_row(
+    columns: Sequence[str | None], values: Sequence[str], line: int, delimiter: str
+) -> dict[str, str]:
     """One CSV record as a row of checked values and of the problems found."""
+    from cfakey.core.import_text import SEPARATORS
+
     row = {"__line__": str(line)}
     if len(values) > len(columns):
-        row["__extra__"] = "1"
+        row["__extra__"] = "plus de valeurs que de colonnes"
+    elif len(values) == 1 < len(columns) and any(sep in values[0] for sep in SEPARATORS):
+        shown = "tabulation" if delimiter == "\t" else delimiter
+        row["__extra__"] = f"séparateur différent de celui de l'en-tête (« {shown} »)"
+        return row
     for position, (column, value) in enumerate(zip(columns, values, strict=False), start=1):
         problem = field_problem(column or "", value)
         if problem is not None:
@@ -335,6 +425,10 @@ class ImportPlan:
     new_cfas: tuple[tuple[str, str], ...]
     replaced: tuple[tuple[str, str], ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    #: Rows whose very key is already stored in their slot: nothing to do (« inchangée »).
+    unchanged: tuple[tuple[str, str], ...] = ()
+    #: Invalid rows left out (``--ignorer-invalides``), each with why.
+    skipped: tuple[ImportProblem, ...] = ()
 
 
 def plan_import(
@@ -345,11 +439,14 @@ def plan_import(
     now: datetime,
     replace: bool,
     ignored: Sequence[str] = (),
+    skip_invalid: bool = False,
 ) -> ImportPlan:
     """Validate every row; raise one error listing every problem, or return the plan.
 
     ``ignored`` names the columns cfakey does not read: warnings of the plan, or notes of
-    the error (a typo such as ``expire`` often explains the problems).
+    the error (a typo such as ``expire`` often explains the problems). With
+    ``skip_invalid`` the invalid rows are left out and listed in :attr:`ImportPlan.skipped`,
+    unless no row at all can be imported.
     """
     notes = tuple(ignored_note(column) for column in ignored)
     if not rows:
@@ -357,17 +454,19 @@ def plan_import(
     checker = _RowChecker(metadata, registry, now=now, replace=replace)
     for index, raw in enumerate(rows):
         checker.check(int(raw.get("__row__") or raw.get("__line__") or index + 2), raw)
-    if checker.problems:
-        if "__row__" in rows[0]:
-            checker.problems = [
-                dataclasses.replace(problem, unit="élément") for problem in checker.problems
-            ]
+    if checker.problems and "__row__" in rows[0]:
+        checker.problems = [
+            dataclasses.replace(problem, unit="élément") for problem in checker.problems
+        ]
+    if checker.problems and not (skip_invalid and (checker.planned or checker.unchanged)):
         raise ImportRowsError(checker.problems, notes)
     return ImportPlan(
         tuple(checker.planned),
         tuple(checker.new_cfas.items()),
         tuple(checker.replaced),
         warnings=notes,
+        unchanged=tuple(checker.unchanged),
+        skipped=tuple(checker.problems),
     )
 
 
@@ -387,12 +486,13 @@ class _RowChecker:
         self.planned: list[ImportRow] = []
         self.new_cfas: dict[str, str] = {}
         self.replaced: list[tuple[str, str]] = []
+        self.unchanged: list[tuple[str, str]] = []
         self.seen_slots: dict[tuple[str, str], int] = {}
         self.seen_keys: dict[str, tuple[int, str, str]] = {}
 
     def check(self, number: int, raw: Mapping[str, str]) -> None:
         if "__extra__" in raw:
-            self.problems.append(ImportProblem(number, "*", "plus de valeurs que de colonnes"))
+            self.problems.append(ImportProblem(number, "*", raw["__extra__"]))
             return
         recorded = recorded_problems(raw, number)
         found: list[ImportProblem] = []
@@ -422,15 +522,31 @@ class _RowChecker:
             return
         if siret not in self.known_cfas:
             self.new_cfas.setdefault(siret, cfa_name or f"CFA {siret}")
-        elif self.metadata.get_key(siret, opco.id) is not None:
-            if not self.replace:
-                message = (
-                    f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)"
-                )
-                self.problems.append(ImportProblem(number, "opco", message, conflict=True))
-                return
-            self.replaced.append((siret, opco.id))
+        elif not self._slot_free(number, siret, opco, key):
+            return
         self.planned.append(ImportRow(number, siret, cfa_name, opco, key, expiry, obtained))
+
+    def _slot_free(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
+        """Whether the row's key goes in its slot: empty, or to replace (``--yes``).
+
+        The very key already stored there is « inchangée »: nothing to write or replace.
+        """
+        from cfakey.stores.base import fingerprint
+
+        stored = self.metadata.get_key(siret, opco.id)
+        if stored is None:
+            return True
+        if stored.fingerprint == fingerprint(key.value):
+            self.unchanged.append((siret, opco.id))
+            return False
+        if not self.replace:
+            message = (
+                f"une clé {opco.id} est déjà enregistrée pour ce CFA (--yes pour la remplacer)"
+            )
+            self.problems.append(ImportProblem(number, "opco", message, conflict=True))
+            return False
+        self.replaced.append((siret, opco.id))
+        return True
 
     def _stored_elsewhere(self, number: int, siret: str, opco: Opco, key: CleanKey) -> bool:
         """The key is already stored for another slot: refused as ``add`` does, unless --yes."""
@@ -449,10 +565,15 @@ class _RowChecker:
         return True
 
     def _siret(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> str:
+        from cfakey.core.import_text import scientific_number
         from cfakey.identifiers import validate_siret
 
+        text = raw.get("cfa") or ""
+        if scientific_number(text):
+            found.append(ImportProblem(number, "cfa", SCIENTIFIC_SIRET))
+            return ""
         try:
-            return validate_siret(raw.get("cfa") or "")
+            return validate_siret(text)
         except UsageError as error:
             found.append(ImportProblem(number, "cfa", _first_sentence(error.message)))
             return ""
@@ -481,7 +602,7 @@ class _RowChecker:
             return None
 
     def _obtained(self, number: int, raw: Mapping[str, str], found: list[ImportProblem]) -> date:
-        text = (raw.get("obtained") or "").strip()
+        text = date_text(raw.get("obtained") or "")
         if not text:
             return self.today
         try:
@@ -496,7 +617,7 @@ class _RowChecker:
     def _expires_text(
         self, number: int, raw: Mapping[str, str], found: list[ImportProblem]
     ) -> str | None:
-        text = (raw.get("expires") or "").strip() or None
+        text = date_text(raw.get("expires") or "") or None
         if text is not None:
             try:
                 parse_date(text)
@@ -555,7 +676,7 @@ def _first_sentence(message: str) -> str:
 
 @dataclass(frozen=True)
 class ImportResult:
-    """What the import stored, and how many keys had an unusual shape (to verify)."""
+    """What the import stored (or, in a simulation, would store), and what it left."""
 
     imported: int
     new_cfas: int
@@ -563,6 +684,21 @@ class ImportResult:
     unusual: int = 0
     #: What the operator should know although the import succeeded (ignored columns).
     warnings: tuple[str, ...] = ()
+    unchanged: int = 0
+    skipped: tuple[ImportProblem, ...] = ()
+    #: The plan, row by row (what ``--dry-run`` shows).
+    plan: ImportPlan | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read and store the file: the operator's choices on the command line."""
+
+    replace: bool = False
+    encoding: str | None = None
+    skip_invalid: bool = False
+    dry_run: bool = False
 
 
 def import_file(
@@ -572,16 +708,41 @@ def import_file(
     registry: Registry,
     *,
     now: datetime,
-    replace: bool,
+    replace: bool = False,
+    options: ImportOptions | None = None,
 ) -> ImportResult:
-    """Read, validate and store every key of ``path``; the store is opened once all is valid."""
-    read = read_import(path)
+    """Read, validate and store every key of ``path``; the store is opened once all is valid.
+
+    In a simulation (``options.dry_run``) nothing is opened nor written: the plan is returned.
+    """
+    options = options or ImportOptions(replace=replace)
+    read = read_import(path, options.encoding)
     plan = plan_import(
-        read.rows, metadata, registry, now=now, replace=replace, ignored=read.ignored
+        read.rows,
+        metadata,
+        registry,
+        now=now,
+        replace=options.replace,
+        ignored=read.ignored,
+        skip_invalid=options.skip_invalid,
     )
-    result = run_import(open_store(), metadata, plan, now=now)
-    unusual = sum(1 for row in plan.rows if row.key.warnings)
-    return dataclasses.replace(result, unusual=unusual, warnings=plan.warnings)
+    if options.dry_run:
+        result = ImportResult(len(plan.rows), len(plan.new_cfas), len(plan.replaced))
+    else:
+        result = (
+            run_import(open_store(), metadata, plan, now=now)
+            if plan.rows
+            else ImportResult(0, 0, 0)
+        )
+    return dataclasses.replace(
+        result,
+        unusual=sum(1 for row in plan.rows if row.key.warnings),
+        warnings=plan.warnings,
+        unchanged=len(plan.unchanged),
+        skipped=plan.skipped,
+        plan=plan,
+        dry_run=options.dry_run,
+    )
 
 
 def run_import(

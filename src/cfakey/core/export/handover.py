@@ -173,6 +173,24 @@ def journal_export(metadata: Metadata, keys: Sequence[ExportedKey], detail: str)
         )
 
 
+def journal_exec(metadata: Metadata, keys: Sequence[ExportedKey], program: str) -> None:
+    """One ``exported`` entry per ``exec`` run, listing its keys by OPCO, SIRET, fingerprint.
+
+    The CFA and OPCO columns are filled when all the keys share them, so that
+    ``journal --cfa`` and ``--opco`` still find the run.
+    """
+    sirets = {key.siret for key in keys}
+    opcos = {key.opco_id for key in keys}
+    listed = ", ".join(f"{key.opco_id} {key.siret} ({key.fingerprint})" for key in keys)
+    metadata.log(
+        JournalAction.EXPORTED.id,
+        siret=next(iter(sirets)) if len(sirets) == 1 else None,
+        opco_id=next(iter(opcos)) if len(opcos) == 1 else None,
+        new_fingerprint=keys[0].fingerprint if len(keys) == 1 else None,
+        detail=f"exec de {program} : {len(keys)} clé(s) : {listed}",
+    )
+
+
 def _refused_existing(path: Path) -> AlreadyExistsError:
     return AlreadyExistsError(
         f"Le fichier {path} existe déjà : rien n'a été écrit.",
@@ -306,7 +324,7 @@ def run_with_keys(
     keys = _read(sources, plan, hooks)
     child_environment = exec_environment(environment, keys, qualified=plan.qualified)
     with sources.metadata.transaction():
-        journal_export(sources.metadata, keys, f"exec de {Path(command[0]).name}")
+        journal_exec(sources.metadata, keys, Path(command[0]).name)
         process = _start(list(command), child_environment)
     with _signals_to(process):
         returncode = process.wait()
