@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 SECRET_SETTING = re.compile(r"opco\.(?P<opco>[^.]+)\.oauth\.client_secret")
 OPCO_SETTING = re.compile(r"opco\.(?P<opco>[^.]+)\.(?P<rest>.+)")
 URL_SUFFIXES = (".api_url", ".recette_url", ".oauth.token_url")
-INT_SUFFIXES = (".warn_days", ".crit_days")
+INT_SUFFIXES = (".warn_days", ".crit_days", ".max_age_days")
 HEADER_SETTINGS = ("editeur", "logiciel", "version")
 #: Journal actions of the vendor's OAuth client secret (labels: the journal's table).
 OAUTH_CLIENT_STORED = JournalAction.OAUTH_SECRET_SET.id

@@ -91,22 +91,27 @@ def preflight(job: VerifyJob) -> str:
     """The base URL to call, once the job is known to be sendable; else the verdict, raised."""
     if job.secret is None:
         detail = f"la clé {job.opco_name} du CFA {job.siret} est absente du magasin de clés"
-        raise Stop(Verdict(Outcome.NO_KEY, detail))
+        raise Stop(Verdict(Outcome.NO_KEY, detail, sent=False))
     if job.base_url is None or not job.base_url.strip():
         raise Stop(
-            Verdict(Outcome.NO_BASE_URL, f"aucune adresse d'API connue pour {job.opco_name}")
+            Verdict(
+                Outcome.NO_BASE_URL,
+                f"aucune adresse d'API connue pour {job.opco_name}",
+                sent=False,
+            )
         )
     problem = url_problem(job.base_url)
     if problem is not None:
-        raise Stop(Verdict(*problem))
+        raise Stop(Verdict(*problem, sent=False))
     if job.oauth_problem is not None:
-        raise Stop(Verdict(Outcome.OAUTH_MISSING, job.oauth_problem))
+        raise Stop(Verdict(Outcome.OAUTH_MISSING, job.oauth_problem, sent=False))
     if not all(32 < ord(char) < 127 for char in job.secret):
         raise Stop(
             Verdict(
                 Outcome.KEY_REFUSED,
                 "la clé enregistrée contient des espaces, des accents ou des caractères de "
                 "contrôle : elle ne peut pas être transmise (non envoyée)",
+                sent=False,
             )
         )
     return job.base_url.strip().rstrip("/")

@@ -87,10 +87,11 @@ def check_header_value(name: str, value: str) -> str:
 
 def base_url_for(opco: Opco, config: Config, *, recette: bool) -> tuple[str | None, str]:
     """The configured (else registry) base URL of the OPCO, and the config key that sets it."""
-    setting = f"opco.{opco.id}.{'recette_url' if recette else 'api_url'}"
-    configured = config.get(setting)
-    if isinstance(configured, str) and configured.strip():
-        return configured.strip(), setting
+    from cfakey.config import configured_api_url
+
+    configured, setting = configured_api_url(config.values, opco.id, recette=recette)
+    if configured is not None:
+        return configured, setting
     public = opco.api.acceptance_url if recette else opco.api.base_url
     return public, setting
 

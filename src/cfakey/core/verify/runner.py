@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 import threading
 import time
@@ -75,6 +76,8 @@ class TokenCache:
                 return cached[0]
             fetched = self._fetch(channel, oauth, settings)
             if isinstance(fetched, Verdict):
+                # No token: the key itself never reached the API.
+                fetched = dataclasses.replace(fetched, sent=False)
                 self._failures[oauth.opco_id] = fetched
                 raise Stop(fetched)
             token, lifetime = fetched
@@ -330,4 +333,5 @@ def result_of(
         expiry_changed=changed,
         checked_at=checked_at,
         duration_ms=round((time.monotonic() - started) * 1000),
+        sent=verdict.sent,
     )
