@@ -156,13 +156,22 @@ class VerifySettings:
 
 @dataclass(frozen=True)
 class VerifyRequest:
-    """What the operator asked for: one OPCO (of one CFA) or every stored key."""
+    """What the operator asked for: some OPCOs' keys (of one CFA, all the sites of a SIREN,
+    or with ``all_keys`` every CFA), or every stored key."""
 
     opco_id: str | None = None
     cfa_query: str | None = None
     all_keys: bool = False
     api_url: str | None = None
     recette: bool = False
+    #: More OPCOs (``--opco``, several allowed), beside ``opco_id``.
+    opco_ids: tuple[str, ...] = ()
+
+    @property
+    def wanted_opcos(self) -> tuple[str, ...]:
+        """The OPCOs asked for, in order, once each (empty: every OPCO)."""
+        chosen = ((self.opco_id,) if self.opco_id else ()) + self.opco_ids
+        return tuple(dict.fromkeys(chosen))
 
 
 #: The keys of one ``verify --json`` result: a contract for scripts (tests pin it).
@@ -237,3 +246,13 @@ class VerifyResult:
             "duration_ms": self.duration_ms,
             "sent": self.sent,
         }
+
+
+class VerifyInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a run: the results already received, and how many keys
+    were left unchecked. A ``KeyboardInterrupt``, so that any caller still stops (130)."""
+
+    def __init__(self, results: list[VerifyResult], unchecked: int) -> None:
+        super().__init__(unchecked)
+        self.results = results
+        self.unchecked = unchecked

@@ -18,6 +18,7 @@ from cfakey.core.verify.model import (
     OAuthClient,
     Stop,
     Verdict,
+    VerifyInterrupted,
     VerifyJob,
     VerifyResult,
     VerifySettings,
@@ -179,7 +180,12 @@ def run_jobs(
             if transport is None:
                 client.close()
 
-    _run_workers(worker, min(settings.concurrency, len(jobs)), stop, watchdog)
+    try:
+        _run_workers(worker, min(settings.concurrency, len(jobs)), stop, watchdog)
+    except KeyboardInterrupt:
+        # What was received is kept (the caller records it); keys in flight are not.
+        received = [result for result in list(results) if result is not None]
+        raise VerifyInterrupted(received, len(jobs) - len(received)) from None
     if failures:
         raise failures[0]
     return [result for result in results if result is not None]
@@ -196,15 +202,23 @@ def run_and_record(
     clock: Callable[[], datetime] = utc_now,
 ) -> list[VerifyResult]:
     """The ``verify`` use-case once planned: check every job, then journal the results and
-    store the OPCOs' end dates (:func:`~cfakey.core.verify.record.record_results`)."""
-    results = run_jobs(
-        jobs,
-        settings,
-        transport=transport,
-        on_result=on_result,
-        ssl_context=ssl_context,
-        clock=clock,
-    )
+    store the OPCOs' end dates (:func:`~cfakey.core.verify.record.record_results`).
+
+    Interrupted (Ctrl-C, SIGTERM), the results already received are recorded all the
+    same, then :class:`VerifyInterrupted` goes on up with them.
+    """
+    try:
+        results = run_jobs(
+            jobs,
+            settings,
+            transport=transport,
+            on_result=on_result,
+            ssl_context=ssl_context,
+            clock=clock,
+        )
+    except VerifyInterrupted as interrupted:
+        record_results(metadata, jobs, interrupted.results)
+        raise
     record_results(metadata, jobs, results)
     return results
 
