@@ -32,6 +32,14 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.token_url"), "URL du jeton OAuth2 de l'éditeur"),
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.client_id"), "identifiant du client OAuth2 de l'éditeur"),
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.scope"), "scope OAuth2 demandé"),
+    (
+        re.compile(r"opco\.[a-z0-9]+\.oauth\.client_auth"),
+        "authentification du client OAuth2 : basic (en-tête HTTP Basic) ou post (formulaire)",
+    ),
+    (
+        re.compile(r"opco\.[a-z0-9]+\.cfakeyinfo_query_key"),
+        "true : cfakeyinfo reçoit aussi la clé en paramètre XAPIKEY de l'adresse (false)",
+    ),
     (re.compile(r"opco\.[a-z0-9]+\.warn_days"), "jours d'alerte avant échéance pour cet OPCO"),
     (re.compile(r"opco\.[a-z0-9]+\.crit_days"), "jours d'alerte critique avant échéance"),
     (

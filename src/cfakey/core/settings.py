@@ -111,7 +111,22 @@ def coerce(key: str, value: str) -> Any:
         return check_header_value(key, value)
     if key.endswith(INT_SUFFIXES):
         return window_days(key, value)
+    if key.endswith(".cfakeyinfo_query_key"):
+        return _choice(key, value, {"true": True, "false": False})
+    if key.endswith(".oauth.client_auth"):
+        return _choice(key, value, {"basic": "basic", "post": "post"})
     return value.strip()
+
+
+def _choice(key: str, value: object, choices: dict[str, Any]) -> Any:
+    """One of ``choices`` (named case-insensitively); the value typed is never quoted."""
+    chosen = choices.get(str(value).strip().lower())
+    if chosen is None:
+        raise UsageError(
+            f"Paramètre « {key} » invalide : {' ou '.join(choices)} est attendu.",
+            hint=f"Corrigez-le : cfakey config set {key} {'|'.join(choices)}",
+        )
+    return chosen
 
 
 def set_setting(config: Config, setting: Setting, value: str | None) -> None:

@@ -83,6 +83,7 @@ MAX_RULE_MONTHS = 120
 ObtainMethod = Literal["self_service", "on_request", "not_published"]
 KeyScope = Literal["siren", "siret", "selected_cfa", "og_establishments", "account", "unknown"]
 ExpiryKind = Literal["fixed_duration", "chosen_duration", "portal_date", "none_stated", "unknown"]
+OAuthClientAuth = Literal["basic", "post"]
 ConnectionState = Literal["production", "recette", "developpement", "prevu", "inconnu"]
 
 OBTAIN_LABELS: dict[str, str] = {
@@ -280,6 +281,13 @@ class ApiFacts:
     oauth_client_required: StrictBool = False
     developer_portal: str | None = None
     note: str | None = None
+    #: ``cfakeyinfo`` also wants the key as the ``XAPIKEY`` query parameter (off: a key
+    #: in a URL can end up in proxy logs; config ``opco.<id>.cfakeyinfo_query_key``).
+    cfakeyinfo_query_key: StrictBool = False
+    #: How the vendor's OAuth2 client authenticates: HTTP Basic or the form body.
+    oauth_client_auth: OAuthClientAuth = "post"
+    #: The scope asked with the token, when the OPCO's server needs one.
+    oauth_scope: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("base_url", "acceptance_url", "developer_portal"):

@@ -108,6 +108,8 @@ class OAuthClient:
     client_id: str
     scope: str | None
     client_secret: str = field(repr=False)
+    #: ``basic``: HTTP Basic (``client_secret_basic``); ``post``: in the form body.
+    client_auth: str = "post"
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ class VerifyJob:
     secret: str | None = field(repr=False)
     oauth: OAuthClient | None = field(default=None, repr=False)
     oauth_problem: str | None = None
+    #: Send the key as ``XAPIKEY`` in ``cfakeyinfo``'s query too (registry or config).
+    query_key: bool = False
 
     @property
     def siren(self) -> str:

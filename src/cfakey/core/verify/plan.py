@@ -110,7 +110,7 @@ def oauth_for(opco: Opco, config: Config, store: KeyStore) -> tuple[OAuthClient 
     prefix = f"opco.{opco.id}.oauth"
     token_url = config.get(f"{prefix}.token_url")
     client_id = config.get(f"{prefix}.client_id")
-    scope = config.get(f"{prefix}.scope")
+    scope = config.get(f"{prefix}.scope") or opco.api.oauth_scope
     if not token_url and not client_id:
         if opco.api.oauth_client_required:
             return None, (
@@ -124,8 +124,14 @@ def oauth_for(opco: Opco, config: Config, store: KeyStore) -> tuple[OAuthClient 
     secret = store.get(oauth_entry_name(opco.id))
     if not secret:
         return None, f"le secret du client OAuth2 de {opco.name} est absent du magasin de clés"
+    auth = config.get(f"{prefix}.client_auth")
     return OAuthClient(
-        opco.id, str(token_url), str(client_id), str(scope) if scope else None, secret
+        opco.id,
+        str(token_url),
+        str(client_id),
+        str(scope) if scope else None,
+        secret,
+        client_auth="basic" if (auth or opco.api.oauth_client_auth) == "basic" else "post",
     ), None
 
 
@@ -226,7 +232,16 @@ def _job(  # noqa: PLR0917 - a private builder called once
         secret=secret,
         oauth=client,
         oauth_problem=problem,
+        query_key=_query_key(opco, config),
     )
+
+
+def _query_key(opco: Opco, config: Config) -> bool:
+    """Whether ``cfakeyinfo`` gets the key in its query too: the config, else the registry."""
+    configured = config.get(f"opco.{opco.id}.cfakeyinfo_query_key")
+    if isinstance(configured, bool):
+        return configured
+    return opco.api.cfakeyinfo_query_key
 
 
 def check_base_url(url: str) -> str:

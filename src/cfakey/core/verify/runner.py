@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ssl
 import threading
@@ -10,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote_plus
 
 from cfakey.core.exchange import ExchangeError, Watchdog
 from cfakey.core.verify.classification import advice, failure, token_reply
@@ -103,13 +105,7 @@ class TokenCache:
             return Verdict(
                 problem[0], problem[1].replace("Adresse d'API", "Adresse du jeton OAuth")
             )
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": oauth.client_id,
-            "client_secret": oauth.client_secret,
-        }
-        if oauth.scope:
-            form["scope"] = oauth.scope
+        form, headers = token_request(oauth)
         with self._guard:
             self.fetches += 1
         try:
@@ -117,14 +113,32 @@ class TokenCache:
                 "POST",
                 oauth.token_url,
                 data=form,
-                headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
+                headers=headers,
                 settings=settings,
-                secrets=(oauth.client_secret,),
+                secrets=(oauth.client_secret, *headers.get("Authorization", "").split()[1:]),
             )
         except (httpx.HTTPError, ExchangeError) as error:
             outcome, why = failure(error, settings)
             return Verdict(outcome, "service de jeton OAuth : " + why)
         return token_reply(reply)
+
+
+def token_request(oauth: OAuthClient) -> tuple[dict[str, str], dict[str, str]]:
+    """The form and headers of a client-credentials token request.
+
+    ``basic`` (``client_secret_basic``, RFC 6749 § 2.3.1): the id and secret, each
+    form-encoded, in an HTTP Basic header; ``post``: both in the form body.
+    """
+    form = {"grant_type": "client_credentials"}
+    headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+    if oauth.client_auth == "basic":
+        pair = f"{quote_plus(oauth.client_id)}:{quote_plus(oauth.client_secret)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    else:
+        form |= {"client_id": oauth.client_id, "client_secret": oauth.client_secret}
+    if oauth.scope:
+        form["scope"] = oauth.scope
+    return form, headers
 
 
 def run_jobs(
