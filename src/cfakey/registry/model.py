@@ -84,7 +84,9 @@ ObtainMethod = Literal["self_service", "on_request", "not_published"]
 KeyScope = Literal["siren", "siret", "selected_cfa", "og_establishments", "account", "unknown"]
 ExpiryKind = Literal["fixed_duration", "chosen_duration", "portal_date", "none_stated", "unknown"]
 OAuthClientAuth = Literal["basic", "post"]
-ConnectionState = Literal["production", "recette", "developpement", "prevu", "inconnu"]
+ConnectionState = Literal[
+    "production", "recette", "developpement", "prevu", "non_ouvert", "inconnu"
+]
 
 OBTAIN_LABELS: dict[str, str] = {
     "self_service": "libre-service sur le portail",
@@ -112,6 +114,7 @@ CONNECTION_LABELS: dict[str, str] = {
     "recette": "en recette",
     "developpement": "en développement",
     "prevu": "prévu",
+    "non_ouvert": "pas encore ouvert",
     "inconnu": "inconnu",
 }
 
@@ -268,6 +271,12 @@ class Connection:
     as_of: date
     source: str
     note: str | None = None
+    #: Contracts sent with protocol V2 (``contracts`` is protocol V1).
+    contracts_v2: ConnectionStatus | None = None
+    #: Training agreements (``POST /v1/conventions``).
+    conventions: ConnectionStatus | None = None
+    #: « Certificats de réalisation » (``POST /v2/certificats``).
+    certificates: ConnectionStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +376,10 @@ class Registry:
     version: str
     updated: date
     opcos: tuple[Opco, ...]
+    #: The developer portals of the API Convergence (cfadock, transopco).
+    developer_portals: tuple[Link, ...] = ()
+    #: Documents about the API as a whole (the Vademecum CFA), each with its date.
+    documents: tuple[Source, ...] = ()
 
     def get(self, opco_id: str) -> Opco:
         """The entry with this exact id (names go through :mod:`cfakey.registry.names`)."""

@@ -31,6 +31,7 @@ ETATS = "/v2/dossiers/etats"
 COMMENT_FIELDS = ("comment", "description", "message", "error_description", "error")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CFADOCK_PORTAL = "https://www.cfadock.fr/portail_developpeur"
+TRANSOPCO_PORTAL = "https://transopco.info/portail_developpeur"
 DEFAULT_TOKEN_LIFETIME = 300.0
 MAX_TOKEN_LIFETIME = 86_400.0
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -387,7 +388,8 @@ def advice(outcome: Outcome, job: VerifyJob) -> str:
         ),
         Outcome.NO_BASE_URL: (
             "L'adresse de l'API n'est pas publique pour cet OPCO : demandez-la à l'OPCO ou "
-            f"consultez le portail développeur cfadock ({CFADOCK_PORTAL}), puis : "
+            f"consultez les portails développeurs ({CFADOCK_PORTAL}, {TRANSOPCO_PORTAL}), "
+            "puis : "
             f"cfakey config set {setting} URL"
         ),
         Outcome.INVALID_URL: f"Corrigez l'adresse : cfakey config set {setting} https://…",
