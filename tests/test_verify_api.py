@@ -179,6 +179,10 @@ def test_basic_client_authentication_from_the_config(opco: FakeOpco) -> None:
     assert refused.exit_code == 10
     assert "refusé (HTTP 401) : « Client authentication failed »" in refused.stderr
     assert "oauth.client_auth" in refused.stderr
+    # The key never reached the API: nothing journalled, nothing kept with the key.
+    assert not any(r.path.startswith("/oauth/ApiEchangeCFA") for r in opco.requests)
+    assert journal_details("akto") == []
+    assert list_verification() is None
 
     config("opco.akto.oauth.client_auth", "basic")
     result = run_cli("verify", "akto")
@@ -188,6 +192,37 @@ def test_basic_client_authentication_from_the_config(opco: FakeOpco) -> None:
     assert CLIENT_SECRET.encode() not in token.body
     assert (token.header("Authorization") or "").startswith("Basic ")
     assert CLIENT_SECRET not in result.stdout + result.stderr + refused.stderr
+    assert len(journal_details("akto")) == 1
+    assert list_verification() == "valide"
+
+
+def list_verification() -> str | None:
+    (row,) = json.loads(run_cli("list", "--json").stdout)
+    return None if row["verification"] is None else row["verification"]["outcome"]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code", "said"),
+    [
+        ("redirect-other", 14, "redirige vers un autre hôte (https://elsewhere.invalid)"),
+        ("echo", 10, "réponse de l'OPCO non affichée"),
+        ("echo-percent", 10, "réponse de l'OPCO non affichée"),
+    ],
+)
+def test_the_query_key_is_no_leak_with_a_hostile_server(
+    opco: FakeOpco, isolated_home: Path, scenario: str, code: int, said: str
+) -> None:
+    seed((SIRET, "atlas", KEY_ATLAS))
+    set_url("atlas", opco.base_url(scenario))
+    config("opco.atlas.cfakeyinfo_query_key", "true")
+
+    result = run_cli("verify", "atlas", "--json")
+
+    assert result.exit_code == code
+    (first,) = json.loads(result.stdout)["results"]
+    assert said in first["detail"]
+    assert KEY_ATLAS not in everything_said(result, isolated_home)
+    assert len(opco.requests) == 1  # the redirect was not followed
 
 
 def test_client_authentication_and_scope_from_the_registry(
