@@ -46,7 +46,21 @@ Scenarios (``{base}`` is ``/<scenario>/ApiEchangeCFA``):
   cfakey, whose cap is far lower);
 - ``big-body``: 200 with a 10 MB ``Content-Length`` body;
 - ``drip``: 200 with a body sent one byte every ``drip_interval`` seconds;
-- ``drip-headers``: the status line, then the headers one byte every ``drip_interval``.
+- ``drip-headers``: the status line, then the headers one byte every ``drip_interval``;
+- ``query-key``: ``cfakeyinfo`` wants the key as the ``XAPIKEY`` query parameter too
+  (``400 VALIDATION_ERROR`` without it, as a gateway documents); ``dossiers/etats`` like
+  ``etats-object``;
+- ``cfakeyinfo-400``: ``cfakeyinfo`` 400 with an ``errors`` list, ``dossiers/etats`` 200;
+- ``etats-object`` / ``etats-list``: ``cfakeyinfo`` 404, ``dossiers/etats`` a page
+  ``{"total", "count", "page", "EtatDossierResult"}``, or a one-element list holding it;
+- ``error-<field>``: 403 whose body explains itself in ``<field>`` (``description``,
+  ``message``, ``error_description``, ``error``, ``errors``); ``error-echo-<field>``:
+  the same, quoting the key it received;
+- ``oauth-revoked``: like ``oauth``, but the first token issued is refused (401) by the
+  API: one renewal must follow; ``oauth-401``: every token refused by the API;
+- ``/oauth-basic/token``: issues tokens to HTTP Basic client authentication only
+  (``client_secret_basic``), refusing credentials in the form body; every token endpoint
+  refuses a scope other than ``required_scope`` when that is set.
 """
 
 from __future__ import annotations
@@ -115,6 +129,7 @@ class FakeOpcoState:
     default_date: str = "2027-06-30"
     oauth_client_id: str = "editeur-client"
     oauth_client_secret: str = "secret-client-oauth"
+    required_scope: str | None = None
     issued_tokens: list[str] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
@@ -185,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, request: RecordedRequest, count: int
     ) -> tuple[int, dict[str, str], bytes]:
         state = self.server.state
-        if request.path in ("/oauth/token", "/oauth-html/token", "/oauth-noexpiry/token"):
+        if request.path in TOKEN_PATHS:
             return self._token(request)
         scenario = request.scenario
         endpoint = "/" + request.path.strip("/").split("/", 1)[-1]
@@ -194,6 +209,9 @@ class _Handler(BaseHTTPRequestHandler):
         simple = _SIMPLE.get(scenario)
         if simple is not None:
             return simple
+        api = _api_scenario(request, scenario, endpoint)
+        if api is not None:
+            return api
         if scenario == "slow":
             time.sleep(state.slow_delay)
             return self._ok(request)
@@ -240,11 +258,14 @@ class _Handler(BaseHTTPRequestHandler):
             return _json(403, {"status": "error", "comment": f"clé reçue : {echoed}"})
         if scenario == "echo-retry-after":
             return 429, {"Retry-After": request.header("X-API-KEY") or ""}, b""
-        if scenario == "oauth":
+        if scenario in ("oauth", "oauth-revoked", "oauth-401"):
             token = (request.header("Authorization") or "").removeprefix("Bearer ")
             with state.lock:
                 known = token in state.issued_tokens
-            if not known:
+                revoked = scenario == "oauth-401" or (
+                    scenario == "oauth-revoked" and state.issued_tokens[:1] == [token]
+                )
+            if not known or revoked:
                 return _json(401, {"message": "jeton absent ou expiré"})
         return self._ok(request)
 
@@ -267,13 +288,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _token(self, request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
         state = self.server.state
         form = {key: values[0] for key, values in parse_qs(request.body.decode()).items()}
+        if request.scenario == "oauth-basic":
+            client = _basic_credentials(request.header("Authorization"))
+            if "client_secret" in form or "client_id" in form:
+                client = None  # form-body credentials: refused, as Okta's client_secret_basic
+        else:
+            client = (form.get("client_id"), form.get("client_secret"))
         if (
             request.method != "POST"
             or form.get("grant_type") != "client_credentials"
-            or form.get("client_id") != state.oauth_client_id
-            or form.get("client_secret") != state.oauth_client_secret
+            or client != (state.oauth_client_id, state.oauth_client_secret)
         ):
-            return _json(401, {"error": "invalid_client"})
+            return _json(
+                401,
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+            )
+        if state.required_scope is not None and form.get("scope") != state.required_scope:
+            return _json(400, {"error": "invalid_scope"})
         if request.scenario == "oauth-html":
             return 200, {"Content-Type": "text/html"}, b"<html><body>Connexion</body></html>"
         with state.lock:
@@ -282,6 +313,63 @@ class _Handler(BaseHTTPRequestHandler):
         if request.scenario == "oauth-noexpiry":
             return _json(200, {"access_token": token, "token_type": "Bearer"})
         return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
+
+
+TOKEN_PATHS = frozenset(
+    {"/oauth/token", "/oauth-html/token", "/oauth-noexpiry/token", "/oauth-basic/token"}
+)
+#: The page of ``/v2/dossiers/etats`` a public AKTO client's tests show.
+ETATS_PAGE = {
+    "total": 1,
+    "count": 1,
+    "page": 1,
+    "EtatDossierResult": [{"numeroInterne": "D-1", "etat": "ENGAGE"}],
+}
+#: ``error-<field>``: an error body explaining itself in that one field.
+ERROR_BODIES: dict[str, Any] = {
+    "description": lambda text: {"description": text},
+    "message": lambda text: {"message": text},
+    "error_description": lambda text: {"error": "x", "error_description": text},
+    "error": lambda text: {"error": text},
+    "errors": lambda text: {"errors": [{"code": "E1", "message": text}, "autre"]},
+}
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """The client id and secret of an HTTP Basic header (each form-encoded, RFC 6749)."""
+    from urllib.parse import unquote_plus
+
+    if not header or not header.startswith("Basic "):
+        return None
+    try:
+        pair = base64.b64decode(header[6:], validate=True).decode()
+    except ValueError:
+        return None
+    client_id, _, secret = pair.partition(":")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _api_scenario(  # noqa: PLR0911 - one answer per scenario reads best
+    request: RecordedRequest, scenario: str, endpoint: str
+) -> tuple[int, dict[str, str], bytes] | None:
+    """The answers of the scenarios of issue 13 (real-world API behaviour), else ``None``."""
+    key = request.header("X-API-KEY") or ""
+    query = {name: values[0] for name, values in parse_qs(request.query).items()}
+    if scenario in ("query-key", "cfakeyinfo-400", "etats-object", "etats-list"):
+        if endpoint.endswith("/v2/dossiers/etats"):
+            return _json(200, [ETATS_PAGE] if scenario == "etats-list" else ETATS_PAGE)
+        if not endpoint.endswith("/v2/cfakeyinfo") or scenario.startswith("etats-"):
+            return _json(404, {"message": "Not Found"})
+        if scenario == "cfakeyinfo-400" or query.get("XAPIKEY") != key:
+            return _json(
+                400, {"code": "VALIDATION_ERROR", "errors": ["XAPIKEY et siren sont requis"]}
+            )
+        return _json(200, {"status": "success", "dateFinValidite": "2027-06-30", "comment": None})
+    if scenario.startswith("error-") and scenario[6:] in ERROR_BODIES:
+        return _json(403, ERROR_BODIES[scenario[6:]]("clé révoquée le 01/09/2026"))
+    if scenario.startswith("error-echo-") and scenario[11:] in ERROR_BODIES:
+        return _json(403, ERROR_BODIES[scenario[11:]](f"clé {key} révoquée"))
+    return None
 
 
 def _json(status: int, payload: Any) -> tuple[int, dict[str, str], bytes]:

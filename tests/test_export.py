@@ -937,3 +937,19 @@ def test_a_new_format_is_one_renderer_and_one_table_line(
     assert result.exit_code == 0, result.stderr
     assert target.read_text(encoding="utf-8") == f"CFA_KEY_ATLAS {CANARY}\n"
     assert journal()[-1][3] == f"export lignes vers {target.resolve()}"
+
+
+def test_a_refused_key_past_its_date_is_still_flagged_expired(registry: Registry) -> None:
+    """``verify``'s « refusée » ranks above expiry in ``list``; ``--strict`` still sees the date."""
+    import dataclasses
+
+    from cfakey.core.codes import VerifyOutcome
+    from cfakey.metadata import LastVerification
+
+    refused = LastVerification(
+        NOW - timedelta(days=2), VerifyOutcome.KEY_REFUSED.id, 403, opco_expiry=None
+    )
+    key = planned("atlas", NOW - timedelta(days=1), registry)
+    key = dataclasses.replace(key, record=dataclasses.replace(key.record, verification=refused))
+    flags = core.expiry_flags([key], registry, {}, NOW)
+    assert [(flag.opco_id, flag.expired) for flag in flags] == [("atlas", True)]

@@ -30,6 +30,7 @@ from cfakey.core.codes import (
     KeyStatus,
     Level,
     RequestStatus,
+    VerifyOutcome,
 )
 from cfakey.stores.kinds import STORE_KINDS
 from cfakey.stores.selection import ORIGINS
@@ -58,6 +59,8 @@ ROW_KEYS = {
     "expiry_source",
     "expiry_source_label",
     "rotation_due",
+    "verification",
+    "verification_due",
 }
 
 
@@ -218,7 +221,7 @@ IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
 VERIFY_RESULT_KEYS = {
     "siret", "cfa", "opco", "opco_name", "status", "label", "exit_code", "detail", "advice",
     "endpoint", "http_status", "base_url", "opco_expiry", "recorded_expiry", "expiry_changed",
-    "checked_at", "duration_ms",
+    "checked_at", "duration_ms", "sent",
 }  # fmt: skip
 
 
@@ -237,6 +240,27 @@ def test_every_outcome_is_an_ascii_identifier_with_a_french_label() -> None:
         assert IDENTIFIER.fullmatch(outcome.value), outcome
         assert outcome.label.strip(), outcome
     assert set(engine.RESULT_JSON_KEYS) == VERIFY_RESULT_KEYS
+
+
+VERIFICATION_KEYS = {"checked_at", "outcome", "outcome_label", "http_status", "opco_expiry"}
+
+
+def test_list_show_check_json_carry_the_last_verification(opco: FakeOpco) -> None:
+    seed((VERIFY_SIRET, "atlas", KEY_ATLAS))
+    set_url("atlas", opco.base_url("forbidden"))
+    assert run_at(NOW, "verify", "atlas").exit_code == 10
+
+    (row,) = json.loads(run_at(NOW, "list", "--json").stdout)
+    shown = json.loads(run_at(NOW, "show", "atlas", "--json").stdout)
+    (problem,) = json.loads(run_at(NOW, "check", "--json").stdout)["problems"]
+
+    for data in (row, shown, problem):
+        check_codes(data)
+        assert set(data["verification"]) == VERIFICATION_KEYS
+        outcome = data["verification"]["outcome"]
+        assert is_identifier(outcome)
+        assert data["verification"]["outcome_label"] == VerifyOutcome(outcome).label
+        assert (data["status"], data["verification_due"]) == ("refused", False)
 
 
 def test_verify_json_key_set_is_pinned(opco: FakeOpco) -> None:
@@ -332,6 +356,10 @@ def test_every_code_is_an_ascii_identifier_with_a_french_label() -> None:
             assert is_identifier(member.value), member
             assert member.label, member
             assert member.label != member.value, member
+    # The outcomes of verify, kept with each key: one table, shared by both outputs.
+    assert [member.value for member in VerifyOutcome] == [o.value for o in engine.Outcome]
+    for outcome in engine.Outcome:
+        assert VerifyOutcome(outcome.value).label == outcome.label
     assert [(level.id, level.label) for level in Level] == [
         ("ok", "OK"),
         ("warning", "ALERTE"),

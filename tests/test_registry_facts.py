@@ -115,7 +115,7 @@ def _normalise_name(name: str) -> str:
 def test_top_level_metadata(registry: Registry) -> None:
     assert registry.schema_version == 1
     assert registry.version == "2026.11"
-    assert registry.updated == date(2026, 11, 22)
+    assert registry.updated == date(2026, 11, 30)
 
 
 def test_eleven_entries_in_display_order(registry: Registry) -> None:
@@ -369,32 +369,100 @@ def test_obtain_method_and_scope(registry: Registry, opco_id: str, obtain: str, 
     assert (opco.obtain, opco.scope) == (obtain, scope)
 
 
-@pytest.mark.parametrize(
-    ("opco_id", "contracts", "invoices"),
-    [
-        ("afdas", ("production", "Juillet 2022"), ("production", "T3 2022")),
-        ("akto", ("production", "Mars 2022"), ("production", "Mars 2022")),
-        ("atlas", ("production", "Septembre 2021"), ("production", "Février 2022")),
-        ("constructys", ("production", "Mars 2022"), ("production", "Mars 2022")),
-        ("opcommerce", ("production", "Septembre 2021"), ("production", "Février 2022")),
-        ("ocapiat", ("production", "Septembre 2021"), ("production", "Février 2022")),
-        ("opco2i", ("production", "Septembre 2021"), ("production", "Février 2022")),
-        ("opcoep", ("production", "Mars 2022"), ("production", "T3 2022")),
-        ("mobilites", ("production", "Avril 2022"), ("production", "Avril 2022")),
-        ("sante", ("prevu", "2022"), ("prevu", "2022")),
-        ("uniformation", ("recette", "T1 2022"), ("developpement", "T3 2022")),
-    ],
-)
-def test_connection_status_of_2023(
-    registry: Registry,
-    opco_id: str,
-    contracts: tuple[str, str],
-    invoices: tuple[str, str],
-) -> None:
+#: The cfadock « Accrochage » table surveyed on 28/07/2026 (docs/domain.md): per OPCO,
+#: contracts V1, contracts V2, invoices, conventions, « certificats de réalisation ».
+STATUS_2026 = {
+    "afdas": ("production", "non_ouvert", "production", "production", "production"),
+    "akto": ("production", "production", "production", "production", "non_ouvert"),
+    "atlas": ("production", "production", "production", "production", "non_ouvert"),
+    "constructys": ("production", "non_ouvert", "production", "production", "non_ouvert"),
+    "opcommerce": ("production", "production", "production", "production", "non_ouvert"),
+    "ocapiat": ("production", "production", "production", "production", "non_ouvert"),
+    "opco2i": ("production", "non_ouvert", "production", "production", "non_ouvert"),
+    "opcoep": ("production", "recette", "production", "production", "non_ouvert"),
+    "mobilites": ("production", "production", "production", "production", "non_ouvert"),
+    "sante": ("developpement", "non_ouvert", "production", "non_ouvert", "non_ouvert"),
+    "uniformation": ("production", "non_ouvert", "developpement", "production", "non_ouvert"),
+}
+#: When contracts and invoices went into production (the 2023 table), where it says so.
+SINCE_2023 = {
+    "afdas": ("Juillet 2022", "T3 2022"),
+    "akto": ("Mars 2022", "Mars 2022"),
+    "atlas": ("Septembre 2021", "Février 2022"),
+    "constructys": ("Mars 2022", "Mars 2022"),
+    "opcommerce": ("Septembre 2021", "Février 2022"),
+    "ocapiat": ("Septembre 2021", "Février 2022"),
+    "opco2i": ("Septembre 2021", "Février 2022"),
+    "opcoep": ("Mars 2022", "T3 2022"),
+    "mobilites": ("Avril 2022", "Avril 2022"),
+    "sante": (None, None),
+    "uniformation": (None, None),
+}
+
+
+@pytest.mark.parametrize("opco_id", EXPECTED_IDS)
+def test_connection_status_as_of_28_07_2026(registry: Registry, opco_id: str) -> None:
     connection = _opco(registry, opco_id).connection
-    assert (connection.contracts.state, connection.contracts.since) == contracts
-    assert (connection.invoices.state, connection.invoices.since) == invoices
-    assert connection.as_of == date(2023, 9, 14)
+    flows = (
+        connection.contracts,
+        connection.contracts_v2,
+        connection.invoices,
+        connection.conventions,
+        connection.certificates,
+    )
+    assert tuple(flow.state if flow else None for flow in flows) == STATUS_2026[opco_id]
+    assert (connection.contracts.since, connection.invoices.since) == SINCE_2023[opco_id]
+    assert connection.as_of == date(2026, 7, 28)
+    assert connection.source == "tableau « Accrochage » de cfadock"
+    assert connection.note
+    assert "En 2023 (mode opératoire v6.1, 14/09/2023)" in connection.note
+    (cited,) = [source for source in _opco(registry, opco_id).sources if source.date.year == 2026]
+    assert cited.date == date(2026, 7, 28)
+    assert "« Accrochage » de cfadock" in cited.document
+
+
+def test_the_2026_counts_of_the_issue(registry: Registry) -> None:
+    def at(flow: str, state: str) -> list[str]:
+        return [
+            o.id
+            for o in registry.opcos
+            if (status := getattr(o.connection, flow)) is not None and status.state == state
+        ]
+
+    assert len(at("contracts", "production")) == 10
+    assert "sante" not in at("contracts", "production")
+    assert at("contracts_v2", "production") == [
+        "akto",
+        "atlas",
+        "opcommerce",
+        "ocapiat",
+        "mobilites",
+    ]
+    assert at("contracts_v2", "recette") == ["opcoep"]
+    assert len(at("invoices", "production")) == 10
+    assert "uniformation" not in at("invoices", "production")
+    assert at("certificates", "production") == ["afdas"]
+    assert registry.get("afdas").connection.certificates.since == "20/10/2025"  # type: ignore[union-attr]
+
+
+def test_developer_portals_and_vademecum(registry: Registry) -> None:
+    assert [link.url for link in registry.developer_portals] == [
+        "https://www.cfadock.fr/portail_developpeur",
+        "https://transopco.info/portail_developpeur",
+    ]
+    (vademecum,) = registry.documents
+    assert "Vademecum CFA V2" in vademecum.document
+    assert (vademecum.date.year, vademecum.date.month) == (2024, 2)
+
+
+def test_afdas_acceptance_oauth_is_basic_with_scope(registry: Registry) -> None:
+    api = registry.get("afdas").api
+    assert (api.oauth_client_auth, api.oauth_scope) == ("basic", "CFA_OPCO")
+    assert all(
+        (o.api.oauth_client_auth, o.api.cfakeyinfo_query_key) == ("post", False)
+        for o in registry.opcos
+        if o.id != "afdas"
+    )
 
 
 # --- the schema rejects a broken copy ----------------------------------------------------
@@ -432,3 +500,25 @@ def test_key_shapes_come_from_the_registry(registry: Registry) -> None:
     assert shaped["afdas"].matches("A" * 64)
     assert not shaped["afdas"].matches("A" * 63)
     assert shaped["afdas"].description == "64 lettres et chiffres"
+
+
+def test_opcos_says_the_date_and_source_of_the_status_it_prints() -> None:
+    from tests.conftest import run_cli
+
+    result = run_cli("opcos")
+
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert "État de l'accrochage au 28/07/2026, source : tableau « Accrochage » de cfadock." in (
+        lines
+    )
+    assert (
+        "Contrats, protocole V2 : en production : AKTO, Atlas, L'Opcommerce, Ocapiat, "
+        "OPCO Mobilités ; en recette : OPCO EP." in lines
+    )
+    assert "Conventions : en production partout sauf OPCO Santé." in lines
+    assert "Certificats de réalisation : en production : Afdas (depuis le 20/10/2025)." in lines
+    assert (
+        "Portails développeurs : https://www.cfadock.fr/portail_developpeur, "
+        "https://transopco.info/portail_developpeur" in lines
+    )

@@ -751,7 +751,7 @@ def test_all_json_contract(opco: FakeOpco) -> None:
     assert set(first) == {
         "siret", "cfa", "opco", "opco_name", "status", "label", "exit_code", "detail", "advice",
         "endpoint", "http_status", "base_url", "opco_expiry", "recorded_expiry", "expiry_changed",
-        "checked_at", "duration_ms",
+        "checked_at", "duration_ms", "sent",
     }  # fmt: skip
     assert (first["opco"], first["status"], first["label"], first["exit_code"]) == (
         "afdas",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,21 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.token_url"), "URL du jeton OAuth2 de l'éditeur"),
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.client_id"), "identifiant du client OAuth2 de l'éditeur"),
     (re.compile(r"opco\.[a-z0-9]+\.oauth\.scope"), "scope OAuth2 demandé"),
+    (
+        re.compile(r"opco\.[a-z0-9]+\.oauth\.client_auth"),
+        "authentification du client OAuth2 : basic (en-tête HTTP Basic) ou post (formulaire)",
+    ),
+    (
+        re.compile(r"opco\.[a-z0-9]+\.cfakeyinfo_query_key"),
+        "true : cfakeyinfo reçoit aussi la clé en paramètre XAPIKEY de l'adresse (false)",
+    ),
     (re.compile(r"opco\.[a-z0-9]+\.warn_days"), "jours d'alerte avant échéance pour cet OPCO"),
     (re.compile(r"opco\.[a-z0-9]+\.crit_days"), "jours d'alerte critique avant échéance"),
     (re.compile(r"request\.follow_up_days"), "jours avant de relancer une demande de clé (10)"),
+    (
+        re.compile(r"verify\.max_age_days"),
+        "jours après lesquels une clé non vérifiée auprès de l'OPCO est signalée (30)",
+    ),
     (re.compile(r"openbao\.url"), "adresse du coffre OpenBao / Vault (https://hôte:8200)"),
     (re.compile(r"openbao\.mount"), "point de montage KV version 2 du coffre (secret)"),
     (re.compile(r"openbao\.prefix"), "préfixe des chemins de cfakey dans le coffre (cfakey)"),
@@ -79,6 +92,15 @@ def window_days(name: str, value: object) -> int:
             hint=f"Corrigez-le : cfakey config set {name} JOURS (ou config unset {name}).",
         )
     return days
+
+
+def configured_api_url(
+    values: Mapping[str, Any], opco_id: str, *, recette: bool
+) -> tuple[str | None, str]:
+    """The API address the settings give for an OPCO (``None``: unset), and its setting."""
+    setting = f"opco.{opco_id}.{'recette_url' if recette else 'api_url'}"
+    value = values.get(setting)
+    return (value.strip() if isinstance(value, str) and value.strip() else None), setting
 
 
 def describe_key(key: str) -> str | None:
@@ -159,7 +181,7 @@ class Config:
         require_known_key(key)
         if key == "store" and value not in STORE_CHOICES:
             raise UsageError(f"Magasin inconnu : choix possibles : {', '.join(STORE_CHOICES)}.")
-        if key.endswith(("warn_days", "crit_days", "follow_up_days")):
+        if key.endswith(("warn_days", "crit_days", "follow_up_days", "max_age_days")):
             value = window_days(key, value)
         self.values[key] = value
         self.save()

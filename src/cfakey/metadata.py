@@ -100,6 +100,14 @@ MIGRATIONS: dict[int, str] = {
             PRIMARY KEY (siret, opco_id)
         );
     """,
+    # The last real verification of each key (verify): when, its class, the HTTP status,
+    # the OPCO's end-of-validity date. Cleared when another key replaces it (put_key).
+    3: """
+        ALTER TABLE key ADD COLUMN verified_at TEXT;
+        ALTER TABLE key ADD COLUMN verify_outcome TEXT;
+        ALTER TABLE key ADD COLUMN verify_http_status INTEGER;
+        ALTER TABLE key ADD COLUMN verify_opco_expiry TEXT;
+    """,
     # Key requests sent by e-mail (Constructys, OPCO 2i...): open until the key is stored.
     4: """
         CREATE TABLE request (
@@ -352,6 +360,17 @@ class CfaRecord:
 
 
 @dataclass(frozen=True)
+class LastVerification:
+    """The last time ``verify`` presented a key to its OPCO, and what the OPCO said."""
+
+    at: datetime
+    #: The class identifier (``cfakey.core.codes.VerifyOutcome``).
+    outcome: str
+    http_status: int | None
+    opco_expiry: date | None
+
+
+@dataclass(frozen=True)
 class KeyRecord:
     """What cfakey knows about one stored key, without the key itself."""
 
@@ -364,6 +383,8 @@ class KeyRecord:
     fingerprint: str
     os_user: str
     store: str
+    #: ``None``: never verified since this key was stored.
+    verification: LastVerification | None = None
 
 
 @dataclass(frozen=True)
@@ -532,12 +553,49 @@ _REQUEST_COLUMNS: _Columns = {
 }
 
 
+#: Insert a key, or replace another key's row: another fingerprint clears the verification.
+_PUT_KEY_SQL = """
+    INSERT INTO key (siret, opco_id, obtained_on, stored_at, expires_at, expiry_source,
+                     fingerprint, os_user, store)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (siret, opco_id) DO UPDATE SET
+        obtained_on = excluded.obtained_on, stored_at = excluded.stored_at,
+        expires_at = excluded.expires_at, expiry_source = excluded.expiry_source,
+        fingerprint = excluded.fingerprint, os_user = excluded.os_user, store = excluded.store,
+        verified_at = iif(key.fingerprint = excluded.fingerprint, key.verified_at, NULL),
+        verify_outcome = iif(key.fingerprint = excluded.fingerprint, key.verify_outcome, NULL),
+        verify_http_status =
+            iif(key.fingerprint = excluded.fingerprint, key.verify_http_status, NULL),
+        verify_opco_expiry =
+            iif(key.fingerprint = excluded.fingerprint, key.verify_opco_expiry, NULL)
+"""
+
+
 def _fields(row: sqlite3.Row, table: str, columns: _Columns) -> dict[str, Any]:
     return {column: decode(row, table, column) for column, decode in columns.items()}
 
 
+def _optional_integer(row: sqlite3.Row, table: str, column: str) -> int | None:
+    return None if row[column] is None else _integer(row, table, column)
+
+
+def _verification(row: sqlite3.Row) -> LastVerification | None:
+    """The last verification of a ``key`` row; an unreadable one stops (exit 5): a
+    refusal read as "never verified" would hide the very outage it records."""
+    if row["verified_at"] is None:
+        return None
+    day = row["verify_opco_expiry"]
+    return LastVerification(
+        at=_moment(row, "key", "verified_at"),
+        outcome=_text(row, "key", "verify_outcome"),
+        http_status=_optional_integer(row, "key", "verify_http_status"),
+        opco_expiry=None if day is None else _day(row, "key", "verify_opco_expiry"),
+    )
+
+
 def _key_record(row: sqlite3.Row, table: str = "key") -> KeyRecord:
-    return KeyRecord(**_fields(row, table, _KEY_COLUMNS))
+    verification = _verification(row) if table == "key" else None
+    return KeyRecord(**_fields(row, table, _KEY_COLUMNS), verification=verification)
 
 
 def _cfa_record(row: sqlite3.Row) -> CfaRecord:
@@ -786,6 +844,9 @@ class Metadata:
 
         A key arriving in a slot closes its e-mail request, in the same transaction: every
         way a key is stored (``add``, ``rotate``, ``import``, recovery) goes through here.
+
+        Another key (another fingerprint) starts clean: the last verification, which was
+        about the key replaced, is cleared. The same key (moved to another store) keeps it.
         """
         if record.expiry_source not in EXPIRY_SOURCES:
             raise ValueError(f"unknown expiry source {record.expiry_source!r}")
@@ -795,8 +856,7 @@ class Metadata:
 
     def _insert_key(self, record: KeyRecord) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO key (siret, opco_id, obtained_on, stored_at, expires_at, "
-            "expiry_source, fingerprint, os_user, store) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _PUT_KEY_SQL,
             (
                 record.siret,
                 record.opco_id,
@@ -845,6 +905,29 @@ class Metadata:
             "UPDATE key SET expires_at = ?, expiry_source = ? WHERE siret = ? AND opco_id = ?",
             (_to_text(expires_at), source, siret, opco_id),
         )
+
+    def set_verification(
+        self, siret: str, opco_id: str, fingerprint: str, verification: LastVerification
+    ) -> bool:
+        """Keep ``verification`` with the key, if it is still the one verified (``fingerprint``).
+
+        ``False`` when the key was removed or replaced in the meantime: its result is not
+        carried over to another key.
+        """
+        cursor = self._db.execute(
+            "UPDATE key SET verified_at = ?, verify_outcome = ?, verify_http_status = ?, "
+            "verify_opco_expiry = ? WHERE siret = ? AND opco_id = ? AND fingerprint = ?",
+            (
+                _to_text(verification.at),
+                verification.outcome,
+                verification.http_status,
+                verification.opco_expiry.isoformat() if verification.opco_expiry else None,
+                siret,
+                opco_id,
+                fingerprint,
+            ),
+        )
+        return cursor.rowcount > 0
 
     def keys_with_fingerprint(self, fingerprint: str) -> list[KeyRecord]:
         """Every stored key with this fingerprint (a key pasted twice)."""

@@ -94,7 +94,27 @@ def _show_lines(opco: Opco, cfa: CfaRecord, record: KeyRecord, row: KeyRow) -> l
     ]
     if row.rotation_due is not None:
         lines.insert(4, f"Rotation      : conseillée le {row.rotation_due:%d/%m/%Y}")
+    lines.insert(4, f"Vérification  : {_verification_text(row)}")
     return lines
+
+
+def _verification_text(row: KeyRow) -> str:
+    """The last verification by the OPCO (``verify``), or why there is none."""
+    from cfakey.core.codes import VerifyOutcome
+
+    last = row.verification
+    due = " ; à refaire : cfakey verify " + row.opco_id if row.verification_due else ""
+    if last is None:
+        return "jamais vérifiée auprès de l'OPCO" + due
+    parts = [
+        date_text(last.at, "%d/%m/%Y %H:%M"),
+        VerifyOutcome.label_of(last.outcome),
+    ]
+    if last.http_status is not None:
+        parts.append(f"HTTP {last.http_status}")
+    if last.opco_expiry is not None:
+        parts.append(f"fin de validité annoncée le {last.opco_expiry:%d/%m/%Y}")
+    return " ; ".join(parts) + due
 
 
 def remove(

@@ -94,7 +94,8 @@ def list_keys(
     if several and not detail and opco_name is None:
         write_lines(_matrix(context, view))
         print_notice(
-            "Jours restants avant échéance ; exp = expirée, s.d. = sans date, · = aucune clé."
+            "Jours restants avant échéance ; ref = refusée par l'OPCO, exp = expirée, "
+            "s.d. = sans date, · = aucune clé."
         )
         print_notice(
             "Détail d'un CFA : cfakey list --cfa SIRET ; une ligne par clé : cfakey list --detail"
@@ -160,6 +161,7 @@ def _empty_hint(view: Overview) -> None:
 
 #: The colour of each status in the tables (ANSI codes).
 _COLOURS = {
+    KeyStatus.REFUSED: "31",
     KeyStatus.EXPIRED: "31",
     KeyStatus.EXPIRING: "33",
     KeyStatus.VALID: "32",
@@ -217,7 +219,9 @@ def _matrix(context: AppContext, view: Overview) -> list[str]:
             if cell is None:
                 cells.append(" " + "·".rjust(cell_width))
                 continue
-            if cell.status is KeyStatus.EXPIRED:
+            if cell.status is KeyStatus.REFUSED:
+                text = "ref"
+            elif cell.status is KeyStatus.EXPIRED:
                 text = "exp"
             elif cell.days_left is None:
                 text = "s.d."
@@ -232,7 +236,11 @@ def _summary(view: Overview) -> None:
     counts: dict[KeyStatus, int] = {}
     for row in view.rows:
         counts[row.status] = counts.get(row.status, 0) + 1
-    plurals = {KeyStatus.EXPIRED: "expirées", KeyStatus.VALID: "valides"}
+    plurals = {
+        KeyStatus.REFUSED: "refusées",
+        KeyStatus.EXPIRED: "expirées",
+        KeyStatus.VALID: "valides",
+    }
     parts = [
         f"{counts[status]} "
         + (plurals.get(status, status.label) if counts[status] > 1 else status.label)
@@ -305,14 +313,28 @@ def _check_summary(result: CheckResult) -> str:
 
 
 def _problem(row: KeyRow) -> str:
+    if row.status is KeyStatus.REFUSED and row.verification is not None:
+        return f"refusée par l'OPCO le {date_text(row.verification.at)} (cfakey verify)"
     if row.status is KeyStatus.EXPIRED:
         return f"expirée le {date_text(row.expires_at)}"
+    if row.verification_due and row.status in (KeyStatus.VALID, KeyStatus.UNDATED):
+        return verification_age(row)
     if row.days_left is None and row.rotation_due is not None:
         return (
             f"renouvellement conseillé le {row.rotation_due:%d/%m/%Y} "
             f"(clé obtenue le {row.obtained_on:%d/%m/%Y})"
         )
     return f"expire le {date_text(row.expires_at)}, dans {row.days_left} jour(s)"
+
+
+def verification_age(row: KeyRow) -> str:
+    """Why a key is due for ``verify``: never checked, or when it last was."""
+    if row.verification is None:
+        return f"jamais vérifiée auprès de l'OPCO (cfakey verify {row.opco_id})"
+    return (
+        f"dernière vérification auprès de l'OPCO le {date_text(row.verification.at)} "
+        f"(cfakey verify {row.opco_id})"
+    )
 
 
 def journal(  # noqa: PLR0917 - typer passes one parameter per option

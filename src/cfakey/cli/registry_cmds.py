@@ -19,12 +19,13 @@ from cfakey.cli.terminal import (
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import date
 
     from rich.console import Console, JustifyMethod
     from rich.table import Table
 
     from cfakey.context import AppContext
-    from cfakey.registry.model import Link, Opco
+    from cfakey.registry.model import Link, Opco, Registry
 
 
 def register(app: typer.Typer) -> None:
@@ -63,12 +64,57 @@ def opcos(
         for opco in registry.opcos
     ]
     lines = [f"Registre des OPCO (version {registry.version})", "", *text_table(headers, rows)]
-    lines.append("")
-    lines.append(
-        f"État de l'accrochage au {registry.opcos[0].connection.as_of:%d/%m/%Y}. "
-        "Procédure détaillée : cfakey guide OPCO"
-    )
+    lines += ["", *connection_lines(registry), "Procédure détaillée : cfakey guide OPCO"]
     write_lines(lines)
+
+
+def connection_lines(registry: Registry) -> list[str]:
+    """The date (and source) of the connection status shown, the flows beyond contracts V1
+    and invoices, and the developer portals."""
+    by_date: dict[date, list[Opco]] = {}
+    for opco in registry.opcos:
+        by_date.setdefault(opco.connection.as_of, []).append(opco)
+    main = max(by_date, key=lambda day: len(by_date[day]))
+    others = "".join(
+        f" ; {', '.join(o.name for o in opcos)} : au {day:%d/%m/%Y}"
+        for day, opcos in by_date.items()
+        if day != main
+    )
+    source = by_date[main][0].connection.source
+    lines = [f"État de l'accrochage au {main:%d/%m/%Y}, source : {source}{others}."]
+    for label, flow in (
+        ("Contrats, protocole V2", "contracts_v2"),
+        ("Conventions", "conventions"),
+        ("Certificats de réalisation", "certificates"),
+    ):
+        states = _flow_states(registry, flow)
+        if states:
+            lines.append(f"{label} : {states}.")
+    if registry.developer_portals:
+        portals = ", ".join(link.url for link in registry.developer_portals)
+        lines.append(f"Portails développeurs : {portals}")
+    return lines
+
+
+def _flow_states(registry: Registry, flow: str) -> str:
+    """« en production : AKTO, Atlas ; en recette : OPCO EP » for one flow; « partout sauf
+    OPCO Santé » when only a few OPCOs lack it."""
+    from cfakey.registry.model import CONNECTION_LABELS
+
+    by_state: dict[str, list[str]] = {}
+    missing: list[str] = []
+    for opco in registry.opcos:
+        status = getattr(opco.connection, flow)
+        if status is None or status.state in ("non_ouvert", "inconnu"):
+            missing.append(opco.name)
+            continue
+        since = f" (depuis le {status.since})" if status.since and "/" in status.since else ""
+        by_state.setdefault(status.state, []).append(opco.name + since)
+    if list(by_state) == ["production"] and len(missing) < len(registry.opcos) / 2:
+        return "en production partout sauf " + ", ".join(missing) if missing else "partout"
+    return " ; ".join(
+        f"{CONNECTION_LABELS[state]} : {', '.join(names)}" for state, names in by_state.items()
+    )
 
 
 OBTAIN_SHORT_LABELS = {
@@ -81,6 +127,7 @@ CONNECTION_SHORT_LABELS = {
     "recette": "recette",
     "developpement": "dév.",
     "prevu": "prévu",
+    "non_ouvert": "non",
     "inconnu": "inconnu",
 }
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_ARG
+from cfakey.cli.options import JSON_OPTION, OPCO_ARG
 from cfakey.cli.terminal import (
     print_error,
     print_json,
@@ -18,6 +18,7 @@ from cfakey.cli.terminal import (
     text_table,
     write_lines,
 )
+from cfakey.errors import ExitCode
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -36,9 +37,27 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
     opco_name: Annotated[str | None, OPCO_ARG] = None,
     all_keys: Annotated[
-        bool, typer.Option("--all", help="Vérifie toutes les clés enregistrées.")
+        bool,
+        typer.Option(
+            "--all", help="Vérifie toutes les clés enregistrées (celles de --cfa, de --opco)."
+        ),
     ] = False,
-    cfa: Annotated[str | None, CFA_OPTION] = None,
+    opcos: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--opco",
+            metavar="OPCO",
+            help="OPCO dont vérifier la clé (répétable) ; avec --all, dans tous les CFA.",
+        ),
+    ] = None,
+    cfa: Annotated[
+        str | None,
+        typer.Option(
+            "--cfa",
+            metavar="CFA",
+            help="CFA concerné : SIRET, nom, ou SIREN (tous ses établissements).",
+        ),
+    ] = None,
     api_url: Annotated[
         str | None,
         typer.Option(
@@ -83,13 +102,23 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
     from cfakey.core import verify as engine
 
     context: AppContext = ctx.obj
-    engine.check_selection(opco_given=bool(opco_name), all_keys=all_keys, api_url=api_url)
+    engine.check_selection(
+        opco_given=bool(opco_name),
+        all_keys=all_keys,
+        api_url=api_url,
+        opco_options=len(set(opcos or ())),
+    )
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
     settings = engine.settings_from_config(
         context.config(), timeout=timeout, concurrency=concurrency, ca_bundle=ca_bundle
     )
     request = engine.VerifyRequest(
-        opco_id=opco_id, cfa_query=cfa, all_keys=all_keys, api_url=api_url, recette=recette
+        opco_id=opco_id,
+        cfa_query=cfa,
+        all_keys=all_keys,
+        api_url=api_url,
+        recette=recette,
+        opco_ids=tuple(context.resolve_opco(name).id for name in opcos or ()),
     )
     tls = engine.TlsPreparation(settings.ca_bundle)  # overlaps the key store's unlocking
     metadata = context.metadata()
@@ -108,21 +137,37 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
         ssl_context=tls.ssl_context(),
         clock=context.clock,
     )
-    if all_keys and not as_json:
-        with progress_bar("Vérification", len(jobs), elapsed=True) as update:
-            results = run(on_result=None if update is None else lambda _: update(advance=1))
-    else:
-        results = run()
-    elapsed = time.monotonic() - started
+    several = all_keys or len(jobs) > 1
+    unchecked = 0
+    try:
+        if several and not as_json:
+            with progress_bar("Vérification", len(jobs), elapsed=True) as update:
+                results = run(on_result=None if update is None else lambda _: update(advance=1))
+        else:
+            results = run()
+    except engine.VerifyInterrupted as interrupted:
+        results, unchecked = interrupted.results, interrupted.unchecked
+    _render(results, time.monotonic() - started, as_json=as_json, several=several)
+    if unchecked:
+        print_notice(
+            f"Interrompu : {unchecked} clé(s) non vérifiée(s) ; les {len(results)} résultat(s) "
+            "reçu(s) sont enregistrés (voir cfakey journal)."
+        )
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
     code = engine.overall_exit_code(results)
-    if as_json:
-        _render_json(results, int(code))
-    elif all_keys:
-        _render_table(results, elapsed)
-    else:
-        _render_single(results[0])
     if code:
         raise typer.Exit(int(code))
+
+
+def _render(results: list[VerifyResult], elapsed: float, *, as_json: bool, several: bool) -> None:
+    from cfakey.core.verify import overall_exit_code
+
+    if as_json:
+        _render_json(results, int(overall_exit_code(results)))
+    elif several:
+        _render_table(results, elapsed)
+    elif results:
+        _render_single(results[0])
 
 
 def _render_nothing(*, as_json: bool) -> None:

@@ -59,6 +59,16 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
     )
 
 
+def resolve_cfas(metadata: Metadata, query: str | None) -> list[CfaRecord]:
+    """Like :func:`resolve_cfa`, except that a SIREN designates all its sites (SIRETs)."""
+    compact = "".join((query or "").split())
+    if len(compact) == 9 and compact.isdigit():
+        sites = [cfa for cfa in metadata.list_cfas() if cfa.siren == compact]
+        if sites:
+            return sites
+    return [resolve_cfa(metadata, query)]
+
+
 def add_cfa(metadata: Metadata, siret: str, name: str, uai: str | None) -> CfaRecord:
     """Register a CFA after checking its SIRET, UAI and name; the first becomes the default."""
     valid_siret = validate_siret(siret)

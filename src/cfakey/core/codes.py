@@ -40,10 +40,28 @@ class Coded(Enum):
 class KeyStatus(Coded):
     """Where a key stands against its expiry (``list``, ``check``, ``show``)."""
 
+    REFUSED = ("refused", "refusée")
     EXPIRED = ("expired", "expirée")
     EXPIRING = ("expiring", "à renouveler")
     VALID = ("valid", "valide")
     UNDATED = ("undated", "sans date")
+
+
+class VerifyOutcome(Coded):
+    """The class of one verification (``verify``), kept with the key as its last one."""
+
+    VALID = ("valide", "valide")
+    KEY_REFUSED = ("cle_refusee", "clé refusée")
+    UNSUPPORTED = ("non_pris_en_charge", "non pris en charge")
+    UNAVAILABLE = ("opco_indisponible", "OPCO indisponible")
+    RATE_LIMITED = ("limite", "limité")
+    BAD_RESPONSE = ("reponse_illisible", "réponse illisible")
+    REDIRECT_REFUSED = ("redirection_refusee", "redirection refusée")
+    NO_BASE_URL = ("url_absente", "adresse d'API absente")
+    INVALID_URL = ("url_invalide", "adresse d'API invalide")
+    INSECURE_URL = ("url_non_securisee", "adresse d'API non sécurisée")
+    OAUTH_MISSING = ("oauth_incomplet", "client OAuth incomplet")
+    NO_KEY = ("cle_absente", "clé absente")
 
 
 class ExpirySource(Coded):

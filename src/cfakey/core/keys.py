@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from cfakey.core.codes import JournalAction, KeyStatus, Level, source_label
+from cfakey.core.codes import JournalAction, KeyStatus, Level, VerifyOutcome, source_label
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 from cfakey.expiry import (
     DATE_RANGE_TEXT,
@@ -31,12 +31,20 @@ from cfakey.expiry import (
 )
 
 if TYPE_CHECKING:
-    from cfakey.metadata import CfaRecord, JournalEntry, KeyRecord, Metadata, PendingWrite
+    from cfakey.metadata import (
+        CfaRecord,
+        JournalEntry,
+        KeyRecord,
+        LastVerification,
+        Metadata,
+        PendingWrite,
+    )
     from cfakey.registry.model import Opco, Registry
     from cfakey.stores.base import KeyStore
 
 # Lower sorts first: what needs the operator soonest comes first.
 _STATUS_RANK: dict[KeyStatus, int] = {
+    KeyStatus.REFUSED: -1,  # the OPCO refuses it now: above every expiry
     KeyStatus.EXPIRED: 0,
     KeyStatus.EXPIRING: 1,
     KeyStatus.VALID: 2,
@@ -237,8 +245,13 @@ class Window:
 
     warn_days: int
     crit_days: int
+    #: Days after which a key not verified is a warning; ``None``: no API address is
+    #: known for the OPCO, so ``verify`` cannot check it and nothing is expected.
+    verify_max_age: int | None = None
 
 
+#: ``verify.max_age_days`` when unset.
+DEFAULT_VERIFY_MAX_AGE = 30
 SHORT_LIVED_WINDOW = Window(30, 7)
 DEFAULT_WINDOW = Window(45, 14)
 
@@ -277,8 +290,21 @@ def window_for(
         crit_days if crit_days is not None else _int_setting(settings, f"opco.{opco_id}.crit_days")
     )
     return Window(
-        base.warn_days if warn is None else warn, base.crit_days if crit is None else crit
+        base.warn_days if warn is None else warn,
+        base.crit_days if crit is None else crit,
+        _verify_max_age(opco, opco_id, settings),
     )
+
+
+def _verify_max_age(opco: Opco | None, opco_id: str, settings: Mapping[str, Any]) -> int | None:
+    """``verify.max_age_days`` (default 30) where an API address is known for the OPCO."""
+    from cfakey.config import configured_api_url
+
+    public = opco.api.base_url if opco is not None else None
+    if not (configured_api_url(settings, opco_id, recette=False)[0] or public):
+        return None
+    age = _int_setting(settings, "verify.max_age_days")
+    return DEFAULT_VERIFY_MAX_AGE if age is None else age
 
 
 def _int_setting(settings: Mapping[str, Any], name: str) -> int | None:
@@ -318,6 +344,12 @@ class KeyRow:
     obtained_on: date
     expiry_source: str
     rotation_due: date | None = None
+    verification: LastVerification | None = None
+    #: Never verified, or not for ``verify.max_age_days``, though its OPCO has an API.
+    verification_due: bool = False
+    #: Where the key stands against its expiry alone, whatever ``verify`` said (``status``
+    #: says « refusée » above it): what ``export --strict`` and its warnings look at.
+    expiry_status: KeyStatus | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The ``list --json`` object: a contract for scripts."""
@@ -336,7 +368,33 @@ class KeyRow:
             "expiry_source": self.expiry_source,
             "expiry_source_label": source_label(self.expiry_source),
             "rotation_due": self.rotation_due.isoformat() if self.rotation_due else None,
+            "verification": verification_json(self.verification),
+            "verification_due": self.verification_due,
         }
+
+
+def verification_json(verification: LastVerification | None) -> dict[str, Any] | None:
+    """The last verification of a key in ``--json``: identifiers and French labels."""
+    if verification is None:
+        return None
+    expiry = verification.opco_expiry
+    return {
+        "checked_at": verification.at.isoformat(),
+        "outcome": verification.outcome,
+        "outcome_label": VerifyOutcome.label_of(verification.outcome),
+        "http_status": verification.http_status,
+        "opco_expiry": expiry.isoformat() if expiry else None,
+    }
+
+
+def _verification_state(record: KeyRecord, window: Window, today: date) -> tuple[bool, bool]:
+    """Whether the OPCO refused the key at its last verification, and whether one is due."""
+    last = record.verification
+    refused = last is not None and last.outcome == VerifyOutcome.KEY_REFUSED.id
+    due = window.verify_max_age is not None and (
+        last is None or (today - local_date(last.at)).days > window.verify_max_age
+    )
+    return refused, due
 
 
 def classify(
@@ -369,6 +427,12 @@ def classify(
             if (rotation_due - today).days <= window.warn_days:
                 # Advice, not an outage: never critical.
                 status, level = KeyStatus.EXPIRING, Level.WARNING
+    expiry_status = status
+    refused, due = _verification_state(record, window, today)
+    if refused:
+        status, level = KeyStatus.REFUSED, Level.CRITICAL
+    elif due:
+        level = max(level, Level.WARNING)
     return KeyRow(
         siret=record.siret,
         cfa_name=cfa_name,
@@ -382,6 +446,9 @@ def classify(
         obtained_on=record.obtained_on,
         expiry_source=record.expiry_source,
         rotation_due=rotation_due,
+        verification=record.verification,
+        verification_due=due,
+        expiry_status=expiry_status,
     )
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 SECRET_SETTING = re.compile(r"opco\.(?P<opco>[^.]+)\.oauth\.client_secret")
 OPCO_SETTING = re.compile(r"opco\.(?P<opco>[^.]+)\.(?P<rest>.+)")
 URL_SUFFIXES = (".api_url", ".recette_url", ".oauth.token_url")
-INT_SUFFIXES = (".warn_days", ".crit_days", ".follow_up_days")
+INT_SUFFIXES = (".warn_days", ".crit_days", ".follow_up_days", ".max_age_days")
 HEADER_SETTINGS = ("editeur", "logiciel", "version")
 #: Journal actions of the vendor's OAuth client secret (labels: the journal's table).
 OAUTH_CLIENT_STORED = JournalAction.OAUTH_SECRET_SET.id
@@ -111,7 +111,22 @@ def coerce(key: str, value: str) -> Any:
         return check_header_value(key, value)
     if key.endswith(INT_SUFFIXES):
         return window_days(key, value)
+    if key.endswith(".cfakeyinfo_query_key"):
+        return _choice(key, value, {"true": True, "false": False})
+    if key.endswith(".oauth.client_auth"):
+        return _choice(key, value, {"basic": "basic", "post": "post"})
     return value.strip()
+
+
+def _choice(key: str, value: object, choices: dict[str, Any]) -> Any:
+    """One of ``choices`` (named case-insensitively); the value typed is never quoted."""
+    chosen = choices.get(str(value).strip().lower())
+    if chosen is None:
+        raise UsageError(
+            f"Paramètre « {key} » invalide : {' ou '.join(choices)} est attendu.",
+            hint=f"Corrigez-le : cfakey config set {key} {'|'.join(choices)}",
+        )
+    return chosen
 
 
 def set_setting(config: Config, setting: Setting, value: str | None) -> None:

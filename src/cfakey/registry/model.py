@@ -83,7 +83,10 @@ MAX_RULE_MONTHS = 120
 ObtainMethod = Literal["self_service", "on_request", "not_published"]
 KeyScope = Literal["siren", "siret", "selected_cfa", "og_establishments", "account", "unknown"]
 ExpiryKind = Literal["fixed_duration", "chosen_duration", "portal_date", "none_stated", "unknown"]
-ConnectionState = Literal["production", "recette", "developpement", "prevu", "inconnu"]
+OAuthClientAuth = Literal["basic", "post"]
+ConnectionState = Literal[
+    "production", "recette", "developpement", "prevu", "non_ouvert", "inconnu"
+]
 
 OBTAIN_LABELS: dict[str, str] = {
     "self_service": "libre-service sur le portail",
@@ -111,6 +114,7 @@ CONNECTION_LABELS: dict[str, str] = {
     "recette": "en recette",
     "developpement": "en développement",
     "prevu": "prévu",
+    "non_ouvert": "pas encore ouvert",
     "inconnu": "inconnu",
 }
 
@@ -267,6 +271,12 @@ class Connection:
     as_of: date
     source: str
     note: str | None = None
+    #: Contracts sent with protocol V2 (``contracts`` is protocol V1).
+    contracts_v2: ConnectionStatus | None = None
+    #: Training agreements (``POST /v1/conventions``).
+    conventions: ConnectionStatus | None = None
+    #: « Certificats de réalisation » (``POST /v2/certificats``).
+    certificates: ConnectionStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -280,6 +290,13 @@ class ApiFacts:
     oauth_client_required: StrictBool = False
     developer_portal: str | None = None
     note: str | None = None
+    #: ``cfakeyinfo`` also wants the key as the ``XAPIKEY`` query parameter (off: a key
+    #: in a URL can end up in proxy logs; config ``opco.<id>.cfakeyinfo_query_key``).
+    cfakeyinfo_query_key: StrictBool = False
+    #: How the vendor's OAuth2 client authenticates: HTTP Basic or the form body.
+    oauth_client_auth: OAuthClientAuth = "post"
+    #: The scope asked with the token, when the OPCO's server needs one.
+    oauth_scope: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("base_url", "acceptance_url", "developer_portal"):
@@ -359,6 +376,10 @@ class Registry:
     version: str
     updated: date
     opcos: tuple[Opco, ...]
+    #: The developer portals of the API Convergence (cfadock, transopco).
+    developer_portals: tuple[Link, ...] = ()
+    #: Documents about the API as a whole (the Vademecum CFA), each with its date.
+    documents: tuple[Source, ...] = ()
 
     def get(self, opco_id: str) -> Opco:
         """The entry with this exact id (names go through :mod:`cfakey.registry.names`)."""

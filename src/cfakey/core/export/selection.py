@@ -224,7 +224,8 @@ def expiry_flags(
             window=window_for(opco, record.opco_id, settings),
             now=now,
         )
-        if record.expires_at is not None and row.status in (KeyStatus.EXPIRED, KeyStatus.EXPIRING):
+        expiry = row.expiry_status
+        if record.expires_at is not None and expiry in (KeyStatus.EXPIRED, KeyStatus.EXPIRING):
             flags.append(
                 ExpiryFlag(
                     key.cfa.siret,
@@ -232,7 +233,7 @@ def expiry_flags(
                     record.opco_id,
                     key.opco_name,
                     record.expires_at,
-                    expired=row.status is KeyStatus.EXPIRED,
+                    expired=expiry is KeyStatus.EXPIRED,
                 )
             )
     return flags

@@ -30,6 +30,7 @@ from cfakey.core.verify.model import (
     Outcome,
     Stop,
     Verdict,
+    VerifyInterrupted,
     VerifyJob,
     VerifyRequest,
     VerifyResult,
@@ -43,6 +44,7 @@ from cfakey.core.verify.plan import (
     check_selection,
     oauth_for,
     plan_jobs,
+    select_keys,
     settings_from_config,
 )
 from cfakey.core.verify.record import (
@@ -74,6 +76,7 @@ __all__ = [
     "TlsPreparation",
     "TokenCache",
     "Verdict",
+    "VerifyInterrupted",
     "VerifyJob",
     "VerifyRequest",
     "VerifyResult",
@@ -93,6 +96,7 @@ __all__ = [
     "result_of",
     "run_and_record",
     "run_jobs",
+    "select_keys",
     "settings_from_config",
     "token_lifetime",
     "utc_now",

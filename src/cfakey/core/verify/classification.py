@@ -25,8 +25,13 @@ if TYPE_CHECKING:
     import httpx
 
 NOT_SUPPORTED_STATUSES = frozenset({404, 405, 501})
+CFAKEYINFO = "/v2/cfakeyinfo"
+ETATS = "/v2/dossiers/etats"
+#: Where an error body puts its explanation, in the order public clients read them.
+COMMENT_FIELDS = ("comment", "description", "message", "error_description", "error")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CFADOCK_PORTAL = "https://www.cfadock.fr/portail_developpeur"
+TRANSOPCO_PORTAL = "https://transopco.info/portail_developpeur"
 DEFAULT_TOKEN_LIFETIME = 300.0
 MAX_TOKEN_LIFETIME = 86_400.0
 _ASCII_DIGITS = re.compile(r"[0-9]+")
@@ -74,7 +79,9 @@ def next_step(
         return Step(wait=wait)
     if status in REDIRECT_STATUSES and reply.header("Location") is not None:
         return _redirect(target, endpoint, reply, settings, redirects)
-    if status in NOT_SUPPORTED_STATUSES:
+    if status in NOT_SUPPORTED_STATUSES or (status == 400 and endpoint == CFAKEYINFO):
+        # A 400 from cfakeyinfo (« VALIDATION_ERROR »: a parameter this OPCO wants, or an
+        # endpoint it reads otherwise) says nothing of the key: the read-only ones decide.
         return Step(fallback=True)
     return Step(verdict=final_verdict(endpoint, reply))
 
@@ -194,21 +201,28 @@ def final_verdict(endpoint: str, reply: Reply) -> Verdict:  # noqa: PLR0911 - on
         )
         detail = why + (f" : « {comment} »" if comment else "")
         return Verdict(Outcome.KEY_REFUSED, detail, endpoint=endpoint, status=status)
-    if status >= 500:
-        detail = f"erreur du serveur de l'OPCO (HTTP {status})"
-        return Verdict(Outcome.UNAVAILABLE, detail, endpoint=endpoint, status=status)
-    if not 200 <= status < 300:
-        detail = f"réponse inattendue (HTTP {status})"
-        return Verdict(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
+    if status >= 500 or not 200 <= status < 300:
+        why = (
+            f"erreur du serveur de l'OPCO (HTTP {status})"
+            if status >= 500
+            else f"réponse inattendue (HTTP {status})"
+        )
+        comment = _comment(reply)
+        outcome = Outcome.UNAVAILABLE if status >= 500 else Outcome.BAD_RESPONSE
+        detail = why + (f" : « {comment} »" if comment else "")
+        return Verdict(outcome, detail, endpoint=endpoint, status=status)
     payload = reply.payload()
     if payload is NOT_JSON:
         detail = "la réponse n'est pas du JSON"
         return Verdict(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
-    if endpoint != "/v2/cfakeyinfo":
+    if endpoint != CFAKEYINFO:
         if not isinstance(payload, dict | list):
             detail = "réponse JSON d'une forme inattendue"
             return Verdict(Outcome.BAD_RESPONSE, detail, endpoint=endpoint, status=status)
-        detail = f"clé acceptée par {endpoint} (l'OPCO n'indique pas la date de fin de validité)"
+        page = page_text(payload) if endpoint == ETATS else ""
+        detail = (
+            f"clé acceptée par {endpoint}{page} (l'OPCO n'indique pas la date de fin de validité)"
+        )
         return Verdict(Outcome.VALID, detail, endpoint=endpoint, status=status)
     if not isinstance(payload, dict) or payload.get("status") not in ("success", "error"):
         detail = "réponse JSON d'une forme inattendue (champ « status » absent ou inconnu)"
@@ -260,12 +274,43 @@ def _parse_api_date(value: object) -> date | None:
         return None
 
 
+def page_text(payload: object) -> str:
+    """`` (page 1 : 3 dossier(s) sur 12)`` from a paged ``/v2/dossiers/etats`` answer.
+
+    Two shapes are seen: an object holding ``EtatDossierResult``, or a one-element list
+    holding that object. Empty when the answer has neither: the key was accepted all the same.
+    """
+    if isinstance(payload, list) and len(payload) == 1:
+        payload = payload[0]
+    if not isinstance(payload, dict) or not isinstance(payload.get("EtatDossierResult"), list):
+        return ""
+    count = len(payload["EtatDossierResult"])
+    page, total = payload.get("page"), payload.get("total")
+    where = f"page {page}" if _whole(page) else "première page"
+    out_of = f" sur {total}" if _whole(total) else ""
+    return f" ({where} : {count} dossier(s){out_of})"
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**9
+
+
 def _comment(reply: Reply) -> str:
-    """The server's explanation, if it gave one that may be shown (see ``server_text``)."""
+    """The server's explanation, if it gave one that may be shown (see ``server_text``):
+    ``comment``, ``description``, ``message``, ``error_description``, ``error``, or the
+    first of ``errors`` (a text, or an object with one of those fields)."""
     payload = reply.payload()
-    if isinstance(payload, dict):
-        for name in ("comment", "message", "error_description"):
-            value = payload.get(name)
+    if not isinstance(payload, dict):
+        return ""
+    errors = payload.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    for source in (payload, first):
+        if isinstance(source, str) and source.strip():
+            return shown_server_text(source, reply.secrets)
+        if not isinstance(source, dict):
+            continue
+        for name in COMMENT_FIELDS:
+            value = source.get(name)
             if isinstance(value, str) and value.strip():
                 return shown_server_text(value, reply.secrets)
     return ""
@@ -274,10 +319,13 @@ def _comment(reply: Reply) -> str:
 def token_reply(reply: Reply) -> Verdict | tuple[str, float]:
     """The token and its lifetime from the OAuth token endpoint's reply, or the verdict."""
     if reply.status in (400, 401, 403):
+        comment = _comment(reply)
         return Verdict(
             Outcome.KEY_REFUSED,
-            f"le client OAuth2 de l'éditeur a été refusé (HTTP {reply.status}) : "
-            "vérifiez son identifiant et son secret",
+            f"le client OAuth2 de l'éditeur a été refusé (HTTP {reply.status})"
+            + (f" : « {comment} »" if comment else "")
+            + " ; vérifiez son identifiant, son secret, son mode d'authentification "
+            "(oauth.client_auth) et son scope",
             status=reply.status,
         )
     if reply.status != 200:
@@ -340,7 +388,8 @@ def advice(outcome: Outcome, job: VerifyJob) -> str:
         ),
         Outcome.NO_BASE_URL: (
             "L'adresse de l'API n'est pas publique pour cet OPCO : demandez-la à l'OPCO ou "
-            f"consultez le portail développeur cfadock ({CFADOCK_PORTAL}), puis : "
+            f"consultez les portails développeurs ({CFADOCK_PORTAL}, {TRANSOPCO_PORTAL}), "
+            "puis : "
             f"cfakey config set {setting} URL"
         ),
         Outcome.INVALID_URL: f"Corrigez l'adresse : cfakey config set {setting} https://…",

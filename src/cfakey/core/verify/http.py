@@ -1,8 +1,10 @@
 """The HTTP side of one verification: headers, the read-only calls, retries and redirects.
 
 Read-only by construction: only ``GET`` requests reach the API (``/v2/cfakeyinfo``, then
-``/v2/dossiers/etats`` and ``/v1/status`` as fallbacks). The CFA key travels only in the
-``X-API-KEY`` header; redirects are followed by hand, to the same origin only
+``/v2/dossiers/etats`` and ``/v1/status`` as fallbacks). The CFA key travels in the
+``X-API-KEY`` header, and in ``cfakeyinfo``'s ``XAPIKEY`` query parameter only where the
+registry or the config says the OPCO needs it (no message ever shows a URL); redirects
+are followed by hand, to the same origin only
 (:func:`~cfakey.core.verify.classification.next_step` decides).
 """
 
@@ -91,22 +93,27 @@ def preflight(job: VerifyJob) -> str:
     """The base URL to call, once the job is known to be sendable; else the verdict, raised."""
     if job.secret is None:
         detail = f"la clé {job.opco_name} du CFA {job.siret} est absente du magasin de clés"
-        raise Stop(Verdict(Outcome.NO_KEY, detail))
+        raise Stop(Verdict(Outcome.NO_KEY, detail, sent=False))
     if job.base_url is None or not job.base_url.strip():
         raise Stop(
-            Verdict(Outcome.NO_BASE_URL, f"aucune adresse d'API connue pour {job.opco_name}")
+            Verdict(
+                Outcome.NO_BASE_URL,
+                f"aucune adresse d'API connue pour {job.opco_name}",
+                sent=False,
+            )
         )
     problem = url_problem(job.base_url)
     if problem is not None:
-        raise Stop(Verdict(*problem))
+        raise Stop(Verdict(*problem, sent=False))
     if job.oauth_problem is not None:
-        raise Stop(Verdict(Outcome.OAUTH_MISSING, job.oauth_problem))
+        raise Stop(Verdict(Outcome.OAUTH_MISSING, job.oauth_problem, sent=False))
     if not all(32 < ord(char) < 127 for char in job.secret):
         raise Stop(
             Verdict(
                 Outcome.KEY_REFUSED,
                 "la clé enregistrée contient des espaces, des accents ou des caractères de "
                 "contrôle : elle ne peut pas être transmise (non envoyée)",
+                sent=False,
             )
         )
     return job.base_url.strip().rstrip("/")
@@ -114,7 +121,11 @@ def preflight(job: VerifyJob) -> str:
 
 def check(call: Call, job: VerifyJob, base: str) -> Verdict:
     """The verdict of the first endpoint the OPCO supports (``non pris en charge`` if none)."""
-    params: tuple[dict[str, str], ...] = ({"siren": job.siren}, {"numeroPage": "1"}, {})
+    info = {"siren": job.siren}
+    if job.query_key and job.secret:
+        # Opt-in only (registry or config): a key in a URL can end up in proxy logs.
+        info["XAPIKEY"] = job.secret
+    params: tuple[dict[str, str], ...] = (info, {"numeroPage": "1"}, {})
     status = None
     for endpoint, query in zip(ENDPOINTS, params, strict=True):
         reply = _get(call, job, f"{base}{endpoint}", query, endpoint)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cfakey import __version__
+from cfakey.core.codes import VerifyOutcome
 from cfakey.errors import ExitCode
 
 DEFAULT_EDITEUR = "cfakey"
@@ -37,33 +38,33 @@ class Outcome(Enum):
 
     @property
     def label(self) -> str:
-        """The French name shown to people."""
-        return _INFO[self][0]
+        """The French name shown to people (the table of :class:`VerifyOutcome`)."""
+        return VerifyOutcome.label_of(self.value)
 
     @property
     def exit_code(self) -> ExitCode:
         """The process exit code this class stands for."""
-        return _INFO[self][1]
+        return _INFO[self][0]
 
     @property
     def rank(self) -> int:
         """Urgency: the higher, the sooner the operator must act (0 for ``valide``)."""
-        return _INFO[self][2]
+        return _INFO[self][1]
 
 
-_INFO: dict[Outcome, tuple[str, ExitCode, int]] = {
-    Outcome.VALID: ("valide", ExitCode.OK, 0),
-    Outcome.KEY_REFUSED: ("clé refusée", ExitCode.KEY_REFUSED, 100),
-    Outcome.NO_KEY: ("clé absente", ExitCode.NOT_FOUND, 90),
-    Outcome.OAUTH_MISSING: ("client OAuth incomplet", ExitCode.USAGE, 85),
-    Outcome.NO_BASE_URL: ("adresse d'API absente", ExitCode.USAGE, 80),
-    Outcome.INVALID_URL: ("adresse d'API invalide", ExitCode.USAGE, 80),
-    Outcome.INSECURE_URL: ("adresse d'API non sécurisée", ExitCode.USAGE, 80),
-    Outcome.REDIRECT_REFUSED: ("redirection refusée", ExitCode.BAD_RESPONSE, 70),
-    Outcome.BAD_RESPONSE: ("réponse illisible", ExitCode.BAD_RESPONSE, 60),
-    Outcome.UNAVAILABLE: ("OPCO indisponible", ExitCode.OPCO_UNAVAILABLE, 50),
-    Outcome.RATE_LIMITED: ("limité", ExitCode.RATE_LIMITED, 40),
-    Outcome.UNSUPPORTED: ("non pris en charge", ExitCode.UNSUPPORTED, 30),
+_INFO: dict[Outcome, tuple[ExitCode, int]] = {
+    Outcome.VALID: (ExitCode.OK, 0),
+    Outcome.KEY_REFUSED: (ExitCode.KEY_REFUSED, 100),
+    Outcome.NO_KEY: (ExitCode.NOT_FOUND, 90),
+    Outcome.OAUTH_MISSING: (ExitCode.USAGE, 85),
+    Outcome.NO_BASE_URL: (ExitCode.USAGE, 80),
+    Outcome.INVALID_URL: (ExitCode.USAGE, 80),
+    Outcome.INSECURE_URL: (ExitCode.USAGE, 80),
+    Outcome.REDIRECT_REFUSED: (ExitCode.BAD_RESPONSE, 70),
+    Outcome.BAD_RESPONSE: (ExitCode.BAD_RESPONSE, 60),
+    Outcome.UNAVAILABLE: (ExitCode.OPCO_UNAVAILABLE, 50),
+    Outcome.RATE_LIMITED: (ExitCode.RATE_LIMITED, 40),
+    Outcome.UNSUPPORTED: (ExitCode.UNSUPPORTED, 30),
 }
 
 
@@ -80,6 +81,9 @@ class Verdict:
     endpoint: str | None = None
     status: int | None = None
     opco_expiry: date | None = None
+    #: ``False``: the key never reached the OPCO's API (no address, no key, no OAuth
+    #: client or token): reported, but not a verification of the key.
+    sent: bool = True
 
 
 class Stop(Exception):  # noqa: N818 - a control-flow signal, not an error for the operator
@@ -104,6 +108,8 @@ class OAuthClient:
     client_id: str
     scope: str | None
     client_secret: str = field(repr=False)
+    #: ``basic``: HTTP Basic (``client_secret_basic``); ``post``: in the form body.
+    client_auth: str = "post"
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,8 @@ class VerifyJob:
     secret: str | None = field(repr=False)
     oauth: OAuthClient | None = field(default=None, repr=False)
     oauth_problem: str | None = None
+    #: Send the key as ``XAPIKEY`` in ``cfakeyinfo``'s query too (registry or config).
+    query_key: bool = False
 
     @property
     def siren(self) -> str:
@@ -152,13 +160,22 @@ class VerifySettings:
 
 @dataclass(frozen=True)
 class VerifyRequest:
-    """What the operator asked for: one OPCO (of one CFA) or every stored key."""
+    """What the operator asked for: some OPCOs' keys (of one CFA, all the sites of a SIREN,
+    or with ``all_keys`` every CFA), or every stored key."""
 
     opco_id: str | None = None
     cfa_query: str | None = None
     all_keys: bool = False
     api_url: str | None = None
     recette: bool = False
+    #: More OPCOs (``--opco``, several allowed), beside ``opco_id``.
+    opco_ids: tuple[str, ...] = ()
+
+    @property
+    def wanted_opcos(self) -> tuple[str, ...]:
+        """The OPCOs asked for, in order, once each (empty: every OPCO)."""
+        chosen = ((self.opco_id,) if self.opco_id else ()) + self.opco_ids
+        return tuple(dict.fromkeys(chosen))
 
 
 #: The keys of one ``verify --json`` result: a contract for scripts (tests pin it).
@@ -180,6 +197,7 @@ RESULT_JSON_KEYS = (
     "expiry_changed",
     "checked_at",
     "duration_ms",
+    "sent",
 )
 
 
@@ -202,6 +220,8 @@ class VerifyResult:
     expiry_changed: bool
     checked_at: datetime
     duration_ms: int
+    #: The key was presented to the OPCO's API: a real verification, journalled and kept.
+    sent: bool = True
 
     @property
     def exit_code(self) -> ExitCode:
@@ -228,4 +248,15 @@ class VerifyResult:
             "expiry_changed": self.expiry_changed,
             "checked_at": self.checked_at.isoformat(),
             "duration_ms": self.duration_ms,
+            "sent": self.sent,
         }
+
+
+class VerifyInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a run: the results already received, and how many keys
+    were left unchecked. A ``KeyboardInterrupt``, so that any caller still stops (130)."""
+
+    def __init__(self, results: list[VerifyResult], unchecked: int) -> None:
+        super().__init__(unchecked)
+        self.results = results
+        self.unchecked = unchecked

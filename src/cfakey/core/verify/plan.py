@@ -29,16 +29,25 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 _USERINFO = re.compile(r"(?P<scheme>^[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@]*@")
 
 
-def check_selection(*, opco_given: bool, all_keys: bool, api_url: str | None) -> None:
-    """Refuse a selection that names no key or contradicts itself (before any lookup)."""
+def check_selection(
+    *, opco_given: bool, all_keys: bool, api_url: str | None, opco_options: int = 0
+) -> None:
+    """Refuse a selection that names no key or contradicts itself (before any lookup).
+
+    ``opco_given``: the OPCO argument; ``opco_options``: how many ``--opco`` were given.
+    """
     if all_keys and opco_given:
-        raise UsageError("Indiquez un OPCO ou --all, pas les deux.")
-    if not all_keys and not opco_given:
+        raise UsageError(
+            "Indiquez un OPCO ou --all, pas les deux.",
+            hint="Pour un OPCO dans tous les CFA : cfakey verify --all --opco OPCO",
+        )
+    if not all_keys and not opco_given and not opco_options:
         raise UsageError(
             "Indiquez l'OPCO dont vérifier la clé, ou --all pour toutes.",
-            hint="Exemples : cfakey verify atlas ; cfakey verify --all",
+            hint="Exemples : cfakey verify atlas ; cfakey verify --opco atlas --opco akto ; "
+            "cfakey verify --all",
         )
-    if all_keys and api_url:
+    if api_url and (all_keys or opco_given + opco_options > 1):
         raise UsageError(
             "--api-url vaut pour un seul OPCO : réglez l'adresse de chaque OPCO avec "
             "cfakey config set."
@@ -87,10 +96,11 @@ def check_header_value(name: str, value: str) -> str:
 
 def base_url_for(opco: Opco, config: Config, *, recette: bool) -> tuple[str | None, str]:
     """The configured (else registry) base URL of the OPCO, and the config key that sets it."""
-    setting = f"opco.{opco.id}.{'recette_url' if recette else 'api_url'}"
-    configured = config.get(setting)
-    if isinstance(configured, str) and configured.strip():
-        return configured.strip(), setting
+    from cfakey.config import configured_api_url
+
+    configured, setting = configured_api_url(config.values, opco.id, recette=recette)
+    if configured is not None:
+        return configured, setting
     public = opco.api.acceptance_url if recette else opco.api.base_url
     return public, setting
 
@@ -100,7 +110,7 @@ def oauth_for(opco: Opco, config: Config, store: KeyStore) -> tuple[OAuthClient 
     prefix = f"opco.{opco.id}.oauth"
     token_url = config.get(f"{prefix}.token_url")
     client_id = config.get(f"{prefix}.client_id")
-    scope = config.get(f"{prefix}.scope")
+    scope = config.get(f"{prefix}.scope") or opco.api.oauth_scope
     if not token_url and not client_id:
         if opco.api.oauth_client_required:
             return None, (
@@ -114,8 +124,14 @@ def oauth_for(opco: Opco, config: Config, store: KeyStore) -> tuple[OAuthClient 
     secret = store.get(oauth_entry_name(opco.id))
     if not secret:
         return None, f"le secret du client OAuth2 de {opco.name} est absent du magasin de clés"
+    auth = config.get(f"{prefix}.client_auth")
     return OAuthClient(
-        opco.id, str(token_url), str(client_id), str(scope) if scope else None, secret
+        opco.id,
+        str(token_url),
+        str(client_id),
+        str(scope) if scope else None,
+        secret,
+        client_auth="basic" if (auth or opco.api.oauth_client_auth) == "basic" else "post",
     ), None
 
 
@@ -127,24 +143,7 @@ def plan_jobs(
     request: VerifyRequest,
 ) -> list[VerifyJob]:
     """The keys to check, their secrets read in one store session, and where to send them."""
-    from cfakey.core.cfas import resolve_cfa
-
-    if request.all_keys:
-        siret_filter = resolve_cfa(metadata, request.cfa_query).siret if request.cfa_query else None
-        records = metadata.list_keys(siret=siret_filter)
-        cfas = {cfa.siret: cfa for cfa in metadata.list_cfas()}
-    else:
-        if request.opco_id is None:
-            raise UsageError("Indiquez un OPCO ou --all.", hint="Exemple : cfakey verify atlas")
-        cfa = resolve_cfa(metadata, request.cfa_query)
-        record = metadata.get_key(cfa.siret, request.opco_id)
-        opco = registry.get(request.opco_id)
-        if record is None:
-            raise NotFoundError(
-                f"Aucune clé {opco.name} n'est enregistrée pour le CFA {cfa.name} ({cfa.siret}).",
-                hint=f"Enregistrez-la : cfakey add {opco.id} --cfa {cfa.siret}",
-            )
-        records, cfas = [record], {cfa.siret: cfa}
+    records, cfas = select_keys(metadata, registry, request)
     with store.batch():
         secrets = {(r.siret, r.opco_id): store.get(entry_name(r.siret, r.opco_id)) for r in records}
         oauth: dict[str, tuple[OAuthClient | None, str | None]] = {
@@ -163,6 +162,46 @@ def plan_jobs(
         )
         for record in records
     ]
+
+
+def select_keys(
+    metadata: Metadata, registry: Registry, request: VerifyRequest
+) -> tuple[list[KeyRecord], dict[str, CfaRecord]]:
+    """The stored keys a request designates, and their CFAs by SIRET.
+
+    ``--cfa`` names one CFA, or with a SIREN all its sites; without it, ``--all`` means
+    every CFA and an OPCO alone the default CFA. ``--opco`` keeps only those OPCOs.
+    """
+    from cfakey.core.cfas import resolve_cfas
+
+    wanted = request.wanted_opcos
+    if request.cfa_query is None and request.all_keys:
+        records = metadata.list_keys()
+        cfas = {cfa.siret: cfa for cfa in metadata.list_cfas()}
+    else:
+        chosen = resolve_cfas(metadata, request.cfa_query)
+        cfas = {cfa.siret: cfa for cfa in chosen}
+        records = [record for cfa in chosen for record in metadata.list_keys(siret=cfa.siret)]
+    records = [record for record in records if not wanted or record.opco_id in wanted]
+    if not records and not request.all_keys:
+        raise _nothing_selected(registry, wanted, list(cfas.values()))
+    return records, cfas
+
+
+def _nothing_selected(
+    registry: Registry, wanted: tuple[str, ...], cfas: list[CfaRecord]
+) -> NotFoundError:
+    names = ", ".join(registry.get(opco_id).name for opco_id in wanted)
+    if len(cfas) == 1:
+        cfa = cfas[0]
+        where = f"le CFA {cfa.name} ({cfa.siret})"
+        hint = f"Enregistrez-la : cfakey add {wanted[0]} --cfa {cfa.siret}"
+    else:
+        where = f"les {len(cfas)} établissements de ce SIREN"
+        hint = "Voir : cfakey list"
+    if len(wanted) == 1 and len(cfas) == 1:
+        return NotFoundError(f"Aucune clé {names} n'est enregistrée pour {where}.", hint=hint)
+    return NotFoundError(f"Aucune clé ({names}) n'est enregistrée pour {where}.", hint=hint)
 
 
 def _job(  # noqa: PLR0917 - a private builder called once
@@ -193,7 +232,16 @@ def _job(  # noqa: PLR0917 - a private builder called once
         secret=secret,
         oauth=client,
         oauth_problem=problem,
+        query_key=_query_key(opco, config),
     )
+
+
+def _query_key(opco: Opco, config: Config) -> bool:
+    """Whether ``cfakeyinfo`` gets the key in its query too: the config, else the registry."""
+    configured = config.get(f"opco.{opco.id}.cfakeyinfo_query_key")
+    if isinstance(configured, bool):
+        return configured
+    return opco.api.cfakeyinfo_query_key
 
 
 def check_base_url(url: str) -> str:

@@ -9,6 +9,7 @@ from cfakey.core.codes import ExpirySource, JournalAction
 from cfakey.core.verify.model import Outcome, VerifyJob, VerifyResult
 from cfakey.errors import ExitCode
 from cfakey.expiry import local_midnight
+from cfakey.metadata import LastVerification
 
 if TYPE_CHECKING:
     from cfakey.metadata import Metadata
@@ -17,31 +18,47 @@ if TYPE_CHECKING:
 def record_results(
     metadata: Metadata, jobs: Sequence[VerifyJob], results: Sequence[VerifyResult]
 ) -> None:
-    """Journal every verification and store the expiry dates the OPCOs gave, in one transaction.
+    """Journal every real verification, keep it with its key, and store the expiry dates
+    the OPCOs gave, in one transaction.
 
+    A result whose key never reached the API (:attr:`VerifyResult.sent` false: no address,
+    no key, no OAuth client) verified nothing: it is reported, never journalled or kept.
     Each entry is stamped with its result's ``checked_at``: the injected clock's instant.
     """
     sources = {(job.siret, job.opco_id): job for job in jobs}
     with metadata.transaction():
         for result in results:
             job = sources.get((result.siret, result.opco_id))
-            update = result.opco_expiry is not None and job is not None
-            if update and job is not None and result.opco_expiry is not None:
-                stale = result.expiry_changed or job.recorded_source != ExpirySource.OPCO_API.id
-                current = metadata.get_key(job.siret, job.opco_id)
-                # Only onto the key verified: not onto one rotated in the meantime.
-                if stale and current is not None and current.fingerprint == job.fingerprint:
-                    # The stored form of an OPCO's end-of-validity date: local midnight.
-                    moment = local_midnight(result.opco_expiry)
-                    metadata.set_expiry(job.siret, job.opco_id, moment, ExpirySource.OPCO_API.id)
+            if not result.sent or job is None:
+                continue
+            if job.fingerprint is not None:
+                _keep(metadata, job, job.fingerprint, result)
             metadata.log(
                 JournalAction.VERIFIED.id,
                 at=result.checked_at,
                 siret=result.siret,
                 opco_id=result.opco_id,
-                old_fingerprint=job.fingerprint if job else None,
+                old_fingerprint=job.fingerprint,
                 detail=journal_detail(result),
             )
+
+
+def _keep(metadata: Metadata, job: VerifyJob, fingerprint: str, result: VerifyResult) -> None:
+    """The result kept with the key verified, and its end date; never onto another key
+    (one rotated in the meantime)."""
+    verification = LastVerification(
+        at=result.checked_at,
+        outcome=result.outcome.value,
+        http_status=result.http_status,
+        opco_expiry=result.opco_expiry,
+    )
+    if not metadata.set_verification(job.siret, job.opco_id, fingerprint, verification):
+        return
+    stale = result.expiry_changed or job.recorded_source != ExpirySource.OPCO_API.id
+    if result.opco_expiry is not None and stale:
+        # The stored form of an OPCO's end-of-validity date: local midnight.
+        moment = local_midnight(result.opco_expiry)
+        metadata.set_expiry(job.siret, job.opco_id, moment, ExpirySource.OPCO_API.id)
 
 
 def journal_detail(result: VerifyResult) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import ssl
 import threading
 import time
@@ -9,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote_plus
 
 from cfakey.core.exchange import ExchangeError, Watchdog
 from cfakey.core.verify.classification import advice, failure, token_reply
@@ -17,6 +20,7 @@ from cfakey.core.verify.model import (
     OAuthClient,
     Stop,
     Verdict,
+    VerifyInterrupted,
     VerifyJob,
     VerifyResult,
     VerifySettings,
@@ -75,6 +79,8 @@ class TokenCache:
                 return cached[0]
             fetched = self._fetch(channel, oauth, settings)
             if isinstance(fetched, Verdict):
+                # No token: the key itself never reached the API.
+                fetched = dataclasses.replace(fetched, sent=False)
                 self._failures[oauth.opco_id] = fetched
                 raise Stop(fetched)
             token, lifetime = fetched
@@ -99,13 +105,7 @@ class TokenCache:
             return Verdict(
                 problem[0], problem[1].replace("Adresse d'API", "Adresse du jeton OAuth")
             )
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": oauth.client_id,
-            "client_secret": oauth.client_secret,
-        }
-        if oauth.scope:
-            form["scope"] = oauth.scope
+        form, headers = token_request(oauth)
         with self._guard:
             self.fetches += 1
         try:
@@ -113,14 +113,32 @@ class TokenCache:
                 "POST",
                 oauth.token_url,
                 data=form,
-                headers={"Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
+                headers=headers,
                 settings=settings,
-                secrets=(oauth.client_secret,),
+                secrets=(oauth.client_secret, *headers.get("Authorization", "").split()[1:]),
             )
         except (httpx.HTTPError, ExchangeError) as error:
             outcome, why = failure(error, settings)
             return Verdict(outcome, "service de jeton OAuth : " + why)
         return token_reply(reply)
+
+
+def token_request(oauth: OAuthClient) -> tuple[dict[str, str], dict[str, str]]:
+    """The form and headers of a client-credentials token request.
+
+    ``basic`` (``client_secret_basic``, RFC 6749 § 2.3.1): the id and secret, each
+    form-encoded, in an HTTP Basic header; ``post``: both in the form body.
+    """
+    form = {"grant_type": "client_credentials"}
+    headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate"}
+    if oauth.client_auth == "basic":
+        pair = f"{quote_plus(oauth.client_id)}:{quote_plus(oauth.client_secret)}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    else:
+        form |= {"client_id": oauth.client_id, "client_secret": oauth.client_secret}
+    if oauth.scope:
+        form["scope"] = oauth.scope
+    return form, headers
 
 
 def run_jobs(
@@ -176,7 +194,12 @@ def run_jobs(
             if transport is None:
                 client.close()
 
-    _run_workers(worker, min(settings.concurrency, len(jobs)), stop, watchdog)
+    try:
+        _run_workers(worker, min(settings.concurrency, len(jobs)), stop, watchdog)
+    except KeyboardInterrupt:
+        # What was received is kept (the caller records it); keys in flight are not.
+        received = [result for result in list(results) if result is not None]
+        raise VerifyInterrupted(received, len(jobs) - len(received)) from None
     if failures:
         raise failures[0]
     return [result for result in results if result is not None]
@@ -193,15 +216,23 @@ def run_and_record(
     clock: Callable[[], datetime] = utc_now,
 ) -> list[VerifyResult]:
     """The ``verify`` use-case once planned: check every job, then journal the results and
-    store the OPCOs' end dates (:func:`~cfakey.core.verify.record.record_results`)."""
-    results = run_jobs(
-        jobs,
-        settings,
-        transport=transport,
-        on_result=on_result,
-        ssl_context=ssl_context,
-        clock=clock,
-    )
+    store the OPCOs' end dates (:func:`~cfakey.core.verify.record.record_results`).
+
+    Interrupted (Ctrl-C, SIGTERM), the results already received are recorded all the
+    same, then :class:`VerifyInterrupted` goes on up with them.
+    """
+    try:
+        results = run_jobs(
+            jobs,
+            settings,
+            transport=transport,
+            on_result=on_result,
+            ssl_context=ssl_context,
+            clock=clock,
+        )
+    except VerifyInterrupted as interrupted:
+        record_results(metadata, jobs, interrupted.results)
+        raise
     record_results(metadata, jobs, results)
     return results
 
@@ -330,4 +361,5 @@ def result_of(
         expiry_changed=changed,
         checked_at=checked_at,
         duration_ms=round((time.monotonic() - started) * 1000),
+        sent=verdict.sent,
     )
