@@ -234,6 +234,9 @@ def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey
     tries = 3 if dialogue.tty else 1
     for attempt in range(1, tries + 1):
         raw = dialogue.secret("Collez la clé (saisie masquée) : ", on_empty=_no_key)
+        if dialogue.interactive:
+            # The length tells a truncated paste from a whole one; never a character of it.
+            print_notice(f"Clé reçue : {len(raw.strip())} caractères.")
         try:
             return keys.clean_key(raw, opco)
         except UsageError as error:
@@ -263,8 +266,7 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
         _support(opco)
         print_notice("Si vous l'avez déjà reçue de l'OPCO, vous pouvez l'enregistrer maintenant.")
         return True
-    for warning in opco.warnings:
-        print_warning(warning)
+    _registry_warnings(opco, rotation=rotation)
     if opco.request is not None:
         request = opco.request
         print_notice(f"\n{bold('Demande')} ({request.who_requests}) : {request.form.name}")
@@ -310,6 +312,24 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
     return True
 
 
+def _registry_warnings(opco: Opco, *, rotation: bool) -> None:
+    for warning in opco.warnings:
+        if not _said_at_the_step(opco, warning, rotation=rotation):
+            print_warning(warning)
+
+
+def _said_at_the_step(opco: Opco, warning: str, *, rotation: bool) -> bool:
+    """Whether a registry warning repeats :data:`REVOKE_WARNING` or :data:`SHOWN_ONCE_WARNING`,
+    which the walkthrough shows where they matter: each is said once, there."""
+    from cfakey.registry.names import normalize
+
+    words = normalize(warning)
+    revokes = bool(opco.regeneration_revokes or rotation) and opco.request is None
+    return (revokes and "revoqu" in words and "ancien" in words) or (
+        opco.shown_once and ("seulefois" in words or "quunefois" in words)
+    )
+
+
 def _support(opco: Opco) -> None:
     support = opco.support
     contacts = [*support.emails, *support.phones, *(link.url for link in support.web)]
@@ -326,45 +346,55 @@ def _expiry(
     expires: str | None,
     lifetime_months: int | None,
 ) -> Expiry:
+    """The key's expiry; a typed answer the rules refuse is asked again (three tries)."""
     from cfakey.core import keys
+    from cfakey.expiry import parse_months
+
+    def resolve(expires: str | None, lifetime_months: int | None) -> Expiry:
+        return keys.resolve_expiry(
+            opco,
+            key.value,
+            obtained=context.today(),
+            now=context.now(),
+            expires=expires,
+            lifetime_months=lifetime_months,
+        )
 
     question = keys.expiry_question(opco, key.value)
     rule = opco.expiry
-    if expires is None and lifetime_months is None:
-        if question == "lifetime":
-            answer = dialogue.ask(
-                "Durée de vie choisie sur le portail "
-                f"({rule.lowest_months} à {rule.max_months} mois) : ",
-                needed=f"--lifetime-months N ({rule.lowest_months} à {rule.max_months})",
-            )
-            if not answer.isdigit():
-                raise UsageError("Durée de vie illisible : un nombre de mois est attendu.")
-            lifetime_months = int(answer)
-        elif question == "date":
-            optional = rule.jwt_exp_precedence
-            if dialogue.interactive or not optional:
-                suffix = " (Entrée si le portail n'en affiche pas)" if optional else ""
-                answer = dialogue.ask(
-                    f"Date d'expiration affichée par le portail, JJ/MM/AAAA [HH:MM]{suffix} : ",
-                    needed="--expires JJ/MM/AAAA",
-                )
-                if answer:
-                    expires = answer
-                elif not optional:
-                    raise UsageError(
-                        "Date d'expiration manquante : le portail l'affiche à côté de la clé."
-                    )
-    expiry = keys.resolve_expiry(
-        opco,
-        key.value,
-        obtained=context.today(),
-        now=context.now(),
-        expires=expires,
-        lifetime_months=lifetime_months,
-    )
+    optional = rule.jwt_exp_precedence
+    if expires is not None or lifetime_months is not None:
+        expiry = resolve(expires, lifetime_months)
+    elif question == "lifetime":
+        span = f"{rule.lowest_months} à {rule.max_months}"
+        expiry = dialogue.ask_until(
+            f"Durée de vie choisie sur le portail ({span} mois) : ",
+            lambda answer: resolve(None, parse_months(answer)),
+            needed=f"--lifetime-months N ({span})",
+            expected=f"un nombre de mois de {span}, par exemple {rule.max_months}",
+        )
+    elif question == "date" and (dialogue.interactive or not optional):
+        suffix = " (Entrée si le portail n'en affiche pas)" if optional else ""
+        expiry = dialogue.ask_until(
+            f"Date d'expiration affichée par le portail, JJ/MM/AAAA [HH:MM]{suffix} : ",
+            lambda answer: resolve(_typed_date(answer, optional=optional), None),
+            needed="--expires JJ/MM/AAAA",
+            expected="une date à venir, comme 21/03/2027 ou 21 mars 2027",
+        )
+    else:
+        expiry = resolve(None, None)
     for note in expiry.notes:
         print_notice(note)
     return expiry
+
+
+def _typed_date(answer: str, *, optional: bool) -> str | None:
+    """The date typed at the prompt; an empty answer is no date when the portal may show none."""
+    if answer:
+        return answer
+    if optional:
+        return None
+    raise UsageError("Date d'expiration manquante : le portail l'affiche à côté de la clé.")
 
 
 def _report_saved(
