@@ -423,10 +423,62 @@ def _report_saved(
     print_notice(bold("\nEt maintenant :"))
     if old_fp is not None:
         print_warning(OLD_KEY_NOTICES[opco.regeneration_revokes])
-    print_notice("  1. Recopiez la clé dans le logiciel du CFA, ou exportez-la :")
-    print_notice(f"     cfakey export --opco {opco.id} --cfa {cfa.siret} --format env")
-    print_notice("  2. Vérifiez qu'elle est acceptée par l'OPCO :")
-    print_notice(f"     cfakey verify {opco.id} --cfa {cfa.siret}")
+    for number, (what, command) in enumerate(next_steps(context, opco, cfa), start=1):
+        print_notice(f"  {number}. {what}")
+        if command:
+            print_notice(f"     {command}")
+
+
+def next_steps(context: AppContext, opco: Opco, cfa: CfaRecord) -> list[tuple[str, str | None]]:
+    """What to do after ``add`` or ``rotate``, each command runnable as printed, here.
+
+    The export names its file (a terminal refuses keys on screen); verification is
+    offered once the OPCO's API address is known, after the setting that gives it.
+    """
+    from cfakey.core.verify.plan import base_url_for
+
+    steps: list[tuple[str, str | None]] = [
+        (
+            "Recopiez la clé dans le logiciel du CFA, ou exportez-la dans un fichier :",
+            (
+                f"cfakey export --opco {opco.id} --cfa {cfa.siret} --format env "
+                f"--output {opco.id}-{cfa.siret}.env"
+            ),
+        )
+    ]
+    base_url, setting = base_url_for(opco, context.config(), recette=False)
+    if base_url is None:
+        steps.append(
+            (
+                (
+                    f"Pour vérifier la clé, indiquez l'adresse de l'API de {opco.name} "
+                    "(donnée par l'éditeur du logiciel ou l'OPCO) :"
+                ),
+                f"cfakey config set {setting} URL",
+            )
+        )
+    oauth = f"opco.{opco.id}.oauth"
+    if opco.api.oauth_client_required and not (
+        context.config_value(f"{oauth}.token_url") and context.config_value(f"{oauth}.client_id")
+    ):
+        steps.append(
+            (
+                (
+                    f"{opco.name} exige aussi le client OAuth2 de l'éditeur du logiciel : "
+                    "voir « Client OAuth2 » dans docs/verify.md."
+                ),
+                None,
+            )
+        )
+    else:
+        then = "Vérifiez" if base_url is not None else "Puis vérifiez"
+        steps.append(
+            (
+                f"{then} qu'elle est acceptée par l'OPCO :",
+                f"cfakey verify {opco.id} --cfa {cfa.siret}",
+            )
+        )
+    return steps
 
 
 def _read_key_file(path: Path) -> str:
