@@ -451,8 +451,8 @@ def next_steps(context: AppContext, opco: Opco, cfa: CfaRecord) -> list[tuple[st
         steps.append(
             (
                 (
-                    f"Pour vérifier la clé, indiquez l'adresse de l'API de {opco.name} "
-                    "(donnée par l'éditeur du logiciel ou l'OPCO) :"
+                    "Pour la vérifier, indiquez l'adresse de l'API de l'OPCO "
+                    "(donnée par l'éditeur du logiciel ou par l'OPCO) :"
                 ),
                 f"cfakey config set {setting} URL",
             )
