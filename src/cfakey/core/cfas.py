@@ -59,6 +59,16 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
     )
 
 
+def resolve_cfas(metadata: Metadata, query: str | None) -> tuple[CfaRecord, ...]:
+    """The CFAs ``query`` designates: every site of a SIREN, else the one CFA it names."""
+    compact = "".join((query or "").split())
+    if len(compact) == 9 and compact.isdigit():
+        sites = tuple(cfa for cfa in metadata.list_cfas() if cfa.siren == compact)
+        if sites:
+            return sites
+    return (resolve_cfa(metadata, query),)
+
+
 def add_cfa(metadata: Metadata, siret: str, name: str, uai: str | None) -> CfaRecord:
     """Register a CFA after checking its SIRET, UAI and name; the first becomes the default."""
     valid_siret = validate_siret(siret)
