@@ -65,7 +65,8 @@ def _module_commands(module_name: str) -> TyperGroup:
 
 
 STORE_HELP = (
-    "Magasin de clés : {choices}. Prime sur la variable CFAKEY_STORE et sur le choix retenu."
+    "Magasin de clés, au choix : {choices}. Prime sur la variable CFAKEY_STORE et sur le choix "
+    "retenu."
 )
 
 
@@ -76,7 +77,8 @@ def _describe_store_option(params: list[Any]) -> None:
     for param in params:
         if param.name == "store":
             param.metavar = kinds.metavar()
-            param.help = STORE_HELP.format(choices=kinds.choices_text())
+            choices = " ; ".join(f"{kind.name}, {kind.noun}" for kind in kinds.STORE_KINDS.values())
+            param.help = STORE_HELP.format(choices=choices)
 
 
 class CfakeyGroup(TyperGroup):
@@ -219,6 +221,7 @@ def root(
         Path | None,
         typer.Option(
             "--registry",
+            metavar="FICHIER",
             envvar="CFAKEY_REGISTRY",
             help="Fichier YAML fusionné par-dessus le registre livré (par identifiant d'OPCO).",
             show_envvar=True,

@@ -14,7 +14,7 @@ import typer
 
 from cfakey.cli.options import CFA_OPTION, JSON_OPTION
 from cfakey.cli.terminal import date_text, paint, print_json, print_notice, text_table, write_lines
-from cfakey.core.codes import KeyStatus, Level, action_label
+from cfakey.core.codes import KeyStatus, Level, action_label, detail_label
 
 if TYPE_CHECKING:
     from cfakey.context import AppContext
@@ -369,14 +369,14 @@ def journal(
     )
     rows = [
         (
-            date_text(entry.at, "%Y-%m-%d %H:%M:%S"),
+            date_text(entry.at, "%Y-%m-%d %H:%M:%S" if as_csv else "%d/%m/%Y %H:%M:%S"),
             entry.user,
             entry.siret or "",
             entry.opco_id or "",
             entry.action if as_csv else action_label(entry.action),
             entry.old_fingerprint or "",
             entry.new_fingerprint or "",
-            entry.detail,
+            entry.detail if as_csv else detail_label(entry.detail),
         )
         for entry in entries
     ]

@@ -59,6 +59,11 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
     )
 
 
+def the_cfa(name: str) -> str:
+    """« le CFA des Métiers » whether or not the name says CFA itself: never « CFA CFA »."""
+    return f"le {name}" if normalize(name).startswith("cfa") else f"le CFA {name}"
+
+
 def resolve_cfas(metadata: Metadata, query: str | None) -> tuple[CfaRecord, ...]:
     """The CFAs ``query`` designates: every site of a SIREN, else the one CFA it names."""
     compact = "".join((query or "").split())

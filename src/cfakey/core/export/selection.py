@@ -149,10 +149,10 @@ def planned_key(registry: Registry, cfa: CfaRecord, record: KeyRecord) -> Planne
 
 
 def _nothing_selected(cfas: Sequence[CfaRecord], *, all_cfas: bool, opco_ids: Sequence[str]) -> str:
+    from cfakey.core.cfas import the_cfa
+
     where = (
-        "aucun CFA"
-        if not cfas
-        else ("les CFA enregistrés" if all_cfas else f"le CFA {cfas[0].name}")
+        "aucun CFA" if not cfas else ("les CFA enregistrés" if all_cfas else the_cfa(cfas[0].name))
     )
     if opco_ids:
         return f"Aucune clé ne correspond à la sélection ({', '.join(opco_ids)}) pour {where}."
