@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfakey.cli.options import CFA_OPTION, JSON_OPTION
+from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_FILTER_OPTION
 from cfakey.cli.terminal import date_text, paint, print_json, print_notice, text_table, write_lines
 from cfakey.core.codes import KeyStatus, Level, action_label, detail_label
 
@@ -56,9 +56,7 @@ def _overview(
 def list_keys(
     ctx: typer.Context,
     cfa: Annotated[str | None, CFA_OPTION] = None,
-    opco_name: Annotated[
-        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
-    ] = None,
+    opco_name: Annotated[str | None, OPCO_FILTER_OPTION] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
     detail: Annotated[
         bool, typer.Option("--detail", help="Une ligne par clé, même pour plusieurs CFA.")
@@ -336,9 +334,7 @@ def _problem(row: KeyRow) -> str:
 def journal(
     ctx: typer.Context,
     cfa: Annotated[str | None, CFA_OPTION] = None,
-    opco_name: Annotated[
-        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
-    ] = None,
+    opco_name: Annotated[str | None, OPCO_FILTER_OPTION] = None,
     since: Annotated[
         str | None,
         typer.Option(
