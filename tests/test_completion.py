@@ -79,7 +79,7 @@ def test_registered_cfas_complete_and_nothing_is_created_without_them(
 def test_install_completion_in_french(tmp_path: Path) -> None:
     installed = cfakey("--install-completion", "bash", HOME=str(tmp_path), **NAMED_SHELL)
     assert installed.returncode == 0, installed.stderr
-    assert "Complétion bash installée dans" in installed.stdout
+    assert "Complétion bash installée dans" in installed.stderr
     assert "source '" in (tmp_path / ".bashrc").read_text()
     refused = cfakey("--install-completion", "tcsh", HOME=str(tmp_path), **NAMED_SHELL)
     assert refused.returncode == ExitCode.USAGE

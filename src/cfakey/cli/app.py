@@ -94,8 +94,10 @@ def _install_completion(ctx: ClickContext, _param: object, value: object) -> obj
             hint="Lancez cfakey --install-completion depuis l'un de ces shells.",
         )
     shell, path = install(shell=shell)
-    sys.stdout.write(
-        f"Complétion {shell} installée dans {path} : elle prendra effet dans un nouveau terminal.\n"
+    from cfakey.cli.terminal import print_notice
+
+    print_notice(
+        f"Complétion {shell} installée dans {path} : elle prendra effet dans un nouveau terminal."
     )
     raise typer.Exit(0)
 
