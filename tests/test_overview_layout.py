@@ -86,26 +86,29 @@ def test_list_says_critical_as_check_does_and_what_to_do(sites: None) -> None:
     ]
 
 
-def test_critical_is_red_in_a_real_terminal(sites: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    pexpect = pytest.importorskip("pexpect")
-    from tests.test_walkthrough_pty import spawn
+def test_critical_is_red_where_colour_is_shown(
+    sites: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cfakey.cli import terminal
 
-    monkeypatch.delenv("NO_COLOR")
-    child = spawn("list", "--cfa", SIRET)
-    child.expect(pexpect.EOF)
-    shown = child.logfile_read.getvalue()
-    child.close()
-    assert child.exitstatus == 0
-    lines = shown.splitlines()
+    monkeypatch.setattr(terminal, "use_colour", lambda stream: True)  # stdout a terminal
+    lines = run_cli("list", "--cfa", SIRET).stdout.splitlines()
     assert next(line for line in lines if "OPCO Mobilités" in line).startswith("\x1b[31m")
-    # The child reads the wall clock: the 3-day key is critical or expired, red either way.
-    assert next(line for line in lines if "Afdas" in line).startswith("\x1b[2m")
+    assert next(line for line in lines if "Atlas" in line).startswith("\x1b[32m")
+    matrix = run_cli("list").stdout
+    assert "\x1b[31m    3\x1b[0m" in matrix  # the 3-day cell, red like check's CRITIQUE
+    assert "\x1b[33m   40\x1b[0m" in matrix  # the 40-day one, yellow: a warning
 
 
 def test_an_undated_key_due_for_rotation_has_a_legend(sites: None) -> None:
-    assert run_cli("remove", "afdas", "--yes").exit_code == 0
+    """OPCO EP advises a new key every 12 months: shown ``≈ date``, never « (rot. …) »."""
+    assert run_cli("add", "opcoep", input="E" * 40).exit_code == 0
     result = run_cli("list", "--cfa", SIRET)
-    assert "(rot." not in result.stdout  # no nested brackets, no abbreviation
+    assert result.exit_code == 0
+    line = next(line for line in result.stdout.splitlines() if line.startswith("OPCO EP"))
+    assert "≈ " in line
+    assert "(rot." not in result.stdout
+    assert "≈ : renouvellement conseillé à cette date" in result.stderr
 
 
 @pytest.mark.parametrize("command", ["list", "check", "export"])

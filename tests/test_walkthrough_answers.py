@@ -6,6 +6,7 @@ is expected; the third refusal exits 2 with nothing stored. The key never shows.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import pytest
@@ -118,3 +119,19 @@ def test_lifetimes_people_type(text: str, months: int) -> None:
 def test_lifetimes_refused(text: str) -> None:
     with pytest.raises(UsageError, match="Durée de vie illisible"):
         parse_months(text)
+
+
+@pytest.mark.parametrize("command", ["add", "rotate"])
+def test_revocation_and_shown_once_are_each_warned_once(cfa: str, command: str) -> None:
+    if command == "rotate":
+        first = run_cli("add", "opcoep", "--expires", "01/06/2027", input="F" * 40)
+        assert first.exit_code == ExitCode.OK, first.stderr
+    answers = "n\n" + enters("opcoep") + f"{ATLAS_KEY}\n01/06/2027\n"
+    result = run_cli(command, "opcoep", "--interactive", input=answers)
+    assert result.exit_code == ExitCode.OK, result.stderr
+    warnings = re.findall(r"⚠ [^\n]*", result.stderr)
+    assert len([line for line in warnings if "révoque" in line]) == 1, warnings
+    assert len([line for line in warnings if "qu'une" in line]) == 1, warnings
+    # Each where it matters: just before the step that generates the key.
+    generate = result.stderr.index("Génération du token")
+    assert result.stderr.index("révoque l'ancienne") < generate
