@@ -258,20 +258,18 @@ def _summary(view: Overview) -> None:
     print_notice(f"{len(view.rows)} clé(s) : " + ", ".join(parts) + ".")
 
 
+WARN_DAYS_OPTION = typer.Option(
+    "--warn-days", metavar="N", help="Alerte à N jours de l'échéance (tous les OPCO)."
+)
+CRIT_DAYS_OPTION = typer.Option(
+    "--crit-days", metavar="M", help="Critique à M jours de l'échéance (tous les OPCO)."
+)
+
+
 def check(
     ctx: typer.Context,
-    warn_days: Annotated[
-        int | None,
-        typer.Option(
-            "--warn-days", metavar="N", help="Alerte à N jours de l'échéance (tous les OPCO)."
-        ),
-    ] = None,
-    crit_days: Annotated[
-        int | None,
-        typer.Option(
-            "--crit-days", metavar="M", help="Critique à M jours de l'échéance (tous les OPCO)."
-        ),
-    ] = None,
+    warn_days: Annotated[int | None, WARN_DAYS_OPTION] = None,
+    crit_days: Annotated[int | None, CRIT_DAYS_OPTION] = None,
     cfa: Annotated[str | None, CFA_OPTION] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
