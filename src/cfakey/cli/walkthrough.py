@@ -49,10 +49,14 @@ FROM_FILE_OPTION = typer.Option(
     "--from-file", metavar="FICHIER", help="Lit la clé dans un fichier (le .txt d'OPCO EP)."
 )
 EXPIRES_OPTION = typer.Option(
-    "--expires", metavar="DATE", help="Date d'expiration : JJ/MM/AAAA ou AAAA-MM-JJ, HH:MM permis."
+    "--expires",
+    metavar="DATE",
+    help="Date d'expiration : JJ/MM/AAAA, JJ/MM/AA, « 21 mars 2027 » ou AAAA-MM-JJ, HH:MM permis.",
 )
 LIFETIME_OPTION = typer.Option(
-    "--lifetime-months", metavar="N", help="Durée de vie choisie sur le portail (Ocapiat : 1 à 6)."
+    "--lifetime-months",
+    metavar="N",
+    help="Durée de vie choisie sur le portail, en mois (Ocapiat : 1 à 6).",
 )
 INTERACTIVE_OPTION = typer.Option(
     "--interactive/--no-interactive",
