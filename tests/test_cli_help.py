@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from cfakey.cli.app import COMMAND_MODULES
+from cfakey.cli.app import COMMAND_MODULES, app
+from cfakey.cli.french import EXAMPLES
 from cfakey.errors import ExitCode
 from cfakey.stores import kinds
 from tests.conftest import run_cli
@@ -69,6 +70,12 @@ def test_help_shows_french_names_not_type_jargon(command: str) -> None:
     assert shown.returncode == 0, shown.stderr
     assert "Affiche cette aide et quitte." in shown.stdout
     assert TYPE_JARGON.search(shown.stdout) is None, shown.stdout
+    # French headings, no English usage words, no braces, and one example.
+    assert f"Utilisation : cfakey {command} [OPTIONS]" in shown.stdout
+    assert not re.findall(r"\bUsage\b|\bCOMMAND\b|\bARGS\b|env var", shown.stdout), shown.stdout
+    usage = next(line for line in shown.stdout.splitlines() if "Utilisation :" in line)
+    assert "{" not in usage
+    assert f"Exemple : {EXAMPLES[command]}" in " ".join(shown.stdout.split())
 
 
 @pytest.mark.parametrize("group", sorted({c.split()[0] for c in LEAF_COMMANDS if " " in c}))
@@ -78,6 +85,36 @@ def test_a_group_alone_shows_its_help_in_french(group: str) -> None:
     assert "Affiche cette aide et quitte." in shown.stdout + shown.stderr
     assert "Show this message" not in shown.stdout + shown.stderr
     assert "Commandes" in shown.stdout + shown.stderr
+
+
+def test_the_root_help_is_french() -> None:
+    shown = cfakey("--help", capture_output=True).stdout
+
+    assert "Utilisation : cfakey [OPTIONS] COMMANDE [ARGUMENTS]..." in shown
+    assert "Commandes" in shown
+    assert "<path>" not in shown
+    assert re.search(r"--registry +FICHIER", shown)
+    assert "Exemple : cfakey add atlas" in shown
+
+
+@pytest.mark.parametrize("command", ["", *LEAF_COMMANDS, "cfa", "config", "store"])
+def test_each_example_is_a_command_line_cfakey_accepts(command: str) -> None:
+    """The example parses: its command exists and takes these options and arguments."""
+    import shlex
+
+    import typer.main
+    from typer._click.core import Context
+    from typer.core import TyperGroup as Group
+
+    args = shlex.split(EXAMPLES[command])[1:]
+    leaf = typer.main.get_command(app)
+    while isinstance(leaf, Group):
+        name, args = args[0], args[1:]
+        found = leaf.get_command(Context(leaf), name)
+        assert found is not None, name
+        leaf = found
+    with leaf.make_context(leaf.name, args) as parsed:
+        assert parsed.params is not None
 
 
 def test_help_options_say_what_they_take() -> None:
@@ -205,5 +242,7 @@ def test_the_store_option_lists_the_kinds_of_the_store_table(
     help_text = " ".join(run_cli("--help").stdout.replace("│", " ").split())
     assert "|".join(kinds.STORE_KINDS) in help_text
     assert help_text.count("|vault") == 1
-    assert "file (fichier chiffré)" in help_text
-    assert "ou vault (coffre distant)" in help_text
+    assert (
+        "au choix : keyring, trousseau du système ; file, fichier chiffré ; openbao, coffre "
+        "partagé OpenBao / Vault ; vault, coffre distant."
+    ) in help_text

@@ -220,6 +220,14 @@ def test_two_different_new_passwords_change_nothing(isolated_home: Path) -> None
     child = spawn("store", "password")
     answer_password_prompts(child, TEST_FILE_PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "-faute")
     child.expect("diffèrent")
+    child.expect(r"Réessayez \(2 essais restants\)")
+    for attempt in range(2):  # asked again, up to three times in all
+        child.expect("Nouveau mot de passe : ")
+        child.sendline("court" if attempt == 0 else NEW_PASSWORD)
+        if attempt == 1:
+            child.expect("Confirmez le mot de passe : ")
+            child.sendline(NEW_PASSWORD + "-faute")
+    child.expect("Trois essais refusés : rien n'a été enregistré")
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == ExitCode.USAGE

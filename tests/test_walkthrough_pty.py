@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cfakey.errors import ExitCode
 from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.stores.file_store import EncryptedFileStore
@@ -94,4 +95,52 @@ def test_ctrl_c_in_the_walkthrough_stores_nothing(cfa: str) -> None:
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 130
+    assert run_cli("list", "--json").stdout.strip() == "[]"
+
+
+def test_a_bad_lifetime_in_a_real_terminal_keeps_the_pasted_key(cfa: str) -> None:
+    steps = len(load_registry(None, None)[0].get("ocapiat").steps)
+    child = spawn("add", "ocapiat")
+    child.expect("Ouvrir le portail")
+    child.sendline("n")
+    for _ in range(steps - 1):
+        child.expect(r"\[Entrée pour continuer\]")
+        child.sendline("")
+    child.expect("Collez la clé")
+    child.sendline(KEY)
+    child.expect(f"Clé reçue : {len(KEY)} caractères.")
+    child.expect(r"Durée de vie choisie sur le portail \(1 à 6 mois\) : ")
+    child.sendline("7")
+    child.expect(r"Attendu : un nombre de mois de 1 à 6, par exemple 6. Réessayez")
+    child.expect(r"Durée de vie choisie sur le portail \(1 à 6 mois\) : ")
+    child.sendline("6 mois")
+    child.expect("Clé Ocapiat enregistrée")
+    child.expect(pexpect.EOF)
+    transcript = child.logfile_read.getvalue()
+    child.close()
+    assert child.exitstatus == 0
+    assert KEY not in transcript
+    assert transcript.count("révoque") <= 1
+    assert run_cli("show", "ocapiat", "--reveal").stdout == KEY + "\n"
+
+
+def test_three_bad_dates_in_a_real_terminal_store_nothing(cfa: str) -> None:
+    steps = len(load_registry(None, None)[0].get("opcommerce").steps)
+    child = spawn("add", "opcommerce")
+    child.expect("Ouvrir le portail")
+    child.sendline("n")
+    for _ in range(steps - 1):
+        child.expect(r"\[Entrée pour continuer\]")
+        child.sendline("")
+    child.expect("Collez la clé")
+    child.sendline(KEY)
+    for typed in ("demain", "31/02/2027", "hier"):
+        child.expect("Date d'expiration affichée par le portail")
+        child.sendline(typed)
+    child.expect("Trois réponses refusées : rien n'a été enregistré.")
+    child.expect(pexpect.EOF)
+    transcript = child.logfile_read.getvalue()
+    child.close()
+    assert child.exitstatus == ExitCode.USAGE
+    assert KEY not in transcript
     assert run_cli("list", "--json").stdout.strip() == "[]"

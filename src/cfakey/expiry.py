@@ -31,8 +31,7 @@ def moment_in_range(moment: datetime) -> bool:
     return in_date_range(local_date(moment) if moment.tzinfo is not None else moment.date())
 
 
-_DATE_FORMATS = ("%d/%m/%Y %H:%M", "%d/%m/%Y", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
-_LONGEST_DATE_TEXT = len("2099-12-31 23:59:59")
+_LONGEST_DATE_TEXT = len("le 1er septembre 2099, a 23:59:59")
 # A JWT payload is a few hundred bytes; a huge one is not decoded at all.
 _MAX_JWT_PAYLOAD = 16_384
 # Timestamps of 0001-01-02 and 9999-12-30 (UTC): representable in every time zone.
@@ -69,6 +68,15 @@ def chosen_expiry(rule: ExpiryRule, obtained: date, lifetime_months: int) -> dat
             f"{rule.lowest_months} à {rule.max_months} mois."
         )
     return add_months(obtained, lifetime_months)
+
+
+def parse_months(text: str) -> int:
+    """A lifetime typed by a person: ``6``, ``6 mois``; never quotes the text."""
+    words = text.casefold().split()
+    number = words[0].removesuffix("mois") if words else ""
+    if words[1:] in ([], ["mois"]) and number.isdigit() and len(number) <= 3:
+        return int(number)
+    raise UsageError("Durée de vie illisible : un nombre de mois est attendu.")
 
 
 def jwt_expiry(key: str) -> datetime | None:
@@ -140,28 +148,85 @@ def local_date(moment: datetime) -> date:
 
 
 def parse_date(text: str) -> datetime:
-    """A date typed by the operator: ``JJ/MM/AAAA`` or ISO, optionally with ``HH:MM``.
+    """A date typed by a person: ``JJ/MM/AAAA``, ``JJ/MM/AA``, ``21 mars 2027``,
+    ``1er avril 2027`` or ISO, optionally with ``HH:MM[:SS]``.
 
-    Returns a naive local datetime (midnight when no time was given), always within
+    The one reader of every date a person types (options, prompts). A two-digit year is
+    20AA. Returns a naive local datetime (midnight when no time was given), always within
     :data:`EARLIEST_DATE`..:data:`LATEST_DATE`. The error never quotes the text: a value in
     the wrong field may be a key.
     """
-    cleaned = " ".join(text.strip().replace("T", " ").split())
-    if len(cleaned) <= _LONGEST_DATE_TEXT:
-        for fmt in _DATE_FORMATS:
-            try:
-                moment = datetime.strptime(cleaned, fmt)  # noqa: DTZ007 - a local wall-clock date
-            except ValueError:
-                continue
-            if not in_date_range(moment.date()):
-                raise UsageError(
-                    f"Date hors de la plage acceptée : les dates vont {DATE_RANGE_TEXT}."
-                )
-            return moment
-    raise UsageError(
-        "Date illisible : formats acceptés JJ/MM/AAAA ou AAAA-MM-JJ, avec éventuellement HH:MM "
-        f"(dates {DATE_RANGE_TEXT})."
+    cleaned = " ".join(text.split())
+    moment = _read_date(cleaned) if len(cleaned) <= _LONGEST_DATE_TEXT else None
+    if moment is None:
+        raise UsageError(
+            "Date illisible : formats acceptés JJ/MM/AAAA (ou JJ/MM/AA), « 21 mars 2027 » ou "
+            f"AAAA-MM-JJ, avec éventuellement HH:MM (dates {DATE_RANGE_TEXT})."
+        )
+    if not in_date_range(moment.date()):
+        raise UsageError(f"Date hors de la plage acceptée : les dates vont {DATE_RANGE_TEXT}.")
+    return moment
+
+
+def _read_date(cleaned: str) -> datetime | None:
+    """The date in ``cleaned`` (spaces already folded), or ``None`` when it is not one."""
+    import re
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFKD", cleaned.casefold())
+    bare = "".join(char for char in decomposed if not unicodedata.combining(char))
+    found = re.fullmatch(_DATE_PATTERN, bare)
+    if found is None:
+        return None
+    day, number, word, year, hour, minute, second = found.group(
+        "day", "num", "word", "year", "hour", "minute", "second"
     )
+    if day is None:  # ISO: the year comes first
+        day, number, year = found.group("iso_day", "iso_month", "iso_year")
+    month = _MONTHS.get(word.rstrip(".")) if word else int(number)
+    if month is None:
+        return None
+    try:
+        return datetime(  # noqa: DTZ001 - a local wall-clock date
+            int(year) + (2000 if len(year) == 2 else 0),
+            month,
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+        )
+    except ValueError:
+        return None
+
+
+#: French month names and their usual abbreviations, without accents.
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("janvier", "janv", "jan"),
+            ("fevrier", "fevr", "fev"),
+            ("mars", "mar"),
+            ("avril", "avr"),
+            ("mai",),
+            ("juin",),
+            ("juillet", "juil"),
+            ("aout",),
+            ("septembre", "sept", "sep"),
+            ("octobre", "oct"),
+            ("novembre", "nov"),
+            ("decembre", "dec"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_DATE_PATTERN = (
+    r"(?:(?:le )?(?P<day>\d{1,2})(?:er)?(?:[/.-](?P<num>\d{1,2})[/.-]|"
+    r" (?P<word>[a-z]+\.?) )(?P<year>\d{4}|\d{2})"
+    r"|(?P<iso_year>\d{4})-(?P<iso_month>\d{1,2})-(?P<iso_day>\d{1,2}))"
+    r"(?:(?:,? (?:a )?|t)(?P<hour>\d{1,2})[:h](?P<minute>\d{2})(?::(?P<second>\d{2}))?)?"
+)
 
 
 def describe(rule: ExpiryRule) -> str:

@@ -66,18 +66,55 @@ def _module_commands(module_name: str) -> TyperGroup:
 
 
 STORE_HELP = (
-    "Magasin de clés : {choices}. Prime sur la variable CFAKEY_STORE et sur le choix retenu."
+    "Magasin de clés, au choix : {choices}. Prime sur la variable CFAKEY_STORE et sur le choix "
+    "retenu."
 )
 
 
+#: French help of the two options typer adds for shell completion.
+COMPLETION_HELP = {
+    "install_completion": "Installe la complétion (commandes, options, OPCO, CFA) pour le "
+    "shell utilisé : bash, zsh, fish ou PowerShell.",
+    "show_completion": "Affiche le script de complétion du shell utilisé, pour le copier ou "
+    "l'installer soi-même.",
+}
+
+
+def _install_completion(ctx: ClickContext, _param: object, value: object) -> object:
+    """typer's ``--install-completion``, said in French."""
+    if not value or ctx.resilient_parsing:
+        return value
+    from typer._completion_shared import _get_shell_name, install
+
+    from cfakey.errors import UsageError
+
+    shell = value if isinstance(value, str) else _get_shell_name()
+    if shell not in {"bash", "zsh", "fish", "powershell", "pwsh"}:
+        raise UsageError(
+            "Shell non reconnu : la complétion s'installe pour bash, zsh, fish ou PowerShell.",
+            hint="Lancez cfakey --install-completion depuis l'un de ces shells.",
+        )
+    shell, path = install(shell=shell)
+    from cfakey.cli.terminal import print_notice
+
+    print_notice(
+        f"Complétion {shell} installée dans {path} : elle prendra effet dans un nouveau terminal."
+    )
+    raise typer.Exit(0)
+
+
 def _describe_store_option(params: list[Any]) -> None:
-    """``--store``'s choices and their French names, from the store table."""
+    """``--store``'s choices and their French names, from the store table; completion's
+    options in French."""
     from cfakey.stores import kinds
 
     for param in params:
+        if param.name in COMPLETION_HELP:
+            param.help = COMPLETION_HELP[param.name]
         if param.name == "store":
             param.metavar = kinds.metavar()
-            param.help = STORE_HELP.format(choices=kinds.choices_text())
+            choices = " ; ".join(f"{kind.name}, {kind.noun}" for kind in kinds.STORE_KINDS.values())
+            param.help = STORE_HELP.format(choices=choices)
 
 
 class CfakeyGroup(TyperGroup):
@@ -91,6 +128,13 @@ class CfakeyGroup(TyperGroup):
     def format_help(self, ctx: ClickContext, formatter: Any) -> None:
         _describe_store_option(self.get_params(ctx))
         super().format_help(ctx, formatter)
+
+    def get_params(self, ctx: ClickContext) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)
+        for param in params:
+            if param.name == "install_completion":
+                param.callback = _install_completion
+        return params
 
     def list_commands(self, ctx: ClickContext) -> list[str]:
         return list(COMMAND_MODULES)
@@ -199,7 +243,7 @@ app = typer.Typer(
         "stockage sûr, échéances, export vers le logiciel du CFA, vérification."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -220,6 +264,7 @@ def root(
         Path | None,
         typer.Option(
             "--registry",
+            metavar="FICHIER",
             envvar="CFAKEY_REGISTRY",
             help="Fichier YAML fusionné par-dessus le registre livré (par identifiant d'OPCO).",
             show_envvar=True,

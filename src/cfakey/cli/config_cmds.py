@@ -49,7 +49,7 @@ def _read_secret(label: str) -> str:
 def config_set(
     ctx: typer.Context,
     key: Annotated[
-        str, typer.Argument(metavar="CLE", help="Paramètre, par exemple opco.atlas.api_url.")
+        str, typer.Argument(metavar="PARAMETRE", help="Paramètre, par exemple opco.atlas.api_url.")
     ],
     value: Annotated[
         str | None,
@@ -81,7 +81,7 @@ def config_set(
 @config_app.command("get")
 def config_get(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="CLE", help="Paramètre à afficher.")],
+    key: Annotated[str, typer.Argument(metavar="PARAMETRE", help="Paramètre à afficher.")],
 ) -> None:
     """Affiche la valeur d'un paramètre (jamais celle d'un secret)."""
     from cfakey.core.settings import read
@@ -98,7 +98,7 @@ def config_get(
 @config_app.command("unset")
 def config_unset(
     ctx: typer.Context,
-    key: Annotated[str, typer.Argument(metavar="CLE", help="Paramètre à effacer.")],
+    key: Annotated[str, typer.Argument(metavar="PARAMETRE", help="Paramètre à effacer.")],
 ) -> None:
     """Efface un paramètre (ou le secret OAuth2 du magasin de clés)."""
     from cfakey.core.settings import erase

@@ -77,8 +77,9 @@ def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
 
 def _render_doctor(report: DoctorReport) -> None:
     lines = ["Magasin de clés"]
-    reason = report.store_reason or "choix illisible, voir les problèmes"
-    lines.append(f"  en service : {report.store or 'aucun'} ({reason})")
+    # The reason starts with the store's French name (« fichier chiffré, choisi par … »).
+    reason = report.store_reason or "aucun : choix illisible, voir les problèmes"
+    lines.append(f"  en service : {reason}")
     if report.store_description:
         lines.append(f"  détail     : {report.store_description}")
     lines.append("Trousseau du système (keyring)")

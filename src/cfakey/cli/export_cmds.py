@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cfakey.cli.completion import complete_opco
 from cfakey.cli.options import CFA_OPTION
 from cfakey.cli.terminal import (
     print_error,
@@ -48,6 +49,7 @@ OpcoOption = Annotated[
         "--opco",
         metavar="OPCO",
         help="OPCO à inclure (répétable) ; par défaut, tous ceux qui ont une clé.",
+        autocompletion=complete_opco,
     ),
 ]
 StrictOption = Annotated[

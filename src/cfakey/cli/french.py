@@ -145,14 +145,54 @@ def click_error(error: Exception) -> int | None:
     return None
 
 
+#: One example per command, shown at the foot of its help (``cfakey add --help``).
+EXAMPLES: dict[str, str] = {
+    "": "cfakey add atlas",
+    "opcos": "cfakey opcos --json",
+    "guide": "cfakey guide ocapiat",
+    "cfa": 'cfakey cfa add 18130002100373 --nom "CFA des Métiers"',
+    "cfa add": 'cfakey cfa add 18130002100373 --nom "CFA des Métiers" --uai 0312345A',
+    "cfa list": "cfakey cfa list",
+    "cfa default": "cfakey cfa default 18130002100373",
+    "cfa remove": "cfakey cfa remove 18130002100373",
+    "cfa rename": 'cfakey cfa rename 18130002100373 "CFA des Métiers de Toulouse"',
+    "cfa edit": "cfakey cfa edit 18130002100373 --uai 0312345A",
+    "add": "cfakey add ocapiat --cfa 18130002100373",
+    "list": "cfakey list --cfa 181300021",
+    "show": "cfakey show atlas --cfa 18130002100373",
+    "rotate": "cfakey rotate atlas --cfa 18130002100373",
+    "remove": "cfakey remove atlas --cfa 18130002100373",
+    "check": "cfakey check --warn-days 30 --crit-days 7",
+    "import": "cfakey import cles.csv",
+    "journal": "cfakey journal --since 01/01/2026",
+    "export": "cfakey export --format env --output cles.env",
+    "inject": "cfakey inject --input modele.xml --output config.xml",
+    "exec": "cfakey exec --opco atlas -- mon-logiciel --synchro",
+    "verify": "cfakey verify atlas --cfa 18130002100373",
+    "config": "cfakey config set opco.atlas.api_url https://api.exemple.fr",
+    "config set": "cfakey config set opco.atlas.api_url https://api.exemple.fr",
+    "config get": "cfakey config get opco.atlas.api_url",
+    "config unset": "cfakey config unset opco.atlas.api_url",
+    "config list": "cfakey config list --all",
+    "store": "cfakey store use file",
+    "store use": "cfakey store use file",
+    "store password": "cfakey store password",
+    "doctor": "cfakey doctor",
+}
+USAGE_PREFIX = "Utilisation : "
+SUBCOMMAND_METAVAR = "COMMANDE [ARGUMENTS]..."
+
+
 def prepare_help() -> None:
-    """French panel titles and help-option text for the help screen."""
+    """French panel titles, usage line, examples and help-option text for the help screen."""
     from typer import rich_utils
     from typer._click import decorators
 
     for name, text in _PANEL_TITLES.items():
         setattr(rich_utils, name, text)
     _hide_argument_types()
+    _french_usage()
+    _examples_in_help(rich_utils)
     original = decorators.help_option
     if getattr(original, "_cfakey_french", False):
         return
@@ -175,7 +215,7 @@ def _hide_argument_types() -> None:
     """No ``<str>`` or ``<path>`` beside an argument that has its own French name.
 
     typer prints an argument's click type next to its metavar (``OPCO  <str>``): jargon
-    that tells the operator nothing the name (OPCO, FICHIER, CLE) does not. Options carry
+    that tells the operator nothing the name (OPCO, FICHIER, PARAMETRE) does not. Options carry
     their own metavars, which click shows instead of the type.
     """
 
@@ -184,3 +224,47 @@ def _hide_argument_types() -> None:
 
     for param_type in (types.StringParamType, TyperPath):
         param_type.get_metavar = named_by_metavar  # type: ignore[method-assign]
+
+
+def _french_usage() -> None:
+    """« Utilisation : cfakey add [OPTIONS] OPCO » instead of « Usage: … {OPCO} ».
+
+    typer writes a required argument in braces; a plain name reads better, and the
+    brackets that remain mean one thing only: optional.
+    """
+    from typer import core
+    from typer._click import formatting
+
+    if getattr(formatting.HelpFormatter.write_usage, "_cfakey_french", False):
+        return
+    write_usage = formatting.HelpFormatter.write_usage
+    make_metavar = core.TyperArgument.make_metavar
+
+    def french_write_usage(self: Any, prog: str, args: str = "", prefix: str | None = None) -> None:
+        args = args.replace("COMMAND [ARGS]...", SUBCOMMAND_METAVAR)
+        write_usage(self, prog, args, USAGE_PREFIX if prefix is None else prefix)
+
+    def plain_metavar(self: Any, ctx: Any, *, usage: bool = False) -> str:
+        text: str = make_metavar(self, ctx, usage=usage)
+        return text[1:-1] if text.startswith("{") and text.endswith("}") else text
+
+    french_write_usage._cfakey_french = True  # type: ignore[attr-defined]
+    formatting.HelpFormatter.write_usage = french_write_usage  # type: ignore[method-assign]
+    core.TyperArgument.make_metavar = plain_metavar  # type: ignore[method-assign]
+
+
+def _examples_in_help(rich_utils: Any) -> None:
+    """Each command's example (:data:`EXAMPLES`) at the foot of its help screen."""
+    if getattr(rich_utils.rich_format_help, "_cfakey_french", False):
+        return
+    original = rich_utils.rich_format_help
+
+    def with_example(*, obj: Any, ctx: Any, markup_mode: Any) -> None:
+        path = ctx.command_path.partition(" ")[2]
+        example = EXAMPLES.get(path)
+        if example and not obj.epilog:
+            obj.epilog = f"Exemple : {example}"
+        original(obj=obj, ctx=ctx, markup_mode=markup_mode)
+
+    with_example._cfakey_french = True  # type: ignore[attr-defined]
+    rich_utils.rich_format_help = with_example

@@ -77,19 +77,22 @@ def show(
 
 def _show_lines(opco: Opco, cfa: CfaRecord, record: KeyRecord, row: KeyRow) -> list[str]:
     from cfakey.core.codes import source_label
+    from cfakey.core.keys import status_text
+    from cfakey.stores.kinds import STORE_KINDS
 
     days = "" if row.days_left is None else f" ({row.days_left} jours)"
+    kind = STORE_KINDS.get(record.store)
     lines = [
         f"CFA           : {cfa.name} ({record.siret})",
         f"OPCO          : {opco.name} ({opco.id})",
-        f"Statut        : {row.status.label}",
+        f"Statut        : {status_text(row)}",
         (
             f"Échéance      : {date_text(record.expires_at)}{days} ; "
             f"source : {source_label(record.expiry_source)}"
         ),
         f"Obtenue le    : {record.obtained_on:%d/%m/%Y}",
         f"Enregistrée le: {date_text(record.stored_at, '%d/%m/%Y %H:%M')} par {record.os_user}",
-        f"Magasin       : {record.store}",
+        f"Magasin       : {kind.noun if kind else record.store}",
         f"Empreinte     : {record.fingerprint}",
     ]
     if row.rotation_due is not None:

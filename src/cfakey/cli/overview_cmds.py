@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfakey.cli.options import CFA_OPTION, JSON_OPTION
+from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_FILTER_OPTION
 from cfakey.cli.terminal import (
     date_text,
     paint,
@@ -23,7 +23,7 @@ from cfakey.cli.terminal import (
     write_lines,
     write_text,
 )
-from cfakey.core.codes import KeyStatus, Level, action_label
+from cfakey.core.codes import KeyStatus, Level, action_label, detail_label
 from cfakey.core.requests import request_cell
 from cfakey.errors import UsageError
 
@@ -49,17 +49,17 @@ def _overview(
     crit_days: int | None = None,
 ) -> Overview:
     from cfakey.core import keys
-    from cfakey.core.cfas import resolve_cfa
+    from cfakey.core.cfas import resolve_cfas
 
     keys.check_window_args(warn_days, crit_days)
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
-    cfa = resolve_cfa(context.metadata(), cfa_query) if cfa_query else None
+    cfas = resolve_cfas(context.metadata(), cfa_query) if cfa_query else None
     return keys.overview(
         context.metadata(),
         context.registry,
         context.config().values,
         now=context.now(),
-        cfa=cfa,
+        cfas=cfas,
         opco_id=opco_id,
         warn_days=warn_days,
         crit_days=crit_days,
@@ -69,9 +69,7 @@ def _overview(
 def list_keys(
     ctx: typer.Context,
     cfa: Annotated[str | None, CFA_OPTION] = None,
-    opco_name: Annotated[
-        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
-    ] = None,
+    opco_name: Annotated[str | None, OPCO_FILTER_OPTION] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
     detail: Annotated[
         bool, typer.Option("--detail", help="Une ligne par clé, même pour plusieurs CFA.")
@@ -95,15 +93,36 @@ def list_keys(
         write_lines(_matrix(context, view))
         print_notice(
             "Jours restants avant échéance ; ref = refusée par l'OPCO, exp = expirée, "
-            "s.d. = sans date, · = aucune clé."
+            "s.d. = sans date, · = aucune clé ; en rouge : critique."
         )
         print_notice(
             "Détail d'un CFA : cfakey list --cfa SIRET ; une ligne par clé : cfakey list --detail"
         )
     else:
-        write_lines(_table(view.rows, {(r.siret, r.opco_id): request_cell(r) for r in requests}))
+        requested = {(r.siret, r.opco_id): request_cell(r) for r in requests}
+        write_lines(_table(view.rows, requested, one_cfa=not several))
+        if any(row.rotation_due and not row.expires_at for row in view.rows):
+            print_notice(
+                "≈ : renouvellement conseillé à cette date (l'OPCO ne fixe pas d'échéance)."
+            )
     _summary(view)
     _print_requests(requests, view.rows)
+    _advice(context, view)
+
+
+def _advice(context: AppContext, view: Overview) -> None:
+    """One line per key ``check`` reports: the command (or the place) that renews it."""
+    from cfakey.core.keys import advice
+
+    lines = [
+        f"  {row.opco_name} : {todo}"
+        for row in view.rows
+        if (todo := advice(row, context.registry)) is not None
+    ]
+    if lines:
+        print_notice("À faire :")
+        for line in lines:
+            print_notice(line)
 
 
 def _open_requests(context: AppContext, view: Overview, opco_name: str | None) -> list[RequestRow]:
@@ -167,26 +186,69 @@ _COLOURS = {
     KeyStatus.VALID: "32",
     KeyStatus.UNDATED: "2",
 }
+#: Red for a key ``check`` calls critical, whatever its status.
+_CRITICAL_COLOUR = "31"
+#: The columns of the table that are never cut: OPCO, expiry, days, status, fingerprint.
+_FINGERPRINT = 12
+_SIRET = 14
+_NAME_FLOOR = 12
 
 
-def _table(rows: tuple[KeyRow, ...], requested: Mapping[tuple[str, str], str]) -> list[str]:
-    headers = ("CFA", "SIRET", "OPCO", "Échéance", "Jours", "Statut", "Empreinte")
-    cells = [
+def _colour(row: KeyRow) -> str:
+    return _CRITICAL_COLOUR if row.level is Level.CRITICAL else _COLOURS[row.status]
+
+
+def _table(
+    rows: tuple[KeyRow, ...], requested: Mapping[tuple[str, str], str], *, one_cfa: bool
+) -> list[str]:
+    """One line per key, within the terminal's width: only the CFA name is ever cut.
+
+    For one CFA, its name and SIRET head the table instead of filling two columns; the
+    fingerprint column goes first when the width cannot hold it with a readable name.
+    """
+    from cfakey.core.keys import status_text
+
+    fixed: list[tuple[str, ...]] = [
         (
-            row.cfa_name[:30],
-            row.siret,
             row.opco_name,
             date_text(row.expires_at)
             if row.expires_at
-            else (f"(rot. {row.rotation_due:%d/%m/%Y})" if row.rotation_due else "—"),
+            else (f"≈ {row.rotation_due:%d/%m/%Y}" if row.rotation_due else "—"),
             "—" if row.days_left is None else str(row.days_left),
-            requested.get((row.siret, row.opco_id), row.status.label),
+            requested.get((row.siret, row.opco_id), status_text(row)),
             row.fingerprint,
         )
         for row in rows
     ]
-    colours = [_COLOURS[row.status] for row in rows]
-    return text_table(headers, cells, rule=False, fit=False, right=frozenset({4}), colours=colours)
+    headers: tuple[str, ...] = ("OPCO", "Échéance", "Jours", "Statut", "Empreinte")
+    limit = shutil.get_terminal_size((100, 24)).columns
+    used = sum(
+        max(len(header), *(len(cells[i]) for cells in fixed)) + 2
+        for i, header in enumerate(headers)
+    )
+    lines: list[str] = []
+    if one_cfa:
+        heading = f" — SIRET {rows[0].siret}"
+        lines.append(_cut(rows[0].cfa_name, limit - len(heading)) + heading)
+    else:
+        used += _SIRET + 2
+        if limit - used < _NAME_FLOOR:
+            used -= _FINGERPRINT + 2
+            headers, fixed = headers[:-1], [cells[:-1] for cells in fixed]
+        name_width = max(_NAME_FLOOR, limit - used)
+        headers = ("CFA", "SIRET", *headers)
+        fixed = [
+            (_cut(row.cfa_name, name_width), row.siret, *cells)
+            for row, cells in zip(rows, fixed, strict=True)
+        ]
+    right = frozenset({headers.index("Jours")})
+    colours = [_colour(row) for row in rows]
+    table = text_table(headers, fixed, rule=False, fit=False, right=right, colours=colours)
+    return lines + table
+
+
+def _cut(name: str, width: int) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def _matrix(context: AppContext, view: Overview) -> list[str]:
@@ -210,9 +272,7 @@ def _matrix(context: AppContext, view: Overview) -> list[str]:
     lines = [header]
     for siret in order:
         name = names[siret]
-        label = (name if len(name) <= name_width else name[: name_width - 1] + "…").ljust(
-            name_width
-        )
+        label = _cut(name, name_width).ljust(name_width)
         cells = []
         for opco_id in opco_ids:
             cell = by_cfa[siret].get(opco_id)
@@ -227,43 +287,40 @@ def _matrix(context: AppContext, view: Overview) -> list[str]:
                 text = "s.d."
             else:
                 text = str(cell.days_left)
-            cells.append(" " + paint(text.rjust(cell_width), _COLOURS[cell.status], sys.stdout))
+            cells.append(" " + paint(text.rjust(cell_width), _colour(cell), sys.stdout))
         lines.append(label + "".join(cells))
     return lines
 
 
 def _summary(view: Overview) -> None:
-    counts: dict[KeyStatus, int] = {}
-    for row in view.rows:
-        counts[row.status] = counts.get(row.status, 0) + 1
-    plurals = {
-        KeyStatus.REFUSED: "refusées",
-        KeyStatus.EXPIRED: "expirées",
-        KeyStatus.VALID: "valides",
-    }
+    """« 6 clé(s) : 1 critique, 2 à renouveler… », counted as the table shows them."""
+    from cfakey.core.keys import status_text
+
+    counts: dict[str, int] = {}
+    for row in sorted(view.rows, key=lambda row: (list(KeyStatus).index(row.status), -row.level)):
+        label = status_text(row)
+        counts[label] = counts.get(label, 0) + 1
     parts = [
-        f"{counts[status]} "
-        + (plurals.get(status, status.label) if counts[status] > 1 else status.label)
-        for status in KeyStatus
-        if counts.get(status)
+        f"{count} {label}s"
+        if count > 1 and " " not in label and label.endswith("e")
+        else f"{count} {label}"
+        for label, count in counts.items()
     ]
     print_notice(f"{len(view.rows)} clé(s) : " + ", ".join(parts) + ".")
 
 
+WARN_DAYS_OPTION = typer.Option(
+    "--warn-days", metavar="N", help="Alerte à N jours de l'échéance (tous les OPCO)."
+)
+CRIT_DAYS_OPTION = typer.Option(
+    "--crit-days", metavar="M", help="Critique à M jours de l'échéance (tous les OPCO)."
+)
+
+
 def check(
     ctx: typer.Context,
-    warn_days: Annotated[
-        int | None,
-        typer.Option(
-            "--warn-days", metavar="N", help="Alerte à N jours de l'échéance (tous les OPCO)."
-        ),
-    ] = None,
-    crit_days: Annotated[
-        int | None,
-        typer.Option(
-            "--crit-days", metavar="M", help="Critique à M jours de l'échéance (tous les OPCO)."
-        ),
-    ] = None,
+    warn_days: Annotated[int | None, WARN_DAYS_OPTION] = None,
+    crit_days: Annotated[int | None, CRIT_DAYS_OPTION] = None,
     cfa: Annotated[str | None, CFA_OPTION] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
@@ -340,9 +397,7 @@ def verification_age(row: KeyRow) -> str:
 def journal(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
     cfa: Annotated[str | None, CFA_OPTION] = None,
-    opco_name: Annotated[
-        str | None, typer.Option("--opco", metavar="OPCO", help="Seulement cet OPCO.")
-    ] = None,
+    opco_name: Annotated[str | None, OPCO_FILTER_OPTION] = None,
     since: Annotated[
         str | None,
         typer.Option(
@@ -404,14 +459,14 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
 def _journal_rows(entries: Sequence[JournalEntry], *, labels: bool) -> list[tuple[str, ...]]:
     return [
         (
-            date_text(entry.at, "%Y-%m-%d %H:%M:%S"),
+            date_text(entry.at, "%d/%m/%Y %H:%M:%S" if labels else "%Y-%m-%d %H:%M:%S"),
             entry.user,
             entry.siret or "",
             entry.opco_id or "",
             action_label(entry.action) if labels else entry.action,
             entry.old_fingerprint or "",
             entry.new_fingerprint or "",
-            entry.detail,
+            detail_label(entry.detail) if labels else entry.detail,
         )
         for entry in entries
     ]

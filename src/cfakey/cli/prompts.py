@@ -6,7 +6,14 @@ gets a French error naming the variable or option to use instead.
 
 from __future__ import annotations
 
-from cfakey.cli.terminal import ask_hidden, ask_yes_no, print_notice, stdin_is_terminal
+from cfakey.cli.terminal import (
+    ANSWER_TRIES,
+    ask_hidden,
+    ask_yes_no,
+    print_notice,
+    print_warning,
+    stdin_is_terminal,
+)
 from cfakey.errors import CfakeyError, UsageError
 from cfakey.stores.file_store import check_new_password, no_terminal_error
 
@@ -21,9 +28,25 @@ def prompt_file_password(*, new: bool) -> str:
         "Choisissez le mot de passe du fichier chiffré. Il protège toutes les clés ; "
         "sans lui, elles sont perdues."
     )
+    for left in range(ANSWER_TRIES - 1, -1, -1):
+        try:
+            return _new_password()
+        except UsageError as error:
+            if not left:
+                raise UsageError(
+                    f"{error.message} Trois essais refusés : rien n'a été enregistré."
+                ) from None
+            print_warning(
+                f"{error.message} Réessayez ({left} essai{'s' if left > 1 else ''} "
+                f"restant{'s' if left > 1 else ''})."
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _new_password() -> str:
     first = check_new_password(ask_hidden("Nouveau mot de passe : ", on_end=no_terminal_error))
     if ask_hidden("Confirmez le mot de passe : ", on_end=no_terminal_error) != first:
-        raise UsageError("Les deux mots de passe tapés diffèrent : rien n'a été enregistré.")
+        raise UsageError("Les deux mots de passe tapés diffèrent.")
     return first
 
 

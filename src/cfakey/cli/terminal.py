@@ -20,7 +20,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from cfakey.errors import CfakeyError, UsageError
 from cfakey.userfiles import read_bounded_text
@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 #: What the caller raises when a prompt has no answer to read (end of input, no terminal).
 OnEnd = Callable[[], CfakeyError]
 YES = frozenset({"o", "oui", "y", "yes"})
+NO = frozenset({"n", "non", "no"})
+#: How many answers a question takes before the command gives up (nothing saved then).
+ANSWER_TRIES = 3
+Answer = TypeVar("Answer")
 
 
 # Messages -------------------------------------------------------------------------------
@@ -153,6 +157,16 @@ def ask_secret(question: str, *, on_end: OnEnd, whole_input: bool = False) -> st
     return text
 
 
+def yes_or_no(answer: str, *, default: bool) -> bool:
+    """``o``/``oui`` or ``n``/``non`` (any case), empty for ``default``; else refused."""
+    word = answer.strip().casefold()
+    if not word:
+        return default
+    if word in YES or word in NO:
+        return word in YES
+    raise UsageError("Réponse non comprise.")
+
+
 def ask_yes_no(question: str, *, default: bool, on_end: OnEnd) -> bool:
     """Yes or no, ``[O/n]`` or ``[o/N]``; an empty answer is ``default``."""
     choices = "[O/n]" if default else "[o/N]"
@@ -187,12 +201,42 @@ class Dialogue:
             )
         return ask_line(question, on_end=lambda: no_answer(what)).strip()
 
+    def ask_until(
+        self, question: str, read: Callable[[str], Answer], *, needed: str, expected: str
+    ) -> Answer:
+        """An answer ``read`` accepts, asked again on a refusal, at most :data:`ANSWER_TRIES`.
+
+        ``read`` raises :class:`UsageError` on a bad answer; its sentence, then ``expected``,
+        are shown before asking again. The last refusal is raised (exit 2, nothing saved).
+        """
+        for attempt in range(1, ANSWER_TRIES + 1):
+            answer = self.ask(question, needed=needed)
+            try:
+                return read(answer)
+            except UsageError as error:
+                left = ANSWER_TRIES - attempt
+                if not left:
+                    raise UsageError(
+                        f"{error.message} Trois réponses refusées : rien n'a été enregistré.",
+                        hint=error.hint or f"Attendu : {expected}.",
+                    ) from None
+                print_warning(
+                    f"{error.message} Attendu : {expected}. "
+                    f"Réessayez ({left} essai{'s' if left > 1 else ''} restant"
+                    f"{'s' if left > 1 else ''})."
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def confirm(self, question: str, *, default: bool = False, needed: str = "--yes") -> bool:
-        """Yes or no; ``--yes`` answers yes without asking."""
+        """Yes or no, asked again on another answer; ``--yes`` answers yes without asking."""
         if self.assume_yes:
             return True
-        answer = self.ask(f"{question} {'[O/n]' if default else '[o/N]'} ", needed=needed)
-        return default if not answer else answer.casefold() in YES
+        return self.ask_until(
+            f"{question} {'[O/n]' if default else '[o/N]'} ",
+            functools.partial(yes_or_no, default=default),
+            needed=needed,
+            expected="o (oui) ou n (non)",
+        )
 
     def secret(self, question: str, *, on_empty: OnEnd) -> str:
         """A secret: hidden on a terminal; a line in a dialogue; else all of stdin.

@@ -49,10 +49,14 @@ FROM_FILE_OPTION = typer.Option(
     "--from-file", metavar="FICHIER", help="Lit la clé dans un fichier (le .txt d'OPCO EP)."
 )
 EXPIRES_OPTION = typer.Option(
-    "--expires", metavar="DATE", help="Date d'expiration : JJ/MM/AAAA ou AAAA-MM-JJ, HH:MM permis."
+    "--expires",
+    metavar="DATE",
+    help="Date d'expiration : JJ/MM/AAAA, JJ/MM/AA, « 21 mars 2027 » ou AAAA-MM-JJ, HH:MM permis.",
 )
 LIFETIME_OPTION = typer.Option(
-    "--lifetime-months", metavar="N", help="Durée de vie choisie sur le portail (Ocapiat : 1 à 6)."
+    "--lifetime-months",
+    metavar="N",
+    help="Durée de vie choisie sur le portail, en mois (Ocapiat : 1 à 6).",
 )
 INTERACTIVE_OPTION = typer.Option(
     "--interactive/--no-interactive",
@@ -234,6 +238,9 @@ def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey
     tries = 3 if dialogue.tty else 1
     for attempt in range(1, tries + 1):
         raw = dialogue.secret("Collez la clé (saisie masquée) : ", on_empty=_no_key)
+        if dialogue.interactive:
+            # The length tells a truncated paste from a whole one; never a character of it.
+            print_notice(f"Clé reçue : {len(raw.strip())} caractères.")
         try:
             return keys.clean_key(raw, opco)
         except UsageError as error:
@@ -263,8 +270,7 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
         _support(opco)
         print_notice("Si vous l'avez déjà reçue de l'OPCO, vous pouvez l'enregistrer maintenant.")
         return True
-    for warning in opco.warnings:
-        print_warning(warning)
+    _registry_warnings(opco, rotation=rotation)
     if opco.request is not None:
         request = opco.request
         print_notice(f"\n{bold('Demande')} ({request.who_requests}) : {request.form.name}")
@@ -311,6 +317,24 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
     return True
 
 
+def _registry_warnings(opco: Opco, *, rotation: bool) -> None:
+    for warning in opco.warnings:
+        if not _said_at_the_step(opco, warning, rotation=rotation):
+            print_warning(warning)
+
+
+def _said_at_the_step(opco: Opco, warning: str, *, rotation: bool) -> bool:
+    """Whether a registry warning repeats :data:`REVOKE_WARNING` or :data:`SHOWN_ONCE_WARNING`,
+    which the walkthrough shows where they matter: each is said once, there."""
+    from cfakey.registry.names import normalize
+
+    words = normalize(warning)
+    revokes = bool(opco.regeneration_revokes or rotation) and opco.request is None
+    return (revokes and "revoqu" in words and "ancien" in words) or (
+        opco.shown_once and ("seulefois" in words or "quunefois" in words)
+    )
+
+
 def _support(opco: Opco) -> None:
     support = opco.support
     contacts = [*support.emails, *support.phones, *(link.url for link in support.web)]
@@ -327,45 +351,55 @@ def _expiry(
     expires: str | None,
     lifetime_months: int | None,
 ) -> Expiry:
+    """The key's expiry; a typed answer the rules refuse is asked again (three tries)."""
     from cfakey.core import keys
+    from cfakey.expiry import parse_months
+
+    def resolve(expires: str | None, lifetime_months: int | None) -> Expiry:
+        return keys.resolve_expiry(
+            opco,
+            key.value,
+            obtained=context.today(),
+            now=context.now(),
+            expires=expires,
+            lifetime_months=lifetime_months,
+        )
 
     question = keys.expiry_question(opco, key.value)
     rule = opco.expiry
-    if expires is None and lifetime_months is None:
-        if question == "lifetime":
-            answer = dialogue.ask(
-                "Durée de vie choisie sur le portail "
-                f"({rule.lowest_months} à {rule.max_months} mois) : ",
-                needed=f"--lifetime-months N ({rule.lowest_months} à {rule.max_months})",
-            )
-            if not answer.isdigit():
-                raise UsageError("Durée de vie illisible : un nombre de mois est attendu.")
-            lifetime_months = int(answer)
-        elif question == "date":
-            optional = rule.jwt_exp_precedence
-            if dialogue.interactive or not optional:
-                suffix = " (Entrée si le portail n'en affiche pas)" if optional else ""
-                answer = dialogue.ask(
-                    f"Date d'expiration affichée par le portail, JJ/MM/AAAA [HH:MM]{suffix} : ",
-                    needed="--expires JJ/MM/AAAA",
-                )
-                if answer:
-                    expires = answer
-                elif not optional:
-                    raise UsageError(
-                        "Date d'expiration manquante : le portail l'affiche à côté de la clé."
-                    )
-    expiry = keys.resolve_expiry(
-        opco,
-        key.value,
-        obtained=context.today(),
-        now=context.now(),
-        expires=expires,
-        lifetime_months=lifetime_months,
-    )
+    optional = rule.jwt_exp_precedence
+    if expires is not None or lifetime_months is not None:
+        expiry = resolve(expires, lifetime_months)
+    elif question == "lifetime":
+        span = f"{rule.lowest_months} à {rule.max_months}"
+        expiry = dialogue.ask_until(
+            f"Durée de vie choisie sur le portail ({span} mois) : ",
+            lambda answer: resolve(None, parse_months(answer)),
+            needed=f"--lifetime-months N ({span})",
+            expected=f"un nombre de mois de {span}, par exemple {rule.max_months}",
+        )
+    elif question == "date" and (dialogue.interactive or not optional):
+        suffix = " (Entrée si le portail n'en affiche pas)" if optional else ""
+        expiry = dialogue.ask_until(
+            f"Date d'expiration affichée par le portail, JJ/MM/AAAA [HH:MM]{suffix} : ",
+            lambda answer: resolve(_typed_date(answer, optional=optional), None),
+            needed="--expires JJ/MM/AAAA",
+            expected="une date à venir, comme 21/03/2027 ou 21 mars 2027",
+        )
+    else:
+        expiry = resolve(None, None)
     for note in expiry.notes:
         print_notice(note)
     return expiry
+
+
+def _typed_date(answer: str, *, optional: bool) -> str | None:
+    """The date typed at the prompt; an empty answer is no date when the portal may show none."""
+    if answer:
+        return answer
+    if optional:
+        return None
+    raise UsageError("Date d'expiration manquante : le portail l'affiche à côté de la clé.")
 
 
 def _report_saved(
@@ -394,10 +428,62 @@ def _report_saved(
     print_notice(bold("\nEt maintenant :"))
     if old_fp is not None:
         print_warning(OLD_KEY_NOTICES[opco.regeneration_revokes])
-    print_notice("  1. Recopiez la clé dans le logiciel du CFA, ou exportez-la :")
-    print_notice(f"     cfakey export --opco {opco.id} --cfa {cfa.siret} --format env")
-    print_notice("  2. Vérifiez qu'elle est acceptée par l'OPCO :")
-    print_notice(f"     cfakey verify {opco.id} --cfa {cfa.siret}")
+    for number, (what, command) in enumerate(next_steps(context, opco, cfa), start=1):
+        print_notice(f"  {number}. {what}")
+        if command:
+            print_notice(f"     {command}")
+
+
+def next_steps(context: AppContext, opco: Opco, cfa: CfaRecord) -> list[tuple[str, str | None]]:
+    """What to do after ``add`` or ``rotate``, each command runnable as printed, here.
+
+    The export names its file (a terminal refuses keys on screen); verification is
+    offered once the OPCO's API address is known, after the setting that gives it.
+    """
+    from cfakey.core.verify.plan import base_url_for
+
+    steps: list[tuple[str, str | None]] = [
+        (
+            "Recopiez la clé dans le logiciel du CFA, ou exportez-la dans un fichier :",
+            (
+                f"cfakey export --opco {opco.id} --cfa {cfa.siret} --format env "
+                f"--output {opco.id}-{cfa.siret}.env"
+            ),
+        )
+    ]
+    base_url, setting = base_url_for(opco, context.config(), recette=False)
+    if base_url is None:
+        steps.append(
+            (
+                (
+                    "Pour la vérifier, indiquez l'adresse de l'API de l'OPCO "
+                    "(donnée par l'éditeur du logiciel ou par l'OPCO) :"
+                ),
+                f"cfakey config set {setting} URL",
+            )
+        )
+    oauth = f"opco.{opco.id}.oauth"
+    if opco.api.oauth_client_required and not (
+        context.config_value(f"{oauth}.token_url") and context.config_value(f"{oauth}.client_id")
+    ):
+        steps.append(
+            (
+                (
+                    f"{opco.name} exige aussi le client OAuth2 de l'éditeur du logiciel : "
+                    "voir « Client OAuth2 » dans docs/verify.md."
+                ),
+                None,
+            )
+        )
+    else:
+        then = "Vérifiez" if base_url is not None else "Puis vérifiez"
+        steps.append(
+            (
+                f"{then} qu'elle est acceptée par l'OPCO :",
+                f"cfakey verify {opco.id} --cfa {cfa.siret}",
+            )
+        )
+    return steps
 
 
 def _read_key_file(path: Path) -> str:

@@ -59,14 +59,19 @@ def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
     )
 
 
-def resolve_cfas(metadata: Metadata, query: str | None) -> list[CfaRecord]:
-    """Like :func:`resolve_cfa`, except that a SIREN designates all its sites (SIRETs)."""
+def the_cfa(name: str) -> str:
+    """« le CFA des Métiers » whether or not the name says CFA itself: never « CFA CFA »."""
+    return f"le {name}" if normalize(name).startswith("cfa") else f"le CFA {name}"
+
+
+def resolve_cfas(metadata: Metadata, query: str | None) -> tuple[CfaRecord, ...]:
+    """The CFAs ``query`` designates: every site of a SIREN, else the one CFA it names."""
     compact = "".join((query or "").split())
     if len(compact) == 9 and compact.isdigit():
-        sites = [cfa for cfa in metadata.list_cfas() if cfa.siren == compact]
+        sites = tuple(cfa for cfa in metadata.list_cfas() if cfa.siren == compact)
         if sites:
             return sites
-    return [resolve_cfa(metadata, query)]
+    return (resolve_cfa(metadata, query),)
 
 
 def add_cfa(metadata: Metadata, siret: str, name: str, uai: str | None) -> CfaRecord:

@@ -144,6 +144,16 @@ def source_label(identifier: str) -> str:
     return ExpirySource.label_of(identifier)
 
 
+def detail_label(detail: str) -> str:
+    """A journal entry's detail as people read it: « échéance : date du portail », not the
+    stored ``expiry:portal``; any other detail is already French."""
+    code, found, rest = detail.partition("expiry:")
+    if not found or code:
+        return detail
+    source, separator, more = rest.partition(" ; ")  # « ; repris après interruption »
+    return f"échéance : {source_label(source)}{separator}{more}"
+
+
 def action_label(identifier: str) -> str:
     """The French label of a journal action."""
     return JournalAction.label_of(identifier)

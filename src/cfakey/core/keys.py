@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -113,7 +113,7 @@ def clean_key(raw: str, opco: Opco | None = None) -> CleanKey:
     shape = opco.key_shape if opco is not None else None
     if shape is not None and not shape.matches(value):
         warnings.append(
-            f"Forme inhabituelle pour cet OPCO (attendu : {shape.description}) : vérifiez la clé."
+            f"Forme inhabituelle pour cet OPCO : {shape.description} est attendu ; vérifiez la clé."
         )
     elif shape is None and not _BASE64ISH.fullmatch(value) and "." not in value:
         warnings.append(
@@ -481,15 +481,19 @@ def overview(
     settings: Mapping[str, Any],
     *,
     now: datetime,
-    cfa: CfaRecord | None = None,
+    cfas: Sequence[CfaRecord] | None = None,
     opco_id: str | None = None,
     warn_days: int | None = None,
     crit_days: int | None = None,
 ) -> Overview:
-    """The rows of ``list`` and ``check``: metadata only, the key store is never opened."""
+    """The rows of ``list`` and ``check``: metadata only, the key store is never opened.
+
+    ``cfas`` limits them to these CFAs (the sites of one SIREN, or one CFA).
+    """
     opcos = {opco.id: opco for opco in registry.opcos}
-    cfas = metadata.list_cfas()
-    names = {record.siret: record.name for record in cfas}
+    registered = metadata.list_cfas()
+    wanted = None if cfas is None else {cfa.siret for cfa in cfas}
+    names = {record.siret: record.name for record in registered}
     windows = {
         opco.id: window_for(opco, opco.id, settings, warn_days=warn_days, crit_days=crit_days)
         for opco in registry.opcos
@@ -503,21 +507,44 @@ def overview(
             or window_for(None, record.opco_id, settings, warn_days=warn_days, crit_days=crit_days),
             now=now,
         )
-        for record in metadata.list_keys(cfa.siret if cfa else None, opco_id)
+        for record in metadata.list_keys(None, opco_id)
+        if wanted is None or record.siret in wanted
     ]
     rows.sort(key=urgency)
-    shown_cfas = tuple(c for c in cfas if cfa is None or c.siret == cfa.siret)
+    shown_cfas = tuple(c for c in registered if wanted is None or c.siret in wanted)
     interrupted = tuple(
         intent
         for intent in metadata.pending()
-        if (cfa is None or intent.siret == cfa.siret) and opco_id in (None, intent.opco_id)
+        if (wanted is None or intent.siret in wanted) and opco_id in (None, intent.opco_id)
     )
     return Overview(
         tuple(rows),
         shown_cfas,
-        filtered=cfa is not None or opco_id is not None,
+        filtered=wanted is not None or opco_id is not None,
         interrupted=interrupted,
     )
+
+
+def status_text(row: KeyRow) -> str:
+    """The status people read: « critique » when ``check`` would say so of a live key."""
+    if row.status is KeyStatus.EXPIRING and row.level is Level.CRITICAL:
+        return "critique"
+    return row.status.label
+
+
+def advice(row: KeyRow, registry: Registry) -> str | None:
+    """What to do about a key ``check`` reports, as one French line; ``None`` if nothing."""
+    if row.level is Level.OK:
+        return None
+    try:
+        opco = registry.get(row.opco_id)
+    except KeyError:  # an OPCO the registry no longer knows: nothing to walk through
+        return None
+    command = f"cfakey rotate {opco.id} --cfa {row.siret}"
+    if opco.obtain == "not_published":
+        where = f" ({opco.portal_url})" if opco.portal_url else ""
+        return f"demandez une nouvelle clé à l'OPCO{where}, puis : {command}"
+    return command
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def plan_export(
     opco_ids: Sequence[str] = (),
 ) -> KeyPlan:
     """The keys of the chosen CFA(s) and OPCO(s), in registry order, or a French error."""
-    from cfakey.core.cfas import resolve_cfa
+    from cfakey.core.cfas import resolve_cfas
     from cfakey.registry.names import resolve
 
     if all_cfas and cfa_query is not None:
@@ -124,7 +124,7 @@ def plan_export(
 
             raise UsageError("Aucun CFA n'est enregistré.", hint=ADD_HINT)
     else:
-        cfas = [resolve_cfa(metadata, cfa_query)]
+        cfas = list(resolve_cfas(metadata, cfa_query))  # a SIREN: all its sites
     order = {opco.id: index for index, opco in enumerate(registry.opcos)}
     planned: list[PlannedKey] = []
     for cfa in sorted(cfas, key=lambda item: item.siret):
@@ -133,9 +133,10 @@ def plan_export(
             planned.append(planned_key(registry, cfa, record))
     if not planned:
         raise NotFoundError(
-            _nothing_selected(cfas, all_cfas=all_cfas, opco_ids=wanted), hint="Voir : cfakey list."
+            _nothing_selected(cfas, all_cfas=all_cfas or len(cfas) > 1, opco_ids=wanted),
+            hint="Voir : cfakey list.",
         )
-    return KeyPlan(keys=tuple(planned), qualified=all_cfas)
+    return KeyPlan(keys=tuple(planned), qualified=all_cfas or len(cfas) > 1)
 
 
 def planned_key(registry: Registry, cfa: CfaRecord, record: KeyRecord) -> PlannedKey:
@@ -148,10 +149,10 @@ def planned_key(registry: Registry, cfa: CfaRecord, record: KeyRecord) -> Planne
 
 
 def _nothing_selected(cfas: Sequence[CfaRecord], *, all_cfas: bool, opco_ids: Sequence[str]) -> str:
+    from cfakey.core.cfas import the_cfa
+
     where = (
-        "aucun CFA"
-        if not cfas
-        else ("les CFA enregistrés" if all_cfas else f"le CFA {cfas[0].name}")
+        "aucun CFA" if not cfas else ("les CFA enregistrés" if all_cfas else the_cfa(cfas[0].name))
     )
     if opco_ids:
         return f"Aucune clé ne correspond à la sélection ({', '.join(opco_ids)}) pour {where}."

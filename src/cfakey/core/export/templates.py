@@ -177,7 +177,7 @@ def plan_template(
 ) -> TemplatePlan:
     """Resolve every reference from the metadata alone, so that a mistake in the template
     is reported (with its line) before the store is even unlocked."""
-    from cfakey.core.cfas import resolve_cfa
+    from cfakey.core.cfas import resolve_cfa, the_cfa
     from cfakey.registry.names import resolve
 
     wanted: dict[tuple[str, str], PlannedKey] = {}
@@ -201,7 +201,7 @@ def plan_template(
                 _at(
                     template.name,
                     ref.line,
-                    f"aucune clé {opco.name} n'est enregistrée pour le CFA {cfa.name}.",
+                    f"aucune clé {opco.name} n'est enregistrée pour {the_cfa(cfa.name)}.",
                 ),
                 hint=f"Ajoutez-la : cfakey add {opco.id} --cfa {cfa.siret}.",
             )

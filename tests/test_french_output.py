@@ -1,0 +1,58 @@
+"""French all the way: no raw code, doubled word or nested bracket reaches a person.
+
+Each human output below once showed a stored identifier (``expiry:portal``, ``file``),
+an ISO date, « le CFA CFA … » or brackets inside brackets; ``--csv`` and ``--json`` keep
+their identifiers (contracts for scripts).
+"""
+
+from __future__ import annotations
+
+import re
+
+from cfakey.errors import ExitCode
+from tests.test_keys_cli import ATLAS_KEY, cfa, in_days, run_cli
+
+__all__ = ["cfa"]  # the fixture, used by name
+
+RAW_CODES = re.compile(r"expiry:|: (?:file|keyring|openbao)\b|\bfile \(")
+NESTED = re.compile(r"\([^()]*\(")
+ISO_DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+
+
+def test_journal_shows_labels_and_french_dates(cfa: str) -> None:
+    assert run_cli("add", "opcommerce", "--expires", in_days(90), input=ATLAS_KEY).exit_code == 0
+    shown = run_cli("journal")
+    assert shown.exit_code == 0
+    assert "échéance : date du portail" in shown.stdout
+    assert not RAW_CODES.search(shown.stdout)
+    assert not ISO_DATE.search(shown.stdout)
+    assert re.search(r"\b\d\d/\d\d/20\d\d \d\d:\d\d:\d\d\b", shown.stdout)
+    csv = run_cli("journal", "--csv")
+    assert "expiry:portal" in csv.stdout  # the CSV keeps the stored identifier
+
+
+def test_show_and_doctor_name_the_store_in_french(cfa: str) -> None:
+    assert run_cli("add", "atlas", input=ATLAS_KEY).exit_code == 0
+    shown = run_cli("show", "atlas")
+    assert "Magasin       : fichier chiffré" in shown.stdout
+    doctor = run_cli("doctor")
+    assert "en service : fichier chiffré, choisi par" in doctor.stdout
+    for text in (shown.stdout, doctor.stdout.split("Trousseau du système")[0]):
+        assert not RAW_CODES.search(text), text
+        assert not NESTED.search(text), text
+
+
+def test_a_cfa_named_cfa_is_not_doubled(cfa: str) -> None:
+    result = run_cli("export", "--format", "env")
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "Aucune clé n'est enregistrée pour le CFA Test." in result.stderr
+    assert "CFA CFA" not in result.stderr
+
+
+def test_an_unusual_key_shape_is_said_without_nested_brackets(cfa: str) -> None:
+    result = run_cli("add", "opcoep", "--expires", in_days(90), input=ATLAS_KEY)
+    assert result.exit_code == 0, result.stderr
+    assert "Forme inhabituelle pour cet OPCO : un jeton JWT (eyJ….….…) est attendu" in (
+        result.stderr
+    )
+    assert not NESTED.search(result.stderr)
