@@ -96,8 +96,6 @@ def rename_cfa(
     name: Annotated[str, typer.Argument(metavar="NOM", help="Nouveau nom du CFA.")],
 ) -> None:
     """Corrige le nom d'un CFA (inscrit au journal).
-
-    Exemple : cfakey cfa rename 18130002100373 "CFA des Métiers de Marseille"
     """
     from cfakey.core import cfas
 
@@ -119,8 +117,6 @@ def edit_cfa(
     ] = None,
 ) -> None:
     """Corrige le nom ou ajoute le code UAI d'un CFA (inscrit au journal).
-
-    Exemple : cfakey cfa edit 18130002100373 --uai 0133527N
     """
     from cfakey.core import cfas
 

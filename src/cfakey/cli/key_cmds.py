@@ -189,8 +189,6 @@ def import_keys(  # noqa: PLR0917 - typer passes one parameter per option
     ] = None,
 ) -> None:
     """Importe des clés depuis un tableur : tout ou rien, chaque ligne vérifiée d'abord.
-
-    Exemple : cfakey import cles.csv --dry-run
     """
     from cfakey.core.imports import ImportOptions, import_file
 

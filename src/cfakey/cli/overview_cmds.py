@@ -427,8 +427,6 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand.
-
-    Exemple : cfakey journal --action exported --limit 20
     """
     from cfakey.core.cfas import resolve_cfa
     from cfakey.core.journal import JournalQuery, read_journal

@@ -44,8 +44,6 @@ def add_request(
     ] = None,
 ) -> None:
     """Note qu'une demande de clé est partie ; cfakey list dira quand relancer.
-
-    Exemple : cfakey request add constructys --le 02/11/2026 --a cles-api@constructys.fr
     """
     from datetime import timedelta
 
