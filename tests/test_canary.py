@@ -35,6 +35,7 @@ from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.stores.base import entry_name, oauth_entry_name
 from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
+from cfakey.stores.keyring_store import home_service
 from tests.conftest import CliResult, run_cli
 from tests.fake_opco import FakeOpco, running_fake_opco
 from tests.secret_service import SecretServiceDaemon
@@ -414,7 +415,7 @@ def test_canary_through_the_system_keyring(
     run.run("config", "set", secret, stdin=OAUTH_SECRET + "\n", expected=0)
     run.run("config", "get", secret, expected=0)
     run.run("doctor", "--json", expected=0)
-    assert daemon.items("cfakey") == {
+    assert daemon.items(home_service(Paths.from_env().data_dir)) == {
         entry_name(SIRET, "atlas"): KEY_ATLAS_ROTATED,
         entry_name(SIRET, "sante"): KEY_SANTE,
         oauth_entry_name("akto"): OAUTH_SECRET,

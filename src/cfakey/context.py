@@ -186,9 +186,18 @@ class AppContext:
                 self.paths, self.env, source, self.keyring_probe, self.config_value
             )
             store = open_store(kind, settings)
+            self._settle(store)
             self._recover(store)
             self._key_store = store
         return self._key_store
+
+    def _settle(self, store: KeyStore) -> None:
+        """Move entries an earlier version left under other names (keyring: per home)."""
+        if store.needs_settling:
+            from cfakey.core.store_admin import settle_store
+
+            opco_ids = [opco.id for opco in self.registry.opcos]
+            settle_store(store, self.metadata(), opco_ids)
 
     def _recover(self, store: KeyStore) -> None:
         """Finish or drop what an interrupted command left between the store and metadata."""

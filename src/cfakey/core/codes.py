@@ -72,6 +72,8 @@ class JournalAction(Coded):
     STORE_PASSWORD_CHANGED = ("store_password_changed", "mot de passe du magasin changé")
     OAUTH_SECRET_SET = ("oauth_secret_set", "secret OAuth2 enregistré")
     OAUTH_SECRET_REMOVED = ("oauth_secret_removed", "secret OAuth2 effacé")
+    STORE_SETTLED = ("store_settled", "clés rangées sous le nom propre à ce dossier")
+    STORE_MIGRATED = ("store_migrated", "clés déplacées vers un autre magasin")
 
 
 class DatabaseCheck(Coded):

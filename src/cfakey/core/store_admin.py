@@ -15,6 +15,8 @@ from cfakey.errors import UsageError
 from cfakey.stores.kinds import STORE_KINDS, StoreKind, store_kind
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from cfakey.config import Config
     from cfakey.metadata import Metadata
     from cfakey.stores.base import KeyStore
@@ -94,3 +96,40 @@ def change_store_password(
     store.change_password(new_password())
     metadata.log(JournalAction.STORE_PASSWORD_CHANGED.id, detail=store.location())
     return PasswordChanged(kind, count, store.location())
+
+
+def described_entries(
+    metadata: Metadata, opco_ids: Iterable[str], *, kind: str | None = None
+) -> dict[str, str | None]:
+    """Every entry this home describes, with its fingerprint (``None`` for OAuth secrets).
+
+    ``kind``: only the keys recorded in that store kind. OAuth client secrets have no
+    metadata: one entry per OPCO of ``opco_ids`` is named, found or not.
+    """
+    from cfakey.stores.base import entry_name, oauth_entry_name
+
+    described: dict[str, str | None] = {
+        entry_name(record.siret, record.opco_id): record.fingerprint
+        for record in metadata.list_keys()
+        if kind is None or record.store == kind
+    }
+    described.update({oauth_entry_name(opco_id): None for opco_id in opco_ids})
+    return described
+
+
+def settle_store(store: KeyStore, metadata: Metadata, opco_ids: Iterable[str]) -> list[str]:
+    """Before first use, the store's one-time upkeep (the keyring's per-home names), journalled.
+
+    Done under the data lock, so that two commands starting at once do it once.
+    """
+    if not store.needs_settling:
+        return []
+    with metadata.lock():
+        if not store.needs_settling:
+            return []
+        moved = store.settle(described_entries(metadata, opco_ids, kind=store.kind))
+        if moved:
+            metadata.log(
+                JournalAction.STORE_SETTLED.id, detail=f"{len(moved)} entrée(s) de {store.kind}"
+            )
+    return moved

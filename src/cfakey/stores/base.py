@@ -94,6 +94,19 @@ class KeyStore(ABC):
     def prepare(self) -> None:  # noqa: B027 - optional hook, most stores need nothing
         """Ask now for what the store needs (a password), before a long interactive procedure."""
 
+    @property
+    def needs_settling(self) -> bool:
+        """One-time upkeep is due before first use (see :meth:`settle`)."""
+        return False
+
+    def settle(self, expected: Mapping[str, str | None]) -> list[str]:
+        """Bring entries left by an earlier version to where this one looks; the moved ones.
+
+        ``expected``: each entry the metadata describes, with its fingerprint (``None``:
+        none recorded). Called under the data lock, once :attr:`needs_settling`.
+        """
+        return []
+
     def entries(self) -> list[str] | None:
         """Every entry name when ``can_list``, else ``None`` (OS keyrings cannot enumerate)."""
         return None
