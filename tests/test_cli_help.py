@@ -40,6 +40,7 @@ LEAF_COMMANDS = (
     "config list",
     "store use",
     "store password",
+    "store migrate",
     "doctor",
 )
 #: How typer names click types when a parameter has no metavar of its own.
@@ -198,7 +199,7 @@ def test_the_store_option_lists_the_kinds_of_the_store_table(
     )
     monkeypatch.setitem(kinds.STORE_KINDS, "vault", vault)
     help_text = " ".join(run_cli("--help").stdout.replace("│", " ").split())
-    assert "keyring|file|vault" in help_text
-    assert "keyring (trousseau du système), file (fichier chiffré) ou vault (coffre distant)" in (
+    assert "keyring|file|openbao|vault" in help_text
+    assert "file (fichier chiffré), openbao (coffre OpenBao / Vault (partagé)) ou vault " in (
         help_text
     )

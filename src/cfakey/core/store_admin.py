@@ -31,14 +31,13 @@ class PasswordChanged:
     location: str
 
 
-def use_store(
+def checked_options(
     config: Config, name: str, options: Mapping[str, str | None] | None = None
-) -> StoreKind:
-    """Record ``name`` as the store to use from now on (keys already stored do not move).
+) -> tuple[StoreKind, dict[str, str]]:
+    """The kind ``name`` and its settings: those recorded, overridden by ``options``, checked.
 
-    ``options``: the kind's settings given on the command line (``url``, ``mount``…; ``None``
-    when not given). They are checked with those already recorded before anything is
-    written, then recorded as ``<kind>.<name>``; a kind that takes none refuses them.
+    ``options``: the kind's settings given on the command line (``url``, ``mount``…;
+    ``None`` when not given); a kind that takes none refuses them. Nothing is written.
     """
     choice = name.strip().lower()
     if choice not in STORE_KINDS:
@@ -50,12 +49,27 @@ def use_store(
     if foreign:
         flags = ", ".join(f"--{key.replace('_', '-')}" for key in foreign)
         raise UsageError(f"Option {flags} : elle ne s'applique pas à {kind.label}.")
-    recorded = {
+    return kind, store_class.checked_settings({**_recorded(config, kind), **given})
+
+
+def _recorded(config: Config, kind: StoreKind) -> dict[str, str]:
+    return {
         key: str(value)
-        for key in store_class.setting_names
+        for key in kind.store_class().setting_names
         if (value := config.get(f"{kind.name}.{key}")) not in (None, "")
     }
-    checked = store_class.checked_settings({**recorded, **given})
+
+
+def use_store(
+    config: Config, name: str, options: Mapping[str, str | None] | None = None
+) -> StoreKind:
+    """Record ``name`` as the store to use from now on (keys already stored do not move).
+
+    ``options``: see :func:`checked_options`; they are checked with those already
+    recorded before anything is written, then recorded as ``<kind>.<name>``.
+    """
+    kind, checked = checked_options(config, name, options)
+    recorded = _recorded(config, kind)
     for key, value in checked.items():
         if recorded.get(key) != value:
             config.set(f"{kind.name}.{key}", value)
