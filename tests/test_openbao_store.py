@@ -383,3 +383,49 @@ def test_without_the_binary_the_tests_are_skipped_with_a_reason(
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="binaire bao absent"):
         bao_binary()
+
+
+def test_exec_withholds_the_engine_token_when_the_team_store_is_in_service(
+    openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 10: the child gets the keys asked for, and nothing that unlocks the others."""
+    openbao.use_with_cfakey(monkeypatch)
+    monkeypatch.setenv("VAULT_TOKEN", "jeton-vault-herite")
+    monkeypatch.setenv("VAULT_ADDR", openbao.url)
+    monkeypatch.setenv("CFAKEY_BAO_SECRET_ID", "secret-id-herite")
+    monkeypatch.setenv("BAO_ADDR", openbao.url)
+    assert (
+        run_cli("store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount).exit_code
+        == 0
+    )
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=KEY).exit_code == 0
+    assert run_cli("add", "akto", "--yes", input="cle-akto-non-demandee").exit_code == 0
+    dump = tmp_path / "environnement.json"
+    script = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    result = run_cli("exec", "--opco", "atlas", "--", sys.executable, "-c", script, str(dump))
+    assert result.exit_code == 0, result.stderr
+    child = json.loads(dump.read_text())
+    assert child["CFA_KEY_ATLAS"] == KEY
+    for name in ("BAO_TOKEN", "VAULT_TOKEN", "CFAKEY_BAO_SECRET_ID", "CFA_KEY_AKTO"):
+        assert name not in child
+    values = "\0".join(child.values())
+    for secret in (ROOT_TOKEN, "jeton-vault-herite", "secret-id-herite"):
+        assert secret not in values
+    assert child["VAULT_ADDR"] == openbao.url  # an address opens nothing: kept
+
+
+def test_exec_keeps_an_unrelated_vault_token_when_the_team_store_is_not_in_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With the file in service, a Vault token in the shell is the operator's business."""
+    monkeypatch.setenv("VAULT_TOKEN", "jeton-d-un-autre-usage")
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=KEY).exit_code == 0
+    dump = tmp_path / "environnement.json"
+    script = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    result = run_cli("exec", "--opco", "atlas", "--", sys.executable, "-c", script, str(dump))
+    assert result.exit_code == 0, result.stderr
+    child = json.loads(dump.read_text())
+    assert child["VAULT_TOKEN"] == "jeton-d-un-autre-usage"
+    assert "CFAKEY_FILE_PASSWORD" not in child

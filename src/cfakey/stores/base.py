@@ -52,6 +52,9 @@ class KeyStore(ABC):
     can_change_password: ClassVar[bool] = False
     #: Several people or machines read and write the same secrets.
     shared: ClassVar[bool] = False
+    #: Environment variables that unlock every key of this store (a token): when it is in
+    #: service, ``cfakey exec``'s child never receives them.
+    unlocking_variables: ClassVar[tuple[str, ...]] = ()
     #: The settings ``store use`` records for this kind (``--url`` → ``<kind>.url``).
     setting_names: ClassVar[tuple[str, ...]] = ()
 
