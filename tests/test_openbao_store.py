@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from cfakey.errors import ConcurrentChangeError, ExitCode, StoreUnavailableError, UsageError
+from cfakey.metadata import Metadata
+from cfakey.paths import Paths
 from cfakey.stores.base import KeyStore, entry_name, oauth_entry_name
 from cfakey.stores.kinds import STORE_KINDS
 from cfakey.stores.openbao_store import BaoLocation, OpenBaoStore
@@ -429,3 +431,36 @@ def test_exec_keeps_an_unrelated_vault_token_when_the_team_store_is_not_in_servi
     child = json.loads(dump.read_text())
     assert child["VAULT_TOKEN"] == "jeton-d-un-autre-usage"
     assert "CFAKEY_FILE_PASSWORD" not in child
+
+
+def test_a_rotation_by_a_teammate_is_never_overwritten_unseen(
+    openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """B recorded version 1; A rotated since. B's rotate is refused (exit 6), nothing written;
+    B's home now knows A's version, and B's rerun replaces it knowingly."""
+    import shutil
+
+    openbao.use_with_cfakey(monkeypatch)
+    use = ("store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount)
+    assert run_cli(*use).exit_code == 0
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=KEY).exit_code == 0
+    home_b = isolated_home.parent / "collegue-b"
+    shutil.copytree(isolated_home, home_b)
+    rotate = ("rotate", "atlas", "--yes", "--expires", "2028-01-31")
+    assert run_cli(*rotate, input="cle-d-alice-tour-2").exit_code == 0
+    monkeypatch.setenv("CFAKEY_HOME", str(home_b))
+    refused = run_cli(*rotate, input="cle-de-bob-tour-2")
+    assert refused.exit_code == ExitCode.ALREADY_EXISTS
+    assert "a changé entre-temps dans le coffre partagé" in refused.stderr
+    assert "cle-de-bob" not in refused.stderr + refused.stdout
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
+    assert held["data"] == {"secret": "cle-d-alice-tour-2"}
+    assert held["metadata"]["version"] == 2
+    journal = Metadata.open(Paths.from_env()).journal()
+    assert [entry.action for entry in journal].count("rotated") == 0
+    again = run_cli(*rotate, input="cle-de-bob-tour-2")
+    assert again.exit_code == 0, again.stderr
+    assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {
+        "secret": "cle-de-bob-tour-2"
+    }
