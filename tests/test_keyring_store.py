@@ -571,3 +571,23 @@ def test_an_interrupted_move_leaves_the_key_in_one_place_or_both_and_a_rerun_end
     assert KEY_OF_A in exported.stdout
     assert secret_service.items(SERVICE_NAME) == {}
     assert secret_service.items(home_service(home)) == {entry_name(SIRET_A, "atlas"): KEY_OF_A}
+
+
+def test_doctor_compares_the_keys_recorded_in_the_keyring_while_the_file_is_in_service(
+    secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("--store", "keyring", "add", "atlas", "--yes", input=KEY_OF_A).exit_code == 0
+    assert run_cli("--store", "keyring", "add", "akto", "--yes", input=KEY_OF_B).exit_code == 0
+    keyring = KeyringStore(home=isolated_home)
+    keyring.put(entry_name(SIRET_A, "atlas"), "une-autre-cle-remplacee-a-cote")
+    assert keyring.delete(entry_name(SIRET_A, "akto"))
+    report = json.loads(run_cli("doctor", "--json").stdout)  # the file is in service
+    assert report["store"] == "file"
+    assert report["elsewhere"] == [entry_name(SIRET_A, "akto"), entry_name(SIRET_A, "atlas")]
+    assert report["mismatched"] == [entry_name(SIRET_A, "atlas")]
+    assert report["missing_secrets"] == [entry_name(SIRET_A, "akto")]
+    text = run_cli("doctor").stdout
+    assert "plus dans le trousseau du système" in text
+    for secret in (KEY_OF_A, KEY_OF_B, "une-autre-cle-remplacee-a-cote"):
+        assert secret not in text
