@@ -194,10 +194,15 @@ class AppContext:
     def _settle(self, store: KeyStore) -> None:
         """Move entries an earlier version left under other names (keyring: per home)."""
         if store.needs_settling:
+            from contextlib import suppress
+
             from cfakey.core.store_admin import settle_store
+            from cfakey.errors import StoreUnavailableError
 
             opco_ids = [opco.id for opco in self.registry.opcos]
-            settle_store(store, self.metadata(), opco_ids)
+            # Unusable now: the first real use says so, and a later command settles it.
+            with suppress(StoreUnavailableError):
+                settle_store(store, self.metadata(), opco_ids)
 
     def _recover(self, store: KeyStore) -> None:
         """Finish or drop what an interrupted command left between the store and metadata."""

@@ -118,37 +118,39 @@ def use_store(  # noqa: PLR0917 - typer passes one parameter per option
     print_notice(f"Magasin de clés retenu : {chosen.label} (dans {context.paths.config_file}).")
 
 
-_MIGRATE_HELP = f"""Déplace toutes les clés vers un autre magasin ({_NOUNS}), puis le retient.
-
-Chaque clé (et chaque secret OAuth2 d'éditeur) est copiée, relue et comparée à son
-empreinte ; ses métadonnées nomment alors le nouveau magasin. Le magasin retenu ne change
-qu'une fois toutes les clés copiées. Interrompue, la commande se relance : ce qui est déjà
-copié avec la bonne empreinte est sauté. Rien n'est effacé de l'ancien magasin ; une clé
-déjà présente dans le nouveau avec une autre empreinte n'est jamais remplacée.
-"""
+_MIGRATE_HELP = (
+    f"Déplace toutes les clés vers un autre magasin ({_NOUNS}), puis le retient.\n\n"
+    "Chaque clé (et chaque secret OAuth2 d'éditeur) est copiée, relue et comparée à son "
+    "empreinte ; ses métadonnées nomment alors le nouveau magasin. Le magasin retenu ne "
+    "change qu'une fois toutes les clés copiées. Interrompue, la commande se relance : ce "
+    "qui est déjà copié avec la bonne empreinte est sauté. Rien n'est effacé de l'ancien "
+    "magasin ; une clé déjà présente dans le nouveau avec une autre empreinte n'est jamais "
+    "remplacée."
+)
 
 
 @store_app.command("migrate", help=_MIGRATE_HELP)
 def migrate_store(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", metavar=metavar(), help="Magasin de destination.")],
     url: UrlOption = None,
-    ca_bundle: CaBundleOption = None,
     mount: MountOption = None,
     prefix: PrefixOption = None,
+    ca_bundle: CaBundleOption = None,
     role_id: RoleIdOption = None,
+    *,
+    to: Annotated[str, typer.Option("--to", metavar=metavar(), help="Magasin de destination.")],
 ) -> None:
     """Copy every key to another store, check each, then record that store."""
+    context: AppContext = ctx.obj
+    given = _options(url=url, mount=mount, prefix=prefix, ca_bundle=ca_bundle, role_id=role_id)
     from cfakey.core.store_migration import migrate_store as migrate
 
-    context: AppContext = ctx.obj
-    options = _options(url=url, mount=mount, prefix=prefix, ca_bundle=ca_bundle, role_id=role_id)
     report = migrate(
         context.config(),
         context.metadata(),
         context.key_store(),
         kind_name=to,
-        options=options,
+        options=given,
         open_target=lambda kind, settings: _open_target(context, kind, settings),
         opco_ids=[opco.id for opco in context.registry.opcos],
     )
