@@ -38,6 +38,7 @@ from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_
 from cfakey.stores.keyring_store import home_service
 from tests.conftest import CliResult, run_cli
 from tests.fake_opco import FakeOpco, running_fake_opco
+from tests.openbao import ROOT_TOKEN, OpenBao
 from tests.secret_service import SecretServiceDaemon
 
 SIRET = "18130002100373"
@@ -241,7 +242,7 @@ def dump_environment(target: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_canary_appears_only_where_asked_through_every_command(
-    canary: CanaryRun, monkeypatch: pytest.MonkeyPatch
+    canary: CanaryRun, monkeypatch: pytest.MonkeyPatch, openbao: OpenBao
 ) -> None:
     run = canary
     run.run("opcos", expected=0)
@@ -369,6 +370,16 @@ def test_canary_appears_only_where_asked_through_every_command(
         assert sent == {atlas, KEY_SANTE, KEY_AKTO, KEY_CSV, KEY_JSON}
     run.run("config", "unset", "opco.akto.oauth.client_secret", expected=0)
     run.run("config", "unset", "opco.atlas.api_url", expected=0)
+
+    # moving the keys to the team store and back: the file is in service again after
+    monkeypatch.delenv("CFAKEY_STORE")
+    monkeypatch.setenv("BAO_TOKEN", ROOT_TOKEN)
+    run.run("store", "use", "file", expected=0)
+    to_bao = ("--to", "openbao", "--url", openbao.url, "--mount", openbao.mount)
+    run.run("store", "migrate", *to_bao, expected=0)
+    run.run("show", "sante", "--reveal", expected=0, shown=[KEY_SANTE])
+    run.run("store", "migrate", "--to", "file", expected=0)
+    monkeypatch.delenv("BAO_TOKEN")
 
     # the store: its choice, its password; the diagnosis
     run.run("store", "use", "file", expected=0)

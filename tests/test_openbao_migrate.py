@@ -17,8 +17,10 @@ from cfakey.errors import ExitCode
 from cfakey.identifiers import with_check_digit
 from cfakey.paths import Paths
 from cfakey.stores.base import entry_name, fingerprint
+from cfakey.stores.keyring_store import home_service
 from tests.conftest import CliResult, run_cli
 from tests.openbao import ROOT_TOKEN, BaoServer, OpenBao
+from tests.secret_service import SecretServiceDaemon
 from tests.store_contract import SIRET_A
 
 KEY_ATLAS = "Migration+Atlas/0123456789abcdef="
@@ -235,3 +237,25 @@ def test_a_killed_migrate_rerun_skips_what_is_there_and_completes(
         assert doctor["mismatched"] == []
     finally:
         openbao_server.unmount(mount)
+
+
+def test_keyring_to_openbao_and_back_to_the_keyring(
+    secret_service: SecretServiceDaemon, openbao: OpenBao, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CFAKEY_STORE")
+    assert run_cli("store", "use", "keyring").exit_code == 0
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=KEY_ATLAS).exit_code == 0
+    own = home_service(Paths.from_env().data_dir)
+    monkeypatch.setenv("BAO_TOKEN", ROOT_TOKEN)
+    result = _to_openbao(openbao)
+    assert result.exit_code == 0, result.stderr
+    assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {"secret": KEY_ATLAS}
+    assert _shown_store("atlas") == "openbao"
+    secret_service.clear(own)  # the keyring emptied meanwhile: the way back copies again
+    back = run_cli("store", "migrate", "--to", "keyring")
+    assert back.exit_code == 0, back.stderr
+    assert "1 entrée(s) copiée(s)" in back.stderr
+    assert secret_service.items(own) == {entry_name(SIRET_A, "atlas"): KEY_ATLAS}
+    assert _shown_store("atlas") == "keyring"
+    assert KEY_ATLAS in _exported()
