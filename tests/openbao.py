@@ -75,12 +75,13 @@ class BaoServer:
     tls: bool = False
     url: str = ""
     ca_bundle: Path | None = None
+    address: str = ""
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> BaoServer:
         binary = bao_binary()
         self.root.mkdir(parents=True, exist_ok=True)
-        address = f"127.0.0.1:{_free_port()}"
+        self.address = address = self.address or f"127.0.0.1:{_free_port()}"
         command = [
             binary,
             "server",
@@ -128,6 +129,12 @@ class BaoServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def restart(self) -> BaoServer:
+        """Stop the server, and start a fresh one (empty: a dev server keeps nothing) at the
+        same address, as an engine coming back after a crash would be reached again."""
+        self.stop()
+        return self.start()
 
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, token: str = ROOT_TOKEN

@@ -35,8 +35,10 @@ from cfakey.paths import Paths
 from cfakey.registry.loader import load_registry
 from cfakey.stores.base import entry_name, oauth_entry_name
 from cfakey.stores.file_store import EncryptedFileStore, ScryptParams, password_source
+from cfakey.stores.keyring_store import home_service
 from tests.conftest import CliResult, run_cli
 from tests.fake_opco import FakeOpco, running_fake_opco
+from tests.openbao import ROOT_TOKEN, OpenBao
 from tests.secret_service import SecretServiceDaemon
 
 SIRET = "18130002100373"
@@ -240,7 +242,7 @@ def dump_environment(target: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_canary_appears_only_where_asked_through_every_command(
-    canary: CanaryRun, monkeypatch: pytest.MonkeyPatch
+    canary: CanaryRun, monkeypatch: pytest.MonkeyPatch, openbao: OpenBao
 ) -> None:
     run = canary
     run.run("opcos", expected=0)
@@ -380,6 +382,16 @@ def test_canary_appears_only_where_asked_through_every_command(
     run.run("config", "unset", "opco.akto.oauth.client_secret", expected=0)
     run.run("config", "unset", "opco.atlas.api_url", expected=0)
 
+    # moving the keys to the team store and back: the file is in service again after
+    monkeypatch.delenv("CFAKEY_STORE")
+    monkeypatch.setenv("BAO_TOKEN", ROOT_TOKEN)
+    run.run("store", "use", "file", expected=0)
+    to_bao = ("--to", "openbao", "--url", openbao.url, "--mount", openbao.mount)
+    run.run("store", "migrate", *to_bao, expected=0)
+    run.run("show", "sante", "--reveal", expected=0, shown=[KEY_SANTE])
+    run.run("store", "migrate", "--to", "file", expected=0)
+    monkeypatch.delenv("BAO_TOKEN")
+
     # the store: its choice, its password; the diagnosis
     run.run("store", "use", "file", expected=0)
     run.run("doctor", expected=0)
@@ -427,7 +439,7 @@ def test_canary_through_the_system_keyring(
     run.run("config", "set", secret, stdin=OAUTH_SECRET + "\n", expected=0)
     run.run("config", "get", secret, expected=0)
     run.run("doctor", "--json", expected=0)
-    assert daemon.items("cfakey") == {
+    assert daemon.items(home_service(Paths.from_env().data_dir)) == {
         entry_name(SIRET, "atlas"): KEY_ATLAS_ROTATED,
         entry_name(SIRET, "sante"): KEY_SANTE,
         oauth_entry_name("akto"): OAUTH_SECRET,

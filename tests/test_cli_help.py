@@ -46,6 +46,7 @@ LEAF_COMMANDS = (
     "config list",
     "store use",
     "store password",
+    "store migrate",
     "doctor",
 )
 #: How typer names click types when a parameter has no metavar of its own.

@@ -37,6 +37,7 @@ from cfakey.metadata import Metadata
 from cfakey.paths import Paths
 from cfakey.stores.base import entry_name, fingerprint
 from cfakey.stores.file_store import EncryptedFileStore
+from cfakey.stores.keyring_store import home_service
 from tests.conftest import TEST_FILE_PASSWORD, run_cli
 from tests.secret_service import SecretServiceDaemon
 
@@ -136,7 +137,7 @@ class SecretServiceGate:
 
         while True:
             try:
-                items = self.daemon.items("cfakey")
+                items = self.daemon.items(home_service(Paths.from_env().data_dir))
             except ItemNotFoundException:  # deleted by the command between search and read
                 continue
             return {entry: items.get(entry) for entry in ENTRIES}
@@ -358,10 +359,13 @@ def test_an_import_stopped_by_a_signal_says_only_what_is_true(
     assert run_cli("cfa", "add", SIRET, "--nom", "CFA des Tests").exit_code == 0
     assert run_cli("add", "atlas", input=ATLAS_0 + "\n").exit_code == 0
     sheet, rows = big_import(isolated_home)
-    before = secret_service.items("cfakey")
+    before = secret_service.items(home_service(Paths.from_env().data_dir))
     process = start(Command(("import", "{csv}", "--yes"), "", {}), sheet)
     try:
-        wait_for(lambda: len(secret_service.items("cfakey")) > 3, "des clés importées")
+        wait_for(
+            lambda: len(secret_service.items(home_service(Paths.from_env().data_dir))) > 3,
+            "des clés importées",
+        )
         process.send_signal(signum)
         assert process.wait(timeout=WAIT) == 130
     finally:
@@ -373,7 +377,7 @@ def test_an_import_stopped_by_a_signal_says_only_what_is_true(
     stderr = process.stderr.read().decode()
     process.stderr.close()
 
-    after = secret_service.items("cfakey")
+    after = secret_service.items(home_service(Paths.from_env().data_dir))
     if "rien n'a été enregistré" in stderr:
         assert after == before  # said only when true: every key put back, and checked
         metadata = Metadata.open(Paths.from_env())

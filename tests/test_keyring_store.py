@@ -26,8 +26,10 @@ from cfakey.stores.base import SERVICE_NAME, entry_name, fingerprint
 from cfakey.stores.keyring_store import (
     CHAINER_BACKEND,
     FAIL_BACKEND,
+    NAMESPACE_FILE,
     SECRET_SERVICE_BACKEND,
     KeyringStore,
+    home_service,
     keyring_reason,
     probe_keyring,
 )
@@ -304,7 +306,8 @@ def test_detection_skips_the_plain_text_backend_and_takes_the_secret_service(
     assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
     result = run_cli("add", "atlas", "--yes", input=CANARY)
     assert result.exit_code == 0, result.stderr
-    assert secret_service.items(SERVICE_NAME) == {entry_name(SIRET_A, "atlas"): CANARY}
+    own = home_service(Paths.from_env().data_dir)  # this home's own service (see below)
+    assert secret_service.items(own) == {entry_name(SIRET_A, "atlas"): CANARY}
     assert _nothing_readable_in(plaintext_file)
     report = json.loads(run_cli("doctor", "--json").stdout)
     assert report["keyring_backend"] == SECRET_SERVICE_BACKEND
@@ -470,3 +473,121 @@ def test_an_import_with_one_key_too_long_for_windows_writes_nothing(
         assert vault.written == {}  # not even the first, shorter key
         assert metadata.list_keys() == []
         assert metadata.list_cfas() == []
+
+
+# Item 6 of issue 12: one keyring entry per cfakey home -----------------------------------
+
+KEY_OF_A = "CFA-KEY-home-A-0123456789abcdef"
+KEY_OF_B = "CFA-KEY-home-B-fedcba9876543210"
+EXPORT = ("export", "--opco", "atlas", "--format", "env")
+
+
+def _in_home(home: Path, monkeypatch: pytest.MonkeyPatch, *args: str, key: str = "") -> CliResult:
+    monkeypatch.setenv("CFAKEY_HOME", str(home))
+    return run_cli("--store", "keyring", *args, input=key or None)
+
+
+def _fingerprint_shown(home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    shown = json.loads(_in_home(home, monkeypatch, "show", "atlas", "--json").stdout)
+    return str(shown["fingerprint"])
+
+
+def test_two_homes_on_one_keyring_never_see_each_other_s_key(
+    secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    homes = {tmp_path / "home-a": KEY_OF_A, tmp_path / "home-b": KEY_OF_B}
+    for home, key in homes.items():
+        assert _in_home(home, monkeypatch, "cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+        added = _in_home(home, monkeypatch, "add", "atlas", "--yes", key=key)
+        assert added.exit_code == 0, added.stderr
+    for home, key in homes.items():
+        # Before: B's add replaced A's entry, and A exported B's key under A's fingerprint.
+        exported = _in_home(home, monkeypatch, *EXPORT)
+        assert exported.exit_code == 0, exported.stderr
+        assert key in exported.stdout
+        assert _fingerprint_shown(home, monkeypatch) == fingerprint(key)
+        assert secret_service.items(home_service(home)) == {entry_name(SIRET_A, "atlas"): key}
+        assert "problème" not in _in_home(home, monkeypatch, "doctor").stdout.lower()
+    assert secret_service.items(SERVICE_NAME) == {}  # nothing under the shared name
+    assert home_service(tmp_path / "home-a") != home_service(tmp_path / "home-b")
+
+
+def _legacy_home(home: Path, monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    """A home as an earlier version left it: its key under the shared service ``cfakey``."""
+    assert _in_home(home, monkeypatch, "cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert _in_home(home, monkeypatch, "add", "atlas", "--yes", key=key).exit_code == 0
+    store = KeyringStore()  # the shared service, as before
+    store.put(entry_name(SIRET_A, "atlas"), key)
+    own = KeyringStore(home=home)
+    assert own.delete(entry_name(SIRET_A, "atlas"))
+    (home / NAMESPACE_FILE).write_text(own.service.split("/")[1] + "\n")  # not settled
+
+
+def test_an_entry_of_the_shared_service_moves_to_its_home_on_first_use(
+    secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "home-a"
+    _legacy_home(home, monkeypatch, KEY_OF_A)
+    assert secret_service.items(home_service(home)) == {}
+    exported = _in_home(home, monkeypatch, *EXPORT)
+    assert exported.exit_code == 0, exported.stderr
+    assert KEY_OF_A in exported.stdout
+    assert secret_service.items(home_service(home)) == {entry_name(SIRET_A, "atlas"): KEY_OF_A}
+    assert secret_service.items(SERVICE_NAME) == {}  # moved, not copied
+    assert "settled" in (home / NAMESPACE_FILE).read_text()
+    journal = Metadata.open(Paths.from_env()).journal()
+    assert "store_settled" in [entry.action for entry in journal]
+    assert KEY_OF_A not in (home / "cfakey.sqlite3").read_bytes().decode("latin-1")
+
+
+def test_a_shared_entry_holding_another_home_s_key_is_left_to_that_home(
+    secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # B overwrote A's shared entry under the old naming: the entry is B's, A's key is lost.
+    home_a, home_b = tmp_path / "home-a", tmp_path / "home-b"
+    _legacy_home(home_a, monkeypatch, KEY_OF_A)
+    _legacy_home(home_b, monkeypatch, KEY_OF_B)
+    result = _in_home(home_a, monkeypatch, *EXPORT)
+    assert result.exit_code != 0
+    assert KEY_OF_B not in result.stdout + result.stderr  # never B's key under A's name
+    assert secret_service.items(SERVICE_NAME) == {entry_name(SIRET_A, "atlas"): KEY_OF_B}
+    doctor = _in_home(home_a, monkeypatch, "doctor")
+    assert "plus dans le magasin" in doctor.stdout
+    assert _in_home(home_b, monkeypatch, *EXPORT).exit_code == 0
+    assert secret_service.items(home_service(home_b)) == {entry_name(SIRET_A, "atlas"): KEY_OF_B}
+    assert secret_service.items(SERVICE_NAME) == {}
+
+
+def test_an_interrupted_move_leaves_the_key_in_one_place_or_both_and_a_rerun_ends_it(
+    secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    home = tmp_path / "home-a"
+    _legacy_home(home, monkeypatch, KEY_OF_A)
+    # Interrupted after the copy, before the shared entry was deleted and the mark written.
+    KeyringStore(home=home).put(entry_name(SIRET_A, "atlas"), KEY_OF_A)
+    assert secret_service.items(SERVICE_NAME) == {entry_name(SIRET_A, "atlas"): KEY_OF_A}
+    exported = _in_home(home, monkeypatch, *EXPORT)
+    assert exported.exit_code == 0, exported.stderr
+    assert KEY_OF_A in exported.stdout
+    assert secret_service.items(SERVICE_NAME) == {}
+    assert secret_service.items(home_service(home)) == {entry_name(SIRET_A, "atlas"): KEY_OF_A}
+
+
+def test_doctor_compares_the_keys_recorded_in_the_keyring_while_the_file_is_in_service(
+    secret_service: SecretServiceDaemon, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("--store", "keyring", "add", "atlas", "--yes", input=KEY_OF_A).exit_code == 0
+    assert run_cli("--store", "keyring", "add", "akto", "--yes", input=KEY_OF_B).exit_code == 0
+    keyring = KeyringStore(home=isolated_home)
+    keyring.put(entry_name(SIRET_A, "atlas"), "une-autre-cle-remplacee-a-cote")
+    assert keyring.delete(entry_name(SIRET_A, "akto"))
+    report = json.loads(run_cli("doctor", "--json").stdout)  # the file is in service
+    assert report["store"] == "file"
+    assert report["elsewhere"] == [entry_name(SIRET_A, "akto"), entry_name(SIRET_A, "atlas")]
+    assert report["mismatched"] == [entry_name(SIRET_A, "atlas")]
+    assert report["missing_secrets"] == [entry_name(SIRET_A, "akto")]
+    text = run_cli("doctor").stdout
+    assert "plus dans le trousseau du système" in text
+    for secret in (KEY_OF_A, KEY_OF_B, "une-autre-cle-remplacee-a-cote"):
+        assert secret not in text

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from cfakey.errors import ConcurrentChangeError, ExitCode, StoreUnavailableError, UsageError
+from cfakey.metadata import Metadata
+from cfakey.paths import Paths
 from cfakey.stores.base import KeyStore, entry_name, oauth_entry_name
 from cfakey.stores.kinds import STORE_KINDS
 from cfakey.stores.openbao_store import BaoLocation, OpenBaoStore
@@ -383,3 +385,82 @@ def test_without_the_binary_the_tests_are_skipped_with_a_reason(
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="binaire bao absent"):
         bao_binary()
+
+
+def test_exec_withholds_the_engine_token_when_the_team_store_is_in_service(
+    openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 10: the child gets the keys asked for, and nothing that unlocks the others."""
+    openbao.use_with_cfakey(monkeypatch)
+    monkeypatch.setenv("VAULT_TOKEN", "jeton-vault-herite")
+    monkeypatch.setenv("VAULT_ADDR", openbao.url)
+    monkeypatch.setenv("CFAKEY_BAO_SECRET_ID", "secret-id-herite")
+    monkeypatch.setenv("BAO_ADDR", openbao.url)
+    assert (
+        run_cli("store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount).exit_code
+        == 0
+    )
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=KEY).exit_code == 0
+    assert run_cli("add", "akto", "--yes", input="cle-akto-non-demandee").exit_code == 0
+    dump = tmp_path / "environnement.json"
+    script = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    result = run_cli("exec", "--opco", "atlas", "--", sys.executable, "-c", script, str(dump))
+    assert result.exit_code == 0, result.stderr
+    child = json.loads(dump.read_text())
+    assert child["CFA_KEY_ATLAS"] == KEY
+    for name in ("BAO_TOKEN", "VAULT_TOKEN", "CFAKEY_BAO_SECRET_ID", "CFA_KEY_AKTO"):
+        assert name not in child
+    values = "\0".join(child.values())
+    for secret in (ROOT_TOKEN, "jeton-vault-herite", "secret-id-herite"):
+        assert secret not in values
+    assert child["VAULT_ADDR"] == openbao.url  # an address opens nothing: kept
+
+
+def test_exec_keeps_an_unrelated_vault_token_when_the_team_store_is_not_in_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With the file in service, a Vault token in the shell is the operator's business."""
+    monkeypatch.setenv("VAULT_TOKEN", "jeton-d-un-autre-usage")
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=KEY).exit_code == 0
+    dump = tmp_path / "environnement.json"
+    script = "import json, os, sys; json.dump(dict(os.environ), open(sys.argv[1], 'w'))"
+    result = run_cli("exec", "--opco", "atlas", "--", sys.executable, "-c", script, str(dump))
+    assert result.exit_code == 0, result.stderr
+    child = json.loads(dump.read_text())
+    assert child["VAULT_TOKEN"] == "jeton-d-un-autre-usage"
+    assert "CFAKEY_FILE_PASSWORD" not in child
+
+
+def test_a_rotation_by_a_teammate_is_never_overwritten_unseen(
+    openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """B recorded version 1; A rotated since. B's rotate is refused (exit 6), nothing written;
+    B's home now knows A's version, and B's rerun replaces it knowingly."""
+    import shutil
+
+    openbao.use_with_cfakey(monkeypatch)
+    use = ("store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount)
+    assert run_cli(*use).exit_code == 0
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=KEY).exit_code == 0
+    home_b = isolated_home.parent / "collegue-b"
+    shutil.copytree(isolated_home, home_b)
+    rotate = ("rotate", "atlas", "--yes", "--expires", "2028-01-31")
+    assert run_cli(*rotate, input="cle-d-alice-tour-2").exit_code == 0
+    monkeypatch.setenv("CFAKEY_HOME", str(home_b))
+    refused = run_cli(*rotate, input="cle-de-bob-tour-2")
+    assert refused.exit_code == ExitCode.ALREADY_EXISTS
+    assert "a changé entre-temps dans le coffre partagé" in refused.stderr
+    assert "cle-de-bob" not in refused.stderr + refused.stdout
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
+    assert held["data"] == {"secret": "cle-d-alice-tour-2"}
+    assert held["metadata"]["version"] == 2
+    journal = Metadata.open(Paths.from_env()).journal()
+    assert [entry.action for entry in journal].count("rotated") == 0
+    again = run_cli(*rotate, input="cle-de-bob-tour-2")
+    assert again.exit_code == 0, again.stderr
+    assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {
+        "secret": "cle-de-bob-tour-2"
+    }

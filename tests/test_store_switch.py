@@ -14,6 +14,7 @@ from cfakey.errors import ExitCode
 from cfakey.metadata import Metadata
 from cfakey.paths import Paths
 from cfakey.stores.base import entry_name
+from cfakey.stores.keyring_store import home_service
 from tests.conftest import run_cli
 from tests.secret_service import SecretServiceDaemon
 from tests.store_contract import MemoryStore
@@ -45,7 +46,9 @@ def test_a_key_added_with_the_keyring_is_named_after_switching_to_the_file(
     assert "cfakey --store keyring" in result.stderr
     assert KEY not in result.stdout + result.stderr
     # Nothing was lost: the keyring still has it, and reading it there works.
-    assert secret_service.items("cfakey") == {entry_name(SIRET, "atlas"): KEY}
+    assert secret_service.items(home_service(Paths.from_env().data_dir)) == {
+        entry_name(SIRET, "atlas"): KEY
+    }
     again = run_cli("--store", "keyring", "show", "atlas", "--reveal")
     assert again.exit_code == 0, again.stderr
     assert KEY in again.stdout

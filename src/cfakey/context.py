@@ -186,9 +186,23 @@ class AppContext:
                 self.paths, self.env, source, self.keyring_probe, self.config_value
             )
             store = open_store(kind, settings)
+            self._settle(store)
             self._recover(store)
             self._key_store = store
         return self._key_store
+
+    def _settle(self, store: KeyStore) -> None:
+        """Move entries an earlier version left under other names (keyring: per home)."""
+        if store.needs_settling:
+            from contextlib import suppress
+
+            from cfakey.core.store_admin import settle_store
+            from cfakey.errors import StoreUnavailableError
+
+            opco_ids = [opco.id for opco in self.registry.opcos]
+            # Unusable now: the first real use says so, and a later command settles it.
+            with suppress(StoreUnavailableError):
+                settle_store(store, self.metadata(), opco_ids)
 
     def _recover(self, store: KeyStore) -> None:
         """Finish or drop what an interrupted command left between the store and metadata."""

@@ -95,8 +95,7 @@ def rename_cfa(
     cfa: Annotated[str, typer.Argument(metavar="CFA", help="SIRET, SIREN ou nom du CFA.")],
     name: Annotated[str, typer.Argument(metavar="NOM", help="Nouveau nom du CFA.")],
 ) -> None:
-    """Corrige le nom d'un CFA (inscrit au journal).
-    """
+    """Corrige le nom d'un CFA (inscrit au journal)."""
     from cfakey.core import cfas
 
     context: AppContext = ctx.obj
@@ -116,8 +115,7 @@ def edit_cfa(
         typer.Option("--uai", metavar="UAI", help="Code UAI (7 chiffres et une lettre)."),
     ] = None,
 ) -> None:
-    """Corrige le nom ou ajoute le code UAI d'un CFA (inscrit au journal).
-    """
+    """Corrige le nom ou ajoute le code UAI d'un CFA (inscrit au journal)."""
     from cfakey.core import cfas
 
     context: AppContext = ctx.obj

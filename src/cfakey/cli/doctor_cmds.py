@@ -13,6 +13,7 @@ from cfakey.core.codes import DatabaseCheck
 if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.doctor import DoctorInputs, DoctorReport
+    from cfakey.stores.base import KeyStore
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +54,31 @@ def doctor_inputs(context: AppContext) -> DoctorInputs:
         metadata=lambda: context.metadata(recreate=True),
         key_store=lambda: context.key_store(interactive=False),
         recovery=lambda: context.recovery,
+        other_store=lambda kind: _other_store(context, kind),
     )
+
+
+def _other_store(context: AppContext, kind: str) -> KeyStore | None:
+    """Another kind's store, opened with what the environment gives: no prompt, no choice."""
+    from cfakey.stores.file_store import password_source
+    from cfakey.stores.kinds import STORE_KINDS, StoreSettings
+    from cfakey.stores.selection import open_store
+
+    if kind not in STORE_KINDS:
+        return None
+    settings = StoreSettings(
+        context.paths,
+        context.env,
+        password_source(context.env, None),
+        context.keyring_probe,
+        context.config_value,
+    )
+    store = open_store(kind, settings)
+    if store.needs_settling:  # the keyring of an earlier version: its entries, moved once
+        from cfakey.core.store_admin import settle_store
+
+        settle_store(store, context.metadata(), [opco.id for opco in context.registry.opcos])
+    return store
 
 
 def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:

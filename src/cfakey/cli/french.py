@@ -181,6 +181,7 @@ EXAMPLES: dict[str, str] = {
     "store": "cfakey store use file",
     "store use": "cfakey store use file",
     "store password": "cfakey store password",
+    "store migrate": "cfakey store migrate --to openbao --url https://coffre.exemple.fr:8200",
     "doctor": "cfakey doctor",
 }
 USAGE_PREFIX = "Utilisation : "

@@ -188,8 +188,7 @@ def import_keys(  # noqa: PLR0917 - typer passes one parameter per option
         ),
     ] = None,
 ) -> None:
-    """Importe des clés depuis un tableur : tout ou rien, chaque ligne vérifiée d'abord.
-    """
+    """Importe des clés depuis un tableur : tout ou rien, chaque ligne vérifiée d'abord."""
     from cfakey.core.imports import ImportOptions, import_file
 
     context: AppContext = ctx.obj

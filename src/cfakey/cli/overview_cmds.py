@@ -426,8 +426,7 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
     ] = False,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
-    """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand.
-    """
+    """Le registre d'audit : qui a ajouté, renouvelé, exporté ou supprimé quelle clé, et quand."""
     from cfakey.core.cfas import resolve_cfa
     from cfakey.core.journal import JournalQuery, read_journal
 

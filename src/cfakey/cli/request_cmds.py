@@ -43,8 +43,7 @@ def add_request(
         typer.Option("--a", metavar="ADRESSE", help="Adresse e-mail à qui la demande est partie."),
     ] = None,
 ) -> None:
-    """Note qu'une demande de clé est partie ; cfakey list dira quand relancer.
-    """
+    """Note qu'une demande de clé est partie ; cfakey list dira quand relancer."""
     from datetime import timedelta
 
     from cfakey.core.cfas import resolve_cfa

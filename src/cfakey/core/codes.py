@@ -94,6 +94,8 @@ class JournalAction(Coded):
     REQUEST_CLOSED = ("request_closed", "demande close (clé reçue)")
     REQUEST_CANCELLED = ("request_cancelled", "demande annulée")
     CFA_EDITED = ("cfa_edited", "CFA modifié")
+    STORE_SETTLED = ("store_settled", "clés rangées sous le nom propre à ce dossier")
+    STORE_MIGRATED = ("store_migrated", "clés déplacées vers un autre magasin")
 
 
 class RequestStatus(Coded):

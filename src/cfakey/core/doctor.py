@@ -53,6 +53,9 @@ class DoctorInputs:
     key_store: Callable[[], KeyStore]
     #: What opening the store found unfinished and did about it (after ``key_store``).
     recovery: Callable[[], RecoveryReport | None]
+    #: Another kind's store, opened without asking anything (``None``: it cannot be), to
+    #: compare the keys recorded there; it raises a ``CfakeyError`` when it cannot be read.
+    other_store: Callable[[str], KeyStore | None] = lambda _kind: None
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,7 @@ def _check_store(
         with metadata.lock(), store.batch():
             _compare_secrets(store, records, found, problems)
             entries = store.entries()
+            _compare_elsewhere(inputs, records, store.kind, found, problems)
         if entries is not None:
             found.orphans = _orphans(entries, records, problems)
     except CfakeyError as error:
@@ -277,6 +281,45 @@ def _compare_secrets(
         elif fingerprint(secret) != record.fingerprint:
             found.mismatched.append(entry)
             problems.append(_mismatch(record.siret, record.opco_id, record.fingerprint))
+
+
+def _compare_elsewhere(
+    inputs: DoctorInputs,
+    records: list[KeyRecord],
+    in_service: str,
+    found: _StoreCheck,
+    problems: list[Problem],
+) -> None:
+    """Keys recorded in another store: compared there too, when it opens without asking."""
+    by_kind: dict[str, list[KeyRecord]] = {}
+    for record in records:
+        if record.store != in_service:
+            by_kind.setdefault(record.store, []).append(record)
+    for kind, recorded in by_kind.items():
+        try:
+            other = inputs.other_store(kind)
+            if other is None:
+                continue
+            with other:
+                secrets = {r: other.get(entry_name(r.siret, r.opco_id)) for r in recorded}
+        except CfakeyError:
+            continue  # locked, no password or token here: said by the « elsewhere » problem
+        for record, secret in secrets.items():
+            entry = entry_name(record.siret, record.opco_id)
+            if secret is None:
+                found.missing.append(entry)
+                problems.append(_missing(record, kind))
+            elif fingerprint(secret) != record.fingerprint:
+                found.mismatched.append(entry)
+                problems.append(_mismatch(record.siret, record.opco_id, record.fingerprint))
+
+
+def _missing(record: KeyRecord, kind: str) -> Problem:
+    return Problem(
+        f"La clé {record.opco_id} du CFA {record.siret} figure dans les métadonnées mais "
+        f"plus dans {label_of(kind)}, où elles la rangent.",
+        f"cfakey --store {kind} add {record.opco_id} --cfa {record.siret}",
+    )
 
 
 def _orphans(

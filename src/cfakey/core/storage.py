@@ -15,12 +15,13 @@ resolves it at the next command by comparing the store's fingerprint with the in
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cfakey.core.codes import JournalAction
-from cfakey.errors import CfakeyError, ExitCode, NotFoundError, os_reason
+from cfakey.errors import CfakeyError, ConcurrentChangeError, ExitCode, NotFoundError, os_reason
 from cfakey.metadata import KeyRecord, Metadata, PendingWrite
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
 
@@ -133,6 +134,7 @@ def apply_changes(
         # Plain reads, not a batch: the store's own lock is taken only to write, after the
         # intents are durable (the data lock already keeps other writers out).
         previous = {change.entry: store.get(change.entry) for change in changes}
+        _refuse_if_changed_elsewhere(store, metadata, changes, previous)
         intents = [_intent(store, change, previous[change.entry]) for change in changes]
         with metadata.transaction():
             for intent in intents:
@@ -153,6 +155,38 @@ def apply_changes(
             _undo(store, metadata, previous, error)
             raise
     return intents
+
+
+def _refuse_if_changed_elsewhere(
+    store: KeyStore,
+    metadata: Metadata,
+    changes: Sequence[Change],
+    previous: Mapping[str, str | None],
+) -> None:
+    """A shared store: never replace a key a teammate changed since this home recorded it.
+
+    The store's own check-and-set covers a write between this command's read and its
+    write; this covers one made before the read, which would otherwise be lost unseen.
+    The home then records the fingerprint it found, so that a rerun, once the operator
+    has checked with the team, replaces that version knowingly.
+    """
+    if not store.shared:
+        return
+    for change in changes:
+        record = metadata.get_key(change.siret, change.opco_id)
+        current = previous[change.entry]
+        if record is None or record.store != store.kind or current is None:
+            continue
+        if fingerprint(current) == record.fingerprint:
+            continue
+        with metadata.transaction():
+            metadata.put_key(dataclasses.replace(record, fingerprint=fingerprint(current)))
+        raise ConcurrentChangeError(
+            f"La clé {change.entry} a changé entre-temps dans le coffre partagé (écrite par "
+            "quelqu'un d'autre depuis que ce poste l'a enregistrée) : rien n'a été écrit.",
+            hint="Voyez avec l'équipe laquelle est la bonne ; relancer la commande remplacera "
+            "la version actuelle du coffre.",
+        )
 
 
 def _intent(store: KeyStore, change: Change, previous: str | None) -> PendingWrite:

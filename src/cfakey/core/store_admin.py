@@ -15,6 +15,8 @@ from cfakey.errors import UsageError
 from cfakey.stores.kinds import STORE_KINDS, StoreKind, store_kind
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from cfakey.config import Config
     from cfakey.metadata import Metadata
     from cfakey.stores.base import KeyStore
@@ -29,14 +31,13 @@ class PasswordChanged:
     location: str
 
 
-def use_store(
+def checked_options(
     config: Config, name: str, options: Mapping[str, str | None] | None = None
-) -> StoreKind:
-    """Record ``name`` as the store to use from now on (keys already stored do not move).
+) -> tuple[StoreKind, dict[str, str]]:
+    """The kind ``name`` and its settings: those recorded, overridden by ``options``, checked.
 
-    ``options``: the kind's settings given on the command line (``url``, ``mount``…; ``None``
-    when not given). They are checked with those already recorded before anything is
-    written, then recorded as ``<kind>.<name>``; a kind that takes none refuses them.
+    ``options``: the kind's settings given on the command line (``url``, ``mount``…;
+    ``None`` when not given); a kind that takes none refuses them. Nothing is written.
     """
     choice = name.strip().lower()
     if choice not in STORE_KINDS:
@@ -48,12 +49,27 @@ def use_store(
     if foreign:
         flags = ", ".join(f"--{key.replace('_', '-')}" for key in foreign)
         raise UsageError(f"Option {flags} : elle ne s'applique pas à {kind.label}.")
-    recorded = {
+    return kind, store_class.checked_settings({**_recorded(config, kind), **given})
+
+
+def _recorded(config: Config, kind: StoreKind) -> dict[str, str]:
+    return {
         key: str(value)
-        for key in store_class.setting_names
+        for key in kind.store_class().setting_names
         if (value := config.get(f"{kind.name}.{key}")) not in (None, "")
     }
-    checked = store_class.checked_settings({**recorded, **given})
+
+
+def use_store(
+    config: Config, name: str, options: Mapping[str, str | None] | None = None
+) -> StoreKind:
+    """Record ``name`` as the store to use from now on (keys already stored do not move).
+
+    ``options``: see :func:`checked_options`; they are checked with those already
+    recorded before anything is written, then recorded as ``<kind>.<name>``.
+    """
+    kind, checked = checked_options(config, name, options)
+    recorded = _recorded(config, kind)
     for key, value in checked.items():
         if recorded.get(key) != value:
             config.set(f"{kind.name}.{key}", value)
@@ -94,3 +110,40 @@ def change_store_password(
     store.change_password(new_password())
     metadata.log(JournalAction.STORE_PASSWORD_CHANGED.id, detail=store.location())
     return PasswordChanged(kind, count, store.location())
+
+
+def described_entries(
+    metadata: Metadata, opco_ids: Iterable[str], *, kind: str | None = None
+) -> dict[str, str | None]:
+    """Every entry this home describes, with its fingerprint (``None`` for OAuth secrets).
+
+    ``kind``: only the keys recorded in that store kind. OAuth client secrets have no
+    metadata: one entry per OPCO of ``opco_ids`` is named, found or not.
+    """
+    from cfakey.stores.base import entry_name, oauth_entry_name
+
+    described: dict[str, str | None] = {
+        entry_name(record.siret, record.opco_id): record.fingerprint
+        for record in metadata.list_keys()
+        if kind is None or record.store == kind
+    }
+    described.update({oauth_entry_name(opco_id): None for opco_id in opco_ids})
+    return described
+
+
+def settle_store(store: KeyStore, metadata: Metadata, opco_ids: Iterable[str]) -> list[str]:
+    """Before first use, the store's one-time upkeep (the keyring's per-home names), journalled.
+
+    Done under the data lock, so that two commands starting at once do it once.
+    """
+    if not store.needs_settling:
+        return []
+    with metadata.lock():
+        if not store.needs_settling:
+            return []
+        moved = store.settle(described_entries(metadata, opco_ids, kind=store.kind))
+        if moved:
+            metadata.log(
+                JournalAction.STORE_SETTLED.id, detail=f"{len(moved)} entrée(s) de {store.kind}"
+            )
+    return moved

@@ -52,6 +52,9 @@ class KeyStore(ABC):
     can_change_password: ClassVar[bool] = False
     #: Several people or machines read and write the same secrets.
     shared: ClassVar[bool] = False
+    #: Environment variables that unlock every key of this store (a token): when it is in
+    #: service, ``cfakey exec``'s child never receives them.
+    unlocking_variables: ClassVar[tuple[str, ...]] = ()
     #: The settings ``store use`` records for this kind (``--url`` → ``<kind>.url``).
     setting_names: ClassVar[tuple[str, ...]] = ()
 
@@ -93,6 +96,19 @@ class KeyStore(ABC):
 
     def prepare(self) -> None:  # noqa: B027 - optional hook, most stores need nothing
         """Ask now for what the store needs (a password), before a long interactive procedure."""
+
+    @property
+    def needs_settling(self) -> bool:
+        """One-time upkeep is due before first use (see :meth:`settle`)."""
+        return False
+
+    def settle(self, expected: Mapping[str, str | None]) -> list[str]:
+        """Bring entries left by an earlier version to where this one looks; the moved ones.
+
+        ``expected``: each entry the metadata describes, with its fingerprint (``None``:
+        none recorded). Called under the data lock, once :attr:`needs_settling`.
+        """
+        return []
 
     def entries(self) -> list[str] | None:
         """Every entry name when ``can_list``, else ``None`` (OS keyrings cannot enumerate)."""

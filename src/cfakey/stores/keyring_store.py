@@ -1,9 +1,11 @@
 """The OS keyring store (macOS Keychain, Windows Credential Locker, Secret Service, KWallet).
 
-Secrets go through the ``keyring`` library under the service name ``cfakey``, one entry
-per (CFA, OPCO). The backend is chosen as keyring chooses it (``PYTHON_KEYRING_BACKEND``,
-then keyring's ``keyringrc.cfg``, then the highest priority), once per process, with the
-reason each other backend was ruled out, for ``cfakey doctor``.
+Secrets go through the ``keyring`` library under a service name of the cfakey home
+(``cfakey/<home id>``, see :func:`home_service`), one entry per (CFA, OPCO): two homes
+on one desktop keyring never share an entry. The backend is chosen as keyring chooses it
+(``PYTHON_KEYRING_BACKEND``, then keyring's ``keyringrc.cfg``, then the highest
+priority), once per process, with the reason each other backend was ruled out, for
+``cfakey doctor``.
 
 Keys go only to the operating systems' own encrypted keyrings (:data:`SAFE_BACKENDS`).
 That is an allow-list, not a deny-list: a backend cfakey does not know (a plugin) may
@@ -16,13 +18,15 @@ picks an unsafe backend, it takes the safe one with the highest priority.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from cfakey.errors import StoreUnavailableError
-from cfakey.stores.base import SERVICE_NAME, KeyStore
+from cfakey.stores.base import SERVICE_NAME, KeyStore, fingerprint
 from cfakey.stores.kinds import FALLBACK_KIND
 
 if TYPE_CHECKING:
@@ -53,6 +57,10 @@ SAFE_BACKENDS = frozenset(
 WINDOWS_MAX_SECRET_BYTES = 2560
 #: An entry cfakey never writes, read once to find out whether the keyring answers.
 PROBE_ENTRY = "cfakey-probe"
+#: In the data directory: the home's keyring id, then ``settled`` once the entries of the
+#: shared service ``cfakey`` (before homes had their own) have been moved.
+NAMESPACE_FILE = "keyring-namespace"
+SETTLED_MARK = "settled"
 
 #: How to ask for the fallback kind (the encrypted file) for one command or a script.
 USE_FALLBACK = f"option --store {FALLBACK_KIND} ou variable CFAKEY_STORE={FALLBACK_KIND}."
@@ -352,11 +360,58 @@ def _translated(name: str, operation: Callable[[], T]) -> T:
         ) from None
 
 
+def _namespace_lines(data_dir: Path) -> list[str]:
+    try:
+        return (data_dir / NAMESPACE_FILE).read_text(encoding="ascii").split()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as error:
+        raise StoreUnavailableError(
+            f"L'identifiant de trousseau de ce dossier cfakey ({data_dir / NAMESPACE_FILE}) "
+            f"est illisible ({type(error).__name__}).",
+            hint="Restaurez ce fichier depuis une sauvegarde : sans lui, les clés de ce "
+            "dossier dans le trousseau ne sont plus retrouvées.",
+        ) from None
+
+
+def _write_namespace(data_dir: Path, lines: list[str], *, replace: bool) -> None:
+    """Write the namespace file in one step; without ``replace``, never over another's."""
+    from cfakey.paths import ensure_private_dir
+
+    ensure_private_dir(data_dir)
+    draft = data_dir / f".{NAMESPACE_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    draft.write_text("\n".join(lines) + "\n", encoding="ascii")
+    draft.chmod(0o600)
+    try:
+        if replace:
+            draft.replace(data_dir / NAMESPACE_FILE)
+        else:
+            with suppress(FileExistsError):  # another process made it first: theirs stays
+                (data_dir / NAMESPACE_FILE).hardlink_to(draft)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def home_service(data_dir: Path) -> str:
+    """The keyring service of the cfakey home whose data is in ``data_dir``: ``cfakey/<id>``.
+
+    The id is random, made once and kept in the data directory beside the metadata it
+    goes with; two processes creating it at once end up with the same one.
+    """
+    lines = _namespace_lines(data_dir)
+    if not lines:
+        _write_namespace(data_dir, [secrets.token_hex(8)], replace=False)
+        lines = _namespace_lines(data_dir)
+    return f"{SERVICE_NAME}/{lines[0]}"
+
+
 class KeyringStore(KeyStore):
-    """Secrets in the OS keyring: service ``cfakey``, user name ``<SIRET>/<opco id>``.
+    """Secrets in the OS keyring: service ``cfakey/<home id>``, user ``<SIRET>/<opco id>``.
 
     The backend is either given, or taken from ``probe`` (the command's one detection,
     see :meth:`cfakey.context.AppContext.keyring_probe`), or detected on first use.
+    ``home``: the data directory whose service to use (``None``: the shared service
+    ``cfakey`` of earlier versions, for tests of the backend alone).
     """
 
     kind = "keyring"
@@ -364,16 +419,19 @@ class KeyringStore(KeyStore):
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> Self:
-        return cls(probe=settings.keyring_probe)
+        return cls(probe=settings.keyring_probe, home=settings.paths.data_dir)
 
     def __init__(
         self,
         backend: KeyringBackend | None = None,
         *,
         probe: Callable[[], KeyringProbe] | None = None,
+        home: Path | None = None,
     ) -> None:
         self._backend = backend
         self._probe = probe
+        self._home = home
+        self._service = SERVICE_NAME if home is None else None
         self._chosen_by = "fourni par l'appelant" if backend is not None else ""
         self._priority: float | None = None
         self._chained: tuple[str, ...] = ()
@@ -406,6 +464,48 @@ class KeyringStore(KeyStore):
         return probe.instance
 
     @property
+    def service(self) -> str:
+        """The keyring service this store's entries are under (made on first use)."""
+        if self._service is None:
+            assert self._home is not None  # noqa: S101 - set together in __init__
+            self._service = home_service(self._home)
+        return self._service
+
+    @property
+    def needs_settling(self) -> bool:
+        """Entries of the shared service ``cfakey`` may still have to be moved to this home's."""
+        return self._home is not None and SETTLED_MARK not in _namespace_lines(self._home)
+
+    def settle(self, expected: Mapping[str, str | None]) -> list[str]:
+        """Move this home's entries from the shared service ``cfakey`` to its own; the moved.
+
+        ``expected``: each entry this home describes, with its recorded fingerprint
+        (``None``: no fingerprint to compare, an OAuth client secret). A shared entry whose
+        fingerprint differs belongs to another home and stays. Each entry is written,
+        read back, and only then deleted from the shared service, so an interruption
+        leaves it in one place or both, never nowhere; a rerun ends the move. An OAuth
+        client secret is copied, not deleted: other homes of the same vendor may use it.
+        """
+        if self._home is None:
+            return []
+        backend, moved = self.backend, []
+        shared = KeyringStore(backend)  # the service of earlier versions
+        for entry, wanted in expected.items():
+            old = shared.get(entry)
+            if old is None or (wanted is not None and fingerprint(old) != wanted):
+                continue
+            if self.get(entry) is None:
+                self.put(entry, old)
+            if self.get(entry) != old:
+                continue  # the home already holds a newer key: the shared one stays
+            if wanted is not None:
+                shared.delete(entry)
+            moved.append(entry)
+        service_id = self.service.split("/", 1)[1]
+        _write_namespace(self._home, [service_id, SETTLED_MARK], replace=True)
+        return moved
+
+    @property
     def backend_name(self) -> str:
         """The dotted name of the backend in use."""
         return backend_name(self.backend)
@@ -420,7 +520,7 @@ class KeyringStore(KeyStore):
         backend = self.backend
         priority = self._priority if self._priority is not None else _priority(type(backend))[0]
         shown = f", priorité {priority:g}" if priority is not None else ""
-        return f"trousseau du système ({backend_name(backend)}{shown}), service « {SERVICE_NAME} »"
+        return f"trousseau du système ({backend_name(backend)}{shown}), service « {self.service} »"
 
     def check_secret(self, secret: str) -> None:
         """Windows Credential Manager holds at most 2,560 bytes a secret: say so before writing."""
@@ -437,27 +537,25 @@ class KeyringStore(KeyStore):
 
     def put(self, entry: str, secret: str) -> None:
         self.check_secret(secret)
-        backend = self.backend
-        _translated(
-            backend_name(backend), lambda: backend.set_password(SERVICE_NAME, entry, secret)
-        )
+        backend, service = self.backend, self.service
+        _translated(backend_name(backend), lambda: backend.set_password(service, entry, secret))
 
     def get(self, entry: str) -> str | None:
-        backend = self.backend
-        return _translated(backend_name(backend), lambda: backend.get_password(SERVICE_NAME, entry))
+        backend, service = self.backend, self.service
+        return _translated(backend_name(backend), lambda: backend.get_password(service, entry))
 
     def delete(self, entry: str) -> bool:
         from keyring.errors import PasswordDeleteError
 
-        backend = self.backend
+        backend, service = self.backend, self.service
 
         def delete() -> bool:
             try:
-                backend.delete_password(SERVICE_NAME, entry)
+                backend.delete_password(service, entry)
             except PasswordDeleteError:
                 # Backends raise this for a missing entry, and some for a refusal too:
                 # only a read tells the two apart.
-                if backend.get_password(SERVICE_NAME, entry) is None:
+                if backend.get_password(service, entry) is None:
                     return False
                 raise
             return True
@@ -469,11 +567,12 @@ class KeyringStore(KeyStore):
         backend = self.backend
         if backend_name(backend) != SECRET_SERVICE_BACKEND:
             return None
-        return _translated(backend_name(backend), lambda: _secret_service_entries(backend))
+        service = self.service
+        return _translated(backend_name(backend), lambda: _secret_service_entries(backend, service))
 
 
-def _secret_service_entries(backend: Any) -> list[str]:
-    """Names of the items with service ``cfakey`` in the Secret Service collection in use."""
+def _secret_service_entries(backend: Any, service: str) -> list[str]:
+    """Names of the items of ``service`` in the Secret Service collection in use."""
     from contextlib import closing
 
     scheme = backend.schemes[backend.scheme]
@@ -481,6 +580,6 @@ def _secret_service_entries(backend: Any) -> list[str]:
     with closing(collection.connection):
         names = {
             item.get_attributes().get(scheme["username"], "")
-            for item in collection.search_items(backend._query(SERVICE_NAME))
+            for item in collection.search_items(backend._query(service))
         }
     return sorted(name for name in names if name and name != PROBE_ENTRY)

@@ -144,6 +144,8 @@ class OpenBaoStore(KeyStore):
     can_list = True
     shared = True
     setting_names: ClassVar[tuple[str, ...]] = tuple(_CHECKS)
+    #: A token opens every key its policy covers, not only those ``exec`` hands out.
+    unlocking_variables: ClassVar[tuple[str, ...]] = (*TOKEN_VARIABLES, SECRET_ID_ENV)
 
     def __init__(self, location: BaoLocation, env: Mapping[str, str]) -> None:
         self.where = location

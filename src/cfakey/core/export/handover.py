@@ -322,7 +322,10 @@ def run_with_keys(
     plan = _plan(sources, selection)
     _flag(sources, plan, hooks, strict=strict)
     keys = _read(sources, plan, hooks)
-    child_environment = exec_environment(environment, keys, qualified=plan.qualified)
+    withheld = sources.open_store().unlocking_variables
+    child_environment = exec_environment(
+        environment, keys, qualified=plan.qualified, withheld=withheld
+    )
     with sources.metadata.transaction():
         journal_exec(sources.metadata, keys, Path(command[0]).name)
         process = _start(list(command), child_environment)
@@ -335,22 +338,29 @@ def run_with_keys(
 
 
 def exec_environment(
-    base: Mapping[str, str], keys: Sequence[ExportedKey], *, qualified: bool
+    base: Mapping[str, str],
+    keys: Sequence[ExportedKey],
+    *,
+    qualified: bool,
+    withheld: Sequence[str] = (),
 ) -> dict[str, str]:
     """The child's environment: ours plus one variable per key (names as in ``env``).
 
     The child gets the keys asked for and nothing else that opens a key: the variables
-    cfakey reads a secret from (the file store's password) are removed, and so are
+    cfakey reads a secret from (the file store's password) are removed, so are
+    ``withheld`` (the store in service's token, see ``KeyStore.unlocking_variables``) and
     ``CFA_KEY_*`` variables inherited from our own environment, which would pass for
     keys of this selection.
     """
     from cfakey.stores.file_store import SECRET_ENV_VARIABLES
 
-    def withheld(name: str) -> bool:
-        upper = name.upper()  # Windows names ignore case
-        return upper in SECRET_ENV_VARIABLES or upper.startswith(f"{VARIABLE_PREFIX}_")
+    refused = {*SECRET_ENV_VARIABLES, *(name.upper() for name in withheld)}
 
-    environment = {name: value for name, value in base.items() if not withheld(name)}
+    def kept(name: str) -> bool:
+        upper = name.upper()  # Windows names ignore case
+        return upper not in refused and not upper.startswith(f"{VARIABLE_PREFIX}_")
+
+    environment = {name: value for name, value in base.items() if kept(name)}
     for key in keys:
         if "\0" in key.secret:
             raise UsageError(
