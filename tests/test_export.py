@@ -327,6 +327,113 @@ def test_a_killed_export_leaves_a_temporary_file_the_next_export_removes(tmp_pat
     assert CANARY_SANTE in target.read_text(encoding="utf-8")
 
 
+def killed_writer(*args: str) -> None:
+    """Run ``cfakey *args`` until its temporary file is written, then SIGKILL it."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_CFAKEY, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert writer.stdout is not None
+    if writer.stdout.readline() != b"fichier temporaire ecrit\n":
+        writer.kill()
+        pytest.fail(writer.communicate()[1].decode())
+    writer.kill()  # SIGKILL: no finally, no atexit
+    writer.communicate()
+    assert writer.returncode == -signal.SIGKILL
+
+
+def records(home: Path) -> list[Path]:
+    return sorted(Paths.from_env({"CFAKEY_HOME": str(home)}).pending_outputs.iterdir())
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL, flock")
+@pytest.mark.usefixtures("two_keys")
+def test_doctor_removes_what_a_killed_export_left_wherever_it_wrote(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    """Issue 10, item 8: the folder written to is recorded before the temporary file is
+    created, so ``doctor`` (not only a later export into the same folder) finds it."""
+    out = tmp_path / "sortie"
+    out.mkdir()
+    target = out / "cles.env"
+    killed_writer("export", "--format", "env", "--output", str(target))
+    [leftover] = temporaries(out)
+    assert CANARY_SANTE.encode() in leftover.read_bytes()
+    [record] = records(isolated_home)
+    assert CANARY.encode() not in record.read_bytes()
+    assert CANARY_SANTE.encode() not in record.read_bytes()
+    in_use = out / ".cles.env.cfakey-aaaaaaaaaaaaaaaa.tmp"  # a live writer's: locked below
+    in_use.write_text("en cours", encoding="utf-8")
+
+    with in_use.open("rb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = run_cli("doctor")
+        as_json = json.loads(run_cli("doctor", "--json").stdout)
+    assert result.exit_code == 0, result.stdout
+    said = " ".join(result.stdout.split())
+    assert f"Fichier temporaire abandonné supprimé : {leftover} (il contenait des clés)." in said
+    assert "Tout va bien." in said
+    assert CANARY_SANTE not in result.stdout + result.stderr
+    assert temporaries(out) == [in_use]  # the live writer's file is kept
+    assert not target.exists()
+    assert records(isolated_home) == []  # forgotten: the second doctor found nothing more
+    assert as_json["removed_temporaries"] == []
+    assert journal() == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+@pytest.mark.usefixtures("two_keys")
+def test_doctor_json_lists_the_temporary_files_it_removed(
+    tmp_path: Path, isolated_home: Path
+) -> None:
+    target = tmp_path / "cles.env"
+    killed_writer("export", "--format", "env", "--output", str(target))
+    [leftover] = temporaries(tmp_path)
+    data = json.loads(run_cli("doctor", "--json").stdout)
+    assert data["removed_temporaries"] == [str(leftover)]
+    assert data["healthy"] is True
+    assert temporaries(tmp_path) == []
+    assert records(isolated_home) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+@pytest.mark.usefixtures("two_keys")
+def test_the_next_export_elsewhere_removes_what_a_killed_inject_left(tmp_path: Path) -> None:
+    first, second = tmp_path / "premier", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    template = tmp_path / "modele.txt"
+    template.write_text("cle={{ cfakey:atlas }}\n", encoding="utf-8")
+    killed_writer("inject", "--input", str(template), "--output", str(first / "config.txt"))
+    [leftover] = temporaries(first)
+    assert CANARY.encode() in leftover.read_bytes()
+
+    result = run_cli("export", "--format", "env", "--output", str(second / "cles.env"))
+    assert result.exit_code == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"Fichier temporaire abandonné supprimé : {leftover} (il contenait des clés)." in said
+    assert temporaries(first) == []
+    assert CANARY_SANTE in (second / "cles.env").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock")
+def test_a_live_writers_record_and_temporary_file_are_kept(tmp_path: Path) -> None:
+    from cfakey.paths import pending_output, remove_abandoned_outputs
+
+    kept_records = tmp_path / "enregistrements"
+    target = tmp_path / "cles.env"
+    in_use = tmp_path / ".cles.env.cfakey-0123456789abcdef.tmp"
+    in_use.write_text("en cours", encoding="utf-8")  # unlocked: only the record says live
+    with pending_output(kept_records, target):
+        assert remove_abandoned_outputs(kept_records) == []
+        assert in_use.exists()
+        assert len(list(kept_records.iterdir())) == 1
+    assert list(kept_records.iterdir()) == []  # the finished writer forgot its record
+    assert in_use.exists()
+
+
 @pytest.mark.skipif(os.name != "posix", reason="flock")
 @pytest.mark.usefixtures("two_keys")
 def test_export_removes_abandoned_temporaries_and_keeps_those_in_use(tmp_path: Path) -> None:

@@ -176,7 +176,7 @@ DOCTOR_KEYS = {
     "keyring_reason", "keyring_rejected", "paths", "registry_shipped", "registry_overlay",
     "registry_version", "registry_opcos", "keys_checked", "missing_secrets", "orphan_entries",
     "database_check", "database_check_label", "problems", "mismatched", "recovered",
-    "elsewhere", "healthy",
+    "elsewhere", "removed_temporaries", "healthy",
 }  # fmt: skip
 
 
@@ -201,7 +201,10 @@ def test_doctor_json_pins_its_keys_and_labels_every_code() -> None:
     }  # fmt: skip
     assert data["keyring_rejected"]
     assert {key for item in data["keyring_rejected"] for key in item} == {"name", "reason"}
-    for field in ("mismatched", "recovered", "elsewhere", "missing_secrets", "problems"):
+    for field in (
+        "mismatched", "recovered", "elsewhere", "missing_secrets", "problems",
+        "removed_temporaries",
+    ):  # fmt: skip
         assert data[field] == [], field
     assert data["keys_checked"] == 2
     assert data["healthy"] is True

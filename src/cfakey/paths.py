@@ -8,18 +8,24 @@ servers want.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 APP_NAME = "cfakey"
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
+#: Below the data directory: one record per file being written (:func:`pending_output`).
+PENDING_OUTPUTS = "pending-outputs"
+#: A record holds one path: anything longer is not one of ours.
+_MAX_RECORD = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ class Paths:
     def encrypted_store(self) -> Path:
         """The encrypted-file key store, used where no OS keyring works."""
         return self.data_dir / "keys.enc"
+
+    @property
+    def pending_outputs(self) -> Path:
+        """Where the files being written are recorded (:func:`pending_output`)."""
+        return self.data_dir / PENDING_OUTPUTS
 
 
 def ensure_private_dir(path: Path) -> Path:
@@ -210,6 +221,69 @@ def remove_abandoned_temporaries(path: Path) -> list[Path]:
             if _remove_if_abandoned(candidate):
                 removed.append(candidate)
     return removed
+
+
+@contextmanager
+def pending_output(records: Path, target: Path) -> Iterator[None]:
+    """Record in ``records``, durably and before anything is written, that ``target`` is.
+
+    The record is locked while the block runs and removed after it: one left unlocked
+    means its writer was killed, maybe with a temporary file next to ``target`` (it holds
+    keys), which :func:`remove_abandoned_outputs` then finds whatever the folder.
+    """
+    ensure_private_dir(records)
+    fd, record = _claim_temporary(records / "sortie", PRIVATE_FILE_MODE)
+    try:
+        _fill(fd, json.dumps({"path": str(target)}).encode("utf-8"))
+        _fsync_dir(records)
+        yield
+    finally:
+        os.close(fd)  # first: Windows removes no open file
+        record.unlink(missing_ok=True)
+
+
+def remove_abandoned_outputs(records: Path) -> list[Path]:
+    """Remove the temporary files of killed writers wherever ``records`` says they wrote.
+
+    Each record no live writer holds: its target's folder is cleaned as
+    :func:`remove_abandoned_temporaries` does, then the record is forgotten. Returns the
+    temporary files removed.
+    """
+    try:
+        names = sorted(entry.name for entry in os.scandir(records))
+    except OSError:
+        return []
+    removed: list[Path] = []
+    for name in names:
+        if _TEMPORARY.fullmatch(name):
+            removed.extend(_settle_record(records / name))
+    return removed
+
+
+def _settle_record(record: Path) -> list[Path]:
+    """The temporaries removed for one record, which is then forgotten, unless still held."""
+    try:
+        fd = os.open(record, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or not _lock_exclusive(fd, blocking=False):
+            return []  # a live writer's, or not ours
+        target = _recorded_target(os.read(fd, _MAX_RECORD + 1))
+        removed = remove_abandoned_temporaries(target) if target else []
+        _unlink(record)  # with the lock held, as in _remove_if_abandoned
+        return removed
+    finally:
+        os.close(fd)
+
+
+def _recorded_target(content: bytes) -> Path | None:
+    """The absolute path a record names; ``None`` for an empty or foreign one."""
+    try:
+        path = json.loads(content)["path"] if len(content) <= _MAX_RECORD else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return Path(path) if isinstance(path, str) and Path(path).is_absolute() else None
 
 
 def _remove_if_abandoned(candidate: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -146,6 +147,7 @@ def _render_doctor(report: DoctorReport) -> None:
         lines.append("  entrées sans métadonnées : non vérifiable (ce magasin ne sait pas lister)")
     else:
         lines.append(f"  entrées sans métadonnées : {len(report.orphan_entries)}")
+    lines.extend(_removed_lines(report))
     if report.healthy:
         lines.append("\nTout va bien.")
     else:
@@ -154,3 +156,14 @@ def _render_doctor(report: DoctorReport) -> None:
             lines.append(f"  - {problem.message}")
             lines.append(f"    correction : {problem.fix}")
     write_lines(lines)
+
+
+def _removed_lines(report: DoctorReport) -> list[str]:
+    """The temporary files, holding keys, that killed exports left and doctor removed."""
+    if not report.removed_temporaries:
+        return []
+    from cfakey.core.export import removed_temporary_message
+
+    return ["Écritures interrompues"] + [
+        f"  {removed_temporary_message(Path(path))}" for path in report.removed_temporaries
+    ]

@@ -239,11 +239,17 @@ def _sources(context: AppContext) -> Sources:
         load_settings=lambda: context.config().values,
         now=context.now,
         open_store=context.key_store,
+        pending_outputs=context.paths.pending_outputs,
     )
 
 
 def _hooks() -> Hooks:
-    return Hooks(on_flags=_report_flags, progress=_progress)
+    return Hooks(on_flags=_report_flags, progress=_progress, on_removed=_report_removed)
+
+
+def _report_removed(removed: Sequence[Path]) -> None:
+    for path in removed:
+        print_notice(core.removed_temporary_message(path))
 
 
 def _report_flags(flags: Sequence[ExpiryFlag]) -> None:

@@ -2,7 +2,9 @@
 
 Doctor never stops at the first thing broken: a bad ``CFAKEY_STORE``, a damaged
 ``config.json``, registry or database each become a problem with its fix, and the other
-checks still run. It never asks anything (no store choice) and never writes.
+checks still run. It never asks anything (no store choice) and writes only to finish
+what was interrupted: unfinished store changes (``core/recovery.py``) and the temporary
+files, holding keys, that killed ``export``/``inject`` runs left where they wrote.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ class DoctorReport:
     recovered: tuple[str, ...] = ()
     #: Entries absent from the store in service whose metadata says another store has them.
     elsewhere: tuple[str, ...] = ()
+    #: Temporary files (holding keys) that killed ``export``/``inject`` runs left: removed.
+    removed_temporaries: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
@@ -345,7 +349,10 @@ def _orphans(
 
 def diagnose(inputs: DoctorInputs) -> DoctorReport:
     """Check the store choice, the keyring, paths, registry, database and their agreement."""
+    from cfakey.paths import remove_abandoned_outputs
+
     problems: list[Problem] = []
+    removed = remove_abandoned_outputs(inputs.paths.pending_outputs)
     path_statuses = _paths(inputs.paths, problems)
     config_file = inputs.paths.config_file
     put_aside = f"mv {config_file} {config_file}.ancien"
@@ -392,6 +399,7 @@ def diagnose(inputs: DoctorInputs) -> DoctorReport:
         mismatched=tuple(checked.mismatched),
         recovered=tuple(recovery.messages()) if recovery else (),
         elsewhere=tuple(checked.elsewhere),
+        removed_temporaries=tuple(str(path) for path in removed),
     )
 
 

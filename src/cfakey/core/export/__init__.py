@@ -40,6 +40,8 @@ from cfakey.core.export.handover import (
     export_keys,
     inject_template,
     journal_export,
+    remove_abandoned_outputs,
+    removed_temporary_message,
     run_with_keys,
     write_output,
 )
@@ -119,6 +121,8 @@ __all__ = [
     "read_planned",
     "read_template",
     "refuse_if_strict",
+    "remove_abandoned_outputs",
+    "removed_temporary_message",
     "render",
     "run_with_keys",
     "shell_quote",

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -69,6 +69,8 @@ class Sources:
     load_settings: Callable[[], Mapping[str, Any]]
     now: Callable[[], datetime]
     open_store: Callable[[], KeyStore]
+    #: Where files being written are recorded (``Paths.pending_outputs``); ``None``: nowhere.
+    pending_outputs: Path | None = None
 
     @cached_property
     def metadata(self) -> Metadata:
@@ -92,6 +94,8 @@ class Hooks:
 
     on_flags: Callable[[Sequence[ExpiryFlag]], None] = lambda _flags: None
     progress: Callable[[int], AbstractContextManager[ProgressCallback | None]] = _no_progress
+    #: Temporary files (holding keys) that killed writers left, removed before starting.
+    on_removed: Callable[[Sequence[Path]], None] = lambda _paths: None
 
 
 @dataclass(frozen=True)
@@ -211,12 +215,47 @@ def check_destination(path: Path, *, force: bool) -> None:
         raise CfakeyError(f"{parent} n'est pas un dossier : rien n'a été écrit.")
 
 
-def write_output(path: Path, text: str, *, force: bool) -> None:
-    """Create ``path`` (0600, atomically), refusing to replace it without ``force``."""
+def removed_temporary_message(path: Path) -> str:
+    """What the operator reads for each temporary file a killed writer left and we removed."""
+    return f"Fichier temporaire abandonné supprimé : {path} (il contenait des clés)."
+
+
+def remove_abandoned_outputs(records: Path | None) -> list[Path]:
+    """The temporary files killed ``export``/``inject`` runs left where they wrote, removed."""
+    from cfakey.paths import remove_abandoned_outputs as remove
+
+    return remove(records) if records is not None else []
+
+
+@contextmanager
+def _recording(records: Path | None, path: Path) -> Iterator[None]:
+    """Where ``path`` is written, recorded first (see ``paths.pending_output``)."""
+    from cfakey.paths import pending_output
+
+    with ExitStack() as stack:
+        try:
+            if records is not None:
+                stack.enter_context(pending_output(records, path.resolve()))
+        except OSError as error:
+            raise CfakeyError(
+                f"Impossible de noter l'écriture en cours dans {records} "
+                f"({os_reason(error)}) : rien n'a été écrit.",
+                hint="Vérifiez l'espace disque et les droits du dossier de données de cfakey.",
+            ) from None
+        yield
+
+
+def write_output(path: Path, text: str, *, force: bool, records: Path | None = None) -> None:
+    """Create ``path`` (0600, atomically), refusing to replace it without ``force``.
+
+    With ``records``, where it is written is recorded there first, so that the temporary
+    file of a killed writer is found by the next ``export``/``inject`` or ``doctor``.
+    """
     from cfakey.paths import write_new_file
 
     try:
-        write_new_file(path, text.encode("utf-8"), replace=force)
+        with _recording(records, path):
+            write_new_file(path, text.encode("utf-8"), replace=force)
     except FileExistsError:
         raise _refused_existing(path) from None
     except FileNotFoundError:
@@ -229,7 +268,7 @@ def write_output(path: Path, text: str, *, force: bool) -> None:
 
 
 def _journal_and_write(
-    metadata: Metadata,
+    sources: Sources,
     keys: Sequence[ExportedKey],
     detail: str,
     *,
@@ -238,10 +277,17 @@ def _journal_and_write(
     force: bool,
 ) -> None:
     """The journal entries and the file in one transaction: both, or neither."""
-    with metadata.transaction():
-        journal_export(metadata, keys, detail)
+    with sources.metadata.transaction():
+        journal_export(sources.metadata, keys, detail)
         if output is not None:
-            write_output(output, text, force=force)
+            write_output(output, text, force=force, records=sources.pending_outputs)
+
+
+def _remove_abandoned(sources: Sources, hooks: Hooks) -> None:
+    """Before writing: what killed writers left wherever they wrote, removed and told."""
+    removed = remove_abandoned_outputs(sources.pending_outputs)
+    if removed:
+        hooks.on_removed(removed)
 
 
 def _plan(sources: Sources, selection: Selection) -> KeyPlan:
@@ -267,6 +313,7 @@ def export_keys(
     that stops early may have received keys.
     """
     if output is not None:
+        _remove_abandoned(sources, hooks)
         check_destination(output, force=force)
     plan = _plan(sources, selection)
     _flag(sources, plan, hooks, strict=strict)
@@ -275,7 +322,7 @@ def export_keys(
     text = render(keys, fmt, qualified=plan.qualified, exported_at=exported_at)
     destination = "stdout" if output is None else str(output.resolve())
     detail = f"export {fmt} vers {destination}"
-    _journal_and_write(sources.metadata, keys, detail, output=output, text=text, force=force)
+    _journal_and_write(sources, keys, detail, output=output, text=text, force=force)
     return Exported(tuple(keys), fmt, output, text)
 
 
@@ -290,6 +337,7 @@ def inject_template(
     hooks: Hooks = Hooks(),
 ) -> Injected:
     """``cfakey inject``: ``output`` (0600) filled from ``template``, journalled with it."""
+    _remove_abandoned(sources, hooks)
     parsed = read_template(template)
     check_destination(output, force=force)
     planned = plan_template(parsed, sources.metadata, sources.registry, cfa_query=cfa_query)
@@ -297,7 +345,7 @@ def inject_template(
     keys = _read(sources, planned.plan, hooks)
     text = fill_planned(planned, keys)
     detail = f"inject vers {output.resolve()} (modèle {template.resolve()})"
-    _journal_and_write(sources.metadata, keys, detail, output=output, text=text, force=force)
+    _journal_and_write(sources, keys, detail, output=output, text=text, force=force)
     return Injected(tuple(keys), output, template)
 
 
