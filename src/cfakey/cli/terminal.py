@@ -129,6 +129,12 @@ def ask_line(question: str, *, on_end: OnEnd) -> str:
     return line.rstrip("\r\n")
 
 
+def tries_left(left: int) -> str:
+    """« 2 essais restants », « 1 essai restant »."""
+    plural = "s" if left > 1 else ""
+    return f"{left} essai{plural} restant{plural}"
+
+
 def ask_hidden(question: str, *, on_end: OnEnd) -> str:
     """A secret typed without echo on the terminal; without a terminal, ``on_end``."""
     if not stdin_is_terminal():
@@ -221,9 +227,7 @@ class Dialogue:
                         hint=error.hint or f"Attendu : {expected}.",
                     ) from None
                 print_warning(
-                    f"{error.message} Attendu : {expected}. "
-                    f"Réessayez ({left} essai{'s' if left > 1 else ''} restant"
-                    f"{'s' if left > 1 else ''})."
+                    f"{error.message} Attendu : {expected}. Réessayez ({tries_left(left)})."
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.options import CFA_OPTION, OPCO_ARG, YES_OPTION
-from cfakey.cli.terminal import Dialogue, bold, date_text, print_notice, print_warning
+from cfakey.cli.terminal import (
+    Dialogue,
+    bold,
+    date_text,
+    print_notice,
+    print_warning,
+    tries_left,
+)
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -246,7 +253,7 @@ def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey
         except UsageError as error:
             if attempt == tries:
                 raise
-            print_warning(f"{error.message} Réessayez ({tries - attempt} essai(s) restant(s)).")
+            print_warning(f"{error.message} Réessayez ({tries_left(tries - attempt)}).")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
