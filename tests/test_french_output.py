@@ -8,8 +8,10 @@ their identifiers (contracts for scripts).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from cfakey.errors import ExitCode
+from tests.test_cli_help import cfakey
 from tests.test_keys_cli import ATLAS_KEY, cfa, in_days, run_cli
 
 __all__ = ["cfa"]  # the fixture, used by name
@@ -56,3 +58,35 @@ def test_an_unusual_key_shape_is_said_without_nested_brackets(cfa: str) -> None:
         result.stderr
     )
     assert not NESTED.search(result.stderr)
+
+
+DECIMAL_POINT = re.compile(r"\d\.\d")
+
+
+def test_decimal_text_writes_a_decimal_comma() -> None:
+    from cfakey.cli.terminal import decimal_text
+
+    assert decimal_text(0.34) == "0,3"
+    assert decimal_text(10.0) == "10,0"
+    assert decimal_text(1234.5, 2) == "1234,50"
+    assert decimal_text(10.0, 0) == "10"
+
+
+def test_import_duration_has_a_decimal_comma(cfa: str, tmp_path: Path) -> None:
+    path = tmp_path / "cles.csv"
+    path.write_text(f"siret;opco;key\n{cfa};atlas;{ATLAS_KEY}\n", encoding="utf-8")
+    result = run_cli("import", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert re.search(r"importée\(s\) en \d+,\d s", result.stderr)
+    assert not DECIMAL_POINT.search(result.stderr)
+
+
+def test_help_defaults_and_range_errors_have_no_decimal_point() -> None:
+    shown = cfakey("verify", "--help", capture_output=True)  # the console script's help
+    assert "[défaut : 10]" in shown.stdout
+    assert not DECIMAL_POINT.search(shown.stdout)
+    refused = run_cli("verify", "atlas", "--timeout", "0")
+    assert refused.exit_code == ExitCode.USAGE
+    assert "0,1" in refused.stderr
+    assert "600" in refused.stderr
+    assert not DECIMAL_POINT.search(refused.stderr)

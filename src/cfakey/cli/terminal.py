@@ -331,6 +331,11 @@ def date_text(moment: datetime | None, form: str = "%d/%m/%Y") -> str:
     return "—" if moment is None else local_time(moment).strftime(form)
 
 
+def decimal_text(value: float, digits: int = 1) -> str:
+    """A number as people read it in French: a decimal comma (« 0,3 »), never a point."""
+    return f"{value:.{digits}f}".replace(".", ",")
+
+
 # JSON and rich ------------------------------------------------------------------------
 
 _SCALARS = frozenset({str, int, float, bool})
