@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cfakey.errors import ExitCode
 from tests.test_cli_help import cfakey
-from tests.test_keys_cli import ATLAS_KEY, cfa, in_days, run_cli
+from tests.test_keys_cli import ATLAS_KEY, SIRET, cfa, in_days, run_cli
 
 __all__ = ["cfa"]  # the fixture, used by name
 
@@ -90,3 +90,11 @@ def test_help_defaults_and_range_errors_have_no_decimal_point() -> None:
     assert "0,1" in refused.stderr
     assert "600" in refused.stderr
     assert not DECIMAL_POINT.search(refused.stderr)
+
+
+def test_verify_names_a_cfa_called_cfa_without_doubling() -> None:
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA des Métiers").exit_code == 0
+    result = run_cli("verify", "atlas")
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "Aucune clé Atlas n'est enregistrée pour le CFA des Métiers" in result.stderr
+    assert "CFA CFA" not in result.stderr
