@@ -7,8 +7,11 @@ their identifiers (contracts for scripts).
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+
+import pytest
 
 from cfakey.errors import ExitCode
 from tests.test_cli_help import cfakey
@@ -98,3 +101,22 @@ def test_verify_names_a_cfa_called_cfa_without_doubling() -> None:
     assert result.exit_code == ExitCode.NOT_FOUND
     assert "Aucune clé Atlas n'est enregistrée pour le CFA des Métiers" in result.stderr
     assert "CFA CFA" not in result.stderr
+
+
+ENGLISH_WORDS = re.compile(
+    r"\b(?:required|installed|unable|failed|error|unset|not|no|keyring\.backends|"
+    r"RuntimeError|non traduite)\b|« fail »|« null »|keyring\.backends\.|keyrings\.alt\.",
+    re.IGNORECASE,
+)
+
+
+def test_doctor_names_keyrings_in_french(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)  # Secret Service refuses
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")  # keyring's own choice: its fail backend
+    human = run_cli("doctor")
+    keyring_part = human.stdout.split("Trousseau du système")[1].split("Chemins")[0]
+    assert "aucun trousseau utilisable" in keyring_part
+    assert "Secret Service (GNOME Trousseau, KWallet…)" in keyring_part
+    assert not ENGLISH_WORDS.search(keyring_part), keyring_part
+    as_json = json.loads(run_cli("doctor", "--json").stdout)
+    assert as_json["keyring_backend"] == "keyring.backends.fail.Keyring"  # scripts keep it
