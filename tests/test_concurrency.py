@@ -42,7 +42,7 @@ def test_an_export_names_the_fingerprint_of_the_key_it_hands_out(
         atlas_key, load_registry(None, None)[0], cfa_query=None, all_cfas=False, opco_ids=("atlas",)
     )
     assert run_cli("rotate", "atlas", input=rotation_key(1) + "\n").exit_code == 0
-    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
     (key,) = core.read_planned(store, plan)
     assert key.secret == rotation_key(1)
     assert key.fingerprint == fingerprint(rotation_key(1))
@@ -85,7 +85,7 @@ def test_concurrent_rotations_journal_the_key_each_one_replaced(
     assert len(rotated) == 4
     chain = [fingerprint(FIRST_KEY)] + [entry.new_fingerprint for entry in rotated]
     assert [entry.old_fingerprint for entry in rotated] == chain[:-1]
-    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
     stored = store.get(entry_name(SIRET, "atlas"))
     assert stored is not None
     record = atlas_key.get_key(SIRET, "atlas")
@@ -103,7 +103,7 @@ def test_verify_names_the_key_it_sent_and_dates_only_that_key(
     from cfakey.core import verify
 
     before = atlas_key.get_key(SIRET, "atlas")
-    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
     store.put(entry_name(SIRET, "atlas"), rotation_key(1))
     (job,) = verify.plan_jobs(
         atlas_key,

@@ -32,7 +32,7 @@ def test_healthy_setup() -> None:
     assert result.exit_code == ExitCode.OK, result.stdout
     assert "Tout va bien." in result.stdout
     assert "fichier chiffré, choisi par variable CFAKEY_STORE" in result.stdout
-    assert "keyring.backends.fail.Keyring" in result.stdout
+    assert "choisi     : aucun trousseau utilisable" in result.stdout  # not its class name
     assert KEY not in result.stdout + result.stderr
     report = json.loads(run_cli("doctor", "--json").stdout)
     assert report["healthy"] is True

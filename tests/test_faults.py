@@ -112,7 +112,7 @@ class FileGate:
             self.fd = None
 
     def read(self) -> dict[str, str | None]:
-        store = EncryptedFileStore(self.home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+        store = EncryptedFileStore(self.home / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
         return {entry: store.get(entry) for entry in ENTRIES}
 
 

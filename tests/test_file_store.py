@@ -46,7 +46,7 @@ class Passwords:
         self.password = password
         self.asked: list[bool] = []
 
-    def __call__(self, *, new: bool) -> str:
+    def __call__(self, *, new: bool, check: object = None) -> str:
         self.asked.append(new)
         return self.password
 
@@ -187,7 +187,7 @@ def test_no_password_anywhere_is_a_clear_error(path: Path) -> None:
 def test_the_environment_password_comes_before_the_prompt(path: Path) -> None:
     prompted: list[bool] = []
 
-    def prompt(*, new: bool) -> str:
+    def prompt(*, new: bool, check: object = None) -> str:
         prompted.append(new)
         return "tapé-au-clavier"
 
@@ -404,7 +404,7 @@ _KILLED_WRITER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     store = EncryptedFileStore(
-        Path(sys.argv[1]), lambda *, new: sys.argv[2], new_file_kdf=ScryptParams(n=2**10)
+        Path(sys.argv[1]), lambda **_: sys.argv[2], new_file_kdf=ScryptParams(n=2**10)
     )
     store.get("probe")  # derive the key before the trap is set
     os.fsync = fsync_then_die
@@ -441,7 +441,7 @@ _LOOPING_WRITER = textwrap.dedent(
     from cfakey.stores.file_store import EncryptedFileStore, ScryptParams
 
     store = EncryptedFileStore(
-        Path(sys.argv[1]), lambda *, new: sys.argv[2], new_file_kdf=ScryptParams(n=2**10)
+        Path(sys.argv[1]), lambda **_: sys.argv[2], new_file_kdf=ScryptParams(n=2**10)
     )
     store.get("probe")
     print("pret", flush=True)

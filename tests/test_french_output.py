@@ -7,10 +7,15 @@ their identifiers (contracts for scripts).
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
+
+import pytest
 
 from cfakey.errors import ExitCode
-from tests.test_keys_cli import ATLAS_KEY, cfa, in_days, run_cli
+from tests.test_cli_help import cfakey
+from tests.test_keys_cli import ATLAS_KEY, SIRET, cfa, in_days, run_cli
 
 __all__ = ["cfa"]  # the fixture, used by name
 
@@ -56,3 +61,62 @@ def test_an_unusual_key_shape_is_said_without_nested_brackets(cfa: str) -> None:
         result.stderr
     )
     assert not NESTED.search(result.stderr)
+
+
+DECIMAL_POINT = re.compile(r"\d\.\d")
+
+
+def test_decimal_text_writes_a_decimal_comma() -> None:
+    from cfakey.cli.terminal import decimal_text
+
+    assert decimal_text(0.34) == "0,3"
+    assert decimal_text(10.0) == "10,0"
+    assert decimal_text(1234.5, 2) == "1234,50"
+    assert decimal_text(10.0, 0) == "10"
+
+
+def test_import_duration_has_a_decimal_comma(cfa: str, tmp_path: Path) -> None:
+    path = tmp_path / "cles.csv"
+    path.write_text(f"siret;opco;key\n{cfa};atlas;{ATLAS_KEY}\n", encoding="utf-8")
+    result = run_cli("import", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert re.search(r"importée\(s\) en \d+,\d s", result.stderr)
+    assert not DECIMAL_POINT.search(result.stderr)
+
+
+def test_help_defaults_and_range_errors_have_no_decimal_point() -> None:
+    shown = cfakey("verify", "--help", capture_output=True)  # the console script's help
+    assert "[défaut : 10]" in shown.stdout
+    assert not DECIMAL_POINT.search(shown.stdout)
+    refused = run_cli("verify", "atlas", "--timeout", "0")
+    assert refused.exit_code == ExitCode.USAGE
+    assert "0,1" in refused.stderr
+    assert "600" in refused.stderr
+    assert not DECIMAL_POINT.search(refused.stderr)
+
+
+def test_verify_names_a_cfa_called_cfa_without_doubling() -> None:
+    assert run_cli("cfa", "add", SIRET, "--nom", "CFA des Métiers").exit_code == 0
+    result = run_cli("verify", "atlas")
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "Aucune clé Atlas n'est enregistrée pour le CFA des Métiers" in result.stderr
+    assert "CFA CFA" not in result.stderr
+
+
+ENGLISH_WORDS = re.compile(
+    r"\b(?:required|installed|unable|failed|error|unset|not|no|keyring\.backends|"
+    r"RuntimeError|non traduite)\b|« fail »|« null »|keyring\.backends\.|keyrings\.alt\.",
+    re.IGNORECASE,
+)
+
+
+def test_doctor_names_keyrings_in_french(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)  # Secret Service refuses
+    monkeypatch.delenv("PYTHON_KEYRING_BACKEND")  # keyring's own choice: its fail backend
+    human = run_cli("doctor")
+    keyring_part = human.stdout.split("Trousseau du système")[1].split("Chemins")[0]
+    assert "aucun trousseau utilisable" in keyring_part
+    assert "Secret Service (GNOME Trousseau, KWallet…)" in keyring_part
+    assert not ENGLISH_WORDS.search(keyring_part), keyring_part
+    as_json = json.loads(run_cli("doctor", "--json").stdout)
+    assert as_json["keyring_backend"] == "keyring.backends.fail.Keyring"  # scripts keep it

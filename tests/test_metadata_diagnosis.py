@@ -239,7 +239,7 @@ def test_a_fresh_home_still_gets_a_new_database(isolated_home: Path) -> None:
 def _filled_store(small_disk: Path) -> tuple[EncryptedFileStore, bytes]:
     """An encrypted file with one key on the small disk, as it stood before the failure."""
     small_disk.mkdir(mode=0o700)
-    store = EncryptedFileStore(small_disk / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store = EncryptedFileStore(small_disk / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
     store.put(f"{SIRET}/atlas", KEY)
     return store, (small_disk / "keys.enc").read_bytes()
 
@@ -275,7 +275,7 @@ def test_a_read_only_disk_while_writing_the_encrypted_file_is_exit_1(small_disk:
 
 def test_an_encrypted_file_without_entries_is_a_fresh_start(isolated_home: Path) -> None:
     isolated_home.mkdir(mode=0o700, exist_ok=True)
-    store = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    store = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
     store.put(f"{SIRET}/atlas", KEY)
     assert holds_entries(isolated_home / "keys.enc")  # told without the password
     store.delete(f"{SIRET}/atlas")

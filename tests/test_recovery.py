@@ -37,7 +37,7 @@ def metadata(isolated_home: Path) -> Metadata:
 
 @pytest.fixture
 def store(isolated_home: Path) -> EncryptedFileStore:
-    return EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    return EncryptedFileStore(isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
 
 
 def rotation_intent(secret: str = NEW_KEY, *, kind: str = "file") -> PendingWrite:

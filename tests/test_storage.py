@@ -137,12 +137,10 @@ def test_a_directory_sync_failure_after_the_rename_is_a_successful_write(
     assert "intact" not in result.stderr
     assert "Mot de passe du fichier chiffré changé" in result.stderr
     monkeypatch.undo()
-    reopened = EncryptedFileStore(
-        isolated_home / "keys.enc", lambda *, new: "un-nouveau-mot-de-passe"
-    )
+    reopened = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: "un-nouveau-mot-de-passe")
     assert reopened.get(entry_name(SIRET, "atlas")) == NEW_KEY
     with pytest.raises(StoreUnavailableError):
-        EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD).get(
+        EncryptedFileStore(isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD).get(
             entry_name(SIRET, "atlas")
         )
 
@@ -255,7 +253,7 @@ class FillingDiskFileStore(EncryptedFileStore):
     then the metadata database and any later write of the file find no room left."""
 
     def __init__(self, path: Path, metadata: Metadata) -> None:
-        super().__init__(path, lambda *, new: TEST_FILE_PASSWORD, new_file_kdf=FAST_KDF)
+        super().__init__(path, lambda **_: TEST_FILE_PASSWORD, new_file_kdf=FAST_KDF)
         self.metadata = metadata
         self.writes = 0
 
@@ -291,7 +289,7 @@ def test_a_full_disk_during_an_import_keeps_the_original_error_and_never_says_in
     ) in result.stderr
     # The disk has room again: the next command finds the five keys and records them.
     later = Metadata.open(Paths.from_env())
-    reread = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD)
+    reread = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD)
     report = recover(reread, later)
     assert len(report.completed) == 205
     assert len(later.list_keys()) == 205
@@ -304,7 +302,7 @@ class FailingWriteFileStore(EncryptedFileStore):
     """The real encrypted file whose next write fails, as on a full disk."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path, lambda *, new: TEST_FILE_PASSWORD)
+        super().__init__(path, lambda **_: TEST_FILE_PASSWORD)
         self.fail = False
 
     def _write(self, entries: dict[str, str]) -> None:

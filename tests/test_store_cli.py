@@ -29,7 +29,7 @@ def seed_file_store(home: Path, password: str = TEST_FILE_PASSWORD) -> Encrypted
     # A real home has its database before its first key: a store with keys and no
     # database is a lost database, which commands refuse (test_metadata_diagnosis).
     Metadata.open(Paths.from_env()).close()
-    store = EncryptedFileStore(home / "keys.enc", lambda *, new: password, new_file_kdf=CHEAP_KDF)
+    store = EncryptedFileStore(home / "keys.enc", lambda **_: password, new_file_kdf=CHEAP_KDF)
     store.put(entry_name(SIRET, "atlas"), "cle-atlas")
     store.put(entry_name(SIRET, "akto"), "cle-akto")
     return store
@@ -44,7 +44,7 @@ def test_store_password_with_variables(
     assert result.exit_code == 0, result.stderr
     assert "2 clé(s) ré-chiffrée(s)" in result.stderr
     assert result.stdout == ""
-    reopened = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: NEW_PASSWORD)
+    reopened = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: NEW_PASSWORD)
     assert reopened.get(entry_name(SIRET, "akto")) == "cle-akto"
     journal = Metadata.open(Paths.from_env()).journal()
     assert [entry.action for entry in journal] == ["store_password_changed"]
@@ -210,7 +210,7 @@ def test_passwords_are_asked_hidden_in_a_terminal(isolated_home: Path) -> None:
     assert "Confirmez le mot de passe" in shown
     assert TEST_FILE_PASSWORD not in shown
     assert NEW_PASSWORD not in shown
-    reopened = EncryptedFileStore(isolated_home / "keys.enc", lambda *, new: NEW_PASSWORD)
+    reopened = EncryptedFileStore(isolated_home / "keys.enc", lambda **_: NEW_PASSWORD)
     assert reopened.get(entry_name(SIRET, "atlas")) == "cle-atlas"
 
 

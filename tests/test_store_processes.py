@@ -74,7 +74,7 @@ def test_twenty_processes_store_twenty_keys_at_the_same_moment(isolated_home: Pa
         assert child.returncode == 0, stderr.decode()
 
     store = EncryptedFileStore(
-        isolated_home / "keys.enc", lambda *, new: TEST_FILE_PASSWORD, new_file_kdf=CHEAP_KDF
+        isolated_home / "keys.enc", lambda **_: TEST_FILE_PASSWORD, new_file_kdf=CHEAP_KDF
     )
     expected = {entry_name(SIRET, f"opco{n:02d}"): secret_of(n) for n in range(PROCESSES)}
     assert store.entries() == sorted(expected)

@@ -107,7 +107,7 @@ def test_no_keyring_and_the_operator_declines(isolated_home: Path) -> None:
     with pytest.raises(StoreUnavailableError):
         context(confirm_file_store=decline).key_store()
     assert len(asked) == 1
-    assert "fail" in asked[0]
+    assert "aucun trousseau utilisable" in asked[0]
     assert saved_store(isolated_home) is None
 
 
@@ -140,7 +140,7 @@ def test_a_remembered_keyring_that_stops_working_is_an_error_not_a_fallback(
     (isolated_home).mkdir(parents=True, exist_ok=True)
     (isolated_home / "config.json").write_text('{"store": "keyring"}')
     store = context(confirm_file_store=lambda reason: True).key_store()
-    with pytest.raises(StoreUnavailableError, match="fail"):
+    with pytest.raises(StoreUnavailableError, match="aucun trousseau utilisable"):
         store.put(entry_name(SIRET, "atlas"), "cle-atlas")
     assert saved_store(isolated_home) == "keyring"
     assert not (isolated_home / "keys.enc").exists()

@@ -54,7 +54,7 @@ def cfa() -> str:
     # in its header) so that unlocking it does not cost 0.4 s.
     store = EncryptedFileStore(
         Paths.from_env().encrypted_store,
-        lambda *, new: TEST_FILE_PASSWORD,
+        lambda **_: TEST_FILE_PASSWORD,
         new_file_kdf=CHEAP_KDF,
     )
     store.put("test/placeholder", "x")  # an empty store writes no file
@@ -143,4 +143,73 @@ def test_three_bad_dates_in_a_real_terminal_store_nothing(cfa: str) -> None:
     child.close()
     assert child.exitstatus == ExitCode.USAGE
     assert KEY not in transcript
+    assert run_cli("list", "--json").stdout.strip() == "[]"
+
+
+def spawn_without_password(*args: str) -> pexpect.spawn:
+    """The child asks the file's password on its terminal: no CFAKEY_FILE_PASSWORD."""
+    env = {k: v for k, v in os.environ.items() if k != "CFAKEY_FILE_PASSWORD"}
+    command = [*cfakey_command(), *args]
+    child = pexpect.spawn(
+        command[0],
+        command[1:],
+        env={**env, "BROWSER": "true", "TERM": "dumb"},
+        encoding="utf-8",
+        timeout=20,
+        dimensions=(40, 120),
+    )
+    child.logfile_read = io.StringIO()
+    return child
+
+
+def test_a_mistyped_file_password_is_asked_again(cfa: str) -> None:
+    child = spawn_without_password("add", "atlas")
+    child.expect("Mot de passe du fichier chiffré : ")
+    child.sendline("pas-le-bon")
+    child.expect(r"Mot de passe incorrect, réessayez \(2 essais restants\)")
+    child.expect("Mot de passe du fichier chiffré : ")
+    child.sendline(TEST_FILE_PASSWORD)
+    child.expect("Ouvrir le portail")
+    child.sendline("n")
+    for _ in range(STEPS - 1):
+        child.expect(r"\[Entrée pour continuer\]")
+        child.sendline("")
+    child.expect("Collez la clé")
+    child.sendline(KEY)
+    child.expect("Clé Atlas enregistrée")
+    child.expect(pexpect.EOF)
+    transcript = child.logfile_read.getvalue()
+    child.close()
+    assert child.exitstatus == 0
+    assert KEY not in transcript
+    assert TEST_FILE_PASSWORD not in transcript
+    assert run_cli("show", "atlas", "--reveal").stdout == KEY + "\n"
+
+
+def test_three_wrong_file_passwords_exit_4_and_store_nothing(cfa: str) -> None:
+    child = spawn_without_password("add", "atlas")
+    for left in ("2 essais restants", "1 essai restant"):
+        child.expect("Mot de passe du fichier chiffré : ")
+        child.sendline("pas-le-bon")
+        child.expect(rf"Mot de passe incorrect, réessayez \({left}\)")
+    child.expect("Mot de passe du fichier chiffré : ")
+    child.sendline("toujours-pas")
+    child.expect("Mot de passe du fichier chiffré incorrect")
+    child.expect(pexpect.EOF)
+    transcript = child.logfile_read.getvalue()
+    child.close()
+    assert child.exitstatus == ExitCode.STORE_UNAVAILABLE
+    assert "Collez la clé" not in transcript  # asked before the walkthrough: no key typed
+    assert run_cli("list", "--json").stdout.strip() == "[]"
+
+
+def test_a_wrong_password_in_the_environment_is_one_try(
+    cfa: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CFAKEY_FILE_PASSWORD", "pas-le-bon")
+    result = run_cli("add", "atlas", input=KEY)
+    assert result.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert "Mot de passe du fichier chiffré incorrect" in result.stderr
+    assert "réessayez" not in result.stderr
+    assert KEY not in result.stdout + result.stderr
     assert run_cli("list", "--json").stdout.strip() == "[]"

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typer._click.core import Context as ClickContext
 
     from cfakey.core.recovery import RecoveryReport
+    from cfakey.stores.file_store import PasswordCheck
 
 
 # Command name -> the module (in cfakey.cli) whose ``register(app)`` defines it, in the
@@ -311,10 +312,10 @@ def _tell_recovery(report: RecoveryReport) -> None:
         print_notice(line)
 
 
-def _prompt_password(*, new: bool) -> str:
+def _prompt_password(*, new: bool, check: PasswordCheck | None = None) -> str:
     from cfakey.cli.prompts import prompt_file_password
 
-    return prompt_file_password(new=new)
+    return prompt_file_password(new=new, check=check)
 
 
 def _confirm_file_store(reason: str) -> bool:

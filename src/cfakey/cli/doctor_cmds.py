@@ -101,6 +101,26 @@ def to_jsonable_report(report: DoctorReport) -> dict[str, Any]:
     return data
 
 
+def _keyring_lines(report: DoctorReport) -> list[str]:
+    """The keyring's part of ``doctor``: backends by their French names, never class paths."""
+    from cfakey.stores.keyring_store import FAIL_BACKEND, backend_label
+
+    if report.keyring_backend is None:
+        return ["Trousseau du système (keyring)", "  non examiné"]
+    chosen = f"{backend_label(report.keyring_backend)} ({report.keyring_chosen_by})"
+    if report.keyring_backend != FAIL_BACKEND:
+        usable = report.keyring_usable
+        chosen += ", utilisable" if usable else f", inutilisable : {report.keyring_reason}"
+    return [
+        "Trousseau du système (keyring)",
+        f"  choisi     : {chosen}",
+        *(
+            f"  écarté     : {backend_label(item.name)} : {item.reason}"
+            for item in report.keyring_rejected
+        ),
+    ]
+
+
 def _render_doctor(report: DoctorReport) -> None:
     lines = ["Magasin de clés"]
     # The reason starts with the store's French name (« fichier chiffré, choisi par … »).
@@ -108,17 +128,7 @@ def _render_doctor(report: DoctorReport) -> None:
     lines.append(f"  en service : {reason}")
     if report.store_description:
         lines.append(f"  détail     : {report.store_description}")
-    lines.append("Trousseau du système (keyring)")
-    if report.keyring_backend is None:
-        lines.append("  non examiné")
-    else:
-        state = "utilisable" if report.keyring_usable else f"inutilisable : {report.keyring_reason}"
-        lines.append(
-            f"  choisi     : {report.keyring_backend} ({report.keyring_chosen_by}), {state}"
-        )
-        lines.extend(
-            f"  écarté     : {item.name} : {item.reason}" for item in report.keyring_rejected
-        )
+    lines.extend(_keyring_lines(report))
     lines.append("Chemins")
     for item in report.paths:
         mode = f"mode {item.mode}" if item.exists else "absent"

@@ -72,6 +72,29 @@ _VALUE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^.* is a file\.?$", re.S), "c'est un fichier"),
     (re.compile(r"^.* is not readable\.?$", re.S), "ce fichier n'est pas lisible"),
 )
+#: A number written with a decimal point (click's ranges, typer's defaults).
+_DECIMAL_POINT = re.compile(r"(?<=\d)\.(?=\d)")
+
+
+def decimal_commas(text: str) -> str:
+    """``0.1<=x<=600.0`` → ``0,1<=x<=600,0``: numbers as people read them in French."""
+    return _DECIMAL_POINT.sub(",", text)
+
+
+class _FrenchNumbers:
+    """One of typer's help templates, its numbers as people write them: ``10``, ``0,1``."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+
+    def format(self, value: str) -> str:
+        try:
+            number = float(value)
+        except ValueError:
+            return self.template.format(decimal_commas(value))
+        return self.template.format(int(number) if number.is_integer() else decimal_commas(value))
+
+
 #: Click's "Possible options: --x, --y" suggestions: option names cfakey defines.
 _OPTION_LIST = re.compile(r"-{1,2}[\w-]+(?:, -{1,2}[\w-]+)*")
 _PANEL_TITLES = {
@@ -80,7 +103,8 @@ _PANEL_TITLES = {
     "COMMANDS_PANEL_TITLE": "Commandes",
     "ERRORS_PANEL_TITLE": "Erreur",
     "ABORTED_TEXT": "Abandon.",
-    "DEFAULT_STRING": "[défaut : {}]",
+    "DEFAULT_STRING": _FrenchNumbers("[défaut : {}]"),
+    "RANGE_STRING": _FrenchNumbers(" [{}]"),
     "ENVVAR_STRING": "[variable : {}]",
     "REQUIRED_LONG_STRING": "[obligatoire]",
     "DEPRECATED_STRING": "(obsolète) ",
@@ -112,7 +136,7 @@ def _translate_value(text: str | None) -> str:
     for pattern, template in _VALUE_PATTERNS:
         match = pattern.match(text.strip())
         if match:
-            return " : " + template.format(**match.groupdict())
+            return " : " + decimal_commas(template.format(**match.groupdict()))
     return ""
 
 

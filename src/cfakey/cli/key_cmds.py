@@ -12,6 +12,7 @@ from cfakey.cli.options import CFA_OPTION, JSON_OPTION, OPCO_ARG, YES_OPTION
 from cfakey.cli.terminal import (
     Dialogue,
     date_text,
+    decimal_text,
     print_json,
     print_notice,
     print_warning,
@@ -207,7 +208,7 @@ def import_keys(  # noqa: PLR0917 - typer passes one parameter per option
         _print_simulation(result)
         return
     print_notice(
-        f"{result.imported} clé(s) importée(s) en {time.monotonic() - started:.1f} s"
+        f"{result.imported} clé(s) importée(s) en {decimal_text(time.monotonic() - started)} s"
         f" ; {result.new_cfas} CFA ajouté(s), {result.replaced} clé(s) remplacée(s),"
         f" {result.unchanged} inchangée(s)."
     )

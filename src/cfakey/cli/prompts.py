@@ -13,15 +13,20 @@ from cfakey.cli.terminal import (
     print_notice,
     print_warning,
     stdin_is_terminal,
+    tries_left,
 )
 from cfakey.errors import CfakeyError, UsageError
-from cfakey.stores.file_store import check_new_password, no_terminal_error
+from cfakey.stores.file_store import PasswordCheck, check_new_password, no_terminal_error
 
 
-def prompt_file_password(*, new: bool) -> str:
-    """The encrypted file's password, typed without echo; twice when it is being chosen."""
+def prompt_file_password(*, new: bool, check: PasswordCheck | None = None) -> str:
+    """The encrypted file's password, typed without echo; twice when it is being chosen.
+
+    An existing file's password that ``check`` refuses is asked again, three tries in all;
+    the last answer is returned as typed, for the store to refuse.
+    """
     if not new:
-        return ask_hidden("Mot de passe du fichier chiffré : ", on_end=no_terminal_error)
+        return _existing_password(check)
     if not stdin_is_terminal():
         raise no_terminal_error()
     print_notice(
@@ -36,10 +41,16 @@ def prompt_file_password(*, new: bool) -> str:
                 raise UsageError(
                     f"{error.message} Trois essais refusés : rien n'a été enregistré."
                 ) from None
-            print_warning(
-                f"{error.message} Réessayez ({left} essai{'s' if left > 1 else ''} "
-                f"restant{'s' if left > 1 else ''})."
-            )
+            print_warning(f"{error.message} Réessayez ({tries_left(left)}).")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _existing_password(check: PasswordCheck | None) -> str:
+    for left in range(ANSWER_TRIES - 1, -1, -1):
+        password = ask_hidden("Mot de passe du fichier chiffré : ", on_end=no_terminal_error)
+        if check is None or not left or check(password):
+            return password
+        print_warning(f"Mot de passe incorrect, réessayez ({tries_left(left)}).")
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -129,6 +129,12 @@ def ask_line(question: str, *, on_end: OnEnd) -> str:
     return line.rstrip("\r\n")
 
 
+def tries_left(left: int) -> str:
+    """« 2 essais restants », « 1 essai restant »."""
+    plural = "s" if left > 1 else ""
+    return f"{left} essai{plural} restant{plural}"
+
+
 def ask_hidden(question: str, *, on_end: OnEnd) -> str:
     """A secret typed without echo on the terminal; without a terminal, ``on_end``."""
     if not stdin_is_terminal():
@@ -221,9 +227,7 @@ class Dialogue:
                         hint=error.hint or f"Attendu : {expected}.",
                     ) from None
                 print_warning(
-                    f"{error.message} Attendu : {expected}. "
-                    f"Réessayez ({left} essai{'s' if left > 1 else ''} restant"
-                    f"{'s' if left > 1 else ''})."
+                    f"{error.message} Attendu : {expected}. Réessayez ({tries_left(left)})."
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -325,6 +329,11 @@ def date_text(moment: datetime | None, form: str = "%d/%m/%Y") -> str:
     from cfakey.expiry import local_time  # never overflows on a stored value
 
     return "—" if moment is None else local_time(moment).strftime(form)
+
+
+def decimal_text(value: float, digits: int = 1) -> str:
+    """A number as people read it in French: a decimal comma (« 0,3 »), never a point."""
+    return f"{value:.{digits}f}".replace(".", ",")
 
 
 # JSON and rich ------------------------------------------------------------------------

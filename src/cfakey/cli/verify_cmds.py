@@ -11,6 +11,7 @@ import typer
 
 from cfakey.cli.options import JSON_OPTION, OPCO_ARG
 from cfakey.cli.terminal import (
+    decimal_text,
     print_error,
     print_json,
     print_notice,
@@ -244,8 +245,11 @@ def _render_table(results: list[VerifyResult], elapsed: float) -> None:
     write_lines(["Vérification des clés auprès des OPCO", *text_table(headers, rows)])
     counts = _counts(results)
     parts = [f"{count} {Outcome(value).label}" for value, count in counts.items()]
-    seconds = f"{elapsed:.1f}".replace(".", ",")
-    print_notice(f"{len(results)} clé(s) vérifiée(s) en {seconds} s : " + ", ".join(parts) + ".")
+    print_notice(
+        f"{len(results)} clé(s) vérifiée(s) en {decimal_text(elapsed)} s : "
+        + ", ".join(parts)
+        + "."
+    )
     seen: set[tuple[str, str]] = set()
     for result in ordered:
         if result.outcome is Outcome.VALID or (result.outcome.value, result.opco_id) in seen:

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.options import CFA_OPTION, OPCO_ARG, YES_OPTION
-from cfakey.cli.terminal import Dialogue, bold, date_text, print_notice, print_warning
+from cfakey.cli.terminal import (
+    Dialogue,
+    bold,
+    date_text,
+    print_notice,
+    print_warning,
+    tries_left,
+)
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -127,7 +134,7 @@ def _lifecycle(
     if (
         given.from_file is None
         and dialogue.interactive
-        and not _walkthrough(dialogue, opco, rotation=rotation)
+        and not _walkthrough(dialogue, opco, cfa, rotation=rotation)
     ):
         return
     if store is None:
@@ -246,7 +253,7 @@ def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey
         except UsageError as error:
             if attempt == tries:
                 raise
-            print_warning(f"{error.message} Réessayez ({tries - attempt} essai(s) restant(s)).")
+            print_warning(f"{error.message} Réessayez ({tries_left(tries - attempt)}).")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -258,7 +265,7 @@ def _no_key() -> UsageError:
     )
 
 
-def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
+def _walkthrough(dialogue: Dialogue, opco: Opco, cfa: CfaRecord, *, rotation: bool) -> bool:
     """The steps, one at a time; ``False`` when the operator must come back later."""
     from cfakey.registry.names import normalize
 
@@ -284,9 +291,10 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, *, rotation: bool) -> bool:
                 from cfakey.cli.registry_cmds import open_in_browser
 
                 open_in_browser(opco)
+            target = f"{opco.id} --cfa {cfa.siret}"
             command = "rotate" if rotation else "add"
-            print_notice(f"Quand l'e-mail arrivera, revenez avec : cfakey {command} {opco.id}")
-            print_notice(f"Demande envoyée ? Notez-la : cfakey request add {opco.id}")
+            print_notice(f"Quand l'e-mail arrivera, revenez avec : cfakey {command} {target}")
+            print_notice(f"Demande envoyée ? Notez-la : cfakey request add {target}")
             return False
         if opco.shown_once:
             print_warning(SHOWN_ONCE_WARNING)

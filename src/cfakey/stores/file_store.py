@@ -55,10 +55,18 @@ _SALT_BYTES = 16
 _NONCE_BYTES = 12
 
 
-class PasswordSource(Protocol):
-    """Supplies the file's password: ``new`` is true when a password is being chosen."""
+#: Whether a typed password opens the existing file (so that a terminal can ask again).
+PasswordCheck = Callable[[str], bool]
 
-    def __call__(self, *, new: bool) -> str: ...
+
+class PasswordSource(Protocol):
+    """Supplies the file's password: ``new`` is true when a password is being chosen.
+
+    For an existing file, ``check`` tells a prompt whether the typed password is the right
+    one, so that it can ask again; the store still checks whatever comes back.
+    """
+
+    def __call__(self, *, new: bool, check: PasswordCheck | None = None) -> str: ...
 
 
 #: scrypt needs 128·n·r bytes; the default takes 128 MiB. A header asking more is damaged.
@@ -98,13 +106,13 @@ def no_terminal_error() -> StoreUnavailableError:
 def password_source(env: Mapping[str, str], prompt: PasswordSource | None = None) -> PasswordSource:
     """The password from ``CFAKEY_FILE_PASSWORD``, else from ``prompt``, else a French error."""
 
-    def source(*, new: bool) -> str:
+    def source(*, new: bool, check: PasswordCheck | None = None) -> str:
         value = env.get(PASSWORD_ENV)
         if value:
-            return value
+            return value  # a script's password: one try, never asked again
         if prompt is None:
             raise no_terminal_error()
-        return prompt(new=new)
+        return prompt(new=new, check=check)
 
     return source
 
@@ -397,15 +405,23 @@ class EncryptedFileStore(KeyStore):
             envelope.params,
         ):
             return
-        password = self._password_source(new=False)
-        key = derive_key(password, envelope.salt, envelope.params)
-        if not hmac.compare_digest(key.check, envelope.check):
+        opened: list[_Key] = []
+
+        def opens(password: str) -> bool:
+            key = derive_key(password, envelope.salt, envelope.params)
+            if hmac.compare_digest(key.check, envelope.check):
+                opened.append(key)
+                return True
+            return False
+
+        password = self._password_source(new=False, check=opens)
+        if not (opened or opens(password)):
             raise StoreUnavailableError(
                 f"Mot de passe du fichier chiffré incorrect ({self.path}) ; "
                 "le fichier n'a pas été modifié.",
                 hint="Vérifiez CFAKEY_FILE_PASSWORD, ou le mot de passe tapé.",
             )
-        self._key = key
+        self._key = opened[-1]
 
     def _decrypt(self, envelope: _Envelope) -> dict[str, str]:
         if self._snapshot is not None and self._snapshot[0] == envelope.nonce:
@@ -551,7 +567,8 @@ def holds_entries(path: Path) -> bool:
     that cannot be read or is damaged is taken to hold some: it is never deemed empty.
     """
 
-    def no_password(*, new: bool) -> str:  # never asked: nothing is decrypted
+    def no_password(*, new: bool, check: PasswordCheck | None = None) -> str:
+        # never asked: nothing is decrypted
         raise AssertionError(new)
 
     try:

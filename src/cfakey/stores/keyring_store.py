@@ -108,9 +108,34 @@ def backend_name(backend: KeyringBackend | type[KeyringBackend]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+#: What people read for a backend class name (``doctor --json`` keeps the class name).
+_BACKEND_LABELS = {
+    SECRET_SERVICE_BACKEND: "Secret Service (GNOME Trousseau, KWallet…)",
+    "keyring.backends.libsecret.Keyring": "Secret Service par libsecret (GNOME Trousseau…)",
+    "keyring.backends.kwallet.DBusKeyring": "KWallet (KDE)",
+    "keyring.backends.kwallet.DBusKeyringKWallet4": "KWallet 4 (KDE)",
+    "keyring.backends.macOS.Keyring": "Trousseau d'accès de macOS",
+    WINDOWS_BACKEND: "Gestionnaire d'identification de Windows",
+    FAIL_BACKEND: "aucun trousseau utilisable",
+    NULL_BACKEND: "trousseau vide de keyring, qui n'enregistre rien",
+    CHAINER_BACKEND: "chaîne de trousseaux de keyring",
+}
+
+
+def backend_label(name: str) -> str:
+    """A backend as people read it: « KWallet (KDE) », never ``keyring.backends.…``."""
+    if name in _BACKEND_LABELS:
+        return _BACKEND_LABELS[name]
+    package, _, cls = name.rpartition(".")
+    parts = package.split(".")
+    origin = ".".join(parts[:2] if len(parts) > 2 else parts[:1])  # keyrings.alt, a plugin
+    kind = "trousseau en clair" if "plaintext" in name.lower() else "trousseau complémentaire"
+    return f"{kind} « {cls} » ({origin})"
+
+
 _NOT_KEYRINGS = {
-    FAIL_BACKEND: "keyring n'a trouvé aucun trousseau utilisable (magasin « fail »)",
-    NULL_BACKEND: "keyring est réglé sur son magasin « null », qui n'enregistre rien",
+    FAIL_BACKEND: "keyring n'a trouvé aucun trousseau utilisable",
+    NULL_BACKEND: "keyring est réglé sur un trousseau vide, qui n'enregistre rien",
 }
 
 
@@ -125,10 +150,10 @@ def refusal(name: str, chained: tuple[str, ...] = ()) -> str | None:
     if name == CHAINER_BACKEND:
         return _chain_refusal(chained)
     if "plaintext" in name.lower():
-        return f"le magasin {name} enregistre les secrets en clair ou en base64, sans chiffrement"
+        return "ce trousseau enregistre les secrets en clair ou en base64, sans chiffrement"
     if name not in SAFE_BACKENDS:
         return (
-            f"le magasin {name} n'est pas un des trousseaux chiffrés des systèmes que cfakey "
+            "ce trousseau n'est pas un des trousseaux chiffrés des systèmes que cfakey "
             "accepte (rien ne garantit qu'il chiffre les secrets)"
         )
     return None
@@ -140,7 +165,11 @@ def _chain_refusal(chained: tuple[str, ...]) -> str | None:
         return "keyring enchaîne des trousseaux, mais aucun n'est disponible"
     reasons = (refusal(member) for member in chained)
     reason = next((reason for reason in reasons if reason is not None), None)
-    return None if reason is None else f"keyring enchaîne {', '.join(chained)}, et {reason}"
+    return (
+        None
+        if reason is None
+        else f"keyring enchaîne {', '.join(map(backend_label, chained))}, et {reason}"
+    )
 
 
 #: keyring's (and its plugins') English reasons, by their exact text, in French.
@@ -161,6 +190,7 @@ _KNOWN_PREFIXES: tuple[tuple[str, str], ...] = (
     ("Failed to create the collection", "la collection du trousseau n'a pas pu être créée"),
     ("Failed to open keyring", "le trousseau n'a pas pu être ouvert"),
     ("Failed to unlock", "le déverrouillage a échoué"),
+    ("Unable to initialize SecretService", "le Secret Service n'a pas pu démarrer (pas de D-Bus)"),
 )
 
 
@@ -185,7 +215,7 @@ def keyring_reason(error: BaseException) -> str:
         if text.startswith(start):
             dismissed = " (invite refusée)" if "dismissed" in text.lower() else ""
             return french + dismissed
-    return f"raison non traduite ({type(error).__name__})"
+    return "keyring l'écarte pour une raison que cfakey ne sait pas traduire"
 
 
 def _priority(cls: type[KeyringBackend]) -> tuple[float | None, str | None]:
@@ -270,7 +300,7 @@ def detect_backend(
     from keyring.backends import fail
 
     fallback: type[KeyringBackend] = fail.Keyring
-    return fallback(), "aucun trousseau disponible : keyring se rabat sur « fail »"
+    return fallback(), "aucun trousseau disponible"
 
 
 def _unusable(which: str, error: Exception) -> StoreUnavailableError:

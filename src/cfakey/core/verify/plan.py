@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cfakey.core.cfas import the_cfa
 from cfakey.core.verify.model import (
     HEADER_DEFAULTS,
     OAuthClient,
@@ -194,7 +195,7 @@ def _nothing_selected(
     names = ", ".join(registry.get(opco_id).name for opco_id in wanted)
     if len(cfas) == 1:
         cfa = cfas[0]
-        where = f"le CFA {cfa.name} ({cfa.siret})"
+        where = f"{the_cfa(cfa.name)} ({cfa.siret})"
         hint = f"Enregistrez-la : cfakey add {wanted[0]} --cfa {cfa.siret}"
     else:
         where = f"les {len(cfas)} établissements de ce SIREN"
