@@ -262,6 +262,14 @@ def remove_abandoned_outputs(records: Path) -> list[Path]:
 
 def _settle_record(record: Path) -> list[Path]:
     """The temporaries removed for one record, which is then forgotten, unless still held."""
+    if sys.platform == "win32":
+        # No flock, but a record its writer still holds open cannot be removed: that tells.
+        try:
+            content = record.read_bytes()[: _MAX_RECORD + 1]
+        except OSError:
+            return []
+        target = _recorded_target(content) if _unlink(record) else None
+        return remove_abandoned_temporaries(target) if target else []
     try:
         fd = os.open(record, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
