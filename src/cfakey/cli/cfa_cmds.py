@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cfakey.cli.options import JSON_OPTION
+from cfakey.cli.options import JSON_OPTION, UAI_OPTION
 from cfakey.cli.terminal import print_json, print_notice, text_table, write_lines
 
 if TYPE_CHECKING:
@@ -31,10 +31,7 @@ def add_cfa(
         str, typer.Argument(metavar="SIRET", help="SIRET de l'établissement (14 chiffres).")
     ],
     name: Annotated[str, typer.Option("--nom", metavar="NOM", help="Nom du CFA.")],
-    uai: Annotated[
-        str | None,
-        typer.Option("--uai", metavar="UAI", help="Code UAI (7 chiffres et une lettre)."),
-    ] = None,
+    uai: Annotated[str | None, UAI_OPTION] = None,
 ) -> None:
     """Enregistre un CFA ; le premier devient celui par défaut."""
     from cfakey.core import cfas
@@ -110,10 +107,7 @@ def edit_cfa(
     name: Annotated[
         str | None, typer.Option("--nom", metavar="NOM", help="Nouveau nom du CFA.")
     ] = None,
-    uai: Annotated[
-        str | None,
-        typer.Option("--uai", metavar="UAI", help="Code UAI (7 chiffres et une lettre)."),
-    ] = None,
+    uai: Annotated[str | None, UAI_OPTION] = None,
 ) -> None:
     """Corrige le nom ou ajoute le code UAI d'un CFA (inscrit au journal)."""
     from cfakey.core import cfas

@@ -23,3 +23,4 @@ OPCO_FILTER_OPTION = typer.Option(
 )
 JSON_OPTION = typer.Option("--json", help="Sortie JSON (pour les scripts).")
 YES_OPTION = typer.Option("--yes", "-y", help="Répond oui aux confirmations (pour les scripts).")
+UAI_OPTION = typer.Option("--uai", metavar="UAI", help="Code UAI (7 chiffres et une lettre).")
