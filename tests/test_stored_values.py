@@ -80,11 +80,22 @@ def test_an_unreadable_expiry_is_no_date_and_the_key_stays_listed(
         ("fingerprint", b"\x00"),
         ("os_user", b"\x01\x02"),
         ("expiry_source", b""),
+        # The kept verification (issue 13): an unknown class or status is no verdict.
+        ("verify_outcome", "zzz"),
+        ("verify_http_status", 42),
+        ("verify_http_status", 600),
+        ("verify_http_status", "quatre cents"),
     ],
 )
 def test_an_unreadable_key_column_is_exit_5_naming_the_database_and_doctor(
     one_key: Path, column: str, stored: object
 ) -> None:
+    if column.startswith("verify_"):  # a kept verification, readable but for ``column``
+        _update(
+            one_key,
+            "UPDATE key SET verified_at = '2026-01-01T00:00:00+00:00', "
+            "verify_outcome = 'cle_refusee', verify_http_status = 403",
+        )
     _update(one_key, f"UPDATE key SET {column} = ?", stored)  # noqa: S608 - test's own names
 
     commands = [("list",), ("check",), ("show", "atlas"), ("export", "--format", "env")]
@@ -94,6 +105,7 @@ def test_an_unreadable_key_column_is_exit_5_naming_the_database_and_doctor(
         assert str(one_key) in result.stderr
         assert "cfakey doctor" in result.stderr
         assert "valeur illisible" in result.stderr
+        assert f"colonne {column}" in result.stderr
         assert "inattendue" not in result.stderr
         assert KEY not in result.stdout + result.stderr
     doctor = run_cli("doctor")

@@ -579,6 +579,24 @@ def _optional_integer(row: sqlite3.Row, table: str, column: str) -> int | None:
     return None if row[column] is None else _integer(row, table, column)
 
 
+def _verify_outcome(row: sqlite3.Row) -> str:
+    """A kept verification's class: one of ``VerifyOutcome``'s identifiers, or unreadable."""
+    from cfakey.core.codes import VerifyOutcome  # a leaf table of values, no dependency
+
+    outcome = _text(row, "key", "verify_outcome")
+    if outcome not in VerifyOutcome._value2member_map_:
+        raise _UnreadableValueError("key", "verify_outcome")
+    return outcome
+
+
+def _http_status(row: sqlite3.Row) -> int | None:
+    """A kept verification's HTTP status: none, or a status code (100 to 599)."""
+    status = _optional_integer(row, "key", "verify_http_status")
+    if status is not None and not 100 <= status <= 599:
+        raise _UnreadableValueError("key", "verify_http_status")
+    return status
+
+
 def _verification(row: sqlite3.Row) -> LastVerification | None:
     """The last verification of a ``key`` row; an unreadable one stops (exit 5): a
     refusal read as "never verified" would hide the very outage it records."""
@@ -587,8 +605,8 @@ def _verification(row: sqlite3.Row) -> LastVerification | None:
     day = row["verify_opco_expiry"]
     return LastVerification(
         at=_moment(row, "key", "verified_at"),
-        outcome=_text(row, "key", "verify_outcome"),
-        http_status=_optional_integer(row, "key", "verify_http_status"),
+        outcome=_verify_outcome(row),
+        http_status=_http_status(row),
         opco_expiry=None if day is None else _day(row, "key", "verify_opco_expiry"),
     )
 
