@@ -442,6 +442,14 @@ class RequestRecord:
 _Decoded = TypeVar("_Decoded")
 
 
+class UnreadableValueError(DataCorruptedError):
+    """A row cfakey cannot decode; ``remedy`` is the fix without « see doctor » (for doctor)."""
+
+    def __init__(self, message: str, *, hint: str, remedy: str) -> None:
+        super().__init__(message, hint=hint)
+        self.remedy = remedy
+
+
 class _UnreadableValueError(Exception):
     """A stored value cfakey cannot decode: the column it came from."""
 
@@ -659,10 +667,11 @@ def _decoded(
             if isinstance(error, _UnreadableValueError)
             else ""
         )
-        raise DataCorruptedError(
+        raise UnreadableValueError(
             f"La base de métadonnées {path} contient une valeur illisible{where} : elle a été "
             "modifiée à la main ou endommagée.",
             hint=f"Vérifiez-la avec cfakey doctor. {damage_hint(path)}",
+            remedy=damage_hint(path),
         ) from None
 
 
@@ -905,6 +914,20 @@ class Metadata:
             {"siret": siret, "opco_id": opco_id},
         )
         return _decoded(self.path, _key_record, rows)
+
+    def unusable_expiries(self) -> list[tuple[str, str]]:
+        """``(siret, opco_id)`` of the keys whose stored expiry is no usable date (unreadable,
+        or outside the accepted range): listed « sans date », reported by ``doctor``."""
+        rows = self._db.execute(
+            "SELECT siret, opco_id, expires_at FROM key WHERE expires_at IS NOT NULL"
+            " ORDER BY siret, opco_id"
+        )
+        found = _decoded(
+            self.path,
+            lambda row: (_text(row, "key", "siret"), _text(row, "key", "opco_id"), row),
+            rows,
+        )
+        return [(siret, opco) for siret, opco, row in found if _expiry(row["expires_at"]) is None]
 
     def delete_key(self, siret: str, opco_id: str) -> bool:
         """Forget the metadata of one key; ``False`` if there was none."""
