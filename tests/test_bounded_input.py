@@ -85,6 +85,9 @@ def test_an_endless_registry_overlay_is_refused(isolated_home: Path) -> None:
 
     assert result.exit_code == ExitCode.USAGE, result.stderr
     assert TOO_LONG in result.stderr
+    # opcos writes nothing: the message claims nothing about saving.
+    assert "Entrée trop longue : /dev/zero dépasse 4 Mio." in result.stderr
+    assert "enregistré" not in result.stderr
 
 
 def test_an_endless_config_file_is_refused(isolated_home: Path) -> None:

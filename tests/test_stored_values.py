@@ -80,11 +80,22 @@ def test_an_unreadable_expiry_is_no_date_and_the_key_stays_listed(
         ("fingerprint", b"\x00"),
         ("os_user", b"\x01\x02"),
         ("expiry_source", b""),
+        # The kept verification (issue 13): an unknown class or status is no verdict.
+        ("verify_outcome", "zzz"),
+        ("verify_http_status", 42),
+        ("verify_http_status", 600),
+        ("verify_http_status", "quatre cents"),
     ],
 )
 def test_an_unreadable_key_column_is_exit_5_naming_the_database_and_doctor(
     one_key: Path, column: str, stored: object
 ) -> None:
+    if column.startswith("verify_"):  # a kept verification, readable but for ``column``
+        _update(
+            one_key,
+            "UPDATE key SET verified_at = '2026-01-01T00:00:00+00:00', "
+            "verify_outcome = 'cle_refusee', verify_http_status = 403",
+        )
     _update(one_key, f"UPDATE key SET {column} = ?", stored)  # noqa: S608 - test's own names
 
     commands = [("list",), ("check",), ("show", "atlas"), ("export", "--format", "env")]
@@ -94,6 +105,7 @@ def test_an_unreadable_key_column_is_exit_5_naming_the_database_and_doctor(
         assert str(one_key) in result.stderr
         assert "cfakey doctor" in result.stderr
         assert "valeur illisible" in result.stderr
+        assert f"colonne {column}" in result.stderr
         assert "inattendue" not in result.stderr
         assert KEY not in result.stdout + result.stderr
     doctor = run_cli("doctor")
@@ -165,3 +177,36 @@ def test_zeroed_pages_never_give_an_unexpected_error(isolated_home: Path) -> Non
             result = run_cli(*command)
             assert "inattendue" not in result.stderr, (page, command, result.stderr)
             assert result.exit_code in (0, ExitCode.DATA_CORRUPTED), (page, command)
+
+
+@pytest.mark.parametrize("stored", ["garbage", "9999-12-31T23:59:59+00:00", 12345])
+def test_doctor_reports_an_unreadable_expiry_with_its_fix(one_key: Path, stored: object) -> None:
+    _update(one_key, "UPDATE key SET expires_at = ?", stored)
+
+    doctor = run_cli("doctor")
+
+    assert doctor.exit_code != 0, doctor.stdout
+    assert "Tout va bien" not in doctor.stdout
+    output = doctor.stdout + doctor.stderr
+    assert f"La date d'échéance enregistrée de la clé atlas du CFA {SIRET} est illisible" in output
+    assert f"cfakey rotate atlas --cfa {SIRET}" in output
+    assert KEY not in output
+    assert "sans date" in run_cli("list").stdout  # the key itself stays listed
+
+
+def test_doctor_gives_the_remedy_of_an_unreadable_column_not_itself(one_key: Path) -> None:
+    _update(
+        one_key,
+        "UPDATE key SET verify_outcome = 'zzz', verified_at = '2026-01-01T00:00:00+00:00'",
+    )
+
+    doctor = run_cli("doctor")
+
+    output = doctor.stdout + doctor.stderr
+    assert doctor.exit_code != 0
+    assert "(table key, colonne verify_outcome)" in output
+    assert "Vérifiez-la avec cfakey doctor" not in output
+    assert "Restaurez une sauvegarde de ce fichier" in output
+    shown = run_cli("show", "atlas")  # elsewhere, doctor is where to look
+    assert shown.exit_code == ExitCode.DATA_CORRUPTED
+    assert "cfakey doctor" in shown.stderr

@@ -197,3 +197,49 @@ def test_a_schema_2_database_is_migrated_with_its_keys_unverified(opco: FakeOpco
     assert record is not None
     assert record.verification is None
     assert record.fingerprint
+
+
+def _closed_port_url() -> str:
+    """An address on 127.0.0.1 where nothing listens: the OPCO unreachable."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/ApiEchangeCFA"
+
+
+def test_an_inconclusive_check_never_wipes_a_refusal(opco: FakeOpco) -> None:
+    """Issue 13: a 403 stays the key's state through a 500 and an unreachable OPCO; those
+    are journalled as what they are, and only a later conclusive answer replaces it."""
+    seed((SIRET, "atlas", KEY_ATLAS))
+    set_url("atlas", opco.base_url("forbidden"))
+    assert at(NOW, "verify", "atlas").exit_code == 10
+
+    later = NOW + dt.timedelta(days=1)
+    set_url("atlas", opco.base_url("e500"))
+    assert at(later, "verify", "atlas").exit_code == 12
+    set_url("atlas", _closed_port_url())
+    assert at(later + dt.timedelta(days=40), "verify", "atlas").exit_code == 12
+
+    # 40 days after the refusal: no inconclusive run counted as "verified recently".
+    when = later + dt.timedelta(days=40)
+    row = list_row(when)
+    assert (row["status"], row["status_label"]) == ("refused", "refusée")
+    assert row["verification"]["checked_at"] == "2026-11-22T12:00:00+00:00"  # type: ignore[index]
+    assert row["verification"]["outcome"] == "cle_refusee"  # type: ignore[index]
+    assert row["verification_due"] is True
+    assert "refusée" in at(when, "list").stdout
+    checked = at(when, "check")
+    assert checked.exit_code == 2
+    assert "refusée par l'OPCO le 22/11/2026" in checked.stdout
+    details = journal_details("atlas")
+    assert len(details) == 3
+    assert sum("opco_indisponible" in detail for detail in details) == 2
+
+    set_url("atlas", opco.base_url("ok"))
+    assert at(when, "verify", "atlas").exit_code == 0
+    row = list_row(when)
+    assert row["status"] != "refused"
+    assert row["verification"]["outcome"] == "valide"  # type: ignore[index]
+    assert at(when, "check").exit_code == 0

@@ -442,6 +442,14 @@ class RequestRecord:
 _Decoded = TypeVar("_Decoded")
 
 
+class UnreadableValueError(DataCorruptedError):
+    """A row cfakey cannot decode; ``remedy`` is the fix without « see doctor » (for doctor)."""
+
+    def __init__(self, message: str, *, hint: str, remedy: str) -> None:
+        super().__init__(message, hint=hint)
+        self.remedy = remedy
+
+
 class _UnreadableValueError(Exception):
     """A stored value cfakey cannot decode: the column it came from."""
 
@@ -579,6 +587,24 @@ def _optional_integer(row: sqlite3.Row, table: str, column: str) -> int | None:
     return None if row[column] is None else _integer(row, table, column)
 
 
+def _verify_outcome(row: sqlite3.Row) -> str:
+    """A kept verification's class: one of ``VerifyOutcome``'s identifiers, or unreadable."""
+    from cfakey.core.codes import VerifyOutcome  # a leaf table of values, no dependency
+
+    outcome = _text(row, "key", "verify_outcome")
+    if outcome not in VerifyOutcome._value2member_map_:
+        raise _UnreadableValueError("key", "verify_outcome")
+    return outcome
+
+
+def _http_status(row: sqlite3.Row) -> int | None:
+    """A kept verification's HTTP status: none, or a status code (100 to 599)."""
+    status = _optional_integer(row, "key", "verify_http_status")
+    if status is not None and not 100 <= status <= 599:
+        raise _UnreadableValueError("key", "verify_http_status")
+    return status
+
+
 def _verification(row: sqlite3.Row) -> LastVerification | None:
     """The last verification of a ``key`` row; an unreadable one stops (exit 5): a
     refusal read as "never verified" would hide the very outage it records."""
@@ -587,8 +613,8 @@ def _verification(row: sqlite3.Row) -> LastVerification | None:
     day = row["verify_opco_expiry"]
     return LastVerification(
         at=_moment(row, "key", "verified_at"),
-        outcome=_text(row, "key", "verify_outcome"),
-        http_status=_optional_integer(row, "key", "verify_http_status"),
+        outcome=_verify_outcome(row),
+        http_status=_http_status(row),
         opco_expiry=None if day is None else _day(row, "key", "verify_opco_expiry"),
     )
 
@@ -641,10 +667,11 @@ def _decoded(
             if isinstance(error, _UnreadableValueError)
             else ""
         )
-        raise DataCorruptedError(
+        raise UnreadableValueError(
             f"La base de métadonnées {path} contient une valeur illisible{where} : elle a été "
             "modifiée à la main ou endommagée.",
             hint=f"Vérifiez-la avec cfakey doctor. {damage_hint(path)}",
+            remedy=damage_hint(path),
         ) from None
 
 
@@ -887,6 +914,20 @@ class Metadata:
             {"siret": siret, "opco_id": opco_id},
         )
         return _decoded(self.path, _key_record, rows)
+
+    def unusable_expiries(self) -> list[tuple[str, str]]:
+        """``(siret, opco_id)`` of the keys whose stored expiry is no usable date (unreadable,
+        or outside the accepted range): listed « sans date », reported by ``doctor``."""
+        rows = self._db.execute(
+            "SELECT siret, opco_id, expires_at FROM key WHERE expires_at IS NOT NULL"
+            " ORDER BY siret, opco_id"
+        )
+        found = _decoded(
+            self.path,
+            lambda row: (_text(row, "key", "siret"), _text(row, "key", "opco_id"), row),
+            rows,
+        )
+        return [(siret, opco) for siret, opco, row in found if _expiry(row["expires_at"]) is None]
 
     def delete_key(self, siret: str, opco_id: str) -> bool:
         """Forget the metadata of one key; ``False`` if there was none."""

@@ -36,7 +36,17 @@ STDIN = "l'entrée standard"
 
 
 class InputTooLongError(UsageError):
-    """Input over its cap: never read further, nothing written."""
+    """Input over its cap: never read further. The message says nothing of saving (a
+    read-only command saves nothing); a caller that could have written adds it
+    (:meth:`nothing_saved`)."""
+
+    def __init__(self, source: str, limit: int, *, suffix: str = ".") -> None:
+        super().__init__(f"Entrée trop longue : {source} dépasse {size_text(limit)}{suffix}")
+        self.source, self.limit = source, limit
+
+    def nothing_saved(self) -> InputTooLongError:
+        """The same error, saying that the command it stopped recorded nothing."""
+        return InputTooLongError(self.source, self.limit, suffix=" ; rien n'a été enregistré.")
 
 
 def size_text(limit: int) -> str:
@@ -58,7 +68,7 @@ def read_bounded(stream: BinaryIO, limit: int, source: str) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise _too_long(source, limit)
+            raise InputTooLongError(source, limit)
 
 
 def read_bounded_text(stream: TextIO, *, whole: bool, limit: int = KEY_LIMIT) -> str:
@@ -66,14 +76,9 @@ def read_bounded_text(stream: TextIO, *, whole: bool, limit: int = KEY_LIMIT) ->
     at most ``limit`` characters besides the line end; else :class:`InputTooLongError`."""
     text = stream.read(limit + 1) if whole else stream.readline(limit + 2)
     if len(text.rstrip("\r\n")) > limit:
-        raise _too_long(STDIN, limit)
+        # Standard input is read only for an answer to a command that records it.
+        raise InputTooLongError(STDIN, limit).nothing_saved()
     return text
-
-
-def _too_long(source: str, limit: int) -> InputTooLongError:
-    return InputTooLongError(
-        f"Entrée trop longue : {source} dépasse {size_text(limit)} ; rien n'a été enregistré."
-    )
 
 
 def read_user_file(path: Path, what: str, *, limit: int = TEMPLATE_LIMIT) -> bytes:

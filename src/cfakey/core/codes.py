@@ -63,6 +63,12 @@ class VerifyOutcome(Coded):
     OAUTH_MISSING = ("oauth_incomplet", "client OAuth incomplet")
     NO_KEY = ("cle_absente", "clé absente")
 
+    @classmethod
+    def is_conclusive(cls, identifier: str) -> bool:
+        """Whether the OPCO said something about the key itself (valid or refused): only
+        such a verdict is kept with the key; the rest says nothing of it (issue 13)."""
+        return identifier in (cls.VALID.id, cls.KEY_REFUSED.id)
+
 
 class ExpirySource(Coded):
     """Where a key's expiry date came from; the identifier is stored with the key."""

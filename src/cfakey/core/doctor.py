@@ -138,7 +138,9 @@ def _guarded(problems: list[Problem], check: Callable[[], T], fix: str) -> T | N
     try:
         return check()
     except CfakeyError as error:
-        _add(problems, Problem(error.message, error.hint or fix))
+        # An unreadable value's usual hint sends to doctor: here, its remedy itself.
+        remedy = getattr(error, "remedy", None)
+        _add(problems, Problem(error.message, remedy or error.hint or fix))
         return None
 
 
@@ -370,6 +372,8 @@ def diagnose(inputs: DoctorInputs) -> DoctorReport:
     metadata = _guarded(problems, inputs.metadata, _ACCESS)
     records = _guarded(problems, metadata.list_keys, _ACCESS) if metadata else None
     database_check = _check_database(metadata, problems) if metadata else DATABASE_UNCHECKED
+    if metadata and records is not None:
+        _check_expiries(metadata, problems)
     # Without a valid choice there is no store to check: the choice is the problem.
     checked = _check_store(inputs, records, problems) if decision else _StoreCheck()
     recovery = inputs.recovery()
@@ -400,6 +404,21 @@ def diagnose(inputs: DoctorInputs) -> DoctorReport:
         recovered=tuple(recovery.messages()) if recovery else (),
         elsewhere=tuple(checked.elsewhere),
         removed_temporaries=tuple(str(path) for path in removed),
+    )
+
+
+def _check_expiries(metadata: Metadata, problems: list[Problem]) -> None:
+    """Keys listed « sans date » because their stored expiry cannot be used."""
+    unusable = _guarded(problems, metadata.unusable_expiries, _ACCESS) or []
+    problems.extend(
+        Problem(
+            f"La date d'échéance enregistrée de la clé {opco_id} du CFA {siret} est illisible "
+            "ou hors de la plage acceptée : la clé est listée « sans date », sans alerte "
+            "avant son expiration.",
+            f"enregistrez-la de nouveau avec sa date d'échéance : "
+            f"cfakey rotate {opco_id} --cfa {siret}",
+        )
+        for siret, opco_id in unusable
     )
 
 

@@ -245,9 +245,12 @@ def read_import(path: Path, encoding: str | None = None) -> ImportFile:
     instead, so that the import lists it with every other problem of the file.
     """
     from cfakey.core.import_text import decode, refuse_workbook
-    from cfakey.userfiles import IMPORT_LIMIT, read_user_file
+    from cfakey.userfiles import IMPORT_LIMIT, InputTooLongError, read_user_file
 
-    data = read_user_file(path, "Fichier", limit=IMPORT_LIMIT)
+    try:
+        data = read_user_file(path, "Fichier", limit=IMPORT_LIMIT)
+    except InputTooLongError as error:
+        raise error.nothing_saved() from None
     refuse_workbook(path, data[:8])
     text = decode(path, data, encoding)
     stripped = text.lstrip()

@@ -391,9 +391,13 @@ def _verification_state(record: KeyRecord, window: Window, today: date) -> tuple
     """Whether the OPCO refused the key at its last verification, and whether one is due."""
     last = record.verification
     refused = last is not None and last.outcome == VerifyOutcome.KEY_REFUSED.id
-    due = window.verify_max_age is not None and (
-        last is None or (today - local_date(last.at)).days > window.verify_max_age
+    # An inconclusive result kept by an older cfakey never counts as "verified recently".
+    recent = (
+        last is not None
+        and VerifyOutcome.is_conclusive(last.outcome)
+        and (today - local_date(last.at)).days <= (window.verify_max_age or 0)
     )
+    due = window.verify_max_age is not None and not recent
     return refused, due
 
 

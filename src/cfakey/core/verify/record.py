@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from cfakey.core.codes import ExpirySource, JournalAction
+from cfakey.core.codes import ExpirySource, JournalAction, VerifyOutcome
 from cfakey.core.verify.model import Outcome, VerifyJob, VerifyResult
 from cfakey.errors import ExitCode
 from cfakey.expiry import local_midnight
@@ -23,6 +23,9 @@ def record_results(
 
     A result whose key never reached the API (:attr:`VerifyResult.sent` false: no address,
     no key, no OAuth client) verified nothing: it is reported, never journalled or kept.
+    An inconclusive one (OPCO unavailable, rate-limited, unreadable answer, not supported)
+    is journalled but never kept: the key keeps its last verdict (valid or refused), so an
+    outage never wipes a refusal.
     Each entry is stamped with its result's ``checked_at``: the injected clock's instant.
     """
     sources = {(job.siret, job.opco_id): job for job in jobs}
@@ -31,7 +34,7 @@ def record_results(
             job = sources.get((result.siret, result.opco_id))
             if not result.sent or job is None:
                 continue
-            if job.fingerprint is not None:
+            if job.fingerprint is not None and VerifyOutcome.is_conclusive(result.outcome.value):
                 _keep(metadata, job, job.fingerprint, result)
             metadata.log(
                 JournalAction.VERIFIED.id,
