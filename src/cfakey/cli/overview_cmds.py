@@ -444,22 +444,31 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
     elif as_excel:
         from cfakey.core.journal import excel_csv
 
-        write_text(excel_csv(entries))
+        write_text(excel_csv(entries, _opco_names(context)))
     elif as_csv:
         _journal_csv(entries)
     elif not entries:
         print_notice("Journal vide pour ces critères.")
     else:
-        _journal_table(entries)
+        _journal_table(entries, _opco_names(context))
 
 
-def _journal_rows(entries: Sequence[JournalEntry], *, labels: bool) -> list[tuple[str, ...]]:
+def _opco_names(context: AppContext) -> dict[str, str]:
+    """Each OPCO's name by its id: what people read where scripts read the id."""
+    return {opco.id: opco.name for opco in context.registry.opcos}
+
+
+def _journal_rows(
+    entries: Sequence[JournalEntry], opco_names: Mapping[str, str] | None = None
+) -> list[tuple[str, ...]]:
+    """The table's rows: French labels and OPCO names given ``opco_names``, else the ids."""
+    labels = opco_names is not None
     return [
         (
             date_text(entry.at, "%d/%m/%Y %H:%M:%S" if labels else "%Y-%m-%d %H:%M:%S"),
             entry.user,
             entry.siret or "",
-            entry.opco_id or "",
+            (opco_names or {}).get(entry.opco_id, entry.opco_id) if entry.opco_id else "",
             action_label(entry.action) if labels else entry.action,
             entry.old_fingerprint or "",
             entry.new_fingerprint or "",
@@ -476,9 +485,9 @@ def _journal_csv(entries: Sequence[JournalEntry]) -> None:
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(CSV_HEADERS)
-    writer.writerows(_journal_rows(entries, labels=False))
+    writer.writerows(_journal_rows(entries))
 
 
-def _journal_table(entries: Sequence[JournalEntry]) -> None:
+def _journal_table(entries: Sequence[JournalEntry], opco_names: Mapping[str, str]) -> None:
     titles = ("Date", "Utilisateur", "CFA", "OPCO", "Action", "Ancienne", "Nouvelle", "Détail")
-    write_lines(text_table(titles, _journal_rows(entries, labels=True), rule=False, fit=False))
+    write_lines(text_table(titles, _journal_rows(entries, opco_names), rule=False, fit=False))
