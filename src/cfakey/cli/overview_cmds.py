@@ -251,6 +251,19 @@ def _cut(name: str, width: int) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
+def _distinct_labels(names: Mapping[str, str], width: int) -> dict[str, str]:
+    """Each CFA's name cut to ``width``; names cut to the same text end with the last five
+    digits of their SIRET, « CFA des Métiers… (00373) », so that no two lines look alike."""
+    cut = {siret: _cut(name, width) for siret, name in names.items()}
+    seen: dict[str, int] = {}
+    for label in cut.values():
+        seen[label] = seen.get(label, 0) + 1
+    return {
+        siret: label if seen[label] == 1 else f"{_cut(names[siret], width - 8)} ({siret[-5:]})"
+        for siret, label in cut.items()
+    }
+
+
 def _matrix(context: AppContext, view: Overview) -> list[str]:
     """One line per CFA, one column per OPCO, days left in each cell, most urgent CFA first."""
     opcos = context.registry.opcos
@@ -262,7 +275,6 @@ def _matrix(context: AppContext, view: Overview) -> list[str]:
             by_cfa[row.siret] = {}
             order.append(row.siret)
         by_cfa[row.siret][row.opco_id] = row
-    names = {row.siret: row.cfa_name for row in view.rows}
     cell_width = 5
     width = shutil.get_terminal_size((100, 24)).columns
     name_width = max(14, min(40, width - (cell_width + 1) * len(opco_ids) - 1))
@@ -270,9 +282,9 @@ def _matrix(context: AppContext, view: Overview) -> list[str]:
         " " + opco.column_label.rjust(cell_width) for opco in opcos
     )
     lines = [header]
+    labels = _distinct_labels({row.siret: row.cfa_name for row in view.rows}, name_width)
     for siret in order:
-        name = names[siret]
-        label = _cut(name, name_width).ljust(name_width)
+        label = labels[siret].ljust(name_width)
         cells = []
         for opco_id in opco_ids:
             cell = by_cfa[siret].get(opco_id)
