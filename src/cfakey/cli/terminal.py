@@ -89,9 +89,8 @@ def print_warning(message: str) -> None:
 
 def print_error(message: str, *, hint: str | None = None) -> None:
     """One French sentence on stderr, and an optional hint line, without a traceback."""
-    print_notice(f"{paint('Erreur :', '1;31')} {message}")
-    if hint:
-        print_notice(hint)
+    sys.stderr.write(f"{paint('Erreur :', '1;31')} {message}\n" + (f"{hint}\n" if hint else ""))
+    sys.stderr.flush()
 
 
 def write_lines(lines: Sequence[str]) -> None:
