@@ -153,9 +153,7 @@ def test_ocapiat_warns_of_revocation_once_and_an_empty_paste_has_no_count(cfa: s
     assert result.exit_code == ExitCode.OK, result.stderr
     warnings = re.findall(r"⚠ [^\n]*", result.stderr)
     revocations = [w for w in warnings if "écrase" in w or "révoque" in w]
-    assert revocations == [
-        "⚠ La génération d'une nouvelle clé écrase la précédente et impose de reparamétrer "
-        "le SI du CFA."
-    ]
+    ocapiat = "La génération d'une nouvelle clé écrase la précédente et impose de reparamétrer"
+    assert revocations == [f"⚠ {ocapiat} le SI du CFA."]
     assert result.stderr.index("écrase la précédente") > result.stderr.index("Étape 1/")
     assert ATLAS_KEY not in result.stdout + result.stderr
