@@ -202,6 +202,34 @@ def test_a_key_typed_in_the_wrong_place_is_not_quoted_back(
 
 
 @pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (("add", "atlas", "--forse"), "Erreur : Option inconnue : --forse.", "cfakey add --help"),
+        (
+            ("frobnicate",),
+            "Erreur : Commande inconnue. Commandes : opcos, guide, cfa, add, list,",
+            "cfakey --help",
+        ),
+        (("cfa", "frob"), "Commandes : add, list, default, rename, edit, remove.", "cfakey cfa"),
+        (("list", "--cfa"), "Erreur : L'option --cfa attend une valeur.", "cfakey list --help"),
+        (("cfa", "add", "--uai"), "L'option --uai attend une valeur.", "cfakey cfa add --help"),
+        (("add", "atlas", "--Zm9vYmFy+k3y"), "Erreur : Option inconnue.\n", "cfakey add --help"),
+    ],
+)
+def test_usage_errors_name_what_is_wrong_but_never_a_key(
+    args: tuple[str, ...], message: str, hint: str
+) -> None:
+    """An option-shaped word is named; an unknown command is never echoed: the list is."""
+    result = run_cli(*args)
+
+    assert result.exit_code == ExitCode.USAGE
+    assert message in result.stderr, result.stderr
+    assert f"Aide : « {hint}" in result.stderr
+    assert "frob" not in result.stderr
+    assert "Zm9vYmFy" not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (
@@ -209,7 +237,7 @@ def test_a_key_typed_in_the_wrong_place_is_not_quoted_back(
             "Valeur invalide pour '--concurrency' : un nombre entier est attendu.",
         ),
         (("add", "atlas", "de", "trop"), "Argument(s) en trop."),
-        (("list", "--cf", "x"), "Option inconnue (voulez-vous dire --cfa ou --opco ?)."),
+        (("list", "--cf", "x"), "Option inconnue : --cf (voulez-vous dire --cfa ou --opco ?)."),
     ],
 )
 def test_usage_errors_are_french_with_one_final_period(args: tuple[str, ...], message: str) -> None:

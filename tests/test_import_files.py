@@ -168,10 +168,10 @@ def test_an_expired_key_is_reported_and_never_stored(tmp_path: Path) -> None:
     kept = run_cli("import", str(path), "--ignorer-invalides")
 
     assert refused.exit_code == ExitCode.USAGE
-    assert "ligne 2, colonne « expires » : date d'échéance déjà passée" in refused.stderr
+    assert "ligne 2, colonne « Échéance » : date d'échéance déjà passée" in refused.stderr
     assert kept.exit_code == 0, kept.stderr
     assert "1 erreur(s) : ligne(s) écartée(s), non importée(s) :" in kept.stderr
-    assert "ligne 2, colonne « expires » : date d'échéance déjà passée" in kept.stderr
+    assert "ligne 2, colonne « Échéance » : date d'échéance déjà passée" in kept.stderr
     assert slots() == {(OTHER_SIRET, "atlas")}
 
 
@@ -218,7 +218,7 @@ def test_dry_run_shows_the_plan_and_changes_no_byte(tmp_path: Path) -> None:
     assert "Simulation : rien n'a été enregistré." in result.stdout
     assert f"ligne 3 : {OTHER_SIRET} atlas : serait importée" in result.stdout
     assert f"{SIRET} atlas : inchangée (même clé)" in result.stdout
-    assert "ligne 4, colonne « expires » : date d'échéance déjà passée" in result.stdout
+    assert "ligne 4, colonne « Échéance » : date d'échéance déjà passée" in result.stdout
     assert "1 à importer, 0 à remplacer, 1 inchangée(s), 1 écartée(s) ; 1 CFA à ajouter." in (
         result.stdout
     )
@@ -289,7 +289,7 @@ def refused(path: Path, *args: str) -> str:
 def test_a_nul_byte_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "cles.csv"
     path.write_bytes(f"SIRET;OPCO;Clé\n{SIRET};atlas;{CANARY}\x00\n".encode())
-    assert "ligne 2, colonne « key » : la clé contient des caractères invisibles" in refused(path)
+    assert "ligne 2, colonne « Clé » : la clé contient des caractères invisibles" in refused(path)
 
 
 def test_a_ten_megabyte_field_is_refused(tmp_path: Path) -> None:
@@ -357,3 +357,20 @@ def test_a_json_export_document_reads_nested_names() -> None:
         "key",
     )
     assert with_check_digit("4410000000001") == OTHER_SIRET
+
+
+def test_errors_name_the_column_as_the_file_writes_it(tmp_path: Path) -> None:
+    """« N° SIRET » and « Échéance », not cfakey's own field names « cfa » and « expires »."""
+    path = tmp_path / "cles.csv"
+    path.write_text(
+        f"N° SIRET;OPCO;Clé;Échéance\n18130002100374;atlas;{CANARY};15/01/27\n"
+        f"{OTHER_SIRET};afdas;{KEY_2};15/01/25\n",
+        encoding="utf-8",
+    )
+
+    message = refused(path)  # exit 2, nothing stored, no key shown
+
+    assert "ligne 2, colonne « N° SIRET » : " in message
+    assert "ligne 3, colonne « Échéance » : date d'échéance déjà passée" in message
+    assert "« cfa »" not in message
+    assert "« expires »" not in message

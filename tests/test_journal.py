@@ -44,8 +44,8 @@ def test_newest_first_by_default_limit_and_action() -> None:
     assert actions("--limit", "2", "--chronologique") == [("added", "atlas"), ("added", "sante")]
     assert actions("--action", "cfa_added", "--limit", "1") == [("cfa_added", None)]
     table = run_cli("journal", "--limit", "1")
-    assert "sante" in table.stdout
-    assert "atlas" not in table.stdout
+    assert "OPCO Santé" in table.stdout  # people read the OPCO's name, scripts its id
+    assert "Atlas" not in table.stdout
 
 
 @pytest.mark.usefixtures("three_entries")
@@ -73,6 +73,6 @@ def test_excel_csv_opens_in_a_french_excel() -> None:
     assert result.stdout.startswith("\ufeffDate;Heure;Utilisateur;SIRET;OPCO;Action;")
     rows = list(csv.reader(io.StringIO(result.stdout.removeprefix("\ufeff")), delimiter=";"))
     assert rows[1][0].count("/") == 2  # JJ/MM/AAAA
-    assert rows[1][3:6] == [SIRET, "sante", "ajoutée"]
+    assert rows[1][3:6] == [SIRET, "OPCO Santé", "ajoutée"]
     assert "'=HYPERLINK(1)" in [row[8] for row in rows]  # shown as text, never run
     assert ATLAS_KEY not in result.stdout

@@ -107,8 +107,9 @@ def test_walkthrough_ocapiat_warns_before_generating_and_asks_the_lifetime(cfa: 
     answers = "n\n" + enters("ocapiat") + f"{ATLAS_KEY}\n6\n"
     result = run_cli("add", "ocapiat", "--interactive", input=answers)
     assert result.exit_code == 0, result.stderr
-    warning = "Générer une nouvelle clé révoque l'ancienne : mettez votre logiciel à jour aussitôt."
-    assert warning in result.stderr
+    # Ocapiat's own words, said once where they matter (issue 15 item 1)
+    warning = "La génération d'une nouvelle clé écrase la précédente"
+    assert result.stderr.count(warning) == 1
     generating_step = next(
         i for i, s in enumerate(REGISTRY.get("ocapiat").steps, 1) if "Générer" in s
     )
@@ -316,7 +317,7 @@ def test_rotate_warns_journals_and_reminds(cfa: str) -> None:
     answers = "n\n" + enters("afdas") + "B" * 64 + "\n"
     result = run_cli("rotate", "afdas", "--interactive", input=answers)
     assert result.exit_code == 0, result.stderr
-    assert "révoque l'ancienne" in result.stderr
+    assert "Générer un nouvel identifiant écrase le précédent" in result.stderr  # Afdas's words
     assert "L'ancienne clé ne fonctionne plus : mettez à jour le logiciel du CFA" in result.stderr
     assert f"cfakey export --opco afdas --cfa {cfa} --format env" in result.stderr
     last = json_journal()[-1]

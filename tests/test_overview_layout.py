@@ -131,3 +131,29 @@ def test_an_unknown_siren_is_still_a_french_error(sites: None) -> None:
     result = run_cli("list", "--cfa", "999999999")
     assert result.exit_code == ExitCode.NOT_FOUND
     assert "CFA inconnu" in result.stderr
+
+
+def test_notices_wrap_at_80_columns_and_cut_names_stay_distinct(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The legend under the matrix wraps between words; two names cut alike get their
+    SIRET's last five digits."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for siret, name, key in (
+        (SIRET, "CFA des Métiers de Marseille", "E" * 32),
+        (OTHER_SIRET, "CFA des Métiers de Toulouse", "F" * 32),
+    ):
+        assert run_cli("cfa", "add", siret, "--nom", name).exit_code == 0
+        added = run_cli("add", "atlas", "--cfa", siret, input=key)
+        assert added.exit_code == 0, added.stderr
+
+    result = run_cli("list")
+
+    assert result.exit_code == 0, result.stderr
+    assert widest(result.stdout) <= 80
+    assert widest(result.stderr) <= 80
+    names = [line[:14] for line in result.stdout.splitlines()[1:]]
+    assert len(set(names)) == 2, names
+    assert {name[-7:] for name in names} == {f"({SIRET[-5:]})", f"({OTHER_SIRET[-5:]})"}
+    legend = " ".join(result.stderr.split())
+    assert "s.d. = sans date, · = aucune clé ; en rouge : critique." in legend

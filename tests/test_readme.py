@@ -108,3 +108,17 @@ def test_premiers_pas_work_pasted_line_by_line(
         in_a_terminal(set_url, tmp_path)
         checked = in_a_terminal(run_verify, tmp_path)
     assert "valide" in checked
+
+
+def test_the_env_file_premiers_pas_writes_cannot_be_committed() -> None:
+    """« Premiers pas » writes cles.env into the current folder, often the clone."""
+    import fnmatch
+
+    assert "--output cles.env" in README.read_text(encoding="utf-8")
+    patterns = [
+        line.strip()
+        for line in (README.parent / ".gitignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    for name in ("cles.env", "atlas.env"):
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), name

@@ -458,8 +458,7 @@ def test_guide_open_uses_the_browser(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_usage_errors_are_french() -> None:
     result = run_cli("guide", "atlas", "--bogus")
     assert result.exit_code == ExitCode.USAGE
-    assert result.stderr.startswith("Erreur : Option inconnue.")
-    assert "--bogus" not in result.stderr
+    assert result.stderr.startswith("Erreur : Option inconnue : --bogus.")
     result = run_cli("gide")
     assert result.exit_code == ExitCode.USAGE
     assert "Commande inconnue" in result.stderr

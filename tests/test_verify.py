@@ -925,3 +925,29 @@ def test_an_unexpected_error_in_a_worker_reaches_the_caller() -> None:
         engine.run_jobs(
             jobs, engine.VerifySettings(concurrency=3), transport=httpx.MockTransport(broken)
         )
+
+
+def test_journal_shows_verifications_in_french_and_opcos_by_name(opco: FakeOpco) -> None:
+    """People read « clé refusée » and « OPCO Santé »; scripts keep the identifiers."""
+    seed((SIRET, "atlas", KEY_ATLAS), expires=dt.datetime(2026, 12, 31, tzinfo=dt.UTC))
+    set_url("atlas", opco.base_url("forbidden"))
+    assert run_cli("verify", "atlas").exit_code == 10
+    set_url("atlas", opco.base_url("ok"))
+    assert run_cli("verify", "atlas").exit_code == 0
+    atlas = AppContext().registry.get("atlas").name  # type: ignore[attr-defined,unused-ignore]
+
+    table = run_cli("journal", "--action", "verified")
+    excel = run_cli("journal", "--action", "verified", "--excel")
+    machine = run_cli("journal", "--action", "verified", "--csv").stdout
+    machine += run_cli("journal", "--action", "verified", "--json").stdout
+
+    for shown in (table.stdout, excel.stdout):
+        assert "clé refusée ; /v2/cfakeyinfo ; HTTP 403" in shown
+        assert "valide ; /v2/cfakeyinfo ; HTTP 200 ; fin de validité 30/06/2027" in shown
+        assert atlas in shown
+        assert "cle_refusee" not in shown
+        assert "2027-06-30" not in shown
+    assert "cle_refusee ; /v2/cfakeyinfo ; HTTP 403" in machine
+    assert ",atlas," in machine
+    assert '"opco": "atlas"' in machine
+    assert KEY_ATLAS not in table.stdout + excel.stdout + machine

@@ -29,7 +29,7 @@ def test_a_bad_lifetime_is_asked_again_and_the_key_kept(cfa: str) -> None:
     assert result.stderr.count("Durée de vie choisie sur le portail") == 3
     assert "Attendu : un nombre de mois de 1 à 6, par exemple 6." in result.stderr
     assert "Réessayez (2 essais restants)" in result.stderr
-    assert "Réessayez (1 essai restant)" in result.stderr
+    assert "Réessayez (1 essai restant)" in " ".join(result.stderr.split())
     assert f"Clé reçue : {len(ATLAS_KEY)} caractères." in result.stderr
     assert ATLAS_KEY not in result.stdout + result.stderr
     (row,) = listed()
@@ -132,6 +132,28 @@ def test_revocation_and_shown_once_are_each_warned_once(cfa: str, command: str) 
     warnings = re.findall(r"⚠ [^\n]*", result.stderr)
     assert len([line for line in warnings if "révoque" in line]) == 1, warnings
     assert len([line for line in warnings if "qu'une" in line]) == 1, warnings
-    # Each where it matters: just before the step that generates the key.
-    generate = result.stderr.index("Génération du token")
-    assert result.stderr.index("révoque l'ancienne") < generate
+    # Each where it matters: just before the step that generates the key, in the OPCO's words.
+    said = " ".join(result.stderr.split())  # wrapped at the terminal's width
+    generate = said.index("Génération du token")
+    assert said.index("révoque immédiatement l'ancien") < generate
+
+
+def test_ocapiat_warns_of_revocation_once_and_an_empty_paste_has_no_count(cfa: str) -> None:
+    """The registry's « écrase la précédente » is said once, at the generating step; an
+    empty paste is refused by its own message, not counted as « 0 caractères »."""
+    empty = run_cli("add", "ocapiat", "--interactive", input="n\n" + enters("ocapiat") + "\n")
+
+    assert empty.exit_code == ExitCode.USAGE
+    assert "La clé est vide : rien n'a été enregistré." in empty.stderr
+    assert "0 caractères" not in empty.stderr
+    assert listed() == []
+
+    result = run_cli("add", "ocapiat", "--interactive", input=lifetime_answers("6"))
+
+    assert result.exit_code == ExitCode.OK, result.stderr
+    warnings = re.findall(r"⚠ [^\n]*", result.stderr)
+    revocations = [w for w in warnings if "écrase" in w or "révoque" in w]
+    ocapiat = "La génération d'une nouvelle clé écrase la précédente et impose de reparamétrer"
+    assert revocations == [f"⚠ {ocapiat} le SI du CFA."]
+    assert result.stderr.index("écrase la précédente") > result.stderr.index("Étape 1/")
+    assert ATLAS_KEY not in result.stdout + result.stderr

@@ -111,7 +111,7 @@ def test_a_bad_lifetime_in_a_real_terminal_keeps_the_pasted_key(cfa: str) -> Non
     child.expect(f"Clé reçue : {len(KEY)} caractères.")
     child.expect(r"Durée de vie choisie sur le portail \(1 à 6 mois\) : ")
     child.sendline("7")
-    child.expect(r"Attendu : un nombre de mois de 1 à 6, par exemple 6. Réessayez")
+    child.expect(r"Attendu : un nombre de mois de 1 à 6, par\s+exemple 6. Réessayez")
     child.expect(r"Durée de vie choisie sur le portail \(1 à 6 mois\) : ")
     child.sendline("6 mois")
     child.expect("Clé Ocapiat enregistrée")

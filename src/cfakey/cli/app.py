@@ -157,6 +157,7 @@ class CfakeyGroup(TyperGroup):
             raise typer.Exit(_report(error)) from None
 
     def invoke(self, ctx: ClickContext) -> Any:
+        words = [*ctx._protected_args, *ctx.args]  # before click consumes them
         try:
             with _terminate_as_interrupt():
                 return super().invoke(ctx)
@@ -165,7 +166,7 @@ class CfakeyGroup(TyperGroup):
         except Exception as error:
             if os.environ.get("CFAKEY_DEBUG") == "1":
                 raise
-            raise typer.Exit(_report(error, ctx.obj)) from None
+            raise typer.Exit(_report(error, ctx.obj, (ctx, words))) from None
         except KeyboardInterrupt:
             if os.environ.get("CFAKEY_DEBUG") == "1":
                 raise
@@ -192,7 +193,9 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _report(error: Exception, context: object = None) -> int:
+def _report(
+    error: Exception, context: object = None, line: tuple[ClickContext, list[str]] | None = None
+) -> int:
     from cfakey.cli.terminal import print_error
 
     if isinstance(error, CfakeyError):
@@ -206,9 +209,10 @@ def _report(error: Exception, context: object = None) -> int:
     if isinstance(error, typer.Abort):
         return _report_interrupt(context)
     if isinstance(error, exceptions.ClickException):
-        from cfakey.cli.french import click_error
+        from cfakey.cli.french import click_error, command_path
 
-        return click_error(error) or int(ExitCode.USAGE)
+        path = command_path(*line) if line is not None else None
+        return click_error(error, path) or int(ExitCode.USAGE)
     # A bug: name it without its message, which could quote data (even a key).
     print_error(
         f"erreur inattendue ({type(error).__name__}).",

@@ -26,7 +26,10 @@ _USAGE_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"^No such option: (?P<a>\S+)(?: \(Possible options: (?P<b>.+)\))?$"),
         "option inconnue",
     ),
-    (re.compile(r"^No such command '?(?P<a>[^'.]+)'?\.?(?:.*)$"), "commande inconnue"),
+    (
+        re.compile(r"^No such command '?(?P<a>[^'.]+)'?\.?(?: Did you mean (?P<c>'[\w-]+')\?)?.*$"),
+        "commande inconnue",
+    ),
     (re.compile(r"^Missing argument '(?P<p>[^']+)'\.?$"), "argument manquant : {p}"),
     (re.compile(r"^Missing option '(?P<p>[^']+)'\.?$"), "option obligatoire manquante : {p}"),
     (re.compile(r"^Missing parameter: (?P<p>.+)$"), "paramètre manquant : {p}"),
@@ -95,6 +98,8 @@ class _FrenchNumbers:
         return self.template.format(int(number) if number.is_integer() else decimal_commas(value))
 
 
+#: What an option typed wrong may look like to be named back: no key has this shape.
+_OPTION_SHAPE = re.compile(r"--?[a-z0-9-]{1,30}")
 #: Click's "Possible options: --x, --y" suggestions: option names cfakey defines.
 _OPTION_LIST = re.compile(r"-{1,2}[\w-]+(?:, -{1,2}[\w-]+)*")
 _PANEL_TITLES = {
@@ -122,6 +127,11 @@ def translate_usage(message: str) -> str:
             groups = match.groupdict()
             parts = {"p": groups.get("p") or "", "v": _translate_value(groups.get("v"))}
             text = template.format(**parts)
+            typed = groups.get("a")
+            if template == "option inconnue" and typed and _OPTION_SHAPE.fullmatch(typed):
+                text += f" : {typed}"
+            if groups.get("c"):  # typer's suggestion: one of cfakey's command names
+                text += f" (voulez-vous dire {groups['c'].strip(chr(39))} ?)"
             suggested = groups.get("b")
             if suggested and _OPTION_LIST.fullmatch(suggested):
                 text += f" (voulez-vous dire {suggested.replace(', ', ' ou ')} ?)"
@@ -140,12 +150,38 @@ def _translate_value(text: str | None) -> str:
     return ""
 
 
-def click_error(error: Exception) -> int | None:
-    """Report a click exception in French on stderr; ``None`` if it is not one of click's."""
+def command_path(root: Any, words: list[str]) -> str:
+    """The command a command line names (``cfakey cfa add``), read from its words that are
+    command names: what « --help » to point to when click did not say."""
+    path, command = [root.command_path], root.command
+    for word in words:
+        found = command.get_command(root, word) if hasattr(command, "get_command") else None
+        if found is None:
+            break
+        path.append(word)
+        command = found
+    return " ".join(path)
+
+
+def _commands_hint(error: exceptions.UsageError, text: str) -> str:
+    """After « commande inconnue » with no suggestion: the commands there are (never the
+    typed word, which could be a key)."""
+    ctx = error.ctx
+    if ctx is None or not text.startswith("commande inconnue") or "?" in text:
+        return text
+    names = ctx.command.list_commands(ctx) if hasattr(ctx.command, "list_commands") else []
+    return f"{text}. Commandes : {', '.join(names)}" if names else text
+
+
+def click_error(error: Exception, path: str | None = None) -> int | None:
+    """Report a click exception in French on stderr; ``None`` if it is not one of click's.
+
+    ``path``: the command named on the command line, for errors click raised without it.
+    """
     if isinstance(error, exceptions.MissingParameter) and error.param is not None:
         from cfakey.cli.terminal import print_error
 
-        command = error.ctx.command_path if error.ctx is not None else "cfakey"
+        command = error.ctx.command_path if error.ctx is not None else path or "cfakey"
         options = [opt for opt in error.param.opts if opt.startswith("--")]
         if error.param.param_type_name == "option" and options:
             message = f"Option obligatoire manquante : {options[0]}."
@@ -157,8 +193,8 @@ def click_error(error: Exception) -> int | None:
     if isinstance(error, exceptions.UsageError):
         from cfakey.cli.terminal import print_error
 
-        command = error.ctx.command_path if error.ctx is not None else "cfakey"
-        text = translate_usage(error.format_message()).rstrip(".")
+        command = error.ctx.command_path if error.ctx is not None else path or "cfakey"
+        text = _commands_hint(error, translate_usage(error.format_message()).rstrip("."))
         print_error(f"{text[:1].upper()}{text[1:]}.", hint=f"Aide : « {command} --help ».")
         return int(ExitCode.USAGE)
     if isinstance(error, exceptions.ClickException):

@@ -251,6 +251,19 @@ def _cut(name: str, width: int) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
+def _distinct_labels(names: Mapping[str, str], width: int) -> dict[str, str]:
+    """Each CFA's name cut to ``width``; names cut to the same text end with the last five
+    digits of their SIRET, « CFA des Métiers… (00373) », so that no two lines look alike."""
+    cut = {siret: _cut(name, width) for siret, name in names.items()}
+    seen: dict[str, int] = {}
+    for label in cut.values():
+        seen[label] = seen.get(label, 0) + 1
+    return {
+        siret: label if seen[label] == 1 else f"{_cut(names[siret], width - 8)} ({siret[-5:]})"
+        for siret, label in cut.items()
+    }
+
+
 def _matrix(context: AppContext, view: Overview) -> list[str]:
     """One line per CFA, one column per OPCO, days left in each cell, most urgent CFA first."""
     opcos = context.registry.opcos
@@ -262,7 +275,6 @@ def _matrix(context: AppContext, view: Overview) -> list[str]:
             by_cfa[row.siret] = {}
             order.append(row.siret)
         by_cfa[row.siret][row.opco_id] = row
-    names = {row.siret: row.cfa_name for row in view.rows}
     cell_width = 5
     width = shutil.get_terminal_size((100, 24)).columns
     name_width = max(14, min(40, width - (cell_width + 1) * len(opco_ids) - 1))
@@ -270,9 +282,9 @@ def _matrix(context: AppContext, view: Overview) -> list[str]:
         " " + opco.column_label.rjust(cell_width) for opco in opcos
     )
     lines = [header]
+    labels = _distinct_labels({row.siret: row.cfa_name for row in view.rows}, name_width)
     for siret in order:
-        name = names[siret]
-        label = _cut(name, name_width).ljust(name_width)
+        label = labels[siret].ljust(name_width)
         cells = []
         for opco_id in opco_ids:
             cell = by_cfa[siret].get(opco_id)
@@ -444,22 +456,31 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
     elif as_excel:
         from cfakey.core.journal import excel_csv
 
-        write_text(excel_csv(entries))
+        write_text(excel_csv(entries, _opco_names(context)))
     elif as_csv:
         _journal_csv(entries)
     elif not entries:
         print_notice("Journal vide pour ces critères.")
     else:
-        _journal_table(entries)
+        _journal_table(entries, _opco_names(context))
 
 
-def _journal_rows(entries: Sequence[JournalEntry], *, labels: bool) -> list[tuple[str, ...]]:
+def _opco_names(context: AppContext) -> dict[str, str]:
+    """Each OPCO's name by its id: what people read where scripts read the id."""
+    return {opco.id: opco.name for opco in context.registry.opcos}
+
+
+def _journal_rows(
+    entries: Sequence[JournalEntry], opco_names: Mapping[str, str] | None = None
+) -> list[tuple[str, ...]]:
+    """The table's rows: French labels and OPCO names given ``opco_names``, else the ids."""
+    labels = opco_names is not None
     return [
         (
             date_text(entry.at, "%d/%m/%Y %H:%M:%S" if labels else "%Y-%m-%d %H:%M:%S"),
             entry.user,
             entry.siret or "",
-            entry.opco_id or "",
+            (opco_names or {}).get(entry.opco_id, entry.opco_id) if entry.opco_id else "",
             action_label(entry.action) if labels else entry.action,
             entry.old_fingerprint or "",
             entry.new_fingerprint or "",
@@ -476,9 +497,9 @@ def _journal_csv(entries: Sequence[JournalEntry]) -> None:
 
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(CSV_HEADERS)
-    writer.writerows(_journal_rows(entries, labels=False))
+    writer.writerows(_journal_rows(entries))
 
 
-def _journal_table(entries: Sequence[JournalEntry]) -> None:
+def _journal_table(entries: Sequence[JournalEntry], opco_names: Mapping[str, str]) -> None:
     titles = ("Date", "Utilisateur", "CFA", "OPCO", "Action", "Ancienne", "Nouvelle", "Détail")
-    write_lines(text_table(titles, _journal_rows(entries, labels=True), rule=False, fit=False))
+    write_lines(text_table(titles, _journal_rows(entries, opco_names), rule=False, fit=False))

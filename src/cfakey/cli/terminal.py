@@ -56,21 +56,41 @@ def bold(text: str) -> str:
 
 
 def print_notice(message: str = "") -> None:
-    """A status line for the operator on stderr (never data)."""
-    sys.stderr.write(f"{message}\n")
+    """A status line for the operator on stderr (never data), wrapped at the terminal's
+    width on word boundaries."""
+    sys.stderr.write("\n".join(_wrapped(message)) + "\n")
     sys.stderr.flush()
+
+
+def _wrapped(message: str) -> list[str]:
+    """``message``'s lines cut between words at the width of the terminal (``COLUMNS``, or
+    stderr's terminal), each continuation indented as its line; as is when no width is known."""
+    known = "COLUMNS" in os.environ or sys.stderr.isatty()
+    width = shutil.get_terminal_size((0, 0)).columns if known else 0
+    lines = message.split("\n")
+    if width < 20 or all(len(line) <= width for line in lines):
+        return lines
+    wrapped: list[str] = []
+    for line in lines:
+        indent = line[: len(line) - len(line.lstrip(" "))]
+        pieces = textwrap.wrap(
+            line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+        )
+        wrapped += pieces or [""]
+    return wrapped
 
 
 def print_warning(message: str) -> None:
     """A warning on stderr, marked ⚠ and yellow on a terminal."""
-    print_notice(paint(f"⚠ {message}", "33"))
+    for line in _wrapped(f"⚠ {message}"):
+        sys.stderr.write(paint(line, "33") + "\n")
+    sys.stderr.flush()
 
 
 def print_error(message: str, *, hint: str | None = None) -> None:
     """One French sentence on stderr, and an optional hint line, without a traceback."""
-    print_notice(f"{paint('Erreur :', '1;31')} {message}")
-    if hint:
-        print_notice(hint)
+    sys.stderr.write(f"{paint('Erreur :', '1;31')} {message}\n" + (f"{hint}\n" if hint else ""))
+    sys.stderr.flush()
 
 
 def write_lines(lines: Sequence[str]) -> None:

@@ -245,7 +245,7 @@ def _ask_key(dialogue: Dialogue, opco: Opco, from_file: Path | None) -> CleanKey
     tries = 3 if dialogue.tty else 1
     for attempt in range(1, tries + 1):
         raw = dialogue.secret("Collez la clé (saisie masquée) : ", on_empty=_no_key)
-        if dialogue.interactive:
+        if dialogue.interactive and raw.strip():  # an empty paste is refused on its own
             # The length tells a truncated paste from a whole one; never a character of it.
             print_notice(f"Clé reçue : {len(raw.strip())} caractères.")
         try:
@@ -312,7 +312,8 @@ def _walkthrough(dialogue: Dialogue, opco: Opco, cfa: CfaRecord, *, rotation: bo
     total = len(opco.steps)
     for index, step in enumerate(opco.steps):
         if index == generating and (opco.regeneration_revokes or rotation):
-            print_warning(REVOKE_WARNING)
+            said = (w for w in opco.warnings if _revokes_words(w))  # the OPCO's own words first
+            print_warning(next(said, REVOKE_WARNING))
         print_notice(f"\n{bold(f'Étape {index + 1}/{total}')} : {step}")
         if index == generating and opco.shown_once:
             print_warning(SHOWN_ONCE_WARNING)
@@ -338,9 +339,17 @@ def _said_at_the_step(opco: Opco, warning: str, *, rotation: bool) -> bool:
 
     words = normalize(warning)
     revokes = bool(opco.regeneration_revokes or rotation) and opco.request is None
-    return (revokes and "revoqu" in words and "ancien" in words) or (
+    return (revokes and _revokes_words(warning)) or (
         opco.shown_once and ("seulefois" in words or "quunefois" in words)
     )
+
+
+def _revokes_words(warning: str) -> bool:
+    """Whether a registry warning says a new key revokes (« écrase ») the previous one."""
+    from cfakey.registry.names import normalize
+
+    words = normalize(warning)
+    return ("revoqu" in words or "ecrase" in words) and ("ancien" in words or "precedent" in words)
 
 
 def _support(opco: Opco) -> None:

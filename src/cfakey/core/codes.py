@@ -154,12 +154,26 @@ def source_label(identifier: str) -> str:
 
 def detail_label(detail: str) -> str:
     """A journal entry's detail as people read it: « échéance : date du portail », not the
-    stored ``expiry:portal``; any other detail is already French."""
+    stored ``expiry:portal``; « clé refusée ; … », not the stored ``cle_refusee ; …``; a
+    date JJ/MM/AAAA; any other detail is already French."""
     code, found, rest = detail.partition("expiry:")
-    if not found or code:
+    if found and not code:
+        source, separator, more = rest.partition(" ; ")  # « ; repris après interruption »
+        return f"échéance : {source_label(source)}{separator}{more}"
+    head, reason_separator, reason = detail.partition(" — ")
+    parts = head.split(" ; ")
+    if parts[0] not in VerifyOutcome._value2member_map_:
         return detail
-    source, separator, more = rest.partition(" ; ")  # « ; repris après interruption »
-    return f"échéance : {source_label(source)}{separator}{more}"
+    parts[0] = VerifyOutcome.label_of(parts[0])
+    parts = [_french_dates(part) for part in parts]
+    return " ; ".join(parts) + reason_separator + reason
+
+
+def _french_dates(text: str) -> str:
+    """``2027-03-21`` written 21/03/2027, as people read dates."""
+    import re
+
+    return re.sub(r"\b(\d{4})-(\d{2})-(\d{2})\b", r"\3/\2/\1", text)
 
 
 def action_label(identifier: str) -> str:

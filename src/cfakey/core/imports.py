@@ -174,6 +174,8 @@ class Columns:
 
     fields: tuple[str | None, ...]
     ignored: tuple[str, ...]
+    #: Each read field's column as the file writes it (« N° SIRET »): what errors name.
+    written: Mapping[str, str] = field(default_factory=dict)
 
 
 def match_columns(names: Sequence[str], where: str) -> Columns:
@@ -188,6 +190,11 @@ def match_columns(names: Sequence[str], where: str) -> Columns:
     """
     normals = [normal_header(name) for name in names]
     found_fields = [_field_of(normal, normals) for normal in normals]
+    written = {  # a name matched to a field is one of its aliases: never a key
+        found: " ".join(str(name).split())
+        for name, found in zip(names, found_fields, strict=True)
+        if found is not None
+    }
     fields: list[str | None] = []
     ignored: list[str] = []
     for position, (name, normal, found) in enumerate(
@@ -205,7 +212,7 @@ def match_columns(names: Sequence[str], where: str) -> Columns:
             shown = " ".join(str(name).split())
             fits = len(shown) <= SHOWN_NAME_MAX and shown.isprintable()
             ignored.append(shown if fits else f"n° {position}")
-    return Columns(tuple(fields), tuple(ignored))
+    return Columns(tuple(fields), tuple(ignored), written)
 
 
 def _field_of(normal: str, normals: Sequence[str]) -> str | None:
@@ -229,6 +236,8 @@ class ImportFile:
 
     rows: list[dict[str, str]]
     ignored: tuple[str, ...] = ()
+    #: Each field's column as the file writes it (CSV), for the errors to name it so.
+    written: Mapping[str, str] = field(default_factory=dict)
 
 
 def read_import_file(path: Path, encoding: str | None = None) -> list[dict[str, str]]:
@@ -369,7 +378,7 @@ def _csv_rows(path: Path, text: str) -> ImportFile:
             f"{path}, ligne {reader.line_num} : CSV illisible (caractère nul, "
             'guillemet « " » non refermé ou valeur de plus de 131 072 caractères).'
         ) from None
-    return ImportFile(rows, columns.ignored)
+    return ImportFile(rows, columns.ignored, columns.written)
 
 
 def _require_columns(path: Path, columns: Sequence[str | None]) -> None:
@@ -443,13 +452,15 @@ def plan_import(
     replace: bool,
     ignored: Sequence[str] = (),
     skip_invalid: bool = False,
+    written: Mapping[str, str] | None = None,
 ) -> ImportPlan:
     """Validate every row; raise one error listing every problem, or return the plan.
 
     ``ignored`` names the columns cfakey does not read: warnings of the plan, or notes of
     the error (a typo such as ``expire`` often explains the problems). With
     ``skip_invalid`` the invalid rows are left out and listed in :attr:`ImportPlan.skipped`,
-    unless no row at all can be imported.
+    unless no row at all can be imported. ``written`` names each field's column as the
+    file writes it (« N° SIRET » rather than « cfa »), in the problems.
     """
     notes = tuple(ignored_note(column) for column in ignored)
     if not rows:
@@ -457,10 +468,12 @@ def plan_import(
     checker = _RowChecker(metadata, registry, now=now, replace=replace)
     for index, raw in enumerate(rows):
         checker.check(int(raw.get("__row__") or raw.get("__line__") or index + 2), raw)
-    if checker.problems and "__row__" in rows[0]:
-        checker.problems = [
-            dataclasses.replace(problem, unit="élément") for problem in checker.problems
-        ]
+    unit = "élément" if "__row__" in rows[0] else "ligne"
+    names = written or {}
+    checker.problems = [
+        dataclasses.replace(problem, unit=unit, column=names.get(problem.column, problem.column))
+        for problem in checker.problems
+    ]
     if checker.problems and not (skip_invalid and (checker.planned or checker.unchanged)):
         raise ImportRowsError(checker.problems, notes)
     return ImportPlan(
@@ -728,6 +741,7 @@ def import_file(
         replace=options.replace,
         ignored=read.ignored,
         skip_invalid=options.skip_invalid,
+        written=read.written,
     )
     if options.dry_run:
         result = ImportResult(len(plan.rows), len(plan.new_cfas), len(plan.replaced))

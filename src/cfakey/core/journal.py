@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cfakey.core.codes import JournalAction
+from cfakey.core.codes import JournalAction, detail_label
 from cfakey.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from cfakey.metadata import CfaRecord, JournalEntry, Metadata
 
 #: The columns of ``journal --csv`` (identifiers, for scripts and audits).
@@ -103,8 +105,9 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
 
-def excel_csv(entries: list[JournalEntry]) -> str:
-    """The entries as a CSV a French Excel opens as is: ``;``, BOM, JJ/MM/AAAA, CRLF."""
+def excel_csv(entries: list[JournalEntry], opco_names: Mapping[str, str]) -> str:
+    """The entries as a CSV a French Excel opens as is: ``;``, BOM, JJ/MM/AAAA, CRLF; the
+    OPCO by its name and the detail in French (people read it, not scripts)."""
     import csv
     import io
 
@@ -122,11 +125,11 @@ def excel_csv(entries: list[JournalEntry]) -> str:
                 f"{moment:%H:%M:%S}",
                 _cell(entry.user),
                 entry.siret or "",
-                entry.opco_id or "",
+                opco_names.get(entry.opco_id, entry.opco_id) if entry.opco_id else "",
                 JournalAction.label_of(entry.action),
                 entry.old_fingerprint or "",
                 entry.new_fingerprint or "",
-                _cell(entry.detail),
+                _cell(detail_label(entry.detail)),
             )
         )
     return buffer.getvalue()
