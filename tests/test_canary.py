@@ -274,6 +274,7 @@ def test_canary_appears_only_where_asked_through_every_command(
         ("show", "atlas", "--json"),
         ("check",),
         ("check", "--json"),
+        ("metrics",),
         ("journal",),
         ("journal", "--csv"),
     ):

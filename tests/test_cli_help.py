@@ -31,6 +31,7 @@ LEAF_COMMANDS = (
     "rotate",
     "remove",
     "check",
+    "metrics",
     "import",
     "request add",
     "request list",

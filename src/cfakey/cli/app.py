@@ -54,6 +54,7 @@ COMMAND_MODULES: dict[str, str] = {
     "config": "config_cmds",
     "store": "store_cmds",
     "doctor": "doctor_cmds",
+    "metrics": "reminder_cmds",
 }
 
 

@@ -224,6 +224,7 @@ EXAMPLES: dict[str, str] = {
     "remove": "cfakey remove atlas --cfa 18130002100373",
     "check": "cfakey check --warn-days 30 --crit-days 7",
     "import": "cfakey import cles.csv --dry-run",
+    "metrics": "cfakey metrics --textfile /var/lib/node_exporter/textfile_collector",
     "journal": "cfakey journal --action exported --limit 20",
     "request": "cfakey request list",
     "request add": "cfakey request add constructys --le 02/11/2026 --a cles-api@constructys.fr",
