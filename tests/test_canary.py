@@ -275,6 +275,8 @@ def test_canary_appears_only_where_asked_through_every_command(
         ("check",),
         ("check", "--json"),
         ("metrics",),
+        ("calendar",),
+        ("calendar", "--output", str(canary.root / "echeances.ics")),  # scanned: no key
         ("journal",),
         ("journal", "--csv"),
     ):

@@ -32,6 +32,7 @@ LEAF_COMMANDS = (
     "remove",
     "check",
     "metrics",
+    "calendar",
     "import",
     "request add",
     "request list",

@@ -6,17 +6,19 @@ icalendar), on a real metadata database filled through the CLI; the clock is fix
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from icalendar import Calendar, Event
 from prometheus_client.parser import text_string_to_metric_families
 
 from cfakey.context import AppContext
 from cfakey.core.codes import KeyStatus, Level, VerifyOutcome
-from cfakey.core.keys import KeyRow, Overview
-from cfakey.core.reminders import escape_label, metrics_text
+from cfakey.core.keys import KeyRow, Overview, Window
+from cfakey.core.reminders import escape_label, metrics_text, reminders
 from cfakey.errors import ExitCode
 from cfakey.metadata import LastVerification
 from tests.conftest import CliResult, run_cli
@@ -181,3 +183,89 @@ def test_textfile_naming_a_file_is_refused(tmp_path) -> None:
     assert result.exit_code == ExitCode.ERROR
     assert "n'est pas un dossier : rien n'a été écrit" in result.stderr
     assert plain.read_text() == "x"
+
+
+def parse_calendar(data: str | bytes) -> Calendar:
+    return Calendar.from_ical(data)
+
+
+def events(calendar: Calendar) -> dict[str, Event]:
+    return {str(event["UID"]): event for event in calendar.walk("VEVENT")}
+
+
+def test_calendar_of_an_empty_store_is_a_valid_empty_vcalendar() -> None:
+    result = cli("calendar")
+    assert result.exit_code == 0, result.stderr
+    calendar = parse_calendar(result.stdout)
+    assert calendar.name == "VCALENDAR"
+    assert calendar.walk("VEVENT") == []
+
+
+def test_calendar_events_have_full_alarms_french_text_and_no_key(stored: None) -> None:
+    result = cli("calendar")
+    assert result.exit_code == 0, result.stderr
+    found = events(parse_calendar(result.stdout))
+    assert set(found) == {
+        f"{SIRET}-atlas-expiry@cfakey",
+        f"{SIRET}-sante-expiry@cfakey",
+        f"{SIRET}-opcoep-rotation@cfakey",  # OPCO EP's yearly advice
+    }
+    atlas = found[f"{SIRET}-atlas-expiry@cfakey"]
+    assert atlas.decoded("DTSTART") == date(2035, 12, 31)
+    assert HOSTILE in str(atlas["SUMMARY"])
+    assert "Atlas" in str(atlas["SUMMARY"])
+    assert f"cfakey rotate atlas --cfa {SIRET}" in str(atlas["DESCRIPTION"])
+    alarms = [alarm for event in found.values() for alarm in event.walk("VALARM")]
+    assert alarms
+    for alarm in alarms:
+        assert str(alarm["ACTION"]) == "DISPLAY"
+        assert "TRIGGER" in alarm
+        assert str(alarm["DESCRIPTION"])
+    triggers = sorted(alarm.decoded("TRIGGER").days for alarm in atlas.walk("VALARM"))
+    assert triggers == [-45, -14]
+    for secret in (ATLAS_KEY, SANTE_KEY, "E" * 40):
+        assert secret not in result.stdout
+    # Escaped per RFC 5545 (comma, semicolon, backslash), read back intact above.
+    assert "\\;" in result.stdout
+    assert "\\," in result.stdout
+
+
+def test_uids_are_stable_and_sequence_rises_after_a_rotate_with_a_new_date(
+    stored: None, tmp_path
+) -> None:
+    first = events(parse_calendar(cli("calendar").stdout))
+    again = events(parse_calendar(cli("calendar").stdout))
+    assert set(first) == set(again)
+    uid = f"{SIRET}-sante-expiry@cfakey"
+    later = AppContext(clock=lambda: NOW + timedelta(hours=2))
+    rotated = run_cli(
+        "rotate", "sante", "--yes", "--expires", "01/12/2027", input="R" * 40, context=later
+    )
+    assert rotated.exit_code == 0, rotated.stderr
+    after = events(parse_calendar(run_cli("calendar", context=later).stdout))
+    assert set(after) == set(first)
+    assert after[uid].decoded("DTSTART") == date(2027, 12, 1)
+    assert int(after[uid]["SEQUENCE"]) > int(first[uid]["SEQUENCE"])
+
+
+def test_calendar_output_refuses_to_overwrite_without_force(stored: None, tmp_path) -> None:
+    target = tmp_path / "echeances.ics"
+    assert cli("calendar", "--output", str(target)).exit_code == 0
+    assert events(parse_calendar(target.read_bytes()))
+    target.write_text("à moi")
+    refused = cli("calendar", "--output", str(target))
+    assert refused.exit_code == ExitCode.ALREADY_EXISTS
+    assert "existe déjà" in refused.stderr
+    assert target.read_text() == "à moi"
+    assert cli("calendar", "--output", str(target), "--force").exit_code == 0
+    assert events(parse_calendar(target.read_bytes()))
+
+
+def test_a_date_beyond_the_accepted_range_never_appears() -> None:
+    beyond = dataclasses.replace(
+        _row("CFA", None), expires_at=datetime(2150, 1, 1, tzinfo=UTC), status=KeyStatus.VALID
+    )
+    past = dataclasses.replace(beyond, siret="x", expires_at=datetime(1900, 1, 1, tzinfo=UTC))
+    view = Overview(rows=(beyond, past), cfas=(), filtered=False)
+    assert reminders(view, {"atlas": Window(45, 14)}) == []
+    assert "cfakey_key_expiry_timestamp_seconds{" not in metrics_text(view, now=NOW)

@@ -55,6 +55,7 @@ COMMAND_MODULES: dict[str, str] = {
     "store": "store_cmds",
     "doctor": "doctor_cmds",
     "metrics": "reminder_cmds",
+    "calendar": "reminder_cmds",
 }
 
 

@@ -224,6 +224,7 @@ EXAMPLES: dict[str, str] = {
     "remove": "cfakey remove atlas --cfa 18130002100373",
     "check": "cfakey check --warn-days 30 --crit-days 7",
     "import": "cfakey import cles.csv --dry-run",
+    "calendar": "cfakey calendar --output echeances.ics",
     "metrics": "cfakey metrics --textfile /var/lib/node_exporter/textfile_collector",
     "journal": "cfakey journal --action exported --limit 20",
     "request": "cfakey request list",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cfakey.cli.options import CFA_OPTION, OPCO_FILTER_OPTION
-from cfakey.cli.terminal import print_notice, write_text
+from cfakey.cli.terminal import print_notice, write_bytes, write_text
 from cfakey.errors import CfakeyError, UsageError, os_reason
 
 if TYPE_CHECKING:
@@ -27,27 +27,18 @@ AllCfasOption = Annotated[
 def register(app: typer.Typer) -> None:
     """Add ``metrics`` and ``calendar`` to ``app``."""
     app.command("metrics")(metrics)
+    app.command("calendar")(calendar)
 
 
 def _overview(
     context: AppContext, cfa_query: str | None, all_cfas: bool, opco_name: str | None
 ) -> Overview:
     """The keys of one CFA (``--cfa``) or of all of them, optionally of one OPCO."""
-    from cfakey.core import keys
-    from cfakey.core.cfas import resolve_cfas
+    from cfakey.cli.overview_cmds import _overview as overview
 
     if cfa_query and all_cfas:
         raise UsageError("--cfa et --toutes-cfa s'excluent : choisissez l'une des deux.")
-    opco_id = context.resolve_opco(opco_name).id if opco_name else None
-    cfas = resolve_cfas(context.metadata(), cfa_query) if cfa_query else None
-    return keys.overview(
-        context.metadata(),
-        context.registry,
-        context.config().values,
-        now=context.now(),
-        cfas=cfas,
-        opco_id=opco_id,
-    )
+    return overview(context, cfa_query, opco_name)
 
 
 def metrics(
@@ -98,3 +89,45 @@ def _write_textfile(directory: Path, text: str) -> Path:
             hint="Vérifiez les droits du dossier ou choisissez-en un autre.",
         ) from None
     return path
+
+
+def calendar(  # noqa: PLR0917 - typer passes one parameter per option
+    ctx: typer.Context,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", metavar="FICHIER", help="Écrit le calendrier dans ce fichier .ics."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Remplace le fichier de sortie s'il existe.")
+    ] = False,
+    cfa: Annotated[str | None, CFA_OPTION] = None,
+    all_cfas: AllCfasOption = False,
+    opco_name: Annotated[str | None, OPCO_FILTER_OPTION] = None,
+) -> None:
+    """Échéances des clés en calendrier iCalendar (.ics) avec alarmes, sans clé."""
+    from cfakey.core.export.handover import check_destination, write_output
+    from cfakey.core.keys import window_for
+    from cfakey.core.reminders import calendar_ics, reminders
+
+    context: AppContext = ctx.obj
+    if output is not None:
+        check_destination(output, force=force)
+    view = _overview(context, cfa, all_cfas, opco_name)
+    registry, settings = context.registry, context.config().values
+    opcos = {opco.id: opco for opco in registry.opcos}
+    windows = {
+        row.opco_id: window_for(opcos.get(row.opco_id), row.opco_id, settings) for row in view.rows
+    }
+    stored = {
+        (record.siret, record.opco_id): record.stored_at
+        for record in context.metadata().list_keys(None, None)
+    }
+    found = reminders(view, windows)
+    data = calendar_ics(found, registry, stored, now=context.now())
+    if output is None:
+        write_bytes(data)
+        return
+    write_output(output, data.decode("utf-8"), force=force)
+    print_notice(f"{len(found)} événement(s) écrit(s) dans {output}.")

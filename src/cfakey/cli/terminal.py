@@ -98,6 +98,17 @@ def write_lines(lines: Sequence[str]) -> None:
     write_text("\n".join(lines) + "\n")
 
 
+def write_bytes(data: bytes) -> None:
+    """Data on stdout byte for byte (an .ics keeps its CRLF line ends, even on Windows)."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (tests' capture): the same characters
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    buffer.write(data)
+    buffer.flush()
+
+
 def write_text(text: str, *, flush: bool = False) -> None:
     """Data on stdout, as it is (no line end added); ``flush`` to meet a closed pipe now."""
     sys.stdout.write(text)

@@ -6,15 +6,17 @@ Neither carries a key nor a fingerprint: only who (SIRET, CFA name, OPCO) and wh
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cfakey.core.codes import KeyStatus, VerifyOutcome
 from cfakey.expiry import in_date_range, local_date
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
-    from cfakey.core.keys import KeyRow, Overview
+    from cfakey.core.keys import KeyRow, Overview, Window
+    from cfakey.registry.model import Opco, Registry
 
 #: The file node_exporter's textfile collector reads in ``--textfile DIR``.
 TEXTFILE_NAME = "cfakey.prom"
@@ -88,3 +90,110 @@ def metrics_text(view: Overview, *, now: datetime) -> str:
             for labels, value in samples[name]
         )
     return "\n".join(lines) + "\n"
+
+
+#: ``SEQUENCE`` counts minutes from here to when the key was stored (see :func:`sequence`).
+_SEQUENCE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """One all-day event: a key's expiry, or the date its OPCO advises renewing it."""
+
+    row: KeyRow
+    kind: str  # "expiry" or "rotation"
+    day: date
+    window: Window
+
+    @property
+    def uid(self) -> str:
+        """Stable per CFA × OPCO × kind: importing again updates the event."""
+        return f"{self.row.siret}-{self.row.opco_id}-{self.kind}@cfakey"
+
+
+def sequence(stored_at: datetime | None) -> int:
+    """``SEQUENCE``: minutes from 2000 to when the key was stored.
+
+    A new date only ever comes with a newly stored key (add, rotate, import), so it rises
+    whenever a date changes, whichever way the date moves, with no state kept between
+    runs; minutes keep it far below the 2^31 ceiling calendars accept.
+    """
+    if stored_at is None:
+        return 0
+    return max(0, int((stored_at - _SEQUENCE_EPOCH).total_seconds()) // 60)
+
+
+def reminders(view: Overview, windows: Mapping[str, Window]) -> list[Reminder]:
+    """The events of ``view``: dates outside the accepted range never appear."""
+    found: list[Reminder] = []
+    for row in view.rows:
+        window = windows[row.opco_id]
+        if dated(row) and row.expires_at is not None:
+            found.append(Reminder(row, "expiry", local_date(row.expires_at), window))
+        if row.rotation_due is not None and in_date_range(row.rotation_due):
+            found.append(Reminder(row, "rotation", row.rotation_due, window))
+    return found
+
+
+def _what_to_do(reminder: Reminder, opco: Opco | None) -> str:
+    row = reminder.row
+    when = f"{reminder.day:%d/%m/%Y}"
+    lines = [
+        f"La clé API {row.opco_name} du CFA {row.cfa_name} (SIRET {row.siret}) "
+        + (f"expire le {when}." if reminder.kind == "expiry" else f"est à renouveler le {when}."),
+        f"À faire : obtenez une nouvelle clé, puis : cfakey rotate {row.opco_id} --cfa {row.siret}",
+    ]
+    if opco is not None and opco.portal_url:
+        lines.append(f"Portail : {opco.portal_url}")
+    if opco is not None:
+        support = opco.support
+        contacts = [*support.emails, *support.phones, *(link.url for link in support.web)]
+        if contacts:
+            lines.append(f"Assistance : {', '.join(contacts)}")
+    return "\n".join(lines)
+
+
+def _summary(reminder: Reminder) -> str:
+    row = reminder.row
+    what = "échéance" if reminder.kind == "expiry" else "renouvellement conseillé"
+    return f"Clé API {row.opco_name} – {row.cfa_name} : {what}"
+
+
+def calendar_ics(
+    found: Iterable[Reminder],
+    registry: Registry,
+    stored: Mapping[tuple[str, str], datetime],
+    *,
+    now: datetime,
+) -> bytes:
+    """An RFC 5545 calendar of ``found``: all-day events with display alarms."""
+    from icalendar import Alarm, Calendar, Event
+
+    calendar = Calendar()
+    calendar.add("prodid", "-//cfakey//Échéances des clés API CFA//FR")
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", "Clés API des CFA")
+    opcos = {opco.id: opco for opco in registry.opcos}
+    for reminder in found:
+        row = reminder.row
+        description = _what_to_do(reminder, opcos.get(row.opco_id))
+        event = Event()
+        event.add("uid", reminder.uid)
+        event.add("sequence", sequence(stored.get((row.siret, row.opco_id))))
+        event.add("dtstamp", now)
+        event.add("dtstart", reminder.day)
+        event.add("dtend", reminder.day + timedelta(days=1))
+        event.add("summary", _summary(reminder))
+        event.add("description", description)
+        event.add("transp", "TRANSPARENT")
+        days = {reminder.window.warn_days}
+        if reminder.kind == "expiry":  # a rotation reminder is advice, never critical
+            days.add(reminder.window.crit_days)
+        for before in sorted(days, reverse=True):
+            alarm = Alarm()
+            alarm.add("action", "DISPLAY")
+            alarm.add("trigger", timedelta(days=-before))
+            alarm.add("description", f"Dans {before} jours : {_summary(reminder)}")
+            event.add_component(alarm)
+        calendar.add_component(event)
+    return bytes(calendar.to_ical())
