@@ -195,7 +195,9 @@ def gate(
         opened: Gate = FileGate(isolated_home)
     else:
         monkeypatch.setenv("CFAKEY_STORE", "keyring")
-        opened = SecretServiceGate(request.getfixturevalue("secret_service"))
+        # A daemon of the test's own: the gate pauses it (SIGSTOP), which must not leave
+        # the Secret Service shared by the other tests of this worker in doubt.
+        opened = SecretServiceGate(request.getfixturevalue("own_secret_service")())
     try:
         yield opened
     finally:
@@ -287,11 +289,13 @@ def test_a_kill_at_each_step_is_resolved_by_the_next_command(
 
 @pytest.mark.slow
 def test_a_kill_in_the_middle_of_an_import_into_the_secret_service_is_resolved(
-    secret_service: SecretServiceDaemon, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+    own_secret_service: Callable[..., SecretServiceDaemon],
+    isolated_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The keyring writes entry by entry (the file is replaced in one rename)."""
     monkeypatch.setenv("CFAKEY_STORE", "keyring")
-    gate = SecretServiceGate(secret_service)
+    gate = SecretServiceGate(own_secret_service())
     try:
         kill_and_check(COMMANDS["import"], "during", gate, isolated_home)
     finally:
@@ -349,12 +353,13 @@ def big_import(home: Path) -> tuple[str, dict[str, str]]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_an_import_stopped_by_a_signal_says_only_what_is_true(
     signum: signal.Signals,
-    secret_service: SecretServiceDaemon,
+    own_secret_service: Callable[..., SecretServiceDaemon],
     isolated_home: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The issue's case: « rien n'a été enregistré » after 193 keys written. Now either
     every key is put back (and read again) before that is said, or the truth is said."""
+    secret_service = own_secret_service()
     monkeypatch.setenv("CFAKEY_STORE", "keyring")
     assert run_cli("cfa", "add", SIRET, "--nom", "CFA des Tests").exit_code == 0
     assert run_cli("add", "atlas", input=ATLAS_0 + "\n").exit_code == 0
