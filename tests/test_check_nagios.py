@@ -5,6 +5,7 @@ performance data after ``|``; one line per problem saying what to do."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import re
 import sqlite3
@@ -127,3 +128,17 @@ def test_an_unreadable_config_is_unknown(isolated_home: Path) -> None:
 def test_other_commands_keep_their_exit_codes(isolated_home: Path) -> None:
     assert at("list", "--bogus").exit_code == 2
     assert at("list", "--bogus").stdout == ""
+
+
+def test_another_cfakey_writing_does_not_stop_check(keys: Path) -> None:
+    """check only reads (WAL): a writer holding the database leaves it a verdict."""
+    gc.collect()  # the connections of the commands run in this process
+    holder = sqlite3.connect(keys, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = at("check")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert result.stdout.startswith("CRITIQUE : ")
