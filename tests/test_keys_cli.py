@@ -439,7 +439,7 @@ def test_check_ocapiat_default_window_is_shorter(cfa: str) -> None:
     assert result.exit_code == 1
     assert "OPCO Santé" in result.stdout
     assert "Ocapiat" not in result.stdout
-    assert run_cli("check", "--warn-days", "3", "--crit-days", "5").exit_code == ExitCode.USAGE
+    assert run_cli("check", "--warn-days", "3", "--crit-days", "5").exit_code == 3  # UNKNOWN
 
 
 # import and journal -----------------------------------------------------------------

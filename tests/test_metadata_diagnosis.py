@@ -55,7 +55,9 @@ def test_an_empty_database_while_the_store_holds_keys_is_damage_not_a_fresh_star
     one_key.write_bytes(b"")  # truncated: the keys' descriptions are gone
     for command in (("check",), ("list",), ("add", "sante", "--yes")):
         result = run_cli(*command, input=KEY)
-        assert result.exit_code == ExitCode.DATA_CORRUPTED, (command, result.stdout)
+        # check is a monitoring plugin: no verdict is UNKNOWN (3), not 5 (issue 14)
+        expected = 3 if command == ("check",) else ExitCode.DATA_CORRUPTED
+        assert result.exit_code == expected, (command, result.stdout)
         assert "vide (0 octet)" in result.stderr
         assert "Restaurez une sauvegarde" in result.stderr
         assert "aucune clé" not in result.stdout
@@ -86,7 +88,8 @@ def test_damage_found_after_opening_is_exit_5_in_french(
 ) -> None:
     _damage_table(one_key, table)
     result = run_cli(*command)
-    assert result.exit_code == ExitCode.DATA_CORRUPTED, result.stdout + result.stderr
+    expected = 3 if command == ("check",) else ExitCode.DATA_CORRUPTED  # Nagios UNKNOWN
+    assert result.exit_code == expected, result.stdout + result.stderr
     assert DAMAGED in result.stderr
     assert "Restaurez une sauvegarde" in result.stderr
     assert "inattendue" not in result.stderr
@@ -213,7 +216,9 @@ def test_a_missing_database_beside_a_store_with_keys_is_not_silently_recreated(
 
     for command in (("check",), ("list",), ("add", "sante", "--yes")):
         result = run_cli(*command, input=KEY)
-        assert result.exit_code == ExitCode.DATA_CORRUPTED, (command, result.stdout)
+        # check is a monitoring plugin: no verdict is UNKNOWN (3), not 5 (issue 14)
+        expected = 3 if command == ("check",) else ExitCode.DATA_CORRUPTED
+        assert result.exit_code == expected, (command, result.stdout)
         assert f"La base de métadonnées {one_key} a disparu" in result.stderr
         assert "Restaurez-la" in result.stderr
         assert "cfakey doctor" in result.stderr

@@ -168,7 +168,10 @@ class CfakeyGroup(TyperGroup):
         except Exception as error:
             if os.environ.get("CFAKEY_DEBUG") == "1":
                 raise
-            raise typer.Exit(_report(error, ctx.obj, (ctx, words))) from None
+            code = _report(error, ctx.obj, (ctx, words))
+            if words[:1] == ["check"] and not isinstance(error, BrokenPipeError):
+                code = _check_unknown(error, words)
+            raise typer.Exit(code) from None
         except KeyboardInterrupt:
             if os.environ.get("CFAKEY_DEBUG") == "1":
                 raise
@@ -221,6 +224,29 @@ def _report(
         hint="Relancez avec CFAKEY_DEBUG=1 pour afficher le détail technique.",
     )
     return int(ExitCode.ERROR)
+
+
+def _check_unknown(error: Exception, words: list[str]) -> int:
+    """``check`` is a monitoring plugin: any result that is not a key status (damaged
+    database, unreadable config, bad option, busy, bug) is UNKNOWN, exit 3, with its status
+    line first on stdout (the error itself is already on stderr)."""
+    if "--json" not in words:
+        from cfakey.cli.terminal import write_lines
+
+        if isinstance(error, CfakeyError):
+            reason = error.message
+        elif isinstance(error, exceptions.ClickException):
+            from cfakey.cli.french import translate_usage
+
+            reason = f"option ou valeur invalide : {translate_usage(error.format_message())}"
+        else:
+            reason = f"erreur inattendue ({type(error).__name__})."
+        write_lines([f"INCONNU : {reason}"])
+    return CHECK_UNKNOWN
+
+
+#: ``check``'s exit code when it cannot give a verdict (Nagios UNKNOWN).
+CHECK_UNKNOWN = 3
 
 
 _INTERRUPTED = {

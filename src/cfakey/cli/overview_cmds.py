@@ -336,7 +336,7 @@ def check(
     cfa: Annotated[str | None, CFA_OPTION] = None,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
-    """Pour cron et la supervision (convention Nagios) : 0 tout va bien, 1 alerte, 2 critique."""
+    """Pour cron et la supervision (Nagios) : 0 tout va bien, 1 alerte, 2 critique, 3 inconnu."""
     from cfakey.core import keys
 
     context: AppContext = ctx.obj
@@ -345,10 +345,15 @@ def check(
     if as_json:
         print_json(result.as_json())
     else:
-        lines = [_check_summary(result), *_interrupted_lines(context, view)]
+        lines = [
+            f"{_check_summary(result)} | {keys.perfdata(result)}",
+            *_interrupted_lines(context, view),
+        ]
         for row in result.problems:
+            todo = keys.advice(row, context.registry)
             lines.append(
                 f"{row.level.label} {row.cfa_name} ({row.siret}) {row.opco_name} : {_problem(row)}"
+                + (f" ; à faire : {todo}" if todo else "")
             )
         write_lines(lines)
     raise typer.Exit(int(result.level))

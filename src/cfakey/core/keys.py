@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -477,6 +477,8 @@ class Overview:
     #: Store changes a stopped command left unfinished: their rows may be wrong until a
     #: command that opens the store (or ``doctor``) resolves them; the overview never does.
     interrupted: tuple[PendingWrite, ...] = ()
+    #: The alert windows in force, by OPCO identifier (``check``'s performance data).
+    windows: Mapping[str, Window] = field(default_factory=dict)
 
 
 def overview(
@@ -502,6 +504,8 @@ def overview(
         opco.id: window_for(opco, opco.id, settings, warn_days=warn_days, crit_days=crit_days)
         for opco in registry.opcos
     }
+    if warn_days is not None and crit_days is None:
+        _check_warn_reachable(registry, windows, warn_days)
     rows = [
         classify(
             record,
@@ -526,7 +530,20 @@ def overview(
         shown_cfas,
         filtered=wanted is not None or opco_id is not None,
         interrupted=interrupted,
+        windows=windows,
     )
+
+
+def _check_warn_reachable(registry: Registry, windows: Mapping[str, Window], warn: int) -> None:
+    """Refuse a ``--warn-days`` inside an OPCO's critical window: no alert could ever come."""
+    for opco in registry.opcos:
+        crit = windows[opco.id].crit_days
+        if crit > warn:
+            raise UsageError(
+                f"--warn-days {warn} est plus court que la fenêtre critique pour {opco.name} "
+                f"({crit} jours) : l'alerte ne serait jamais atteinte ; donnez aussi "
+                f"--crit-days (au plus {warn})."
+            )
 
 
 def status_text(row: KeyRow) -> str:
@@ -559,6 +576,9 @@ class CheckResult:
     problems: tuple[KeyRow, ...]
     checked: int
     interrupted: tuple[PendingWrite, ...] = ()
+    #: The dated key that expires first, and the window of its OPCO (performance data).
+    earliest: KeyRow | None = None
+    window: Window | None = None
 
     @property
     def label(self) -> str:
@@ -596,9 +616,35 @@ def check(view: Overview) -> CheckResult:
     level = max((row.level for row in problems), default=Level.OK)
     if view.interrupted:
         level = max(level, Level.WARNING)
+    dated = [row for row in view.rows if row.days_left is not None]
+    earliest = min(dated, key=lambda row: row.days_left or 0, default=None)
     return CheckResult(
-        level=level, problems=problems, checked=len(view.rows), interrupted=view.interrupted
+        level=level,
+        problems=problems,
+        checked=len(view.rows),
+        interrupted=view.interrupted,
+        earliest=earliest,
+        window=None if earliest is None else view.windows.get(earliest.opco_id),
     )
+
+
+def perfdata(result: CheckResult) -> str:
+    """Nagios performance data (``'label'=value;warn;crit;min;max``), ASCII labels: keys
+    counted by level, and days until the earliest expiry with its OPCO's thresholds."""
+    critical = sum(1 for row in result.problems if row.level is Level.CRITICAL)
+    warning = len(result.problems) - critical
+    parts = [
+        f"cles_ok={result.checked - len(result.problems)};;;0",
+        f"cles_alerte={warning};;;0",
+        f"cles_critiques={critical};;;0",
+    ]
+    if result.earliest is not None:
+        window = result.window or DEFAULT_WINDOW
+        parts.append(
+            f"jours_avant_echeance={result.earliest.days_left};"
+            f"{window.warn_days};{window.crit_days};0"
+        )
+    return " ".join(parts)
 
 
 # Add, rotate, remove -----------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""``check`` as a Nagios / Icinga / Centreon plugin (issue 14, item 3): 0/1/2 are key
+statuses only, anything else is UNKNOWN (3) with its status line first on stdout;
+performance data after ``|``; one line per problem saying what to do."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cfakey.context import AppContext
+from tests.conftest import CliResult, run_cli
+
+NOW = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+SIRET = "18130002100373"
+KEY_ATLAS = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
+KEY_SANTE = "Mb7+Nv/Cx5Za3Sd1Fg9Hj2Kl4Pq6Wt8Y"
+UNKNOWN = 3
+#: The plugin guidelines' performance data: 'label'=value[UOM];[warn];[crit];[min];[max]
+PERFDATA = re.compile(r"^[a-z_]+=-?\d+;\d*;\d*;\d*(;\d*)?$")
+
+
+def at(*args: str, stdin: str | None = None) -> CliResult:
+    return run_cli(*args, input=stdin, context=AppContext(clock=lambda: NOW))
+
+
+@pytest.fixture
+def keys(isolated_home: Path) -> Path:
+    """Atlas expiring in 12 days (critical), OPCO Santé in 40 (warning)."""
+    assert at("cfa", "add", SIRET, "--nom", "CFA Test").exit_code == 0
+    added = at("add", "atlas", "--expires", "14/03/2026", "--yes", stdin=KEY_ATLAS)
+    assert added.exit_code == 0, added.stderr
+    added = at("add", "sante", "--expires", "11/04/2026", "--yes", stdin=KEY_SANTE)
+    assert added.exit_code == 0, added.stderr
+    return isolated_home / "cfakey.sqlite3"
+
+
+def test_first_line_carries_the_performance_data_contract(keys: Path) -> None:
+    result = at("check")
+    assert result.exit_code == 2
+    first, *rest = result.stdout.splitlines()
+    status, perf = first.split(" | ")
+    assert status == "CRITIQUE : 1 critique(s), 1 en alerte, sur 2 clé(s)."
+    assert perf == (
+        "cles_ok=0;;;0 cles_alerte=1;;;0 cles_critiques=1;;;0 jours_avant_echeance=12;45;14;0"
+    )
+    assert all(PERFDATA.match(part) for part in perf.split(" "))
+    assert perf.isascii()
+    # one line per problem, saying what to do
+    assert len(rest) == 2
+    assert rest[0].endswith(f"; à faire : cfakey rotate atlas --cfa {SIRET}")
+    assert rest[1].endswith(f"; à faire : cfakey rotate sante --cfa {SIRET}")
+    assert KEY_ATLAS not in result.stdout + result.stderr
+
+
+def test_perfdata_follows_explicit_thresholds_and_an_empty_store(isolated_home: Path) -> None:
+    empty = at("check")
+    assert (empty.exit_code, empty.stdout) == (
+        0,
+        "OK : aucune clé enregistrée. | cles_ok=0;;;0 cles_alerte=0;;;0 cles_critiques=0;;;0\n",
+    )
+
+
+def test_explicit_windows_are_the_thresholds(keys: Path) -> None:
+    result = at("check", "--warn-days", "60", "--crit-days", "5")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0].endswith(
+        "| cles_ok=0;;;0 cles_alerte=2;;;0 cles_critiques=0;;;0 jours_avant_echeance=12;60;5;0"
+    )
+
+
+def test_warn_days_inside_the_critical_window_is_unknown(keys: Path) -> None:
+    result = at("check", "--warn-days", "10")
+    assert result.exit_code == UNKNOWN
+    message = "--warn-days 10 est plus court que la fenêtre critique pour Afdas (14 jours)"
+    assert result.stdout.startswith(f"INCONNU : {message}")
+    assert message in result.stderr
+    assert "l'alerte ne serait jamais atteinte" in result.stderr
+    assert at("check", "--warn-days", "10", "--crit-days", "3").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--bogus",), "option inconnue : --bogus"),
+        (("--warn-days", "x"), "valeur invalide pour '--warn-days'"),
+        (("--warn-days", "3", "--crit-days", "5"), "--crit-days ne peut pas dépasser"),
+    ],
+)
+def test_a_bad_option_is_unknown(isolated_home: Path, args: tuple[str, ...], words: str) -> None:
+    result = at("check", *args)
+    assert result.exit_code == UNKNOWN
+    assert result.stdout.startswith("INCONNU : ")
+    assert words in result.stdout.splitlines()[0]
+
+
+def test_a_damaged_database_is_unknown_and_left_as_it_is(keys: Path) -> None:
+    with sqlite3.connect(keys) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    data = bytearray(keys.read_bytes())
+    data[100:] = b"\xa5" * (len(data) - 100)  # header kept, every page garbage
+    keys.write_bytes(bytes(data))
+    result = at("check")
+    assert result.exit_code == UNKNOWN
+    assert result.stdout.startswith("INCONNU : La base de métadonnées")
+    assert "endommagée" in result.stdout.splitlines()[0]
+    assert keys.read_bytes() == bytes(data)
+    assert json.loads(at("check", "--json").stdout or "null") is None  # JSON stays clean
+
+
+def test_an_unreadable_config_is_unknown(isolated_home: Path) -> None:
+    config = isolated_home / "config.json"
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    config.write_text("{pas du json")
+    config.chmod(0o600)
+    result = at("check")
+    assert result.exit_code == UNKNOWN
+    assert result.stdout.startswith("INCONNU : ")
+    assert config.read_text() == "{pas du json"
+
+
+def test_other_commands_keep_their_exit_codes(isolated_home: Path) -> None:
+    assert at("list", "--bogus").exit_code == 2
+    assert at("list", "--bogus").stdout == ""
+
+
+def test_another_cfakey_writing_does_not_stop_check(keys: Path) -> None:
+    """check only reads (WAL): a writer holding the database leaves it a verdict."""
+    gc.collect()  # the connections of the commands run in this process
+    holder = sqlite3.connect(keys, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = at("check")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert result.stdout.startswith("CRITIQUE : ")
