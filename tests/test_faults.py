@@ -195,9 +195,7 @@ def gate(
         opened: Gate = FileGate(isolated_home)
     else:
         monkeypatch.setenv("CFAKEY_STORE", "keyring")
-        # A daemon of the test's own: the gate pauses it (SIGSTOP), which must not leave
-        # the Secret Service shared by the other tests of this worker in doubt.
-        opened = SecretServiceGate(request.getfixturevalue("own_secret_service")())
+        opened = SecretServiceGate(request.getfixturevalue("secret_service"))
     try:
         yield opened
     finally:
@@ -289,13 +287,11 @@ def test_a_kill_at_each_step_is_resolved_by_the_next_command(
 
 @pytest.mark.slow
 def test_a_kill_in_the_middle_of_an_import_into_the_secret_service_is_resolved(
-    own_secret_service: Callable[..., SecretServiceDaemon],
-    isolated_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    secret_service: SecretServiceDaemon, isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The keyring writes entry by entry (the file is replaced in one rename)."""
     monkeypatch.setenv("CFAKEY_STORE", "keyring")
-    gate = SecretServiceGate(own_secret_service())
+    gate = SecretServiceGate(secret_service)
     try:
         kill_and_check(COMMANDS["import"], "during", gate, isolated_home)
     finally:
@@ -353,13 +349,12 @@ def big_import(home: Path) -> tuple[str, dict[str, str]]:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_an_import_stopped_by_a_signal_says_only_what_is_true(
     signum: signal.Signals,
-    own_secret_service: Callable[..., SecretServiceDaemon],
+    secret_service: SecretServiceDaemon,
     isolated_home: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The issue's case: « rien n'a été enregistré » after 193 keys written. Now either
     every key is put back (and read again) before that is said, or the truth is said."""
-    secret_service = own_secret_service()
     monkeypatch.setenv("CFAKEY_STORE", "keyring")
     assert run_cli("cfa", "add", SIRET, "--nom", "CFA des Tests").exit_code == 0
     assert run_cli("add", "atlas", input=ATLAS_0 + "\n").exit_code == 0
