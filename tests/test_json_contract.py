@@ -61,7 +61,10 @@ ROW_KEYS = {
     "rotation_due",
     "verification",
     "verification_due",
+    "peak_renewal",
 }
+#: ``peak_renewal`` of a key expiring in, or just before, the contract peak (else null).
+PEAK_RENEWAL_KEYS = {"remind_on", "peak_start", "peak_end", "due", "label"}
 
 
 def run_at(now: datetime, *args: str, stdin: str | None = None) -> CliResult:
@@ -134,6 +137,28 @@ def test_check_json_pins_its_keys_and_labels_every_level() -> None:
         "critical",
         "CRITIQUE",
     )
+
+
+def test_peak_renewal_is_pinned_in_list_check_and_show() -> None:
+    """A key expiring 15/09/2027, seen on 20/07/2027: past its reminder (18/07/2027)."""
+    late = datetime(2027, 7, 20, 12, 0, tzinfo=UTC)
+    assert run_at(late, "cfa", "add", SIRET, "--nom", "CFA Test").exit_code == 0
+    added = run_at(late, "add", "atlas", "--expires", "15/09/2027", "--yes", stdin=ATLAS_KEY)
+    assert added.exit_code == 0, added.stderr
+    expected = {
+        "remind_on": "2027-07-18",
+        "peak_start": "2027-09-01",
+        "peak_end": "2027-10-31",
+        "due": True,
+        "label": "à renouveler avant la rentrée",
+    }
+    (row,) = json.loads(run_at(late, "list", "--json").stdout)
+    (problem,) = json.loads(run_at(late, "check", "--json").stdout)["problems"]
+    shown = json.loads(run_at(late, "show", "atlas", "--json").stdout)
+    for data in (row, problem, shown):
+        assert set(data["peak_renewal"]) == PEAK_RENEWAL_KEYS
+        assert data["peak_renewal"] == expected
+    assert (problem["level"], row["status"]) == ("warning", "valid")
 
 
 def test_check_json_with_nothing_stored_is_ok() -> None:

@@ -47,6 +47,10 @@ KNOWN_KEYS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"verify\.max_age_days"),
         "jours après lesquels une clé non vérifiée auprès de l'OPCO est signalée (30)",
     ),
+    (
+        re.compile(r"peak\.months"),
+        "mois de la rentrée, pic des contrats : clés à renouveler avant (9,10)",
+    ),
     (re.compile(r"openbao\.url"), "adresse du coffre OpenBao / Vault (https://hôte:8200)"),
     (re.compile(r"openbao\.mount"), "point de montage KV version 2 du coffre (secret)"),
     (re.compile(r"openbao\.prefix"), "préfixe des chemins de cfakey dans le coffre (cfakey)"),

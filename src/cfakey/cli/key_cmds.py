@@ -66,9 +66,17 @@ def show(
         secret = keys.reveal_key(context.key_store(), context.metadata(), record, now=context.now())
         write_lines([secret])
         return
-    window = keys.window_for(opco, opco.id, context.config().values)
+    from cfakey.core.peak import configured_peak
+
+    settings = context.config().values
+    window = keys.window_for(opco, opco.id, settings)
     row = keys.classify(
-        record, opco=opco, cfa_name=record_cfa.name, window=window, now=context.now()
+        record,
+        opco=opco,
+        cfa_name=record_cfa.name,
+        window=window,
+        now=context.now(),
+        peak=configured_peak(settings),
     )
     if as_json:
         print_json(keys.key_details(row, record))

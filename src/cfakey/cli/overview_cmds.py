@@ -106,8 +106,23 @@ def list_keys(
                 "≈ : renouvellement conseillé à cette date (l'OPCO ne fixe pas d'échéance)."
             )
     _summary(view)
+    _print_peak(view)
     _print_requests(requests, view.rows)
     _advice(context, view)
+
+
+def _print_peak(view: Overview) -> None:
+    """The keys to renew before the contract peak, with the date to do it (core/peak.py)."""
+    flagged = [(row, row.peak) for row in view.rows if row.peak is not None]
+    if not flagged:
+        return
+    print_notice(f"Rentrée ({flagged[0][1].season}, pic des contrats) : à renouveler avant :")
+    for row, peak in flagged:
+        print_notice(
+            f"  {row.cfa_name} ({row.siret}), {row.opco_name} : expire le "
+            f"{date_text(row.expires_at)} ; renouvelez-la à partir du "
+            f"{peak.remind_on:%d/%m/%Y}, avant le {peak.starts:%d/%m/%Y}"
+        )
 
 
 def _advice(context: AppContext, view: Overview) -> None:
@@ -392,13 +407,25 @@ def _problem(row: KeyRow) -> str:
     if row.status is KeyStatus.EXPIRED:
         return f"expirée le {date_text(row.expires_at)}"
     if row.verification_due and row.status in (KeyStatus.VALID, KeyStatus.UNDATED):
-        return verification_age(row)
+        return verification_age(row) + _peak_text(row)
     if row.days_left is None and row.rotation_due is not None:
         return (
             f"renouvellement conseillé le {row.rotation_due:%d/%m/%Y} "
             f"(clé obtenue le {row.obtained_on:%d/%m/%Y})"
         )
-    return f"expire le {date_text(row.expires_at)}, dans {row.days_left} jour(s)"
+    return f"expire le {date_text(row.expires_at)}, dans {row.days_left} jour(s)" + _peak_text(row)
+
+
+def _peak_text(row: KeyRow) -> str:
+    """Why a key expiring in (or just before) the contract peak is reported now."""
+    if not row.peak_due or row.peak is None:
+        return ""
+    from cfakey.core.peak import PEAK_LABEL
+
+    return (
+        f", pendant la rentrée ({row.peak.season}) ou juste avant : {PEAK_LABEL} "
+        f"(avant le {row.peak.starts:%d/%m/%Y})"
+    )
 
 
 def verification_age(row: KeyRow) -> str:

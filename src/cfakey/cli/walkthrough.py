@@ -28,6 +28,7 @@ from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.keys import CleanKey, Expiry, Saved
+    from cfakey.core.peak import Peak
     from cfakey.metadata import CfaRecord, KeyRecord
     from cfakey.registry.model import Opco
     from cfakey.stores.base import KeyStore
@@ -131,6 +132,8 @@ def _lifecycle(
         )
     if existing is not None and not rotation:
         _confirm_replacement(dialogue, opco, cfa, existing, yes=given.yes)
+    if dialogue.interactive and given.from_file is None:
+        _peak_hint(context, opco)
     if (
         given.from_file is None
         and dialogue.interactive
@@ -407,7 +410,46 @@ def _expiry(
         expiry = resolve(None, None)
     for note in expiry.notes:
         print_notice(note)
+    _peak_warning(context, opco, expiry)
     return expiry
+
+
+def _peak_window(context: AppContext, opco: Opco) -> tuple[Peak, int]:
+    """The contract peak of the settings, and the OPCO's warning window (its lead)."""
+    from cfakey.core.keys import window_for
+    from cfakey.core.peak import configured_peak
+
+    settings = context.config().values
+    return configured_peak(settings), window_for(opco, opco.id, settings).warn_days
+
+
+def _peak_hint(context: AppContext, opco: Opco) -> None:
+    """Before the steps: the lifetime to choose on the portal to miss the peak (Ocapiat)."""
+    from cfakey.core.peak import lifetime_hint
+
+    peak, lead = _peak_window(context, opco)
+    hint = lifetime_hint(opco, obtained=context.today(), peak=peak, lead_days=lead)
+    if hint is not None:
+        print_warning(hint)
+
+
+def _peak_warning(context: AppContext, opco: Opco, expiry: Expiry) -> None:
+    """A key that would expire in (or just before) the peak: said, never refused."""
+    from cfakey.core.peak import peak_warning
+    from cfakey.expiry import local_date
+
+    if expiry.expires_at is None:
+        return
+    peak, lead = _peak_window(context, opco)
+    warning = peak_warning(
+        opco,
+        local_date(expiry.expires_at),
+        obtained=context.today(),
+        peak=peak,
+        lead_days=lead,
+    )
+    if warning is not None:
+        print_warning(warning)
 
 
 def _typed_date(answer: str, *, optional: bool) -> str | None:

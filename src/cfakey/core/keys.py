@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from cfakey.core.codes import JournalAction, KeyStatus, Level, VerifyOutcome, source_label
+from cfakey.core.peak import PEAK_LABEL, Peak, PeakRenewal, configured_peak, peak_renewal
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 from cfakey.expiry import (
     DATE_RANGE_TEXT,
@@ -350,6 +351,10 @@ class KeyRow:
     #: Where the key stands against its expiry alone, whatever ``verify`` said (``status``
     #: says « refusée » above it): what ``export --strict`` and its warnings look at.
     expiry_status: KeyStatus | None = None
+    #: Expires in the contract peak or just before (core/peak.py); ``None``: not at stake.
+    peak: PeakRenewal | None = None
+    #: Its reminder date has come: ``check`` warns (never before, never critical for it).
+    peak_due: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The ``list --json`` object: a contract for scripts."""
@@ -370,6 +375,7 @@ class KeyRow:
             "rotation_due": self.rotation_due.isoformat() if self.rotation_due else None,
             "verification": verification_json(self.verification),
             "verification_due": self.verification_due,
+            "peak_renewal": self.peak.as_json(due=self.peak_due) if self.peak else None,
         }
 
 
@@ -408,8 +414,9 @@ def classify(
     cfa_name: str,
     window: Window,
     now: datetime,
+    peak: Peak | None = None,
 ) -> KeyRow:
-    """Status of one key at ``now`` within ``window``."""
+    """Status of one key at ``now`` within ``window``; flagged against ``peak`` if given."""
     today = local_date(now)
     rotation_due: date | None = None
     days_left: int | None = None
@@ -432,6 +439,10 @@ def classify(
                 # Advice, not an outage: never critical.
                 status, level = KeyStatus.EXPIRING, Level.WARNING
     expiry_status = status
+    renewal = _peak_renewal(record, status, peak, window)
+    peak_due = renewal is not None and renewal.remind_on <= today
+    if peak_due:
+        level = max(level, Level.WARNING)
     refused, due = _verification_state(record, window, today)
     if refused:
         status, level = KeyStatus.REFUSED, Level.CRITICAL
@@ -453,7 +464,18 @@ def classify(
         verification=record.verification,
         verification_due=due,
         expiry_status=expiry_status,
+        peak=renewal,
+        peak_due=peak_due,
     )
+
+
+def _peak_renewal(
+    record: KeyRecord, status: KeyStatus, peak: Peak | None, window: Window
+) -> PeakRenewal | None:
+    """The peak flag of a live, dated key (an expired one is already critical)."""
+    if peak is None or record.expires_at is None or status is KeyStatus.EXPIRED:
+        return None
+    return peak_renewal(local_date(record.expires_at), peak, window.warn_days)
 
 
 def urgency(row: KeyRow) -> tuple[int, float, str, str]:
@@ -497,6 +519,7 @@ def overview(
     ``cfas`` limits them to these CFAs (the sites of one SIREN, or one CFA).
     """
     opcos = {opco.id: opco for opco in registry.opcos}
+    peak = configured_peak(settings)
     registered = metadata.list_cfas()
     wanted = None if cfas is None else {cfa.siret for cfa in cfas}
     names = {record.siret: record.name for record in registered}
@@ -514,6 +537,7 @@ def overview(
             window=windows.get(record.opco_id)
             or window_for(None, record.opco_id, settings, warn_days=warn_days, crit_days=crit_days),
             now=now,
+            peak=peak,
         )
         for record in metadata.list_keys(None, opco_id)
         if wanted is None or record.siret in wanted
@@ -550,6 +574,8 @@ def status_text(row: KeyRow) -> str:
     """The status people read: « critique » when ``check`` would say so of a live key."""
     if row.status is KeyStatus.EXPIRING and row.level is Level.CRITICAL:
         return "critique"
+    if row.peak_due and row.status in (KeyStatus.VALID, KeyStatus.EXPIRING):
+        return PEAK_LABEL
     return row.status.label
 
 

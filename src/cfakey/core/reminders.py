@@ -12,7 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cfakey.core.codes import KeyStatus, VerifyOutcome
-from cfakey.expiry import in_date_range, local_date
+from cfakey.core.peak import PEAK_LABEL
+from cfakey.expiry import in_date_range, local_date, local_midnight
 
 if TYPE_CHECKING:
     from cfakey.core.keys import KeyRow, Overview, Window
@@ -30,6 +31,10 @@ _METRIC_HELP = {
     ),
     "cfakey_key_last_verification_refused": (
         "1 si l'OPCO a refusé la clé à sa dernière vérification, 0 sinon."
+    ),
+    "cfakey_key_peak_renewal_timestamp_seconds": (
+        "Date à partir de laquelle renouveler la clé avant la rentrée (pic des contrats), "
+        "en secondes Unix ; absente si la rentrée n'est pas en jeu."
     ),
     "cfakey_keys": "Nombre de clés par statut.",
     "cfakey_metrics_generated_timestamp_seconds": "Heure d'écriture de ces métriques.",
@@ -70,6 +75,10 @@ def _samples(view: Overview) -> dict[str, list[tuple[str, int]]]:
                 (labels, int(row.verification.at.timestamp()))
             )
             samples["cfakey_key_last_verification_refused"].append((labels, int(refused)))
+        if row.peak is not None and in_date_range(row.peak.remind_on):
+            samples["cfakey_key_peak_renewal_timestamp_seconds"].append(
+                (labels, int(local_midnight(row.peak.remind_on).timestamp()))
+            )
     counts = dict.fromkeys(KeyStatus, 0)
     for row in view.rows:
         counts[row.status] += 1
@@ -101,7 +110,7 @@ class Reminder:
     """One all-day event: a key's expiry, or the date its OPCO advises renewing it."""
 
     row: KeyRow
-    kind: str  # "expiry" or "rotation"
+    kind: str  # "expiry", "rotation" or "peak" (renew before the contract peak)
     day: date
     window: Window
 
@@ -132,6 +141,8 @@ def reminders(view: Overview, windows: Mapping[str, Window]) -> list[Reminder]:
             found.append(Reminder(row, "expiry", local_date(row.expires_at), window))
         if row.rotation_due is not None and in_date_range(row.rotation_due):
             found.append(Reminder(row, "rotation", row.rotation_due, window))
+        if row.peak is not None and in_date_range(row.peak.remind_on):
+            found.append(Reminder(row, "peak", row.peak.remind_on, window))
     return found
 
 
@@ -141,6 +152,7 @@ def _what_to_do(reminder: Reminder, opco: Opco | None) -> str:
     lines = [
         f"La clé API {row.opco_name} du CFA {row.cfa_name} (SIRET {row.siret}) "
         + (f"expire le {when}." if reminder.kind == "expiry" else f"est à renouveler le {when}."),
+        *_peak_lines(reminder),
         f"À faire : obtenez une nouvelle clé, puis : cfakey rotate {row.opco_id} --cfa {row.siret}",
     ]
     if opco is not None and opco.portal_url:
@@ -153,9 +165,27 @@ def _what_to_do(reminder: Reminder, opco: Opco | None) -> str:
     return "\n".join(lines)
 
 
+def _peak_lines(reminder: Reminder) -> list[str]:
+    """Why a key is to be renewed before the contract peak, on its ``peak`` event."""
+    peak = reminder.row.peak
+    if reminder.kind != "peak" or peak is None or reminder.row.expires_at is None:
+        return []
+    return [
+        (
+            f"Elle expire le {local_date(reminder.row.expires_at):%d/%m/%Y}, pendant la "
+            f"rentrée ({peak.season}, le pic des contrats d'apprentissage) ou juste avant : "
+            f"renouvelez-la avant le {peak.starts:%d/%m/%Y}."
+        )
+    ]
+
+
 def _summary(reminder: Reminder) -> str:
     row = reminder.row
-    what = "échéance" if reminder.kind == "expiry" else "renouvellement conseillé"
+    what = {
+        "expiry": "échéance",
+        "rotation": "renouvellement conseillé",
+        "peak": PEAK_LABEL,
+    }.get(reminder.kind, reminder.kind)
     return f"Clé API {row.opco_name} – {row.cfa_name} : {what}"
 
 
@@ -186,14 +216,15 @@ def calendar_ics(
         event.add("summary", _summary(reminder))
         event.add("description", description)
         event.add("transp", "TRANSPARENT")
-        days = {reminder.window.warn_days}
+        days = {reminder.window.warn_days} if reminder.kind != "peak" else {0}  # peak: that day
         if reminder.kind == "expiry":  # a rotation reminder is advice, never critical
             days.add(reminder.window.crit_days)
         for before in sorted(days, reverse=True):
             alarm = Alarm()
             alarm.add("action", "DISPLAY")
             alarm.add("trigger", timedelta(days=-before))
-            alarm.add("description", f"Dans {before} jours : {_summary(reminder)}")
+            when = f"Dans {before} jours" if before else "Aujourd'hui"
+            alarm.add("description", f"{when} : {_summary(reminder)}")
             event.add_component(alarm)
         calendar.add_component(event)
     return bytes(calendar.to_ical())

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cfakey.config import require_known_key, window_days
 from cfakey.core.codes import JournalAction
+from cfakey.core.peak import DEFAULT_PEAK_MONTHS, PEAK_SETTING, peak_setting_text
 from cfakey.errors import NotFoundError, UsageError
 from cfakey.stores.base import fingerprint, oauth_entry_name
 
@@ -30,6 +31,11 @@ OPCO_SETTING = re.compile(r"opco\.(?P<opco>[^.]+)\.(?P<rest>.+)")
 URL_SUFFIXES = (".api_url", ".recette_url", ".oauth.token_url")
 INT_SUFFIXES = (".warn_days", ".crit_days", ".follow_up_days", ".max_age_days")
 HEADER_SETTINGS = ("editeur", "logiciel", "version")
+#: Settings that take one of a few words, by the end of their name.
+_CHOICES: dict[str, dict[str, Any]] = {
+    ".cfakeyinfo_query_key": {"true": True, "false": False},
+    ".oauth.client_auth": {"basic": "basic", "post": "post"},
+}
 #: Journal actions of the vendor's OAuth client secret (labels: the journal's table).
 OAUTH_CLIENT_STORED = JournalAction.OAUTH_SECRET_SET.id
 OAUTH_CLIENT_ERASED = JournalAction.OAUTH_SECRET_REMOVED.id
@@ -111,10 +117,11 @@ def coerce(key: str, value: str) -> Any:
         return check_header_value(key, value)
     if key.endswith(INT_SUFFIXES):
         return window_days(key, value)
-    if key.endswith(".cfakeyinfo_query_key"):
-        return _choice(key, value, {"true": True, "false": False})
-    if key.endswith(".oauth.client_auth"):
-        return _choice(key, value, {"basic": "basic", "post": "post"})
+    if key == PEAK_SETTING:
+        return peak_setting_text(value)
+    for suffix, choices in _CHOICES.items():
+        if key.endswith(suffix):
+            return _choice(key, value, choices)
     return value.strip()
 
 
@@ -155,6 +162,8 @@ def get_setting(config: Config, setting: Setting) -> SettingValue:
         return SettingValue(value)
     if setting.key in HEADER_DEFAULTS:
         return SettingValue(HEADER_DEFAULTS[setting.key], is_default=True)
+    if setting.key == PEAK_SETTING:
+        return SettingValue(peak_setting_text(list(DEFAULT_PEAK_MONTHS)), is_default=True)
     raise NotFoundError(
         f"Le paramètre « {setting.key} » n'est pas réglé.",
         hint=f"cfakey config set {setting.key} VALEUR",
