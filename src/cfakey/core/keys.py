@@ -15,7 +15,6 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from cfakey.core.codes import JournalAction, KeyStatus, Level, VerifyOutcome, source_label
-from cfakey.core.peak import PEAK_LABEL, Peak, PeakRenewal, configured_peak, peak_renewal
 from cfakey.errors import AlreadyExistsError, NotFoundError, UsageError
 from cfakey.expiry import (
     DATE_RANGE_TEXT,
@@ -32,6 +31,7 @@ from cfakey.expiry import (
 )
 
 if TYPE_CHECKING:
+    from cfakey.core.peak import Peak, PeakRenewal
     from cfakey.metadata import (
         CfaRecord,
         JournalEntry,
@@ -420,8 +420,9 @@ def classify(
     today = local_date(now)
     rotation_due: date | None = None
     days_left: int | None = None
-    if record.expires_at is not None:
-        days_left = (local_date(record.expires_at) - today).days
+    expiry_day = None if record.expires_at is None else local_date(record.expires_at)
+    if record.expires_at is not None and expiry_day is not None:
+        days_left = (expiry_day - today).days
         if record.expires_at <= now:
             status, level = KeyStatus.EXPIRED, Level.CRITICAL
         elif days_left <= window.crit_days:
@@ -439,7 +440,7 @@ def classify(
                 # Advice, not an outage: never critical.
                 status, level = KeyStatus.EXPIRING, Level.WARNING
     expiry_status = status
-    renewal = _peak_renewal(record, status, peak, window)
+    renewal = _peak_renewal(expiry_day, status, peak, window)
     peak_due = renewal is not None and renewal.remind_on <= today
     if peak_due:
         level = max(level, Level.WARNING)
@@ -470,12 +471,14 @@ def classify(
 
 
 def _peak_renewal(
-    record: KeyRecord, status: KeyStatus, peak: Peak | None, window: Window
+    expiry_day: date | None, status: KeyStatus, peak: Peak | None, window: Window
 ) -> PeakRenewal | None:
     """The peak flag of a live, dated key (an expired one is already critical)."""
-    if peak is None or record.expires_at is None or status is KeyStatus.EXPIRED:
+    if peak is None or expiry_day is None or status is KeyStatus.EXPIRED:
         return None
-    return peak_renewal(local_date(record.expires_at), peak, window.warn_days)
+    from cfakey.core.peak import peak_renewal
+
+    return peak_renewal(expiry_day, peak, window.warn_days)
 
 
 def urgency(row: KeyRow) -> tuple[int, float, str, str]:
@@ -518,6 +521,8 @@ def overview(
 
     ``cfas`` limits them to these CFAs (the sites of one SIREN, or one CFA).
     """
+    from cfakey.core.peak import configured_peak
+
     opcos = {opco.id: opco for opco in registry.opcos}
     peak = configured_peak(settings)
     registered = metadata.list_cfas()
@@ -575,6 +580,8 @@ def status_text(row: KeyRow) -> str:
     if row.status is KeyStatus.EXPIRING and row.level is Level.CRITICAL:
         return "critique"
     if row.peak_due and row.status in (KeyStatus.VALID, KeyStatus.EXPIRING):
+        from cfakey.core.peak import PEAK_LABEL
+
         return PEAK_LABEL
     return row.status.label
 

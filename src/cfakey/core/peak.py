@@ -11,6 +11,7 @@ minus that same window: renewing then leaves the OPCO's usual margin before the 
 from __future__ import annotations
 
 import calendar
+import functools
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -140,11 +141,19 @@ def peak_renewal(expiry_day: date, peak: Peak, lead_days: int) -> PeakRenewal | 
     last day, both included; the reminder falls ``lead_days`` before the first day.
     """
     for year in (expiry_day.year - 1, expiry_day.year, expiry_day.year + 1):
-        starts, ends = peak.occurrence(year)
-        remind_on = starts - timedelta(days=lead_days)
-        if remind_on <= expiry_day <= ends:
-            return PeakRenewal(remind_on, starts, ends, peak.label)
+        renewal = _renewal(peak.months, year, lead_days)
+        if renewal.remind_on <= expiry_day <= renewal.ends:
+            return renewal
     return None
+
+
+@functools.cache
+def _renewal(months: tuple[int, ...], year: int, lead_days: int) -> PeakRenewal:
+    """The flag of the peak starting in ``year`` (cached and shared, being frozen: ``list``
+    asks the same few for a thousand keys)."""
+    peak = Peak(months)
+    starts, ends = peak.occurrence(year)
+    return PeakRenewal(starts - timedelta(days=lead_days), starts, ends, peak.label)
 
 
 def _at_stake(
