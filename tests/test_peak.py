@@ -337,3 +337,29 @@ def test_the_interactive_walkthrough_suggests_the_lifetime_before_the_portal_ste
     (row,) = json.loads(at(april, "list", "--json").stdout)
     assert row["expires"] == "2027-07-15"
     assert row["peak_renewal"] is None
+
+
+@pytest.mark.usefixtures("cfa")
+def test_the_last_accepted_date_with_a_peak_across_the_new_year() -> None:
+    """31/12/2099, the last day cfakey accepts, in a November–January peak ending in 2100."""
+    assert at(EARLY, "config", "set", "peak.months", "11,12,1").exit_code == 0
+    added = at(EARLY, "add", "atlas", "--expires", "31/12/2099", "--yes", stdin=ATLAS_KEY)
+    assert added.exit_code == 0, added.stderr
+    assert "Cette clé expire le 31/12/2099, pendant la rentrée (novembre–janvier)" in " ".join(
+        added.stderr.split()
+    )
+    (row,) = json.loads(at(EARLY, "list", "--json").stdout)
+    assert (row["peak_renewal"]["remind_on"], row["peak_renewal"]["peak_end"]) == (
+        "2099-09-17",
+        "2100-01-31",
+    )
+    calendar = Calendar.from_ical(at(EARLY, "calendar").stdout)
+    (event,) = [e for e in calendar.walk("VEVENT") if str(e["uid"]).endswith("-peak@cfakey")]
+    assert event.decoded("dtstart") == date(2099, 9, 17)
+    metrics = at(EARLY, "metrics").stdout
+    (family,) = [
+        f
+        for f in text_string_to_metric_families(metrics)
+        if f.name == "cfakey_key_peak_renewal_timestamp_seconds"
+    ]
+    assert [s.value for s in family.samples] == [local_midnight(date(2099, 9, 17)).timestamp()]
