@@ -1,22 +1,28 @@
 """The team store's login and faults, through the command line, against real OpenBao servers.
 
 - The AppRole ``secret_id`` typed, hidden, in a real pseudo-terminal; refused without one.
+- Each fault of issue 12 item 7 stopping ``add``: French message, exit code, nothing
+  written in the engine nor in the metadata, no key and no token in any output.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from cfakey.errors import ExitCode
 from tests.conftest import run_cli
-from tests.openbao import OpenBao
+from tests.openbao import ROOT_TOKEN, BaoServer, OpenBao
 from tests.store_contract import SIRET_A
 
 KEY = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
@@ -35,6 +41,23 @@ def _metadata_rows(home: Path) -> tuple[int, int]:
         (pending,) = connection.execute("SELECT COUNT(*) FROM pending").fetchone()
     connection.close()
     return keys, pending
+
+
+def _engine_entries(server: BaoServer, mount: str) -> dict[str, tuple[str, int]]:
+    """Every key the engine holds under ``cfakey/keys``: its secret and its version."""
+    try:
+        folders = server.request("LIST", f"{mount}/metadata/cfakey/keys")["data"]["keys"]
+    except urllib.error.HTTPError as error:
+        if error.code == 404:  # nothing below: KV answers a LIST of nothing with 404
+            return {}
+        raise
+    found = {}
+    for folder in folders:
+        names = server.request("LIST", f"{mount}/metadata/cfakey/keys/{folder}")["data"]["keys"]
+        for name in names:
+            data = server.request("GET", f"{mount}/data/cfakey/keys/{folder}{name}")["data"]
+            found[f"{folder}{name}"] = (data["data"]["secret"], data["metadata"]["version"])
+    return found
 
 
 # -- AppRole: the secret_id typed in a terminal -------------------------------------------
@@ -129,3 +152,89 @@ def test_a_secret_id_in_the_environment_is_used_without_asking(
     assert imported.exit_code == 0, imported.stderr
     assert secret_id not in imported.stdout + imported.stderr
     assert (bao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {"secret": KEY}
+
+
+# -- Each fault stops ``add`` with nothing written ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """How to break the engine for the command, and what the operator must then read."""
+
+    code: ExitCode
+    words: str
+    #: Breaks it: gets the test's mount and the own-server starter; returns a token to hide.
+    make: Callable[[OpenBao, Callable[..., BaoServer], pytest.MonkeyPatch], str]
+
+
+def _sealed(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
+    server = own()
+    server.mount_kv(bao.mount)
+    server.seal()
+    env.setenv("BAO_ADDR", server.url)
+    return ROOT_TOKEN
+
+
+def _revoked_token(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
+    rules = f'path "{bao.mount}/*" {{ capabilities = ["create", "read", "update"] }}'
+    token = bao.server.token(f"revoque-{bao.mount}", rules)
+    bao.server.request("POST", "auth/token/revoke", {"token": token})  # as at its expiry
+    env.setenv("BAO_TOKEN", token)
+    return token
+
+
+def _kv_version_1(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
+    bao.server.unmount(bao.mount)
+    bao.server.mount_kv(bao.mount, version=1)
+    return ROOT_TOKEN
+
+
+def _tls_untrusted(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
+    server = own(tls=True)
+    server.mount_kv(bao.mount)
+    env.setenv("BAO_ADDR", server.url)  # no --ca-bundle: its certificate is unknown
+    return ROOT_TOKEN
+
+
+def _prefix(value: str) -> Callable[[OpenBao, Callable[..., BaoServer], pytest.MonkeyPatch], str]:
+    def make(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
+        assert run_cli("config", "set", "openbao.prefix", value).exit_code == 0  # by hand
+        return ROOT_TOKEN
+
+    return make
+
+
+FAULTS = {
+    "sealed": Fault(ExitCode.STORE_UNAVAILABLE, "est scellé (503)", _sealed),
+    "token-revoked": Fault(ExitCode.STORE_UNAVAILABLE, "jeton expiré, révoqué", _revoked_token),
+    "kv-version-1": Fault(ExitCode.USAGE, "n'est pas un moteur KV version 2", _kv_version_1),
+    "tls": Fault(ExitCode.STORE_UNAVAILABLE, "--ca-bundle FICHIER.pem", _tls_untrusted),
+    "prefix-dotdot": Fault(ExitCode.USAGE, "Préfixe invalide", _prefix("cfakey/../autre")),
+    "prefix-space": Fault(ExitCode.USAGE, "Préfixe invalide", _prefix("mon prefixe")),
+}
+
+
+@pytest.mark.parametrize("name", FAULTS)
+def test_each_fault_stops_add_with_a_french_message_and_nothing_written(
+    name: str,
+    openbao: OpenBao,
+    own_openbao: Callable[..., BaoServer],
+    monkeypatch: pytest.MonkeyPatch,
+    isolated_home: Path,
+) -> None:
+    fault = FAULTS[name]
+    openbao.use_with_cfakey(monkeypatch)
+    assert run_cli("config", "set", "openbao.mount", openbao.mount).exit_code == 0
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
+    token = fault.make(openbao, own_openbao, monkeypatch)
+    added = run_cli("add", "atlas", "--yes", input=KEY + "\n")
+    assert added.exit_code == fault.code, added.stderr
+    assert fault.words in added.stderr
+    assert "Traceback" not in added.stderr
+    for secret in (KEY, token, ROOT_TOKEN):
+        assert secret not in added.stdout + added.stderr
+    assert _metadata_rows(isolated_home) == (0, 0)  # no metadata, no intent left
+    listed = run_cli("list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert _engine_entries(openbao.server, openbao.mount) == {}  # nor in the engine
