@@ -206,6 +206,15 @@ def _tls_untrusted(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.Monk
     return ROOT_TOKEN
 
 
+def _tls_other_ca(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
+    server, other = own(tls=True), own(tls=True)
+    server.mount_kv(bao.mount)
+    env.setenv("BAO_ADDR", server.url)
+    assert other.ca_bundle is not None
+    assert run_cli("config", "set", "openbao.ca_bundle", str(other.ca_bundle)).exit_code == 0
+    return ROOT_TOKEN
+
+
 def _prefix(value: str) -> Callable[[OpenBao, Callable[..., BaoServer], pytest.MonkeyPatch], str]:
     def make(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
         assert run_cli("config", "set", "openbao.prefix", value).exit_code == 0  # by hand
@@ -219,6 +228,7 @@ FAULTS = {
     "token-revoked": Fault(ExitCode.STORE_UNAVAILABLE, "jeton expiré, révoqué", _revoked_token),
     "kv-version-1": Fault(ExitCode.USAGE, "n'est pas un moteur KV version 2", _kv_version_1),
     "tls": Fault(ExitCode.STORE_UNAVAILABLE, "--ca-bundle FICHIER.pem", _tls_untrusted),
+    "tls-other-ca": Fault(ExitCode.STORE_UNAVAILABLE, "n'est pas reconnu", _tls_other_ca),
     "prefix-dotdot": Fault(ExitCode.USAGE, "Préfixe invalide", _prefix("cfakey/../autre")),
     "prefix-space": Fault(ExitCode.USAGE, "Préfixe invalide", _prefix("mon prefixe")),
 }
