@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cfakey.stores.base import KeyStore
     from cfakey.stores.file_store import PasswordSource
     from cfakey.stores.keyring_store import KeyringProbe
+    from cfakey.stores.kinds import SecretPrompt, StoreSettings
     from cfakey.stores.selection import StoreDecision
 
 
@@ -49,6 +50,8 @@ class AppContext:
     store_option: str | None = None
     #: Asks the encrypted file's password in a terminal (the CLI's); ``None``: never prompt.
     password_prompt: PasswordSource | None = None
+    #: Asks a team store's login secret (AppRole secret_id) in a terminal; ``None``: never.
+    secret_prompt: SecretPrompt | None = None
     #: Asks the operator to accept the encrypted file when the keyring does not work.
     confirm_file_store: Callable[[str], bool] | None = None
     #: Told (in the CLI: on stderr) what finishing an interrupted change did.
@@ -165,9 +168,8 @@ class AppContext:
         """
         if self._key_store is None:
             from cfakey.errors import StoreUnavailableError
-            from cfakey.stores.file_store import password_source
             from cfakey.stores.keyring_store import FILE_STORE_HINT
-            from cfakey.stores.kinds import FALLBACK_KIND, StoreSettings
+            from cfakey.stores.kinds import FALLBACK_KIND
             from cfakey.stores.selection import open_store
 
             decision = self.store_decision()
@@ -181,15 +183,28 @@ class AppContext:
                 kind = FALLBACK_KIND
             if decision.origin == "auto" and interactive:
                 self.config().set("store", kind)
-            source = password_source(self.env, self.password_prompt)
-            settings = StoreSettings(
-                self.paths, self.env, source, self.keyring_probe, self.config_value
-            )
-            store = open_store(kind, settings)
+            store = open_store(kind, self.store_settings())
             self._settle(store)
             self._recover(store)
             self._key_store = store
         return self._key_store
+
+    def store_settings(self, setting: Callable[[str], object] | None = None) -> StoreSettings:
+        """What opening a store needs: this command's environment, prompts and settings.
+
+        ``setting``: where a store's settings are read (default: ``config.json``).
+        """
+        from cfakey.stores.file_store import password_source
+        from cfakey.stores.kinds import StoreSettings
+
+        return StoreSettings(
+            self.paths,
+            self.env,
+            password_source(self.env, self.password_prompt),
+            self.keyring_probe,
+            setting or self.config_value,
+            secret_prompt=self.secret_prompt,
+        )
 
     def _settle(self, store: KeyStore) -> None:
         """Move entries an earlier version left under other names (keyring: per home)."""

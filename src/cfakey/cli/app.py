@@ -11,7 +11,7 @@ import functools
 import importlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -329,7 +329,9 @@ def root(
 
     if not isinstance(ctx.obj, AppContext):
         ctx.obj = AppContext(
-            password_prompt=_prompt_password, confirm_file_store=_confirm_file_store
+            password_prompt=_prompt_password,
+            confirm_file_store=_confirm_file_store,
+            secret_prompt=_ask_hidden,
         )
     if ctx.obj.on_recovery is None:
         ctx.obj.on_recovery = _tell_recovery
@@ -348,6 +350,12 @@ def _prompt_password(*, new: bool, check: PasswordCheck | None = None) -> str:
     from cfakey.cli.prompts import prompt_file_password
 
     return prompt_file_password(new=new, check=check)
+
+
+def _ask_hidden(question: str, *, on_end: Callable[[], CfakeyError]) -> str:
+    from cfakey.cli.terminal import ask_hidden
+
+    return ask_hidden(question, on_end=on_end)
 
 
 def _confirm_file_store(reason: str) -> bool:

@@ -174,15 +174,10 @@ def migrate_store(  # noqa: PLR0917 - typer passes one parameter per option
 
 def _open_target(context: AppContext, kind: str, settings: Mapping[str, str]) -> KeyStore:
     """The target store of ``migrate``, with its settings as given (not yet recorded)."""
-    from cfakey.stores.file_store import password_source
-    from cfakey.stores.kinds import StoreSettings
     from cfakey.stores.selection import open_store
 
     def setting(name: str) -> object:
         own, _, key = name.partition(".")
         return settings.get(key) if own == kind else context.config_value(name)
 
-    source = password_source(context.env, context.password_prompt)
-    return open_store(
-        kind, StoreSettings(context.paths, context.env, source, context.keyring_probe, setting)
-    )
+    return open_store(kind, context.store_settings(setting))

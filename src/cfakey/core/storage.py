@@ -227,7 +227,7 @@ def _undo(
                         store.put(entry, old)
     except BaseException:  # noqa: BLE001, S110 - what was put back is checked below
         pass
-    checked = {entry for entry in open_intents if _holds(store, entry, previous[entry])}
+    checked = _held_as_before(store, open_intents, previous)
     try:
         with metadata.transaction():
             for entry in checked:
@@ -239,12 +239,23 @@ def _undo(
         raise IncompleteWriteError(error, len(open_intents - checked)) from error
 
 
-def _holds(store: KeyStore, entry: str, secret: str | None) -> bool:
-    """Whether the store, read again, holds exactly ``secret`` under ``entry``."""
-    try:
-        return store.get(entry) == secret
-    except Exception:  # noqa: BLE001 - unreadable: not checked
-        return False
+def _held_as_before(
+    store: KeyStore, entries: set[str], previous: Mapping[str, str | None]
+) -> set[str]:
+    """The entries the store, read again, holds exactly as before.
+
+    Stops at the first entry it cannot read: a store gone or hanging costs one failed
+    read (an engine's timeout), not one per entry; the rest is left to recovery.
+    """
+    checked = set()
+    for entry in sorted(entries):
+        try:
+            held = store.get(entry)
+        except Exception:  # noqa: BLE001 - unreadable: neither this entry nor the rest checked
+            break
+        if held == previous[entry]:
+            checked.add(entry)
+    return checked
 
 
 def store_key(

@@ -15,15 +15,22 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cfakey.errors import UsageError
 
 if TYPE_CHECKING:
+    from cfakey.errors import CfakeyError
     from cfakey.paths import Paths
     from cfakey.stores.base import KeyStore
     from cfakey.stores.file_store import PasswordSource
     from cfakey.stores.keyring_store import KeyringProbe
+
+
+class SecretPrompt(Protocol):
+    """Asks a secret without echo in a terminal; without one, raises ``on_end()``."""
+
+    def __call__(self, question: str, *, on_end: Callable[[], CfakeyError]) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,8 @@ class StoreSettings:
     keyring_probe: Callable[[], KeyringProbe] | None = None
     #: A setting of ``config.json`` by name (a remote store's URL), read only when asked.
     setting: Callable[[str], object] = lambda _name: None
+    #: Asks a remote store's login secret (an AppRole secret_id); ``None``: never prompt.
+    secret_prompt: SecretPrompt | None = None
 
 
 @dataclass(frozen=True)

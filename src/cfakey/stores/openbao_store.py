@@ -9,9 +9,10 @@ if it has seen none): a teammate's write in between is refused, never overwritte
 versions and its metadata.
 
 The token comes from ``BAO_TOKEN``, ``VAULT_TOKEN``, an AppRole login (``role_id`` in the
-settings, ``secret_id`` in ``CFAKEY_BAO_SECRET_ID``) or the CLI's ``~/.vault-token``, in
-that order. hvac (and requests) are imported only when a command reaches the engine.
-Errors are French and name the URL or the path refused, never a key or a token.
+settings, ``secret_id`` in ``CFAKEY_BAO_SECRET_ID`` or typed, hidden, in a terminal) or the
+CLI's ``~/.vault-token``, in that order. hvac (and requests) are imported only when a
+command reaches the engine. Errors are French and name the URL or the path refused, never
+a key or a token.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ from cfakey.userfiles import read_user_file
 if TYPE_CHECKING:
     import hvac
 
-    from cfakey.stores.kinds import StoreSettings
+    from cfakey.stores.kinds import SecretPrompt, StoreSettings
 
 TOKEN_VARIABLES = ("BAO_TOKEN", "VAULT_TOKEN")
 ADDRESS_VARIABLES = ("BAO_ADDR", "VAULT_ADDR")
 SECRET_ID_ENV = "CFAKEY_BAO_SECRET_ID"  # noqa: S105 - a variable name
+SECRET_ID_QUESTION = "secret_id AppRole : "  # noqa: S105 - the prompt, not a secret
 TOKEN_FILE = ".vault-token"  # noqa: S105 - the CLI's token file name, not a token
 #: The single field of each KV entry.
 FIELD = "secret"
@@ -137,6 +139,15 @@ class BaoLocation:
         return relative.removeprefix(f"{KEYS_FOLDER}/")
 
 
+def _no_secret_id() -> StoreUnavailableError:
+    """AppRole configured, no secret_id in the environment, no terminal to ask it."""
+    return StoreUnavailableError(
+        f"L'AppRole est configuré pour le coffre OpenBao, mais son secret_id manque : la "
+        f"variable {SECRET_ID_ENV} est vide et aucun terminal ne permet de le demander.",
+        hint=f"Donnez le secret_id dans {SECRET_ID_ENV} (serveur, CI), ou un jeton dans BAO_TOKEN.",
+    )
+
+
 class OpenBaoStore(KeyStore):
     """Secrets in a KV version 2 engine shared by a team (OpenBao, HashiCorp Vault)."""
 
@@ -147,9 +158,16 @@ class OpenBaoStore(KeyStore):
     #: A token opens every key its policy covers, not only those ``exec`` hands out.
     unlocking_variables: ClassVar[tuple[str, ...]] = (*TOKEN_VARIABLES, SECRET_ID_ENV)
 
-    def __init__(self, location: BaoLocation, env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        location: BaoLocation,
+        env: Mapping[str, str],
+        secret_prompt: SecretPrompt | None = None,
+    ) -> None:
         self.where = location
         self._env = env
+        #: Asks the AppRole secret_id when the environment has none (a terminal's prompt).
+        self._secret_prompt = secret_prompt
         self._client: hvac.Client | None = None
         #: The version of each path this object last read or wrote (0: no entry), for CAS.
         self._versions: dict[str, int] = {}
@@ -177,7 +195,7 @@ class OpenBaoStore(KeyStore):
             if address:
                 values["url"] = address
         checked = cls.checked_settings(values)
-        return cls(BaoLocation(**checked), settings.env)
+        return cls(BaoLocation(**checked), settings.env, settings.secret_prompt)
 
     def describe(self) -> str:
         where = self.where
@@ -231,13 +249,7 @@ class OpenBaoStore(KeyStore):
     def _approle_login(self, client: hvac.Client, role_id: str) -> str:
         import hvac.exceptions
 
-        secret_id = self._env.get(SECRET_ID_ENV, "").strip()
-        if not secret_id:
-            raise StoreUnavailableError(
-                f"L'AppRole est configuré pour le coffre OpenBao, mais la variable "
-                f"{SECRET_ID_ENV} (son secret_id) est vide.",
-                hint=f"Donnez le secret_id dans {SECRET_ID_ENV}, ou un jeton dans BAO_TOKEN.",
-            )
+        secret_id = self._env.get(SECRET_ID_ENV, "").strip() or self._typed_secret_id()
         try:
             answer = client.auth.approle.login(role_id=role_id, secret_id=secret_id)
         except (
@@ -252,6 +264,19 @@ class OpenBaoStore(KeyStore):
             ) from None
         token: str = answer["auth"]["client_token"]
         return token
+
+    def _typed_secret_id(self) -> str:
+        """The secret_id typed without echo in a terminal; without one, a French error."""
+        if self._secret_prompt is None:
+            raise _no_secret_id()
+        secret_id = self._secret_prompt(SECRET_ID_QUESTION, on_end=_no_secret_id).strip()
+        if not secret_id:
+            raise StoreUnavailableError(
+                "Aucun secret_id AppRole tapé : pas de connexion au coffre OpenBao, rien n'a "
+                "été fait.",
+                hint=f"Pour un serveur ou une CI : la variable {SECRET_ID_ENV}.",
+            )
+        return secret_id
 
     def _check_mount(self, client: hvac.Client) -> None:
         """Refuse a KV version 1 (or non-KV) mount before anything is written to it."""
