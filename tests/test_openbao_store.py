@@ -464,3 +464,30 @@ def test_a_rotation_by_a_teammate_is_never_overwritten_unseen(
     assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {
         "secret": "cle-de-bob-tour-2"
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("openbao.prefix", "cfakey/../autre", "Préfixe invalide"),
+        ("openbao.prefix", "mon prefixe", "Préfixe invalide"),
+        ("openbao.mount", "se cret", "Point de montage invalide"),
+        ("openbao.url", "https://moi:motdepasse@bao.exemple.fr", "Adresse du coffre OpenBao"),
+    ],
+)
+def test_config_set_checks_a_store_setting_as_store_use_does(
+    isolated_home: Path, name: str, value: str, said: str
+) -> None:
+    config_file = isolated_home / "config.json"
+    before = config_file.read_bytes() if config_file.exists() else None
+    result = run_cli("config", "set", name, value)
+    assert result.exit_code == 2
+    assert said in result.stderr
+    assert value not in result.stderr + result.stdout
+    assert (config_file.read_bytes() if config_file.exists() else None) == before
+
+
+def test_config_set_normalises_a_store_setting(isolated_home: Path) -> None:
+    assert run_cli("config", "set", "openbao.prefix", " /equipe/cfakey/ ").exit_code == 0
+    shown = run_cli("config", "get", "openbao.prefix")
+    assert shown.stdout.strip() == "equipe/cfakey"

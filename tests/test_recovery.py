@@ -250,3 +250,39 @@ def test_doctor_counts_the_keys_after_recovery(killed_removal: Metadata) -> None
     report = json.loads(run_cli("doctor", "--json").stdout)
     assert report["keys_checked"] == 1
     assert "1 clé(s) vérifiée(s)" in run_cli("doctor").stdout
+
+
+def _intent(opco_id: str, store: str = "file") -> PendingWrite:
+    return PendingWrite(SIRET, opco_id, "imported", None, None, store)
+
+
+def test_a_few_interrupted_writes_are_named_one_by_one_many_are_counted() -> None:
+    from cfakey.core.recovery import SPELLED_OUT, RecoveryReport
+
+    opcos = [f"opco{number}" for number in range(40)]
+    few = RecoveryReport(completed=tuple(_intent(o) for o in opcos[:SPELLED_OUT]))
+    assert len(few.messages()) == SPELLED_OUT
+    assert few.messages()[0].startswith("Opération interrompue reprise : l'import de la clé")
+
+    many = RecoveryReport(
+        completed=tuple(_intent(o) for o in opcos[:30]),
+        abandoned=tuple(_intent(o) for o in opcos[30:33]),
+        other_store=(_intent("afdas", "keyring"), *(_intent(o, "openbao") for o in opcos[:7])),
+    )
+    lines = many.messages()
+    assert lines == [
+        (
+            f"Opérations interrompues reprises : 30 clés (opco0 du CFA {SIRET}, opco1 du CFA "
+            f"{SIRET}, opco2 du CFA {SIRET} et 27 autres) avaient déjà atteint le magasin de "
+            "clés ; leurs métadonnées et le journal sont maintenant à jour."
+        ),
+        (
+            f"Opération interrompue annulée : l'import de la clé (opco30 du CFA {SIRET}) "
+            "n'avait pas atteint le magasin de clés ; rien n'avait changé."
+        ),
+        *lines[2:],
+    ]
+    assert len(lines) == 1 + 3 + 1 + 1  # 3 abandoned named, keyring named, openbao counted
+    assert lines[-2].startswith(f"Opération interrompue sur afdas du CFA {SIRET} dans un autre")
+    assert lines[-1].startswith("Opérations interrompues sur 7 clés")
+    assert "(--store openbao)" in lines[-1]

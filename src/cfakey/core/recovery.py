@@ -39,28 +39,64 @@ class RecoveryReport:
         return bool(self.completed or self.abandoned or self.unexpected or self.other_store)
 
     def messages(self) -> list[str]:
-        """One French sentence per intent, for stderr."""
-        lines = [
-            f"Opération interrompue reprise : {_what(p)} ({_slot(p)}) avait déjà atteint le "
-            "magasin de clés ; les métadonnées et le journal sont maintenant à jour."
-            for p in self.completed
+        """French sentences for stderr: one per intent, or one per kind beyond a few keys.
+
+        An import of hundreds of keys stopped midway must not bury the screen: past
+        :data:`SPELLED_OUT` intents of one kind, they are counted and the first few named.
+        """
+        return [
+            *_told(
+                self.completed,
+                "Opération interrompue reprise : {what} avait déjà atteint le magasin de clés ; "
+                "les métadonnées et le journal sont maintenant à jour.",
+                "Opérations interrompues reprises : {what} avaient déjà atteint le magasin de "
+                "clés ; leurs métadonnées et le journal sont maintenant à jour.",
+            ),
+            *_told(
+                self.abandoned,
+                "Opération interrompue annulée : {what} n'avait pas atteint le magasin de clés ; "
+                "rien n'avait changé.",
+                "Opérations interrompues annulées : {what} n'avaient pas atteint le magasin de "
+                "clés ; rien n'avait changé.",
+            ),
+            *_told(
+                self.unexpected,
+                "Opération interrompue sur {slot} : le magasin contient une clé inattendue "
+                "(ni l'ancienne ni la nouvelle) ; vérifiez avec cfakey doctor.",
+                "Opérations interrompues sur {slot} : le magasin contient des clés inattendues "
+                "(ni les anciennes ni les nouvelles) ; vérifiez avec cfakey doctor.",
+            ),
+            *(
+                line
+                for store in sorted({p.store for p in self.other_store})
+                for line in _told(
+                    tuple(p for p in self.other_store if p.store == store),
+                    "Opération interrompue sur {slot} dans un autre magasin ({store}) : elle sera "
+                    "reprise par une commande qui utilise ce magasin (--store {store}).",
+                    "Opérations interrompues sur {slot} dans un autre magasin ({store}) : elles "
+                    "seront reprises par une commande qui utilise ce magasin (--store {store}).",
+                )
+            ),
         ]
-        lines += [
-            f"Opération interrompue annulée : {_what(p)} ({_slot(p)}) n'avait pas atteint le "
-            "magasin de clés ; rien n'avait changé."
-            for p in self.abandoned
+
+
+#: How many intents of one kind are named one by one before they are counted.
+SPELLED_OUT = 5
+
+
+def _told(intents: tuple[PendingWrite, ...], one: str, many: str) -> list[str]:
+    """``one`` per intent when they are few, else ``many`` once, the keys counted.
+
+    Holes: ``{what}`` (the action and the key), ``{slot}`` (the key), ``{store}``.
+    """
+    if len(intents) <= SPELLED_OUT:
+        return [
+            one.format(what=f"{_what(p)} ({_slot(p)})", slot=_slot(p), store=p.store)
+            for p in intents
         ]
-        lines += [
-            f"Opération interrompue sur {_slot(p)} : le magasin contient une clé inattendue "
-            "(ni l'ancienne ni la nouvelle) ; vérifiez avec cfakey doctor."
-            for p in self.unexpected
-        ]
-        lines += [
-            f"Opération interrompue sur {_slot(p)} dans un autre magasin ({p.store}) : "
-            f"elle sera reprise par une commande qui utilise ce magasin (--store {p.store})."
-            for p in self.other_store
-        ]
-        return lines
+    named = ", ".join(_slot(p) for p in intents[:3])
+    counted = f"{len(intents)} clés ({named} et {len(intents) - 3} autres)"
+    return [many.format(what=counted, slot=counted, store=intents[0].store)]
 
 
 _ACTIONS = {

@@ -117,12 +117,28 @@ def coerce(key: str, value: str) -> Any:
         return check_header_value(key, value)
     if key.endswith(INT_SUFFIXES):
         return window_days(key, value)
-    if key == PEAK_SETTING:
-        return peak_setting_text(value)
+    owned = _owned_setting(key, value)
+    if owned is not None:
+        return owned
     for suffix, choices in _CHOICES.items():
         if key.endswith(suffix):
             return _choice(key, value, choices)
     return value.strip()
+
+
+def _owned_setting(key: str, value: str) -> str | None:
+    """A setting its own module checks: the peak months, a store's settings
+    (``openbao.prefix``, as ``store use`` checks it); ``None`` when ``key`` is not one."""
+    from cfakey.stores.kinds import STORE_KINDS
+
+    if key == PEAK_SETTING:
+        return peak_setting_text(value)
+    kind_name, _, name = key.partition(".")
+    kind = STORE_KINDS.get(kind_name)
+    if kind is None:
+        return None
+    store_class = kind.store_class()
+    return store_class.checked_setting(name, value) if name in store_class.setting_names else None
 
 
 def _choice(key: str, value: object, choices: dict[str, Any]) -> Any:

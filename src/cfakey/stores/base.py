@@ -67,6 +67,11 @@ class KeyStore(ABC):
         return dict(values)
 
     @classmethod
+    def checked_setting(cls, name: str, value: str) -> str:
+        """One of :attr:`setting_names` (``config set <kind>.<name>``), normalised or refused."""
+        return value.strip()
+
+    @classmethod
     def from_settings(cls, settings: StoreSettings) -> Self:
         """The store of this kind for this home and environment (see ``stores/kinds.py``)."""
         raise NotImplementedError(cls.__name__)

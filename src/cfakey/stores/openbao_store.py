@@ -175,13 +175,18 @@ class OpenBaoStore(KeyStore):
     @classmethod
     def checked_settings(cls, values: Mapping[str, str]) -> dict[str, str]:
         """``store use``: the settings normalised, or a French usage error (exit 2)."""
-        checked = {name: _CHECKS[name](value) for name, value in values.items()}
+        checked = {name: cls.checked_setting(name, value) for name, value in values.items()}
         if "url" not in checked:
             raise UsageError(
                 "L'adresse du coffre OpenBao est nécessaire.",
                 hint=f"{_USE} --url https://bao.exemple.fr:8200",
             )
         return checked
+
+    @classmethod
+    def checked_setting(cls, name: str, value: str) -> str:
+        """A mount or prefix without ``..`` or spaces, a URL without credentials, etc."""
+        return _CHECKS[name](value)
 
     @classmethod
     def from_settings(cls, settings: StoreSettings) -> Self:
