@@ -1149,6 +1149,40 @@ class Metadata:
         entries = _decoded(self.path, _journal_entry, rows)
         return entries if newest_first else entries[::-1]
 
+    def stored_times(self) -> dict[tuple[str, str], datetime]:
+        """When each key was stored, by (SIRET, OPCO), without decoding whole records."""
+        rows = self._db.execute("SELECT siret, opco_id, stored_at FROM key")
+        found = _decoded(
+            self.path,
+            lambda row: (
+                (_text(row, "key", "siret"), _text(row, "key", "opco_id")),
+                _moment(row, "key", "stored_at"),
+            ),
+            rows,
+        )
+        return dict(found)
+
+    def latest_entries(
+        self, action: str, detail_contains: str | None = None
+    ) -> dict[tuple[str, str | None], datetime]:
+        """When ``action`` was last journalled for each (SIRET, OPCO), in one query;
+        ``detail_contains`` keeps only the entries whose detail holds that text."""
+        rows = self._db.execute(
+            "SELECT siret, opco_id, max(at) AS at FROM journal"
+            " WHERE action = :action AND siret IS NOT NULL"
+            " AND (:part IS NULL OR instr(detail, :part) > 0) GROUP BY siret, opco_id",
+            {"action": action, "part": detail_contains},
+        )
+        found = _decoded(
+            self.path,
+            lambda row: (
+                (_text(row, "journal", "siret"), _optional_text(row, "journal", "opco_id")),
+                _moment(row, "journal", "at"),
+            ),
+            rows,
+        )
+        return dict(found)
+
 
 def _split_sql(script: str) -> list[str]:
     """Statements of a migration script; triggers keep their inner semicolons."""

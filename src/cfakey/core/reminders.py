@@ -6,16 +6,19 @@ Neither carries a key nor a fingerprint: only who (SIRET, CFA name, OPCO) and wh
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from cfakey.core.codes import KeyStatus, VerifyOutcome
+from cfakey.core.codes import EXPIRY_UPDATED, JournalAction, KeyStatus, VerifyOutcome
 from cfakey.expiry import in_date_range, local_date
 
 if TYPE_CHECKING:
     from cfakey.core.keys import KeyRow, Overview, Window
+    from cfakey.core.requests import RequestRow
+    from cfakey.metadata import Metadata
     from cfakey.registry.model import Opco, Registry
 
 #: The file node_exporter's textfile collector reads in ``--textfile DIR``.
@@ -92,7 +95,7 @@ def metrics_text(view: Overview, *, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: ``SEQUENCE`` counts minutes from here to when the key was stored (see :func:`sequence`).
+#: ``SEQUENCE`` counts minutes from here to when the event last changed (:func:`sequence`).
 _SEQUENCE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -111,16 +114,33 @@ class Reminder:
         return f"{self.row.siret}-{self.row.opco_id}-{self.kind}@cfakey"
 
 
-def sequence(stored_at: datetime | None) -> int:
-    """``SEQUENCE``: minutes from 2000 to when the key was stored.
+def sequence(changed: datetime | None) -> int:
+    """``SEQUENCE``: minutes from 2000 to when the event's date or text last changed.
 
-    A new date only ever comes with a newly stored key (add, rotate, import), so it rises
-    whenever a date changes, whichever way the date moves, with no state kept between
-    runs; minutes keep it far below the 2^31 ceiling calendars accept.
+    Computed from what the database records (:func:`change_times`), with no state kept
+    between runs: the same data gives the same number, and any later change a higher one,
+    whichever way the date moves; minutes keep it far below the 2^31 calendars accept.
     """
-    if stored_at is None:
+    if changed is None:
         return 0
-    return max(0, int((stored_at - _SEQUENCE_EPOCH).total_seconds()) // 60)
+    return max(0, int((changed - _SEQUENCE_EPOCH).total_seconds()) // 60)
+
+
+def change_times(metadata: Metadata) -> dict[tuple[str, str], datetime]:
+    """When each key's events last changed: the key stored (add, rotate, import), a
+    ``verify`` that replaced its date with the OPCO's, or its CFA's name edited; by
+    (SIRET, OPCO). Open requests' entries come from :func:`request_change_time`."""
+    verified = metadata.latest_entries(JournalAction.VERIFIED.id, EXPIRY_UPDATED)
+    edited = metadata.latest_entries(JournalAction.CFA_EDITED.id)
+    found: dict[tuple[str, str], datetime] = {}
+    for slot, stored_at in metadata.stored_times().items():
+        moments = (stored_at, verified.get(slot), edited.get((slot[0], None)))
+        found[slot] = max(moment for moment in moments if moment is not None)
+    for request in metadata.list_requests():
+        cfa = edited.get((request.siret, None))
+        moment = request.recorded_at if cfa is None else max(request.recorded_at, cfa)
+        found[(request.siret, f"{request.opco_id}-request")] = moment
+    return found
 
 
 def reminders(view: Overview, windows: Mapping[str, Window]) -> list[Reminder]:
@@ -135,14 +155,9 @@ def reminders(view: Overview, windows: Mapping[str, Window]) -> list[Reminder]:
     return found
 
 
-def _what_to_do(reminder: Reminder, opco: Opco | None) -> str:
-    row = reminder.row
-    when = f"{reminder.day:%d/%m/%Y}"
-    lines = [
-        f"La clé API {row.opco_name} du CFA {row.cfa_name} (SIRET {row.siret}) "
-        + (f"expire le {when}." if reminder.kind == "expiry" else f"est à renouveler le {when}."),
-        f"À faire : obtenez une nouvelle clé, puis : cfakey rotate {row.opco_id} --cfa {row.siret}",
-    ]
+def _contacts(opco: Opco | None) -> list[str]:
+    """The portal and support lines of an event's description."""
+    lines = []
     if opco is not None and opco.portal_url:
         lines.append(f"Portail : {opco.portal_url}")
     if opco is not None:
@@ -150,6 +165,18 @@ def _what_to_do(reminder: Reminder, opco: Opco | None) -> str:
         contacts = [*support.emails, *support.phones, *(link.url for link in support.web)]
         if contacts:
             lines.append(f"Assistance : {', '.join(contacts)}")
+    return lines
+
+
+def _what_to_do(reminder: Reminder, opco: Opco | None) -> str:
+    row = reminder.row
+    when = f"{reminder.day:%d/%m/%Y}"
+    lines = [
+        f"La clé API {row.opco_name} du CFA {row.cfa_name} (SIRET {row.siret}) "
+        + (f"expire le {when}." if reminder.kind == "expiry" else f"est à renouveler le {when}."),
+        f"À faire : obtenez une nouvelle clé, puis : cfakey rotate {row.opco_id} --cfa {row.siret}",
+        *_contacts(opco),
+    ]
     return "\n".join(lines)
 
 
@@ -159,41 +186,146 @@ def _summary(reminder: Reminder) -> str:
     return f"Clé API {row.opco_name} – {row.cfa_name} : {what}"
 
 
+def _request_event(request: RequestRow, opco: Opco | None) -> tuple[str, str, str]:
+    """The UID, summary and description of an open request's follow-up event."""
+    to = f" à {request.sent_to}" if request.sent_to else ""
+    sent = (
+        f"La clé API {request.opco_name} du CFA {request.cfa_name} (SIRET {request.siret}) "
+        f"a été demandée le {request.sent_on:%d/%m/%Y}{to} et n'est pas encore arrivée."
+    )
+    arrives = (
+        "Quand la clé arrive, enregistrez-la (la demande est alors close) : "
+        f"cfakey add {request.opco_id} --cfa {request.siret}"
+    )
+    todo = f"À faire : relancez {request.opco_name}" + (
+        f" (écrivez à {request.sent_to})." if request.sent_to else "."
+    )
+    lines = [sent, todo, *_contacts(opco), arrives]
+    uid = f"{request.siret}-{request.opco_id}-request@cfakey"
+    summary = f"Clé API {request.opco_name} – {request.cfa_name} : relancer la demande"
+    return uid, summary, "\n".join(lines)
+
+
 def calendar_ics(
     found: Iterable[Reminder],
     registry: Registry,
-    stored: Mapping[tuple[str, str], datetime],
+    changed: Mapping[tuple[str, str], datetime],
     *,
     now: datetime,
+    requests: Iterable[RequestRow] = (),
 ) -> bytes:
-    """An RFC 5545 calendar of ``found``: all-day events with display alarms."""
-    from icalendar import Alarm, Calendar, Event
+    """An RFC 5545 calendar of ``found`` and of the follow-ups of open ``requests``:
+    all-day events with display alarms.
 
-    calendar = Calendar()
-    calendar.add("prodid", "-//cfakey//Échéances des clés API CFA//FR")
-    calendar.add("version", "2.0")
-    calendar.add("x-wr-calname", "Clés API des CFA")
+    Written here rather than with the ``icalendar`` library, whose import and per-line
+    work cost more than the whole ``list`` of 1,100 keys (bench/reminders.py); the tests
+    read the result back with that library.
+    """
+    ics = IcsWriter(now)
     opcos = {opco.id: opco for opco in registry.opcos}
     for reminder in found:
         row = reminder.row
-        description = _what_to_do(reminder, opcos.get(row.opco_id))
-        event = Event()
-        event.add("uid", reminder.uid)
-        event.add("sequence", sequence(stored.get((row.siret, row.opco_id))))
-        event.add("dtstamp", now)
-        event.add("dtstart", reminder.day)
-        event.add("dtend", reminder.day + timedelta(days=1))
-        event.add("summary", _summary(reminder))
-        event.add("description", description)
-        event.add("transp", "TRANSPARENT")
         days = {reminder.window.warn_days}
         if reminder.kind == "expiry":  # a rotation reminder is advice, never critical
             days.add(reminder.window.crit_days)
-        for before in sorted(days, reverse=True):
-            alarm = Alarm()
-            alarm.add("action", "DISPLAY")
-            alarm.add("trigger", timedelta(days=-before))
-            alarm.add("description", f"Dans {before} jours : {_summary(reminder)}")
-            event.add_component(alarm)
-        calendar.add_component(event)
-    return bytes(calendar.to_ical())
+        summary = _summary(reminder)
+        ics.event(
+            uid=reminder.uid,
+            sequence=sequence(changed.get((row.siret, row.opco_id))),
+            day=reminder.day,
+            summary=summary,
+            description=_what_to_do(reminder, opcos.get(row.opco_id)),
+            alarms=[(before, f"Dans {before} jours : {summary}") for before in sorted(days)[::-1]],
+        )
+    for request in requests:
+        if not in_date_range(request.follow_up_on):
+            continue
+        uid, summary, description = _request_event(request, opcos.get(request.opco_id))
+        ics.event(
+            uid=uid,
+            sequence=sequence(changed.get((request.siret, f"{request.opco_id}-request"))),
+            day=request.follow_up_on,
+            summary=summary,
+            description=description,
+            alarms=[(0, f"Aujourd'hui : {summary}")],
+        )
+    return ics.finish()
+
+
+#: Control characters a TEXT value cannot hold (RFC 5545 3.3.11): they become spaces.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def ics_text(value: str) -> str:
+    """A TEXT value escaped per RFC 5545: backslash, semicolon, comma, line break."""
+    if not value.isprintable():
+        value = _CONTROLS.sub(" ", value.replace("\r\n", "\n").replace("\r", "\n"))
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+def fold(line: str) -> bytes:
+    """One content line in UTF-8, folded at 75 octets (RFC 5545 3.1), never inside a
+    character, ended by CRLF."""
+    data = line.encode("utf-8")
+    if len(data) <= 75:
+        return data + b"\r\n"
+    parts: list[bytes] = []
+    start, limit = 0, 75
+    while len(data) - start > limit:
+        end = start + limit
+        while data[end] & 0xC0 == 0x80:  # a continuation byte: cut before its character
+            end -= 1
+        parts.append(data[start:end])
+        start, limit = end, 74  # continuation lines begin with one space
+    parts.append(data[start:])
+    return b"\r\n ".join(parts) + b"\r\n"
+
+
+class IcsWriter:
+    """A VCALENDAR of all-day events with display alarms, line by line."""
+
+    def __init__(self, now: datetime) -> None:
+        self._stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self._lines: list[bytes] = [
+            fold(line)
+            for line in (
+                "BEGIN:VCALENDAR",
+                "VERSION:2.0",
+                "PRODID:-//cfakey//Échéances des clés API CFA//FR",
+                "CALSCALE:GREGORIAN",
+                "X-WR-CALNAME:Clés API des CFA",
+            )
+        ]
+
+    def event(
+        self,
+        *,
+        uid: str,
+        sequence: int,
+        day: date,
+        summary: str,
+        description: str,
+        alarms: Iterable[tuple[int, str]],
+    ) -> None:
+        """One all-day event on ``day``, with an alarm ``days`` before for each (days, text)."""
+        lines = [
+            "BEGIN:VEVENT",
+            f"UID:{ics_text(uid)}",
+            f"SEQUENCE:{sequence}",
+            f"DTSTAMP:{self._stamp}",
+            f"DTSTART;VALUE=DATE:{day:%Y%m%d}",
+            f"DTEND;VALUE=DATE:{day + timedelta(days=1):%Y%m%d}",
+            f"SUMMARY:{ics_text(summary)}",
+            f"DESCRIPTION:{ics_text(description)}",
+            "TRANSP:TRANSPARENT",
+        ]
+        for before, text in alarms:
+            trigger = f"-P{before}D" if before else "PT0S"
+            lines += ["BEGIN:VALARM", "ACTION:DISPLAY", f"TRIGGER:{trigger}"]
+            lines += [f"DESCRIPTION:{ics_text(text)}", "END:VALARM"]
+        lines.append("END:VEVENT")
+        self._lines.extend(fold(line) for line in lines)
+
+    def finish(self) -> bytes:
+        """The whole calendar."""
+        return b"".join([*self._lines, fold("END:VCALENDAR")])
