@@ -168,16 +168,23 @@ def _contacts(opco: Opco | None) -> list[str]:
     return lines
 
 
-def _what_to_do(reminder: Reminder, opco: Opco | None) -> str:
-    row = reminder.row
-    when = f"{reminder.day:%d/%m/%Y}"
-    lines = [
-        f"La clé API {row.opco_name} du CFA {row.cfa_name} (SIRET {row.siret}) "
-        + (f"expire le {when}." if reminder.kind == "expiry" else f"est à renouveler le {when}."),
-        f"À faire : obtenez une nouvelle clé, puis : cfakey rotate {row.opco_id} --cfa {row.siret}",
-        *_contacts(opco),
-    ]
-    return "\n".join(lines)
+def _text_lines(lines: Iterable[str]) -> str:
+    """Lines of text as one escaped TEXT value (:func:`ics_text`)."""
+    return "\\n".join(map(ics_text, lines))
+
+
+def _what_to_do(reminder: Reminder) -> str:
+    """The escaped description of a key's event, before its OPCO's contacts."""
+    row, day = reminder.row, reminder.day
+    when = f"{day.day:02d}/{day.month:02d}/{day.year}"  # strftime is slower, 1,000 times
+    what = f"expire le {when}." if reminder.kind == "expiry" else f"est à renouveler le {when}."
+    command = f"cfakey rotate {row.opco_id} --cfa {row.siret}"
+    return _text_lines(
+        (
+            f"La clé API {row.opco_name} du CFA {row.cfa_name} (SIRET {row.siret}) {what}",
+            f"À faire : obtenez une nouvelle clé, puis : {command}",
+        )
+    )
 
 
 def _summary(reminder: Reminder) -> str:
@@ -187,7 +194,7 @@ def _summary(reminder: Reminder) -> str:
 
 
 def _request_event(request: RequestRow, opco: Opco | None) -> tuple[str, str, str]:
-    """The UID, summary and description of an open request's follow-up event."""
+    """The UID, summary and (escaped) description of an open request's follow-up event."""
     to = f" à {request.sent_to}" if request.sent_to else ""
     sent = (
         f"La clé API {request.opco_name} du CFA {request.cfa_name} (SIRET {request.siret}) "
@@ -200,10 +207,9 @@ def _request_event(request: RequestRow, opco: Opco | None) -> tuple[str, str, st
     todo = f"À faire : relancez {request.opco_name}" + (
         f" (écrivez à {request.sent_to})." if request.sent_to else "."
     )
-    lines = [sent, todo, *_contacts(opco), arrives]
     uid = f"{request.siret}-{request.opco_id}-request@cfakey"
     summary = f"Clé API {request.opco_name} – {request.cfa_name} : relancer la demande"
-    return uid, summary, "\n".join(lines)
+    return uid, summary, _text_lines([sent, todo, *_contacts(opco), arrives])
 
 
 def calendar_ics(
@@ -223,6 +229,10 @@ def calendar_ics(
     """
     ics = IcsWriter(now)
     opcos = {opco.id: opco for opco in registry.opcos}
+    contacts = {
+        opco.id: "".join(f"\\n{ics_text(line)}" for line in _contacts(opco))
+        for opco in registry.opcos
+    }
     for reminder in found:
         row = reminder.row
         days = {reminder.window.warn_days}
@@ -234,8 +244,8 @@ def calendar_ics(
             sequence=sequence(changed.get((row.siret, row.opco_id))),
             day=reminder.day,
             summary=summary,
-            description=_what_to_do(reminder, opcos.get(row.opco_id)),
-            alarms=[(before, f"Dans {before} jours : {summary}") for before in sorted(days)[::-1]],
+            description=_what_to_do(reminder) + contacts.get(row.opco_id, ""),
+            alarms=[(before, f"Dans {before} jours") for before in sorted(days, reverse=True)],
         )
     for request in requests:
         if not in_date_range(request.follow_up_on):
@@ -247,7 +257,7 @@ def calendar_ics(
             day=request.follow_up_on,
             summary=summary,
             description=description,
-            alarms=[(0, f"Aujourd'hui : {summary}")],
+            alarms=[(0, "Aujourd'hui")],
         )
     return ics.finish()
 
@@ -258,27 +268,30 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 def ics_text(value: str) -> str:
     """A TEXT value escaped per RFC 5545: backslash, semicolon, comma, line break."""
-    if not value.isprintable():
+    printable = value.isprintable()
+    if printable and "\\" not in value and ";" not in value and "," not in value:
+        return value
+    if not printable:
         value = _CONTROLS.sub(" ", value.replace("\r\n", "\n").replace("\r", "\n"))
     return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
 
 
-def fold(line: str) -> bytes:
-    """One content line in UTF-8, folded at 75 octets (RFC 5545 3.1), never inside a
-    character, ended by CRLF."""
-    data = line.encode("utf-8")
-    if len(data) <= 75:
-        return data + b"\r\n"
+def fold(line: bytes) -> bytes:
+    """One content line of UTF-8 folded at 75 octets (RFC 5545 3.1), never inside a
+    character: continuation lines begin with CRLF and one space."""
     parts: list[bytes] = []
     start, limit = 0, 75
-    while len(data) - start > limit:
+    while len(line) - start > limit:
         end = start + limit
-        while data[end] & 0xC0 == 0x80:  # a continuation byte: cut before its character
+        while line[end] & 0xC0 == 0x80:  # a continuation byte: cut before its character
             end -= 1
-        parts.append(data[start:end])
+        parts.append(line[start:end])
         start, limit = end, 74  # continuation lines begin with one space
-    parts.append(data[start:])
-    return b"\r\n ".join(parts) + b"\r\n"
+    parts.append(line[start:])
+    return b"\r\n ".join(parts)
+
+
+_DAY = timedelta(days=1)
 
 
 class IcsWriter:
@@ -286,15 +299,12 @@ class IcsWriter:
 
     def __init__(self, now: datetime) -> None:
         self._stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-        self._lines: list[bytes] = [
-            fold(line)
-            for line in (
-                "BEGIN:VCALENDAR",
-                "VERSION:2.0",
-                "PRODID:-//cfakey//Échéances des clés API CFA//FR",
-                "CALSCALE:GREGORIAN",
-                "X-WR-CALNAME:Clés API des CFA",
-            )
+        self._lines: list[str] = [
+            "BEGIN:VCALENDAR",
+            "VERSION:2.0",
+            "PRODID:-//cfakey//Échéances des clés API CFA//FR",
+            "CALSCALE:GREGORIAN",
+            "X-WR-CALNAME:Clés API des CFA",
         ]
 
     def event(
@@ -307,25 +317,36 @@ class IcsWriter:
         description: str,
         alarms: Iterable[tuple[int, str]],
     ) -> None:
-        """One all-day event on ``day``, with an alarm ``days`` before for each (days, text)."""
-        lines = [
+        """One all-day event on ``day``; for each (days, when) of ``alarms``, a display
+        alarm that many days before, saying « when : summary ». ``description`` is
+        already escaped (:func:`_text_lines`): parts of it are shared by many events."""
+        summary = ics_text(summary)
+        start, end = day.isoformat().replace("-", ""), (day + _DAY).isoformat().replace("-", "")
+        lines = self._lines
+        lines += [
             "BEGIN:VEVENT",
             f"UID:{ics_text(uid)}",
             f"SEQUENCE:{sequence}",
             f"DTSTAMP:{self._stamp}",
-            f"DTSTART;VALUE=DATE:{day:%Y%m%d}",
-            f"DTEND;VALUE=DATE:{day + timedelta(days=1):%Y%m%d}",
-            f"SUMMARY:{ics_text(summary)}",
-            f"DESCRIPTION:{ics_text(description)}",
+            f"DTSTART;VALUE=DATE:{start}",
+            f"DTEND;VALUE=DATE:{end}",
+            f"SUMMARY:{summary}",
+            f"DESCRIPTION:{description}",
             "TRANSP:TRANSPARENT",
         ]
-        for before, text in alarms:
+        for before, when in alarms:
             trigger = f"-P{before}D" if before else "PT0S"
             lines += ["BEGIN:VALARM", "ACTION:DISPLAY", f"TRIGGER:{trigger}"]
-            lines += [f"DESCRIPTION:{ics_text(text)}", "END:VALARM"]
+            lines += [f"DESCRIPTION:{ics_text(when)} : {summary}", "END:VALARM"]
         lines.append("END:VEVENT")
-        self._lines.extend(fold(line) for line in lines)
 
     def finish(self) -> bytes:
-        """The whole calendar."""
-        return b"".join([*self._lines, fold("END:VCALENDAR")])
+        """The whole calendar, in UTF-8, every line ended by CRLF and folded.
+
+        Folded once encoded, in one pass: escaped values hold no line break, so every
+        CRLF ends a line; few lines need folding (1,000 events in a few milliseconds).
+        """
+        lines = ("\r\n".join([*self._lines, "END:VCALENDAR"]) + "\r\n").encode("utf-8")
+        return b"\r\n".join(
+            [fold(line) if len(line) > 75 else line for line in lines.split(b"\r\n")]
+        )
