@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cfakey.context import AppContext
 from cfakey.core.codes import KeyStatus, Level, RequestStatus, VerifyOutcome
 from cfakey.core.keys import KeyRow, Overview, Window
-from cfakey.core.reminders import calendar_ics, escape_label, metrics_text, reminders
+from cfakey.core.reminders import calendar_ics, escape_label, fold, metrics_text, reminders
 from cfakey.core.requests import RequestRow
 from cfakey.errors import ExitCode
 from cfakey.metadata import LastVerification
@@ -393,3 +393,12 @@ def test_a_request_dated_out_of_range_never_appears() -> None:
     )
     data = calendar_ics([], AppContext().registry, {}, now=NOW, requests=[old])
     assert parse_calendar(data).walk("VEVENT") == []
+
+
+@pytest.mark.parametrize("line", ["a" * 200, "é" * 200, "x" * 74 + "é" * 3, "🎓" * 40, "b" * 75])
+def test_fold_cuts_at_75_octets_never_inside_a_character(line: str) -> None:
+    parts = fold(line).split("\r\n ")
+    assert "".join(parts) == line
+    assert [len(part.encode()) <= (75 if i == 0 else 74) for i, part in enumerate(parts)] == [
+        True
+    ] * len(parts)
