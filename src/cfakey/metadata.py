@@ -1149,14 +1149,18 @@ class Metadata:
         entries = _decoded(self.path, _journal_entry, rows)
         return entries if newest_first else entries[::-1]
 
-    def stored_times(self) -> dict[tuple[str, str], datetime]:
-        """When each key was stored, by (SIRET, OPCO), without decoding whole records."""
-        rows = self._db.execute("SELECT siret, opco_id, stored_at FROM key")
+    def stored_times(self) -> dict[tuple[str, str], int]:
+        """When each key was stored, in Unix seconds, by (SIRET, OPCO): SQLite reads the
+        dates (cfakey writes them in UTC), no Python date is made per key."""
+        rows = self._db.execute(
+            "SELECT siret, opco_id, CAST(strftime('%s', stored_at) AS INTEGER) AS stored_at"
+            " FROM key"
+        )
         found = _decoded(
             self.path,
             lambda row: (
                 (_text(row, "key", "siret"), _text(row, "key", "opco_id")),
-                _moment(row, "key", "stored_at"),
+                _integer(row, "key", "stored_at"),
             ),
             rows,
         )
@@ -1164,11 +1168,11 @@ class Metadata:
 
     def latest_entries(
         self, action: str, detail_contains: str | None = None
-    ) -> dict[tuple[str, str | None], datetime]:
-        """When ``action`` was last journalled for each (SIRET, OPCO), in one query;
-        ``detail_contains`` keeps only the entries whose detail holds that text."""
+    ) -> dict[tuple[str, str | None], int]:
+        """When ``action`` was last journalled for each (SIRET, OPCO), in Unix seconds, in
+        one query; ``detail_contains`` keeps only the entries whose detail holds that text."""
         rows = self._db.execute(
-            "SELECT siret, opco_id, max(at) AS at FROM journal"
+            "SELECT siret, opco_id, CAST(strftime('%s', max(at)) AS INTEGER) AS at FROM journal"
             " WHERE action = :action AND siret IS NOT NULL"
             " AND (:part IS NULL OR instr(detail, :part) > 0) GROUP BY siret, opco_id",
             {"action": action, "part": detail_contains},
@@ -1177,7 +1181,7 @@ class Metadata:
             self.path,
             lambda row: (
                 (_text(row, "journal", "siret"), _optional_text(row, "journal", "opco_id")),
-                _moment(row, "journal", "at"),
+                _integer(row, "journal", "at"),
             ),
             rows,
         )

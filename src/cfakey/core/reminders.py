@@ -95,8 +95,9 @@ def metrics_text(view: Overview, *, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: ``SEQUENCE`` counts minutes from here to when the event last changed (:func:`sequence`).
-_SEQUENCE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+#: ``SEQUENCE`` counts minutes from here (2000-01-01, Unix seconds) to when the event
+#: last changed (:func:`sequence`).
+_SEQUENCE_EPOCH = 946_684_800
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,9 @@ class Reminder:
         return f"{self.row.siret}-{self.row.opco_id}-{self.kind}@cfakey"
 
 
-def sequence(changed: datetime | None) -> int:
-    """``SEQUENCE``: minutes from 2000 to when the event's date or text last changed.
+def sequence(changed: int | None) -> int:
+    """``SEQUENCE``: minutes from 2000 to when the event's date or text last changed
+    (``changed``, Unix seconds).
 
     Computed from what the database records (:func:`change_times`), with no state kept
     between runs: the same data gives the same number, and any later change a higher one,
@@ -123,23 +125,24 @@ def sequence(changed: datetime | None) -> int:
     """
     if changed is None:
         return 0
-    return max(0, int((changed - _SEQUENCE_EPOCH).total_seconds()) // 60)
+    return max(0, (changed - _SEQUENCE_EPOCH) // 60)
 
 
-def change_times(metadata: Metadata) -> dict[tuple[str, str], datetime]:
-    """When each key's events last changed: the key stored (add, rotate, import), a
-    ``verify`` that replaced its date with the OPCO's, or its CFA's name edited; by
-    (SIRET, OPCO). Open requests' entries come from :func:`request_change_time`."""
+def change_times(metadata: Metadata) -> dict[tuple[str, str], int]:
+    """When each key's events last changed, in Unix seconds: the key stored (add, rotate,
+    import), a ``verify`` that replaced its date with the OPCO's, or its CFA's name
+    edited; by (SIRET, OPCO). An open request's follow-up is under (SIRET, « OPCO-request »):
+    the request recorded, or its CFA's name edited."""
     verified = metadata.latest_entries(JournalAction.VERIFIED.id, EXPIRY_UPDATED)
     edited = metadata.latest_entries(JournalAction.CFA_EDITED.id)
-    found: dict[tuple[str, str], datetime] = {}
+    found: dict[tuple[str, str], int] = {}
     for slot, stored_at in metadata.stored_times().items():
-        moments = (stored_at, verified.get(slot), edited.get((slot[0], None)))
-        found[slot] = max(moment for moment in moments if moment is not None)
+        found[slot] = max(stored_at, verified.get(slot, 0), edited.get((slot[0], None), 0))
     for request in metadata.list_requests():
-        cfa = edited.get((request.siret, None))
-        moment = request.recorded_at if cfa is None else max(request.recorded_at, cfa)
-        found[(request.siret, f"{request.opco_id}-request")] = moment
+        recorded = int(request.recorded_at.timestamp())
+        found[(request.siret, f"{request.opco_id}-request")] = max(
+            recorded, edited.get((request.siret, None), 0)
+        )
     return found
 
 
@@ -148,8 +151,9 @@ def reminders(view: Overview, windows: Mapping[str, Window]) -> list[Reminder]:
     found: list[Reminder] = []
     for row in view.rows:
         window = windows[row.opco_id]
-        if dated(row) and row.expires_at is not None:
-            found.append(Reminder(row, "expiry", local_date(row.expires_at), window))
+        day = None if row.expires_at is None else local_date(row.expires_at)
+        if day is not None and in_date_range(day):
+            found.append(Reminder(row, "expiry", day, window))
         if row.rotation_due is not None and in_date_range(row.rotation_due):
             found.append(Reminder(row, "rotation", row.rotation_due, window))
     return found
@@ -215,7 +219,7 @@ def _request_event(request: RequestRow, opco: Opco | None) -> tuple[str, str, st
 def calendar_ics(
     found: Iterable[Reminder],
     registry: Registry,
-    changed: Mapping[tuple[str, str], datetime],
+    changed: Mapping[tuple[str, str], int],
     *,
     now: datetime,
     requests: Iterable[RequestRow] = (),
