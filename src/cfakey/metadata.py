@@ -1149,41 +1149,39 @@ class Metadata:
         entries = _decoded(self.path, _journal_entry, rows)
         return entries if newest_first else entries[::-1]
 
-    def stored_times(self) -> dict[tuple[str, str], int]:
-        """When each key was stored, in Unix seconds, by (SIRET, OPCO): SQLite reads the
-        dates (cfakey writes them in UTC), no Python date is made per key."""
-        rows = self._db.execute(
-            "SELECT siret, opco_id, CAST(strftime('%s', stored_at) AS INTEGER) AS stored_at"
-            " FROM key"
+    def stored_times(self) -> dict[tuple[str, str | None], int]:
+        """When each key was stored, in Unix seconds, by (SIRET, OPCO)."""
+        return self._seconds_by_slot(
+            "SELECT siret, opco_id, CAST(strftime('%s', stored_at) AS INTEGER) AS moment FROM key",
+            {},
+            "key",
         )
-        found = _decoded(
-            self.path,
-            lambda row: (
-                (_text(row, "key", "siret"), _text(row, "key", "opco_id")),
-                _integer(row, "key", "stored_at"),
-            ),
-            rows,
-        )
-        return dict(found)
 
     def latest_entries(
         self, action: str, detail_contains: str | None = None
     ) -> dict[tuple[str, str | None], int]:
         """When ``action`` was last journalled for each (SIRET, OPCO), in Unix seconds, in
         one query; ``detail_contains`` keeps only the entries whose detail holds that text."""
-        rows = self._db.execute(
-            "SELECT siret, opco_id, CAST(strftime('%s', max(at)) AS INTEGER) AS at FROM journal"
-            " WHERE action = :action AND siret IS NOT NULL"
+        return self._seconds_by_slot(
+            "SELECT siret, opco_id, CAST(strftime('%s', max(at)) AS INTEGER) AS moment"
+            " FROM journal WHERE action = :action AND siret IS NOT NULL"
             " AND (:part IS NULL OR instr(detail, :part) > 0) GROUP BY siret, opco_id",
             {"action": action, "part": detail_contains},
+            "journal",
         )
+
+    def _seconds_by_slot(
+        self, query: str, parameters: dict[str, Any], table: str
+    ) -> dict[tuple[str, str | None], int]:
+        """``query``'s (siret, opco_id, moment) rows by slot: SQLite turns the stored dates
+        (UTC, as cfakey writes them) into Unix seconds, no Python date is made per row."""
         found = _decoded(
             self.path,
             lambda row: (
-                (_text(row, "journal", "siret"), _optional_text(row, "journal", "opco_id")),
-                _integer(row, "journal", "at"),
+                (_text(row, table, "siret"), _optional_text(row, table, "opco_id")),
+                _integer(row, table, "moment"),
             ),
-            rows,
+            self._db.execute(query, parameters),
         )
         return dict(found)
 

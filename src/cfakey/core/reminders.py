@@ -128,14 +128,14 @@ def sequence(changed: int | None) -> int:
     return max(0, (changed - _SEQUENCE_EPOCH) // 60)
 
 
-def change_times(metadata: Metadata) -> dict[tuple[str, str], int]:
+def change_times(metadata: Metadata) -> dict[tuple[str, str | None], int]:
     """When each key's events last changed, in Unix seconds: the key stored (add, rotate,
     import), a ``verify`` that replaced its date with the OPCO's, or its CFA's name
     edited; by (SIRET, OPCO). An open request's follow-up is under (SIRET, « OPCO-request »):
     the request recorded, or its CFA's name edited."""
     verified = metadata.latest_entries(JournalAction.VERIFIED.id, EXPIRY_UPDATED)
     edited = metadata.latest_entries(JournalAction.CFA_EDITED.id)
-    found: dict[tuple[str, str], int] = {}
+    found: dict[tuple[str, str | None], int] = {}
     for slot, stored_at in metadata.stored_times().items():
         found[slot] = max(stored_at, verified.get(slot, 0), edited.get((slot[0], None), 0))
     for request in metadata.list_requests():
@@ -219,7 +219,7 @@ def _request_event(request: RequestRow, opco: Opco | None) -> tuple[str, str, st
 def calendar_ics(
     found: Iterable[Reminder],
     registry: Registry,
-    changed: Mapping[tuple[str, str], int],
+    changed: Mapping[tuple[str, str | None], int],
     *,
     now: datetime,
     requests: Iterable[RequestRow] = (),
