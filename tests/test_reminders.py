@@ -7,10 +7,13 @@ icalendar), on a real metadata database filled through the CLI; the clock is fix
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
+import sqlite3
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from icalendar import Calendar, Event
@@ -402,3 +405,21 @@ def test_fold_cuts_at_75_octets_never_inside_a_character(line: str) -> None:
     assert [len(part.encode()) <= (75 if i == 0 else 74) for i, part in enumerate(parts)] == [
         True
     ] * len(parts)
+
+
+def test_an_unreadable_journal_date_stops_calendar_naming_the_database(
+    stored: None, isolated_home: Path
+) -> None:
+    gc.collect()  # the connections of the commands run in this process
+    with sqlite3.connect(isolated_home / "cfakey.sqlite3") as connection:
+        connection.execute(
+            "INSERT INTO journal (at, user, siret, action, detail)"
+            " VALUES ('pas une date', 'x', ?, 'cfa_edited', '')",
+            (SIRET,),
+        )
+    connection.close()
+    result = cli("calendar")
+    assert result.exit_code == ExitCode.DATA_CORRUPTED, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cfakey.sqlite3" in result.stderr
+    assert result.stdout == ""

@@ -1175,15 +1175,21 @@ class Metadata:
     ) -> dict[tuple[str, str | None], int]:
         """``query``'s (siret, opco_id, moment) rows by slot: SQLite turns the stored dates
         (UTC, as cfakey writes them) into Unix seconds, no Python date is made per row."""
-        found = _decoded(
+        rows = self._db.execute(query, parameters).fetchall()
+        found = {(siret, opco_id): moment for siret, opco_id, moment in rows}
+        if all(type(moment) is int for moment in found.values()) and all(
+            type(siret) is str and type(opco_id) in (str, type(None)) for siret, opco_id in found
+        ):
+            return found  # the usual case, checked in two quick passes
+        decoded = _decoded(  # a bad value: exit 5 naming the database, as everywhere
             self.path,
             lambda row: (
                 (_text(row, table, "siret"), _optional_text(row, table, "opco_id")),
                 _integer(row, table, "moment"),
             ),
-            self._db.execute(query, parameters),
+            rows,
         )
-        return dict(found)
+        return dict(decoded)
 
 
 def _split_sql(script: str) -> list[str]:

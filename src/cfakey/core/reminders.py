@@ -177,28 +177,35 @@ def _text_lines(lines: Iterable[str]) -> str:
     return "\\n".join(map(ics_text, lines))
 
 
-def _what_to_do(reminder: Reminder) -> str:
+class _Escaped(dict[str, str]):
+    """Each name escaped once (:func:`ics_text`): a CFA's name is in eleven events."""
+
+    def __missing__(self, text: str) -> str:
+        self[text] = escaped = ics_text(text)
+        return escaped
+
+
+def _what_to_do(reminder: Reminder, escaped: _Escaped) -> str:
     """The escaped description of a key's event, before its OPCO's contacts."""
     row, day = reminder.row, reminder.day
     when = f"{day.day:02d}/{day.month:02d}/{day.year}"  # strftime is slower, 1,000 times
     what = f"expire le {when}." if reminder.kind == "expiry" else f"est à renouveler le {when}."
-    command = f"cfakey rotate {row.opco_id} --cfa {row.siret}"
-    return _text_lines(
-        (
-            f"La clé API {row.opco_name} du CFA {row.cfa_name} (SIRET {row.siret}) {what}",
-            f"À faire : obtenez une nouvelle clé, puis : {command}",
-        )
+    command = f"cfakey rotate {escaped[row.opco_id]} --cfa {row.siret}"
+    return (
+        f"La clé API {escaped[row.opco_name]} du CFA {escaped[row.cfa_name]} "
+        f"(SIRET {row.siret}) {what}\\nÀ faire : obtenez une nouvelle clé\\, puis : {command}"
     )
 
 
-def _summary(reminder: Reminder) -> str:
+def _summary(reminder: Reminder, escaped: _Escaped) -> str:
+    """The escaped summary of a key's event: OPCO, CFA, what happens."""
     row = reminder.row
     what = "échéance" if reminder.kind == "expiry" else "renouvellement conseillé"
-    return f"Clé API {row.opco_name} – {row.cfa_name} : {what}"
+    return f"Clé API {escaped[row.opco_name]} – {escaped[row.cfa_name]} : {what}"
 
 
 def _request_event(request: RequestRow, opco: Opco | None) -> tuple[str, str, str]:
-    """The UID, summary and (escaped) description of an open request's follow-up event."""
+    """The UID, and the escaped summary and description, of an open request's follow-up."""
     to = f" à {request.sent_to}" if request.sent_to else ""
     sent = (
         f"La clé API {request.opco_name} du CFA {request.cfa_name} (SIRET {request.siret}) "
@@ -213,7 +220,7 @@ def _request_event(request: RequestRow, opco: Opco | None) -> tuple[str, str, st
     )
     uid = f"{request.siret}-{request.opco_id}-request@cfakey"
     summary = f"Clé API {request.opco_name} – {request.cfa_name} : relancer la demande"
-    return uid, summary, _text_lines([sent, todo, *_contacts(opco), arrives])
+    return uid, ics_text(summary), _text_lines([sent, todo, *_contacts(opco), arrives])
 
 
 def calendar_ics(
@@ -232,6 +239,7 @@ def calendar_ics(
     read the result back with that library.
     """
     ics = IcsWriter(now)
+    escaped = _Escaped()
     opcos = {opco.id: opco for opco in registry.opcos}
     contacts = {
         opco.id: "".join(f"\\n{ics_text(line)}" for line in _contacts(opco))
@@ -245,13 +253,13 @@ def calendar_ics(
             days = {window.warn_days}
             if reminder.kind == "expiry":  # a rotation reminder is advice, never critical
                 days.add(window.crit_days)
-            alarms[kind] = [(before, f"Dans {before} jours") for before in sorted(days)[::-1]]
+            alarms[kind] = [(d, f"Dans {d} jours") for d in sorted(days, reverse=True)]
         ics.event(
             uid=reminder.uid,
             sequence=sequence(changed.get((row.siret, row.opco_id))),
             day=reminder.day,
-            summary=_summary(reminder),
-            description=_what_to_do(reminder) + contacts.get(row.opco_id, ""),
+            summary=_summary(reminder, escaped),
+            description=_what_to_do(reminder, escaped) + contacts.get(row.opco_id, ""),
             alarms=alarms[kind],
         )
     for request in requests:
@@ -331,9 +339,9 @@ class IcsWriter:
         alarms: Iterable[tuple[int, str]],
     ) -> None:
         """One all-day event on ``day``; for each (days, when) of ``alarms``, a display
-        alarm that many days before, saying « when : summary ». ``description`` is
-        already escaped (:func:`_text_lines`): parts of it are shared by many events."""
-        summary = ics_text(summary)
+        alarm that many days before, saying « when : summary ». ``summary``,
+        ``description`` and each ``when`` are TEXT values already escaped
+        (:func:`ics_text`, :func:`_text_lines`): their parts are shared by many events."""
         start, end = day.isoformat().replace("-", ""), (day + _DAY).isoformat().replace("-", "")
         self._parts.append(
             f"BEGIN:VEVENT\r\n{fold(f'UID:{ics_text(uid)}')}\r\nSEQUENCE:{sequence}\r\n"
@@ -343,7 +351,7 @@ class IcsWriter:
         )
         for before, when in alarms:
             trigger = f"-P{before}D" if before else "PT0S"
-            text = fold(f"DESCRIPTION:{ics_text(when)} : {summary}")
+            text = fold(f"DESCRIPTION:{when} : {summary}")
             self._parts.append(
                 f"BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:{trigger}\r\n{text}\r\nEND:VALARM\r\n"
             )
