@@ -358,5 +358,6 @@ class IcsWriter:
         self._parts.append("END:VEVENT\r\n")
 
     def finish(self) -> bytes:
-        """The whole calendar, in UTF-8, every line ended by CRLF."""
-        return ("".join(self._parts) + "END:VCALENDAR\r\n").encode("utf-8")
+        """The whole calendar (once), in UTF-8, every line ended by CRLF."""
+        self._parts.append("END:VCALENDAR\r\n")
+        return "".join(self._parts).encode("utf-8")
