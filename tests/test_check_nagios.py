@@ -21,8 +21,10 @@ SIRET = "18130002100373"
 KEY_ATLAS = "Zx9+Qw/Er7Ty1Ui3Op5As6Df8Gh0Jk+="
 KEY_SANTE = "Mb7+Nv/Cx5Za3Sd1Fg9Hj2Kl4Pq6Wt8Y"
 UNKNOWN = 3
-#: The plugin guidelines' performance data: 'label'=value[UOM];[warn];[crit];[min];[max]
-PERFDATA = re.compile(r"^[a-z_]+=-?\d+;\d*;\d*;\d*(;\d*)?$")
+#: The plugin guidelines' performance data: 'label'=value[UOM];[warn];[crit];[min];[max],
+#: thresholds in their range format ([@][start:]end, ~ for minus infinity).
+_RANGE = r"(@?(~|-?\d+)?:?-?\d+)?"
+PERFDATA = re.compile(rf"^[a-z_]+=-?\d+;{_RANGE};{_RANGE}(;-?\d*)?(;-?\d*)?$")
 
 
 def at(*args: str, stdin: str | None = None) -> CliResult:
@@ -47,7 +49,7 @@ def test_first_line_carries_the_performance_data_contract(keys: Path) -> None:
     status, perf = first.split(" | ")
     assert status == "CRITIQUE : 1 critique(s), 1 en alerte, sur 2 clé(s)."
     assert perf == (
-        "cles_ok=0;;;0 cles_alerte=1;;;0 cles_critiques=1;;;0 jours_avant_echeance=12;45;14;0"
+        "cles_ok=0;;;0 cles_alerte=1;;;0 cles_critiques=1;;;0 jours_avant_echeance=12;@~:45;@~:14"
     )
     assert all(PERFDATA.match(part) for part in perf.split(" "))
     assert perf.isascii()
@@ -70,14 +72,17 @@ def test_explicit_windows_are_the_thresholds(keys: Path) -> None:
     result = at("check", "--warn-days", "60", "--crit-days", "5")
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0].endswith(
-        "| cles_ok=0;;;0 cles_alerte=2;;;0 cles_critiques=0;;;0 jours_avant_echeance=12;60;5;0"
+        "| cles_ok=0;;;0 cles_alerte=2;;;0 cles_critiques=0;;;0 jours_avant_echeance=12;@~:60;@~:5"
     )
 
 
 def test_warn_days_inside_the_critical_window_is_unknown(keys: Path) -> None:
     result = at("check", "--warn-days", "10")
     assert result.exit_code == UNKNOWN
-    message = "--warn-days 10 est plus court que la fenêtre critique pour Afdas (14 jours)"
+    # Only the OPCOs of the checked keys are named: never Afdas, which has none here.
+    message = (
+        "--warn-days 10 est plus court que la fenêtre critique pour Atlas, OPCO Santé (14 jours)"
+    )
     assert result.stdout.startswith(f"INCONNU : {message}")
     assert message in result.stderr
     assert "l'alerte ne serait jamais atteinte" in result.stderr
@@ -142,3 +147,68 @@ def test_another_cfakey_writing_does_not_stop_check(keys: Path) -> None:
         holder.close()
     assert result.exit_code == 2, result.stdout + result.stderr
     assert result.stdout.startswith("CRITIQUE : ")
+
+
+def alerts(value: float, threshold: str) -> bool:
+    """Whether ``value`` raises an alert against a range, as the plugin guidelines define
+    it: ``[@]start:end``, ``~`` for minus infinity; without ``@``, outside the range."""
+    inside = threshold.startswith("@")
+    start_text, _, end_text = threshold.removeprefix("@").rpartition(":")
+    start = float("-inf") if start_text == "~" else float(start_text or 0)
+    end = float(end_text) if end_text else float("inf")
+    within = start <= value <= end
+    return within if inside else not within
+
+
+def perf_fields(line: str) -> dict[str, list[str]]:
+    perf = line.split(" | ")[1]
+    return {
+        label: fields.split(";")
+        for label, _, fields in (part.partition("=") for part in perf.split(" "))
+    }
+
+
+@pytest.mark.parametrize(
+    ("days", "level"), [(60, 0), (46, 0), (45, 1), (15, 1), (14, 2), (1, 2), (-3, 2)]
+)
+def test_the_days_thresholds_alert_exactly_where_check_does(
+    isolated_home: Path, days: int, level: int
+) -> None:
+    assert at("cfa", "add", SIRET, "--nom", "CFA Test").exit_code == 0
+    expires = NOW + dt.timedelta(days=100)
+    added = at("add", "atlas", "--expires", f"{expires:%d/%m/%Y}", "--yes", stdin=KEY_ATLAS)
+    assert added.exit_code == 0, added.stderr
+    later = AppContext(clock=lambda: NOW + dt.timedelta(days=100 - days))
+    result = run_cli("check", context=later)
+    assert result.exit_code == level, result.stdout
+    first = result.stdout.splitlines()[0]
+    assert all(PERFDATA.match(part) for part in first.split(" | ")[1].split(" "))
+    value, warn, crit = perf_fields(first)["jours_avant_echeance"]
+    assert (int(value), warn, crit) == (days, "@~:45", "@~:14")
+    parsed = 2 if alerts(days, crit) else 1 if alerts(days, warn) else 0
+    assert parsed == level
+
+
+def test_warn_days_with_no_key_states_the_rule_without_naming_an_opco(
+    isolated_home: Path,
+) -> None:
+    result = at("check", "--warn-days", "10")
+    assert result.exit_code == UNKNOWN
+    message = (
+        "--warn-days 10 est plus court que la fenêtre critique des OPCO (jusqu'à 14 jours) : "
+        "l'alerte ne serait jamais atteinte ; donnez aussi --crit-days (au plus 10)."
+    )
+    assert result.stdout.splitlines()[0] == f"INCONNU : {message}"
+    assert message in result.stderr
+    names = ("Afdas", "Atlas", "Akto", "Ocapiat", "Constructys", "Uniformation")
+    assert not any(name in result.stdout + result.stderr for name in names)
+
+
+def test_warn_days_reachable_for_every_checked_key_is_accepted(isolated_home: Path) -> None:
+    """Ocapiat's critical window is 7 days: --warn-days 10 can alert for its keys."""
+    assert at("cfa", "add", SIRET, "--nom", "CFA Test").exit_code == 0
+    added = at("add", "ocapiat", "--lifetime-months", "6", "--yes", stdin=KEY_SANTE)
+    assert added.exit_code == 0, added.stderr
+    result = at("check", "--warn-days", "10")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[0].endswith("jours_avant_echeance=184;@~:10;@~:7")

@@ -7,21 +7,27 @@ icalendar), on a real metadata database filled through the CLI; the clock is fix
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
+import sqlite3
 import sys
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from icalendar import Calendar, Event
 from prometheus_client.parser import text_string_to_metric_families
 
 from cfakey.context import AppContext
-from cfakey.core.codes import KeyStatus, Level, VerifyOutcome
+from cfakey.core.codes import KeyStatus, Level, RequestStatus, VerifyOutcome
 from cfakey.core.keys import KeyRow, Overview, Window
-from cfakey.core.reminders import escape_label, metrics_text, reminders
+from cfakey.core.reminders import calendar_ics, escape_label, fold, metrics_text, reminders
+from cfakey.core.requests import RequestRow
 from cfakey.errors import ExitCode
 from cfakey.metadata import LastVerification
 from tests.conftest import CliResult, run_cli
+from tests.fake_opco import FakeOpco, running_fake_opco
 
 SIRET = "18130002100373"
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
@@ -269,3 +275,151 @@ def test_a_date_beyond_the_accepted_range_never_appears() -> None:
     view = Overview(rows=(beyond, past), cfas=(), filtered=False)
     assert reminders(view, {"atlas": Window(45, 14)}) == []
     assert "cfakey_key_expiry_timestamp_seconds{" not in metrics_text(view, now=NOW)
+
+
+def at(moment: datetime, *args: str, input: str | None = None) -> CliResult:  # noqa: A002
+    return run_cli(*args, input=input, context=AppContext(clock=lambda: moment))
+
+
+def calendar_at(moment: datetime, *args: str) -> dict[str, Event]:
+    result = at(moment, "calendar", *args)
+    assert result.exit_code == 0, result.stderr
+    return events(parse_calendar(result.stdout))
+
+
+def test_an_open_request_gets_a_follow_up_event_until_its_key_arrives(stored: None) -> None:
+    assert cli("config", "set", "request.follow_up_days", "15").exit_code == 0
+    sent = cli("request", "add", "constructys", "--le", "10/11/2026", "--a", "cles@constructys.fr")
+    assert sent.exit_code == 0, sent.stderr
+    found = calendar_at(NOW)
+    uid = f"{SIRET}-constructys-request@cfakey"
+    event = found[uid]
+    assert event.decoded("DTSTART") == date(2026, 11, 25)  # sent on 10/11 + 15 days
+    assert event.decoded("DTEND") == date(2026, 11, 26)
+    summary, description = str(event["SUMMARY"]), str(event["DESCRIPTION"])
+    assert summary == f"Clé API Constructys – {HOSTILE} : relancer la demande"
+    assert "demandée le 10/11/2026 à cles@constructys.fr" in description
+    assert "relancez Constructys" in description
+    assert f"cfakey add constructys --cfa {SIRET}" in description
+    assert "https://www.constructys.fr/" in description
+    (alarm,) = event.walk("VALARM")
+    assert str(alarm["ACTION"]) == "DISPLAY"
+    assert alarm.decoded("TRIGGER") == timedelta(0)
+    assert str(alarm["DESCRIPTION"]) == f"Aujourd'hui : {summary}"
+    assert uid not in calendar_at(NOW, "--opco", "atlas")
+    assert uid in calendar_at(NOW, "--cfa", SIRET, "--opco", "constructys")
+    arrived = cli("add", "constructys", input="C" * 40)
+    assert arrived.exit_code == 0, arrived.stderr
+    assert uid not in calendar_at(NOW)
+    assert "C" * 40 not in at(NOW, "calendar").stdout
+
+
+def test_a_request_sent_again_raises_its_sequence(stored: None) -> None:
+    assert cli("request", "add", "opco2i", "--le", "01/11/2026").exit_code == 0
+    uid = f"{SIRET}-opco2i-request@cfakey"
+    first = calendar_at(NOW + timedelta(hours=1))[uid]
+    assert int(calendar_at(NOW + timedelta(hours=2))[uid]["SEQUENCE"]) == int(first["SEQUENCE"])
+    later = NOW + timedelta(hours=3)
+    assert at(later, "request", "add", "opco2i", "--le", "20/11/2026").exit_code == 0
+    again = calendar_at(later)[uid]
+    assert again.decoded("DTSTART") == date(2026, 11, 30)
+    assert int(again["SEQUENCE"]) > int(first["SEQUENCE"])
+
+
+@pytest.fixture
+def fake_atlas() -> Iterator[FakeOpco]:
+    """The fake OPCO server, announcing 30/06/2036 for the Atlas key, for ``verify``."""
+    with running_fake_opco() as server:
+        server.state.valid_keys[ATLAS_KEY] = "2036-06-30"
+        yield server
+
+
+def test_sequence_rises_when_verify_changes_the_date_and_only_then(
+    stored: None, fake_atlas: FakeOpco
+) -> None:
+    assert cli("config", "set", "opco.atlas.api_url", fake_atlas.base_url("ok")).exit_code == 0
+    uid, other = f"{SIRET}-atlas-expiry@cfakey", f"{SIRET}-sante-expiry@cfakey"
+    before = calendar_at(NOW + timedelta(hours=1))
+    assert {u: int(e["SEQUENCE"]) for u, e in calendar_at(NOW + timedelta(hours=5)).items()} == {
+        u: int(e["SEQUENCE"]) for u, e in before.items()
+    }
+    verified = at(NOW + timedelta(hours=2), "verify", "atlas")
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    after = calendar_at(NOW + timedelta(hours=3))
+    assert after[uid].decoded("DTSTART") == date(2036, 6, 30)
+    assert int(after[uid]["SEQUENCE"]) > int(before[uid]["SEQUENCE"])
+    assert int(after[other]["SEQUENCE"]) == int(before[other]["SEQUENCE"])
+    # Verified again, the same date: the event has not changed, nor its SEQUENCE.
+    assert at(NOW + timedelta(hours=4), "verify", "atlas").exit_code == 0
+    again = calendar_at(NOW + timedelta(hours=6))
+    assert int(again[uid]["SEQUENCE"]) == int(after[uid]["SEQUENCE"])
+
+
+def test_renaming_the_cfa_raises_the_sequence_of_its_events(stored: None) -> None:
+    before = calendar_at(NOW)
+    renamed = at(NOW + timedelta(hours=1), "cfa", "edit", SIRET, "--nom", "CFA Nouveau")
+    assert renamed.exit_code == 0, renamed.stderr
+    after = calendar_at(NOW + timedelta(hours=1))
+    for uid, event in after.items():
+        assert "CFA Nouveau" in str(event["SUMMARY"])
+        assert int(event["SEQUENCE"]) > int(before[uid]["SEQUENCE"])
+
+
+def test_calendar_lines_are_folded_crlf_and_hostile_text_reads_back_intact() -> None:
+    name = 'CFA "É\\cole", Nord;\r\nSud\x07 ' + "🎓é" * 40
+    row = dataclasses.replace(_row(name, None), status=KeyStatus.VALID)
+    found = reminders(Overview(rows=(row,), cfas=(), filtered=False), {"atlas": Window(45, 14)})
+    data = calendar_ics(found, AppContext().registry, {}, now=NOW)
+    lines = data.split(b"\r\n")
+    assert lines[-1] == b""
+    assert all(len(line) <= 75 for line in lines)
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    for line in lines:
+        line.decode("utf-8")  # never folded inside a character
+    (event,) = parse_calendar(data).walk("VEVENT")
+    assert (
+        str(event["SUMMARY"])
+        == f"Clé API Atlas – {name.replace(chr(13), '').replace(chr(7), ' ')} : échéance"
+    )
+
+
+def test_a_request_dated_out_of_range_never_appears() -> None:
+    old = RequestRow(
+        SIRET,
+        "CFA",
+        "constructys",
+        "Constructys",
+        date(1980, 1, 1),
+        None,
+        date(1980, 1, 11),
+        RequestStatus.FOLLOW_UP,
+    )
+    data = calendar_ics([], AppContext().registry, {}, now=NOW, requests=[old])
+    assert parse_calendar(data).walk("VEVENT") == []
+
+
+@pytest.mark.parametrize("line", ["a" * 200, "é" * 200, "x" * 74 + "é" * 3, "🎓" * 40, "b" * 75])
+def test_fold_cuts_at_75_octets_never_inside_a_character(line: str) -> None:
+    parts = fold(line).split("\r\n ")
+    assert "".join(parts) == line
+    assert [len(part.encode()) <= (75 if i == 0 else 74) for i, part in enumerate(parts)] == [
+        True
+    ] * len(parts)
+
+
+def test_an_unreadable_journal_date_stops_calendar_naming_the_database(
+    stored: None, isolated_home: Path
+) -> None:
+    gc.collect()  # the connections of the commands run in this process
+    with sqlite3.connect(isolated_home / "cfakey.sqlite3") as connection:
+        connection.execute(
+            "INSERT INTO journal (at, user, siret, action, detail)"
+            " VALUES ('pas une date', 'x', ?, 'cfa_edited', '')",
+            (SIRET,),
+        )
+    connection.close()
+    result = cli("calendar")
+    assert result.exit_code == ExitCode.DATA_CORRUPTED, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cfakey.sqlite3" in result.stderr
+    assert result.stdout == ""

@@ -1149,6 +1149,48 @@ class Metadata:
         entries = _decoded(self.path, _journal_entry, rows)
         return entries if newest_first else entries[::-1]
 
+    def stored_times(self) -> dict[tuple[str, str | None], int]:
+        """When each key was stored, in Unix seconds, by (SIRET, OPCO)."""
+        return self._seconds_by_slot(
+            "SELECT siret, opco_id, CAST(strftime('%s', stored_at) AS INTEGER) AS moment FROM key",
+            {},
+            "key",
+        )
+
+    def latest_entries(
+        self, action: str, detail_contains: str | None = None
+    ) -> dict[tuple[str, str | None], int]:
+        """When ``action`` was last journalled for each (SIRET, OPCO), in Unix seconds, in
+        one query; ``detail_contains`` keeps only the entries whose detail holds that text."""
+        return self._seconds_by_slot(
+            "SELECT siret, opco_id, CAST(strftime('%s', max(at)) AS INTEGER) AS moment"
+            " FROM journal WHERE action = :action AND siret IS NOT NULL"
+            " AND (:part IS NULL OR instr(detail, :part) > 0) GROUP BY siret, opco_id",
+            {"action": action, "part": detail_contains},
+            "journal",
+        )
+
+    def _seconds_by_slot(
+        self, query: str, parameters: dict[str, Any], table: str
+    ) -> dict[tuple[str, str | None], int]:
+        """``query``'s (siret, opco_id, moment) rows by slot: SQLite turns the stored dates
+        (UTC, as cfakey writes them) into Unix seconds, no Python date is made per row."""
+        rows = self._db.execute(query, parameters).fetchall()
+        found = {(siret, opco_id): moment for siret, opco_id, moment in rows}
+        if all(type(moment) is int for moment in found.values()) and all(
+            type(siret) is str and type(opco_id) in (str, type(None)) for siret, opco_id in found
+        ):
+            return found  # the usual case, checked in two quick passes
+        decoded = _decoded(  # a bad value: exit 5 naming the database, as everywhere
+            self.path,
+            lambda row: (
+                (_text(row, table, "siret"), _optional_text(row, table, "opco_id")),
+                _integer(row, table, "moment"),
+            ),
+            rows,
+        )
+        return dict(decoded)
+
 
 def _split_sql(script: str) -> list[str]:
     """Statements of a migration script; triggers keep their inner semicolons."""

@@ -107,27 +107,29 @@ def calendar(  # noqa: PLR0917 - typer passes one parameter per option
     opco_name: Annotated[str | None, OPCO_FILTER_OPTION] = None,
 ) -> None:
     """Échéances des clés en calendrier iCalendar (.ics) avec alarmes, sans clé."""
-    from cfakey.core.export.handover import check_destination, write_output
+    from cfakey.cli.overview_cmds import _open_requests
     from cfakey.core.keys import window_for
-    from cfakey.core.reminders import calendar_ics, reminders
+    from cfakey.core.reminders import calendar_ics, change_times, reminders
 
     context: AppContext = ctx.obj
     if output is not None:
+        from cfakey.core.export.handover import check_destination
+
         check_destination(output, force=force)
     view = _overview(context, cfa, all_cfas, opco_name)
     registry, settings = context.registry, context.config().values
-    opcos = {opco.id: opco for opco in registry.opcos}
-    windows = {
-        row.opco_id: window_for(opcos.get(row.opco_id), row.opco_id, settings) for row in view.rows
-    }
-    stored = {
-        (record.siret, record.opco_id): record.stored_at
-        for record in context.metadata().list_keys(None, None)
-    }
+    windows = dict(view.windows)  # every OPCO of the registry; others get the defaults
+    for row in view.rows:
+        if row.opco_id not in windows:
+            windows[row.opco_id] = window_for(None, row.opco_id, settings)
     found = reminders(view, windows)
-    data = calendar_ics(found, registry, stored, now=context.now())
+    requests = _open_requests(context, view, opco_name)
+    changed = change_times(context.metadata())
+    data = calendar_ics(found, registry, changed, now=context.now(), requests=requests)
     if output is None:
         write_bytes(data)
         return
+    from cfakey.core.export.handover import write_output
+
     write_output(output, data.decode("utf-8"), force=force)
-    print_notice(f"{len(found)} événement(s) écrit(s) dans {output}.")
+    print_notice(f"{data.count(b'BEGIN:VEVENT')} événement(s) écrit(s) dans {output}.")

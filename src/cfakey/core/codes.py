@@ -104,6 +104,11 @@ class JournalAction(Coded):
     STORE_MIGRATED = ("store_migrated", "clés déplacées vers un autre magasin")
 
 
+#: In a verification's journal detail when the OPCO's date replaced the recorded expiry
+#: (``calendar`` raises its events' ``SEQUENCE`` from that entry's time).
+EXPIRY_UPDATED = "échéance mise à jour"
+
+
 class RequestStatus(Coded):
     """Where a key request sent by e-mail stands (``request list``)."""
 

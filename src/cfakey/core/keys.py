@@ -532,8 +532,6 @@ def overview(
         opco.id: window_for(opco, opco.id, settings, warn_days=warn_days, crit_days=crit_days)
         for opco in registry.opcos
     }
-    if warn_days is not None and crit_days is None:
-        _check_warn_reachable(registry, windows, warn_days)
     rows = [
         classify(
             record,
@@ -547,6 +545,8 @@ def overview(
         for record in metadata.list_keys(None, opco_id)
         if wanted is None or record.siret in wanted
     ]
+    if warn_days is not None and crit_days is None:
+        _check_warn_reachable(rows, windows, warn_days)
     rows.sort(key=urgency)
     shown_cfas = tuple(c for c in registered if wanted is None or c.siret in wanted)
     interrupted = tuple(
@@ -563,16 +563,30 @@ def overview(
     )
 
 
-def _check_warn_reachable(registry: Registry, windows: Mapping[str, Window], warn: int) -> None:
-    """Refuse a ``--warn-days`` inside an OPCO's critical window: no alert could ever come."""
-    for opco in registry.opcos:
-        crit = windows[opco.id].crit_days
-        if crit > warn:
-            raise UsageError(
-                f"--warn-days {warn} est plus court que la fenêtre critique pour {opco.name} "
-                f"({crit} jours) : l'alerte ne serait jamais atteinte ; donnez aussi "
-                f"--crit-days (au plus {warn})."
-            )
+def _check_warn_reachable(rows: Sequence[KeyRow], windows: Mapping[str, Window], warn: int) -> None:
+    """Refuse a ``--warn-days`` inside the critical window of the OPCO of a checked key:
+    its alert could never come. Only those OPCOs are named; with no key to check, the
+    rule is stated for the registry's windows, naming none."""
+    concerned: dict[int, list[str]] = {}
+    for row in rows:
+        crit = windows.get(row.opco_id, DEFAULT_WINDOW).crit_days
+        if crit > warn and row.opco_name not in concerned.get(crit, []):
+            concerned.setdefault(crit, []).append(row.opco_name)
+    fix = f"l'alerte ne serait jamais atteinte ; donnez aussi --crit-days (au plus {warn})."
+    if concerned:
+        where = ", ".join(
+            f"{', '.join(sorted(names))} ({crit} jours)"
+            for crit, names in sorted(concerned.items(), reverse=True)
+        )
+        raise UsageError(
+            f"--warn-days {warn} est plus court que la fenêtre critique pour {where} : {fix}"
+        )
+    widest = max((window.crit_days for window in windows.values()), default=0)
+    if not rows and widest > warn:
+        raise UsageError(
+            f"--warn-days {warn} est plus court que la fenêtre critique des OPCO "
+            f"(jusqu'à {widest} jours) : {fix}"
+        )
 
 
 def status_text(row: KeyRow) -> str:
@@ -662,8 +676,13 @@ def check(view: Overview) -> CheckResult:
 
 
 def perfdata(result: CheckResult) -> str:
-    """Nagios performance data (``'label'=value;warn;crit;min;max``), ASCII labels: keys
-    counted by level, and days until the earliest expiry with its OPCO's thresholds."""
+    """Nagios performance data (``label=value;warn;crit;min;max``), ASCII labels: keys
+    counted by level, and days until the earliest expiry with its OPCO's thresholds.
+
+    Few days left is what is bad, so the thresholds are ranges that alert inside them
+    (monitoring-plugins guidelines): ``@~:45`` warns at 45 days or fewer, as ``check``
+    does; no minimum, since an expired key has a negative number of days.
+    """
     critical = sum(1 for row in result.problems if row.level is Level.CRITICAL)
     warning = len(result.problems) - critical
     parts = [
@@ -675,7 +694,7 @@ def perfdata(result: CheckResult) -> str:
         window = result.window or DEFAULT_WINDOW
         parts.append(
             f"jours_avant_echeance={result.earliest.days_left};"
-            f"{window.warn_days};{window.crit_days};0"
+            f"@~:{window.warn_days};@~:{window.crit_days}"
         )
     return " ".join(parts)
 

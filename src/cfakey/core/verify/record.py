@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from cfakey.core.codes import ExpirySource, JournalAction, VerifyOutcome
+from cfakey.core.codes import EXPIRY_UPDATED, ExpirySource, JournalAction, VerifyOutcome
 from cfakey.core.verify.model import Outcome, VerifyJob, VerifyResult
 from cfakey.errors import ExitCode
 from cfakey.expiry import local_midnight
@@ -74,7 +74,7 @@ def journal_detail(result: VerifyResult) -> str:
     if result.opco_expiry is not None:
         parts.append(f"fin de validité {result.opco_expiry.isoformat()}")
     if result.expiry_changed:
-        parts.append("échéance mise à jour")
+        parts.append(EXPIRY_UPDATED)
     return " ; ".join(parts) + (f" — {result.detail}" if result.detail else "")
 
 
