@@ -217,7 +217,10 @@ def _tls_other_ca(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.Monke
 
 def _prefix(value: str) -> Callable[[OpenBao, Callable[..., BaoServer], pytest.MonkeyPatch], str]:
     def make(bao: OpenBao, own: Callable[..., BaoServer], env: pytest.MonkeyPatch) -> str:
-        assert run_cli("config", "set", "openbao.prefix", value).exit_code == 0  # by hand
+        # config set refuses it too (test_openbao_store): here it was edited by hand.
+        config_file = Path(os.environ["CFAKEY_HOME"]) / "config.json"
+        settings = json.loads(config_file.read_text(encoding="utf-8"))
+        config_file.write_text(json.dumps({**settings, "openbao.prefix": value}), "utf-8")
         return ROOT_TOKEN
 
     return make
