@@ -316,9 +316,14 @@ def test_a_fault_stops_add_with_nothing_written(
     assert words in added.stderr
     assert KEY not in added.stdout + added.stderr
     assert openbao.read(f"cfakey/keys/{SIRET_A}/atlas") is None
+    # No metadata without the key: nothing half-written in the local cache...
+    with Metadata.open(Paths.from_env()) as cache:
+        assert cache.get_key(SIRET_A, "atlas") is None
+        assert cache.pending() == []
+    # ...and list never shows that cache as current while the engine cannot say it is.
     listed = run_cli("list", "--json")
-    assert listed.exit_code == 0, listed.stderr
-    assert "atlas" not in listed.stdout  # no metadata without the key: nothing half-written
+    assert listed.exit_code == code, listed.stderr
+    assert words in listed.stderr
 
 
 def test_a_prefix_edited_by_hand_is_refused_when_the_store_opens(
@@ -351,15 +356,19 @@ def test_store_use_with_a_ca_bundle_reaches_a_tls_engine(
     monkeypatch.setenv("BAO_TOKEN", ROOT_TOKEN)
     untrusted = run_cli("store", "use", "openbao", "--url", server.url)
     assert untrusted.exit_code == 0, untrusted.stderr
-    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
-    refused = run_cli("add", "atlas", "--yes", input=KEY + "\n")
-    assert refused.exit_code == ExitCode.STORE_UNAVAILABLE
-    assert "--ca-bundle" in refused.stderr
+    # The CFA's record goes to the engine too: refused over TLS, like the key.
+    for refused in (
+        run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test"),
+        run_cli("add", "atlas", "--yes", input=KEY + "\n"),
+    ):
+        assert refused.exit_code == ExitCode.STORE_UNAVAILABLE
+        assert "--ca-bundle" in refused.stderr
     used = run_cli("store", "use", "openbao", "--ca-bundle", server.ca_bundle.name)
     assert used.exit_code == 0, used.stderr
     config = json.loads((isolated_home / "config.json").read_text())
     assert config["openbao.ca_bundle"] == str(server.ca_bundle)  # absolute: cwd may change
     assert config["openbao.url"] == server.url  # kept from the first store use
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
     added = run_cli("add", "atlas", "--yes", input=KEY + "\n")
     assert added.exit_code == 0, added.stderr
 

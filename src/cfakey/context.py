@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from cfakey.stores.base import KeyStore
     from cfakey.stores.file_store import PasswordSource
     from cfakey.stores.keyring_store import KeyringProbe
+    from cfakey.stores.openbao_catalog import OpenBaoCatalog
     from cfakey.stores.selection import StoreDecision
 
 
@@ -98,7 +99,37 @@ class AppContext:
 
             self._metadata = Metadata.open(self.paths, recreate=recreate)
             self._metadata.clock = self.clock  # the journal is stamped by the command's clock
+            self._refresh_team_cache()
         return self._metadata
+
+    def shared_store_in_use(self) -> bool:
+        """Whether the store in service is a team store (decided without opening it)."""
+        from cfakey.errors import CfakeyError
+        from cfakey.stores.kinds import store_kind
+
+        try:
+            kind = self.store_decision().kind
+        except CfakeyError:  # a damaged config: the command says so when it reads it
+            return False
+        return kind is not None and store_kind(kind).store_class().shared
+
+    def team_catalog(self) -> OpenBaoCatalog | None:
+        """The team engine's catalog when the store in service is shared, else ``None``."""
+        return self.key_store().catalog() if self.shared_store_in_use() else None
+
+    def _refresh_team_cache(self) -> None:
+        """A team store: the cached catalog is brought up to date before any read of it
+        (``core/team_sync.py``); a command that reads no metadata never gets here."""
+        if self._metadata is not None and self.shared_store_in_use():
+            from cfakey.core.team_sync import refresh
+
+            try:
+                refresh(self._metadata, self.key_store())
+            except BaseException:
+                # Never leave an unsynced cache for a later call of this command to read.
+                metadata, self._metadata = self._metadata, None
+                metadata.close()
+                raise
 
     def settled_metadata(self) -> Metadata:
         """The metadata database, after finishing what an interrupted command left.

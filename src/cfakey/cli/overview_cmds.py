@@ -453,7 +453,10 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
     record_cfa = resolve_cfa(context.metadata(), cfa) if cfa else None
     query = JournalQuery(record_cfa, opco_id, since, action, limit, not oldest_first)
-    entries = read_journal(context.metadata(), query)
+    team = context.shared_store_in_use()
+    if team:
+        _sync_team_journal(context)
+    entries = read_journal(context.metadata(), query, team=team)
     if as_json:
         from cfakey.core.journal import entry_json
 
@@ -468,6 +471,19 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
         print_notice("Journal vide pour ces critères.")
     else:
         _journal_table(entries, _opco_names(context))
+
+
+def _sync_team_journal(context: AppContext) -> None:
+    """A team store: its journal is the engine's (entries never change: new ones only)."""
+    from cfakey.core.team_sync import sync_journal
+
+    metadata = context.metadata()
+    denied = sync_journal(metadata, context.key_store(), [c.siret for c in metadata.list_cfas()])
+    if denied:
+        print_notice(
+            f"{len(denied)} CFA connu(s) dont ce jeton ne peut pas lire le journal (droits "
+            "donnés par la politique du coffre, pas une erreur) : leurs entrées n'apparaissent pas."
+        )
 
 
 def _opco_names(context: AppContext) -> dict[str, str]:

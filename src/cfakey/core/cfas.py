@@ -16,6 +16,7 @@ from cfakey.registry.names import normalize
 
 if TYPE_CHECKING:
     from cfakey.stores.base import KeyStore
+    from cfakey.stores.openbao_catalog import OpenBaoCatalog
 
 ADD_HINT = 'Enregistrez le CFA : cfakey cfa add SIRET --nom "Nom du CFA".'
 
@@ -74,15 +75,48 @@ def resolve_cfas(metadata: Metadata, query: str | None) -> tuple[CfaRecord, ...]
     return (resolve_cfa(metadata, query),)
 
 
-def add_cfa(metadata: Metadata, siret: str, name: str, uai: str | None) -> CfaRecord:
-    """Register a CFA after checking its SIRET, UAI and name; the first becomes the default."""
+def add_cfa(
+    metadata: Metadata,
+    siret: str,
+    name: str,
+    uai: str | None,
+    *,
+    catalog: OpenBaoCatalog | None = None,
+) -> CfaRecord:
+    """Register a CFA after checking its SIRET, UAI and name; the first becomes the default.
+
+    With a team store (``catalog``), its record goes to the engine in the same
+    transaction: refused there, it is not registered here either.
+    """
     valid_siret = validate_siret(siret)
     valid_uai = validate_uai(uai) if uai is not None else None
-    return metadata.add_cfa(valid_siret, clean_cfa_name(name), valid_uai)
+    with metadata.transaction():
+        record = metadata.add_cfa(valid_siret, clean_cfa_name(name), valid_uai)
+        if catalog is not None:
+            _publish(catalog, metadata, "cfa_added", valid_siret, record.name)
+    return record
+
+
+def _publish(
+    catalog: OpenBaoCatalog, metadata: Metadata, action: str, siret: str, detail: str = ""
+) -> None:
+    """The CFA's record (or its removal) and a journal entry, to the team engine."""
+    from cfakey.core.team_sync import publish_cfa, publish_event
+
+    if action == "cfa_removed":
+        catalog.remove_cfa(siret)
+    else:
+        publish_cfa(catalog, metadata, siret, again=True)
+    publish_event(catalog, metadata, action, siret, detail)
 
 
 def edit_cfa(
-    metadata: Metadata, query: str, *, name: str | None = None, uai: str | None = None
+    metadata: Metadata,
+    query: str,
+    *,
+    name: str | None = None,
+    uai: str | None = None,
+    catalog: OpenBaoCatalog | None = None,
 ) -> CfaRecord:
     """Fix the name or set the UAI of the CFA ``query`` designates, checked as ``cfa add``."""
     if name is None and uai is None:
@@ -91,11 +125,15 @@ def edit_cfa(
             hint="Exemple : cfakey cfa edit 18130002100373 --uai 0133527N",
         )
     record = resolve_cfa(metadata, query)
-    return metadata.edit_cfa(
-        record.siret,
-        name=clean_cfa_name(name) if name is not None else None,
-        uai=validate_uai(uai) if uai is not None else None,
-    )
+    with metadata.transaction():
+        edited = metadata.edit_cfa(
+            record.siret,
+            name=clean_cfa_name(name) if name is not None else None,
+            uai=validate_uai(uai) if uai is not None else None,
+        )
+        if catalog is not None and edited != record:
+            _publish(catalog, metadata, "cfa_edited", record.siret)
+    return edited
 
 
 @dataclass(frozen=True)
@@ -141,7 +179,11 @@ class RemovedCfa:
 
 
 def remove_cfa(
-    metadata: Metadata, query: str, *, open_store: Callable[[], KeyStore] | None
+    metadata: Metadata,
+    query: str,
+    *,
+    open_store: Callable[[], KeyStore] | None,
+    catalog: OpenBaoCatalog | None = None,
 ) -> RemovedCfa:
     """Remove a CFA; refused while it has keys unless ``open_store`` is given (``--force``).
 
@@ -153,6 +195,12 @@ def remove_cfa(
 
     record = resolve_cfa(metadata, query)
     store = open_store() if open_store is not None else None
+
+    def forget() -> None:
+        metadata.remove_cfa(record.siret)
+        if catalog is not None:
+            _publish(catalog, metadata, "cfa_removed", record.siret)
+
     with metadata.lock():  # no key may be added to this CFA meanwhile
         keys = metadata.list_keys(siret=record.siret)
         if keys and store is None:
@@ -171,8 +219,9 @@ def remove_cfa(
                 metadata,
                 keys,
                 detail="cfa remove --force",
-                also=lambda: metadata.remove_cfa(record.siret),
+                also=forget,
             )
         else:
-            metadata.remove_cfa(record.siret)
+            with metadata.transaction():
+                forget()
     return RemovedCfa(record, len(keys))

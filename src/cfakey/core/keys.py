@@ -522,7 +522,7 @@ def overview(
     shown_cfas = tuple(c for c in registered if wanted is None or c.siret in wanted)
     interrupted = tuple(
         intent
-        for intent in metadata.pending()
+        for intent in (*metadata.pending(), *team_interrupted(metadata))
         if (wanted is None or intent.siret in wanted) and opco_id in (None, intent.opco_id)
     )
     return Overview(
@@ -532,6 +532,18 @@ def overview(
         interrupted=interrupted,
         windows=windows,
     )
+
+
+def team_interrupted(metadata: Metadata) -> list[PendingWrite]:
+    """Team keys whose engine metadata lags their data (a teammate's write was stopped),
+    shown as interrupted operations until ``doctor`` or that writer repairs them."""
+    from cfakey.core.team_sync import TEAM_INTERRUPTED
+    from cfakey.metadata import PendingWrite
+
+    return [
+        PendingWrite(siret, opco_id, TEAM_INTERRUPTED, None, None, "openbao")
+        for siret, opco_id in metadata.team_interrupted()
+    ]
 
 
 def _check_warn_reachable(registry: Registry, windows: Mapping[str, Window], warn: int) -> None:
