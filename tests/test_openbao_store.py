@@ -445,9 +445,12 @@ def test_exec_keeps_an_unrelated_vault_token_when_the_team_store_is_not_in_servi
 def test_a_rotation_by_a_teammate_is_never_overwritten_unseen(
     openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
 ) -> None:
-    """B recorded version 1; A rotated since. B's rotate is refused (exit 6), nothing written;
-    B's home now knows A's version, and B's rerun replaces it knowingly."""
+    """B's home recorded version 1; A rotated since. B's next command reads the team
+    catalog first: B's rotate replaces A's version knowingly (its old fingerprint is A's),
+    never the version 1 B's home last recorded."""
     import shutil
+
+    from cfakey.stores.base import fingerprint
 
     openbao.use_with_cfakey(monkeypatch)
     use = ("store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount)
@@ -459,17 +462,14 @@ def test_a_rotation_by_a_teammate_is_never_overwritten_unseen(
     rotate = ("rotate", "atlas", "--yes", "--expires", "2028-01-31")
     assert run_cli(*rotate, input="cle-d-alice-tour-2").exit_code == 0
     monkeypatch.setenv("CFAKEY_HOME", str(home_b))
-    refused = run_cli(*rotate, input="cle-de-bob-tour-2")
-    assert refused.exit_code == ExitCode.ALREADY_EXISTS
-    assert "a changé entre-temps dans le coffre partagé" in refused.stderr
-    assert "cle-de-bob" not in refused.stderr + refused.stdout
-    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
-    assert held["data"] == {"secret": "cle-d-alice-tour-2"}
-    assert held["metadata"]["version"] == 2
-    journal = Metadata.open(Paths.from_env()).journal()
-    assert [entry.action for entry in journal].count("rotated") == 0
+    shown = run_cli("show", "atlas", "--json")
+    assert json.loads(shown.stdout)["fingerprint"] == fingerprint("cle-d-alice-tour-2")
     again = run_cli(*rotate, input="cle-de-bob-tour-2")
     assert again.exit_code == 0, again.stderr
-    assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {
-        "secret": "cle-de-bob-tour-2"
-    }
+    assert "cle-de-bob" not in again.stderr + again.stdout
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
+    assert held["data"] == {"secret": "cle-de-bob-tour-2"}
+    assert held["metadata"]["version"] == 3
+    last = openbao.journal(SIRET_A)[-1]
+    assert last["action"] == "rotated"
+    assert last["old_fingerprint"] == fingerprint("cle-d-alice-tour-2")

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from cfakey.core import team_sync
-from cfakey.errors import ExitCode
 from cfakey.stores import openbao_catalog
 from cfakey.stores.base import fingerprint
 from tests.conftest import CliResult, run_cli

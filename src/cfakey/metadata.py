@@ -756,6 +756,8 @@ class Metadata:
         self.clock: Callable[[], datetime] = utc_now
         #: Committed transactions that journalled something: what an interruption leaves.
         self.journalled = 0
+        #: Known SIRETs the team engine's policy hides from this token (set by the sync).
+        self.team_denied: tuple[str, ...] = ()
         self._logged_in_transaction = False
 
     @classmethod

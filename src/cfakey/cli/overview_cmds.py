@@ -79,6 +79,7 @@ def list_keys(
     context: AppContext = ctx.obj
     view = _overview(context, cfa, opco_name)
     _warn_interrupted(view)
+    warn_unreadable(view.unreadable)
     if as_json:
         print_json([row.as_json() for row in view.rows])
         return
@@ -151,6 +152,21 @@ def _print_requests(requests: Sequence[RequestRow], rows: Sequence[KeyRow]) -> N
         print_notice(
             f"  {request.cfa_name} ({request.siret}), {request.opco_name} : {request_cell(request)}"
         )
+
+
+def unreadable_text(sirets: Sequence[str]) -> str:
+    """What a token limited by the team engine's policy does not show, and why."""
+    return (
+        f"{len(sirets)} CFA connu(s) que ce jeton ne peut pas lire ({', '.join(sirets)}) : "
+        "la politique du coffre partagé ne les lui ouvre pas ; ce n'est pas une erreur, "
+        "et rien d'autre n'est caché."
+    )
+
+
+def warn_unreadable(sirets: Sequence[str]) -> None:
+    """Say, on stderr, which known CFAs the engine's policy hides from this token."""
+    if sirets:
+        print_notice(unreadable_text(sirets))
 
 
 def _warn_interrupted(view: Overview) -> None:
@@ -348,6 +364,7 @@ def check(
         lines = [
             f"{_check_summary(result)} | {keys.perfdata(result)}",
             *_interrupted_lines(context, view),
+            *([unreadable_text(view.unreadable)] if view.unreadable else []),
         ]
         for row in result.problems:
             todo = keys.advice(row, context.registry)

@@ -22,7 +22,25 @@ ADD_HINT = 'Enregistrez le CFA : cfakey cfa add SIRET --nom "Nom du CFA".'
 
 
 def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
-    """The CFA designated by ``query``, or the default (or only) CFA when it is ``None``."""
+    """The CFA designated by ``query``, or the default (or only) CFA when it is ``None``.
+
+    A CFA whose keys the team engine's policy does not let this token read is a clear
+    French refusal (exit 4), never « no key »: its keys may well exist.
+    """
+    record = _find_cfa(metadata, query)
+    if record.siret in metadata.team_denied:
+        from cfakey.errors import StoreUnavailableError
+
+        raise StoreUnavailableError(
+            f"Le coffre partagé refuse à ce jeton l'accès aux clés du CFA {record.siret} "
+            "(403) : sa politique ne couvre pas ce CFA.",
+            hint="Demandez à l'administrateur du coffre un jeton dont la politique couvre "
+            "ce SIRET (docs/team.md).",
+        )
+    return record
+
+
+def _find_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
     cfas = metadata.list_cfas()
     if not cfas:
         raise UsageError("Aucun CFA n'est enregistré.", hint=ADD_HINT)

@@ -479,6 +479,8 @@ class Overview:
     interrupted: tuple[PendingWrite, ...] = ()
     #: The alert windows in force, by OPCO identifier (``check``'s performance data).
     windows: Mapping[str, Window] = field(default_factory=dict)
+    #: Known CFAs the team engine's policy does not let this token read (not an error).
+    unreadable: tuple[str, ...] = ()
 
 
 def overview(
@@ -497,7 +499,8 @@ def overview(
     ``cfas`` limits them to these CFAs (the sites of one SIREN, or one CFA).
     """
     opcos = {opco.id: opco for opco in registry.opcos}
-    registered = metadata.list_cfas()
+    hidden = metadata.team_denied
+    registered = [cfa for cfa in metadata.list_cfas() if cfa.siret not in hidden]
     wanted = None if cfas is None else {cfa.siret for cfa in cfas}
     names = {record.siret: record.name for record in registered}
     windows = {
@@ -531,6 +534,7 @@ def overview(
         filtered=wanted is not None or opco_id is not None,
         interrupted=interrupted,
         windows=windows,
+        unreadable=tuple(s for s in hidden if wanted is None or s in wanted),
     )
 
 
@@ -588,6 +592,8 @@ class CheckResult:
     problems: tuple[KeyRow, ...]
     checked: int
     interrupted: tuple[PendingWrite, ...] = ()
+    #: Known CFAs the team engine's policy hides from this token (not checked, no error).
+    unreadable: tuple[str, ...] = ()
     #: The dated key that expires first, and the window of its OPCO (performance data).
     earliest: KeyRow | None = None
     window: Window | None = None
@@ -599,7 +605,8 @@ class CheckResult:
 
     def as_json(self) -> dict[str, Any]:
         """The ``check --json`` object: a contract for scripts (``interrupted`` only when
-        an interrupted operation is waiting)."""
+        an interrupted operation is waiting, ``unreadable_cfas`` only with CFAs hidden by
+        the team engine's policy)."""
         result: dict[str, Any] = {
             "status": self.level.id,
             "status_label": self.level.label,
@@ -610,6 +617,8 @@ class CheckResult:
                 for row in self.problems
             ],
         }
+        if self.unreadable:
+            result["unreadable_cfas"] = list(self.unreadable)
         if self.interrupted:
             result["interrupted"] = [
                 {"siret": p.siret, "opco_id": p.opco_id, "action": p.action}
@@ -635,6 +644,7 @@ def check(view: Overview) -> CheckResult:
         problems=problems,
         checked=len(view.rows),
         interrupted=view.interrupted,
+        unreadable=view.unreadable,
         earliest=earliest,
         window=None if earliest is None else view.windows.get(earliest.opco_id),
     )

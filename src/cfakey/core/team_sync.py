@@ -85,7 +85,9 @@ def refresh(metadata: Metadata, store: KeyStore) -> bool:
     if catalog is None:
         return False
     generation = catalog.generation()
-    if trusted(metadata.sync_state(), generation, catalog.location_id):
+    state = metadata.sync_state()
+    if trusted(state, generation, catalog.location_id):
+        metadata.team_denied = state.denied if state else ()
         return False
     known = [cfa.siret for cfa in metadata.list_cfas()]
     snapshot = catalog.read_catalog(known)
@@ -101,6 +103,7 @@ def refresh(metadata: Metadata, store: KeyStore) -> bool:
     )
     cfas = [cfa_record(siret, fields) for siret, fields in snapshot.cfas.items()]
     metadata.replace_team_catalog(state, store.kind, cfas, records, interrupted)
+    metadata.team_denied = snapshot.denied
     return True
 
 

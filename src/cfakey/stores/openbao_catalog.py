@@ -108,14 +108,19 @@ class OpenBaoCatalog:
     def _path(self, *parts: str) -> str:
         return "/".join((self.store.where.prefix, *parts))
 
-    def _call(self, api: str, path: str, call: Callable[[], _Result]) -> _Result | None:
-        """``call`` with French errors; ``None`` for no entry; :class:`_ForbiddenError` for 403."""
+    def _call(
+        self, api: str, path: str, call: Callable[[], _Result], *, reading: bool = False
+    ) -> _Result | None:
+        """``call`` with French errors; ``None`` for no entry. ``reading``: a 403 raises
+        :class:`_ForbiddenError` (not readable by this token), else the French refusal."""
         import hvac.exceptions
 
         with self.store.engine_errors(f"{self.store.where.mount}/{api}/{path}"):
             try:
                 return call()
             except hvac.exceptions.Forbidden:
+                if not reading:
+                    raise
                 raise _ForbiddenError(path) from None
             except hvac.exceptions.InvalidPath as error:
                 if any("no handler for route" in str(text) for text in error.errors or ()):
@@ -200,6 +205,7 @@ class OpenBaoCatalog:
                 "metadata",
                 path,
                 lambda: self._kv().list_secrets(path=path, mount_point=self.store.where.mount),
+                reading=True,
             )
         except _ForbiddenError:
             return None
@@ -224,6 +230,7 @@ class OpenBaoCatalog:
                 lambda: self._kv().read_secret_metadata(
                     path=path, mount_point=self.store.where.mount
                 ),
+                reading=True,
             )
         except _ForbiddenError:
             return None
@@ -351,6 +358,7 @@ class OpenBaoCatalog:
                         mount_point=self.store.where.mount,
                         raise_on_deleted_version=False,
                     ),
+                    reading=True,
                 )
             except _ForbiddenError:
                 return None
