@@ -232,3 +232,22 @@ def test_a_journal_entry_is_created_once_never_overwritten(homes: Homes, openbao
         )
     assert refused.value.code == 400  # check-and-set 0: only a creation is accepted
     assert openbao.journal(SIRET_A)[0]["action"] == "cfa_added"
+
+
+def test_a_verification_by_a_is_what_b_sees(homes: Homes) -> None:
+    from tests.fake_opco import running_fake_opco
+
+    key = "Zm9vYmFyQmF6cXV4K2Jhci9xdXV4MTIzNDU2Nzg="
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=key).exit_code == 0
+    with running_fake_opco() as opco:
+        opco.state.valid_keys[key] = "2027-06-30"
+        url = opco.base_url("ok")
+        assert homes.as_a("config", "set", "opco.atlas.api_url", url).exit_code == 0
+        verified = homes.as_a("verify", "atlas", "--cfa", SIRET_A)
+        assert verified.exit_code == 0, verified.stderr
+    row = _listed(homes.as_b("list", "--json"))["atlas"]
+    assert row["expires"] == "2027-06-30"
+    assert row["expiry_source"] == "opco_api"
+    assert isinstance(row["verification"], dict)
+    assert row["verification"]["outcome"] == "valide"
