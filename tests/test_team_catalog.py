@@ -251,3 +251,22 @@ def test_a_verification_by_a_is_what_b_sees(homes: Homes) -> None:
     assert row["expiry_source"] == "opco_api"
     assert isinstance(row["verification"], dict)
     assert row["verification"]["outcome"] == "valide"
+
+
+def test_show_historique_lists_the_engine_versions_never_a_key(homes: Homes) -> None:
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    assert homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2).exit_code == 0
+    shown = homes.as_b("show", "atlas", "--cfa", SIRET_A, "--historique", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["source"] == "openbao"
+    versions = [(v["version"], v["fingerprint"], v["state"]) for v in document["versions"]]
+    assert versions == [(2, fingerprint(KEY_2), "current"), (1, fingerprint(KEY), "kept")]
+    text = homes.as_b("show", "atlas", "--cfa", SIRET_A, "--historique")
+    assert text.exit_code == 0, text.stderr
+    assert "actuelle" in text.stdout
+    assert "remplacée" in text.stdout
+    for result in (shown, text):
+        assert KEY not in result.stdout + result.stderr
+        assert KEY_2 not in result.stdout + result.stderr

@@ -368,6 +368,17 @@ def _repaired_fields(key: EngineKey, secret: str, store_kind: str) -> dict[str, 
     return key_fields(record, key.current_version, key.fields)
 
 
+#: The state of a version, in French (``show --historique``).
+HISTORY_STATES = {
+    "current": "actuelle",
+    "kept": "remplacée",
+    "deleted": "supprimée",
+    "destroyed": "détruite",
+}
+#: The journal actions that give a key a new version (local store history).
+_WRITING_ACTIONS = ("added", "rotated", "imported", "store_migrated", "removed")
+
+
 @dataclass(frozen=True)
 class HistoryLine:
     """One version of a key: never the key, only when, which, by whom, and its state."""
@@ -377,15 +388,45 @@ class HistoryLine:
     fingerprint: str | None
     user: str | None
     state: str
+    #: The journal action that wrote it (local store); ``None`` from the engine.
+    action: str | None = None
 
     def as_json(self) -> dict[str, object]:
+        """One element of ``show --historique --json``'s ``versions``."""
         return {
             "version": self.version,
             "written_at": None if self.written_at is None else self.written_at.isoformat(),
             "fingerprint": self.fingerprint,
             "user": self.user,
             "state": self.state,
+            "state_label": HISTORY_STATES.get(self.state, self.state),
+            "action": self.action,
         }
+
+
+def key_history(
+    metadata: Metadata, store: KeyStore | None, record: KeyRecord
+) -> tuple[str, list[HistoryLine]]:
+    """The versions of a key, newest first, and where they come from (``openbao`` or
+    ``journal``): the engine's versions for a team store, else this home's journal."""
+    catalog = None if store is None else store.catalog()
+    if catalog is not None:
+        key = catalog.key(record.siret, record.opco_id)
+        return "openbao", [] if key is None else engine_history(key)
+    entries = [
+        entry
+        for entry in metadata.journal(siret=record.siret, opco_id=record.opco_id)
+        if entry.action in _WRITING_ACTIONS
+    ]
+    lines = []
+    for number, entry in enumerate(entries, start=1):
+        state = "deleted" if entry.action == "removed" else "kept"
+        lines.append(
+            HistoryLine(number, entry.at, entry.new_fingerprint, entry.user, state, entry.action)
+        )
+    if lines and lines[-1].fingerprint == record.fingerprint:
+        lines[-1] = dataclasses.replace(lines[-1], state="current")
+    return "journal", lines[::-1]
 
 
 def engine_history(key: EngineKey) -> list[HistoryLine]:
