@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cfakey.core import team_sync
+from cfakey.errors import ExitCode
 from cfakey.stores import openbao_catalog
 from cfakey.stores.base import fingerprint
 from tests.conftest import CliResult, run_cli
@@ -270,3 +271,18 @@ def test_show_historique_lists_the_engine_versions_never_a_key(homes: Homes) -> 
     for result in (shown, text):
         assert KEY not in result.stdout + result.stderr
         assert KEY_2 not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [("--version",), ("opcos",), ("guide", "atlas"), ("--help",)])
+def test_commands_that_read_no_metadata_never_contact_the_engine(
+    command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """With the team store chosen and its engine unreachable, they work all the same."""
+    monkeypatch.setenv("CFAKEY_STORE", "openbao")
+    monkeypatch.setenv("BAO_ADDR", "http://127.0.0.1:9")
+    monkeypatch.setenv("BAO_TOKEN", "jeton-de-test")
+    result = run_cli(*command)
+    assert result.exit_code == 0, result.stderr
+    listed = run_cli("list")  # one that reads metadata does contact it, and says so
+    assert listed.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert "injoignable" in listed.stderr

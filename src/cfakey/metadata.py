@@ -630,8 +630,8 @@ _TEAM_KEY_SQL = """
 """
 
 
-def _team_key_row(record: KeyRecord) -> tuple[object, ...]:
-    check = record.verification
+def _key_row(record: KeyRecord) -> tuple[object, ...]:
+    """The columns of migration 1's ``key`` table, in its order."""
     return (
         record.siret,
         record.opco_id,
@@ -642,6 +642,13 @@ def _team_key_row(record: KeyRecord) -> tuple[object, ...]:
         record.fingerprint,
         record.os_user,
         record.store,
+    )
+
+
+def _team_key_row(record: KeyRecord) -> tuple[object, ...]:
+    check = record.verification
+    return (
+        *_key_row(record),
         None if check is None else _to_text(check.at),
         None if check is None else check.outcome,
         None if check is None else check.http_status,
@@ -954,20 +961,7 @@ class Metadata:
             self.close_request(record.siret, record.opco_id, action="request_closed")
 
     def _insert_key(self, record: KeyRecord) -> None:
-        self._db.execute(
-            _PUT_KEY_SQL,
-            (
-                record.siret,
-                record.opco_id,
-                record.obtained_on.isoformat(),
-                _to_text(record.stored_at),
-                _to_text(record.expires_at),
-                record.expiry_source,
-                record.fingerprint,
-                record.os_user,
-                record.store,
-            ),
-        )
+        self._db.execute(_PUT_KEY_SQL, _key_row(record))
 
     def get_key(self, siret: str, opco_id: str) -> KeyRecord | None:
         """The metadata of one key, if stored."""
