@@ -286,3 +286,34 @@ def test_commands_that_read_no_metadata_never_contact_the_engine(
     listed = run_cli("list")  # one that reads metadata does contact it, and says so
     assert listed.exit_code == ExitCode.STORE_UNAVAILABLE
     assert "injoignable" in listed.stderr
+
+
+def test_the_stopped_writer_s_next_command_describes_its_key_in_full(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    """A's rotate was killed after the data write: A's home keeps the intent (never the
+    key); A's next command finishes it, the engine metadata included, dates and all."""
+    from datetime import UTC, date, datetime
+
+    from cfakey.metadata import KeyRecord, Metadata, PendingWrite
+    from cfakey.paths import Paths
+
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    stored = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    record = KeyRecord(
+        SIRET_A, "atlas", date(2026, 11, 30), stored, datetime(2028, 1, 31, tzinfo=UTC),
+        "operator", fingerprint(KEY_2), "alice", "openbao",
+    )  # fmt: skip
+    intent = PendingWrite(SIRET_A, "atlas", "rotated", fingerprint(KEY), record, "openbao")
+    with Metadata.open(Paths.from_env({"CFAKEY_HOME": str(homes.a)})) as home_a:
+        home_a.add_pending(intent)
+    _interrupt_a_rotation(openbao, KEY_2)
+    assert "opération interrompue" in homes.as_b("list").stderr
+    resumed = homes.as_a("list")
+    assert "Opération interrompue reprise" in resumed.stderr
+    row = _listed(homes.as_b("list", "--json"))["atlas"]
+    assert (row["fingerprint"], row["expires"]) == (fingerprint(KEY_2), "2028-01-31")
+    assert "interrupted" not in json.loads(homes.as_b("check", "--json").stdout)
+    last = openbao.journal(SIRET_A)[-1]
+    assert (last["action"], last["new_fingerprint"]) == ("rotated", fingerprint(KEY_2))

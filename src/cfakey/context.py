@@ -217,9 +217,15 @@ class AppContext:
                 self.paths, self.env, source, self.keyring_probe, self.config_value
             )
             store = open_store(kind, settings)
-            self._settle(store)
-            self._recover(store)
+            # Set first: settling and recovery open the metadata, whose team-cache refresh
+            # (a shared store) reads through this same store.
             self._key_store = store
+            try:
+                self._settle(store)
+                self._recover(store)
+            except BaseException:
+                self._key_store = None
+                raise
         return self._key_store
 
     def _settle(self, store: KeyStore) -> None:

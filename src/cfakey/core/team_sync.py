@@ -210,8 +210,12 @@ def key_fields(record: KeyRecord, version: int, previous: Mapping[str, str]) -> 
 
 
 def publish_key(catalog: OpenBaoCatalog, record: KeyRecord, version: int | None) -> None:
-    """Describe the version just written (``None``: the engine's current one)."""
-    key = catalog.key(record.siret, record.opco_id)
+    """Describe the version just written (``None``: the engine's current one).
+
+    A version 1 is a new entry (a removal takes the metadata with it): nothing to keep,
+    so nothing is read first.
+    """
+    key = None if version == 1 else catalog.key(record.siret, record.opco_id)
     previous = {} if key is None else key.fields
     if version is None:
         version = 0 if key is None else key.current_version
@@ -245,19 +249,39 @@ def publish_intents(
     intents: Sequence[PendingWrite],
     *,
     detail: str | None = None,
+    grouped: bool = False,
 ) -> None:
     """After the store holds the intents' state: each key's metadata, its CFA record
-    (first time), and one journal entry each."""
+    (first time), and one journal entry each (``grouped``: one per CFA)."""
     for siret in sorted({intent.siret for intent in intents}):
         publish_cfa(catalog, metadata, siret)
     for intent in intents:
         if intent.record is not None:
             version = store.version_of(entry_name(intent.siret, intent.opco_id))
             publish_key(catalog, intent.record, version)
-        fields = journal_fields(intent, at=metadata.clock(), user=metadata.user)
-        if detail is not None:
-            fields["detail"] = detail
-        catalog.append_journal(intent.siret, fields)
+        if not grouped:
+            fields = journal_fields(intent, at=metadata.clock(), user=metadata.user)
+            if detail is not None:
+                fields["detail"] = detail
+            catalog.append_journal(intent.siret, fields)
+    if grouped:
+        _journal_by_cfa(catalog, metadata, intents)
+
+
+def _journal_by_cfa(
+    catalog: OpenBaoCatalog, metadata: Metadata, intents: Sequence[PendingWrite]
+) -> None:
+    """One journal entry per CFA for a batch of the same action (a store migration):
+    each key's fingerprint is in its own metadata, the entry names them all."""
+    by_cfa: dict[str, list[PendingWrite]] = {}
+    for intent in intents:
+        by_cfa.setdefault(intent.siret, []).append(intent)
+    for siret, group in sorted(by_cfa.items()):
+        first = group[0]
+        named = ", ".join(f"{p.opco_id} ({p.new_fingerprint})" for p in group)
+        fields = journal_fields(first, at=metadata.clock(), user=metadata.user)
+        fields |= {"opco_id": "", "new_fingerprint": "", "detail": f"{first.detail} : {named}"}
+        catalog.append_journal(siret, fields)
 
 
 def publish_moved(
@@ -283,7 +307,7 @@ def publish_moved(
         )
         for r in records
     ]
-    publish_intents(catalog, store, metadata, intents)
+    publish_intents(catalog, store, metadata, intents, grouped=True)
 
 
 def publish_cfa(
