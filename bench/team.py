@@ -8,8 +8,9 @@ wheel of the test group), then times, as fresh processes:
 
 - ``cfakey store migrate --to openbao`` of the 1,100 keys (each written, read back and
   checked): target ≤ 10 s;
-- ``cfakey export --toutes-cfa`` of the 1,100 keys from OpenBao (median of the rounds):
-  target ≤ 3 s;
+- ``cfakey export --toutes-cfa`` of the 1,100 keys from OpenBao (median of the rounds,
+  once the cache is trusted; the first one, right after migrate, reads the whole catalog
+  and is printed apart): target ≤ 3 s;
 - ``cfakey list`` and ``cfakey check`` over the 1,100 keys, team store against the local
   store (the same home read with ``--store file``), interleaved round after round: right
   after a write (every reader reads the whole catalog again, within the lease) and once
@@ -91,11 +92,12 @@ def main() -> None:
                 str(output),
                 "--force",
             ]
-            run(export, env)  # warm-up
+            fresh = run(export, env)  # within the lease of migrate's writes: a resync
+            print(f"export --toutes-cfa juste après l'écriture (relecture) : {fresh:.2f} s")
+            ratios = overview_ratios(cfakey, env, rounds, server.url)  # waits for the lease
             figures["export --toutes-cfa"] = statistics.median(
                 run(export, env) for _ in range(rounds)
             )
-            ratios = overview_ratios(cfakey, env, rounds, server.url)
             catalog_threads(env, server.url)
         finally:
             server.stop()

@@ -317,3 +317,24 @@ def test_the_stopped_writer_s_next_command_describes_its_key_in_full(
     assert "interrupted" not in json.loads(homes.as_b("check", "--json").stdout)
     last = openbao.journal(SIRET_A)[-1]
     assert (last["action"], last["new_fingerprint"]) == ("rotated", fingerprint(KEY_2))
+
+
+def test_the_team_journal_reads_each_entry_once(
+    homes: Homes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journal entries never change: a second `journal` reads only the new ones."""
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    counter = RequestCounter(monkeypatch)
+
+    def entries_read() -> int:
+        return sum(1 for path in counter.paths if "/data/cfakey/journal/" in path)
+
+    assert homes.as_b("journal").exit_code == 0
+    assert entries_read() == 2  # cfa_added, added
+    assert homes.as_b("journal").exit_code == 0
+    assert entries_read() == 2  # nothing new: nothing read
+    assert homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2).exit_code == 0
+    before = entries_read()
+    assert "rotated" in homes.as_b("journal", "--json").stdout
+    assert entries_read() == before + 1
