@@ -108,7 +108,10 @@ def main() -> None:
         verdict = "OK" if ok else "TROP LENT"
         print(f"{label} de 1100 clés : {seconds:.2f} s (objectif ≤ {TARGETS[label]:g} s) {verdict}")
     for label, ratio in ratios.items():
-        ok = ratio <= RATIO_TARGET or "relecture" in label
+        if "relecture" in label:  # within a lease after a write: for information
+            print(f"{label} : {ratio:.2f}× le magasin local")
+            continue
+        ok = ratio <= RATIO_TARGET
         met &= ok
         verdict = "OK" if ok else "TROP LENT"
         print(f"{label} : {ratio:.2f}× le magasin local (objectif ≤ {RATIO_TARGET:g}×) {verdict}")

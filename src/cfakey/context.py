@@ -105,13 +105,18 @@ class AppContext:
     def shared_store_in_use(self) -> bool:
         """Whether the store in service is a team store (decided without opening it)."""
         from cfakey.errors import CfakeyError
-        from cfakey.stores.kinds import store_kind
+        from cfakey.stores.kinds import STORE_KINDS
 
-        try:
-            kind = self.store_decision().kind
-        except CfakeyError:  # a damaged config: the command says so when it reads it
-            return False
-        return kind is not None and store_kind(kind).store_class().shared
+        # Only an explicit choice can name a shared store: detection (which probes the
+        # OS keyring) never picks one, so it is not run here.
+        kind = self.store_option or self.env.get("CFAKEY_STORE")
+        if not kind:
+            try:
+                kind = self.config().get("store")
+            except CfakeyError:  # a damaged config: the command says so when it reads it
+                return False
+        found = STORE_KINDS.get(str(kind).strip().lower()) if kind else None
+        return found is not None and found.store_class().shared
 
     def team_catalog(self) -> OpenBaoCatalog | None:
         """The team engine's catalog when the store in service is shared, else ``None``."""
