@@ -338,3 +338,29 @@ def test_the_team_journal_reads_each_entry_once(
     before = entries_read()
     assert "rotated" in homes.as_b("journal", "--json").stdout
     assert entries_read() == before + 1
+
+
+def test_a_database_of_schema_4_gains_the_team_cache(isolated_home: Path) -> None:
+    """Migration 5 on a file of the previous cfakey: CFAs and keys kept, all local."""
+    import sqlite3
+
+    from cfakey.metadata import MIGRATIONS, Metadata, _split_sql
+    from cfakey.paths import Paths
+
+    path = Paths.from_env().metadata_db
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        for number in (1, 2, 3, 4):
+            for statement in _split_sql(MIGRATIONS[number]):
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 4")
+        db.execute(
+            "INSERT INTO cfa VALUES (?, 'CFA Ancien', NULL, 1, '2026-01-01T00:00:00+00:00')",
+            (SIRET_A,),
+        )
+    with Metadata.open(Paths.from_env()) as metadata:
+        assert [cfa.name for cfa in metadata.list_cfas()] == ["CFA Ancien"]
+        assert not metadata.is_cfa_shared(SIRET_A)
+        assert metadata.sync_state() is None
+        assert metadata.team_interrupted() == []
+        assert metadata.journal(team=True) == []
