@@ -116,7 +116,7 @@ class AppContext:
             except CfakeyError:  # a damaged config: the command says so when it reads it
                 return False
         found = STORE_KINDS.get(str(kind).strip().lower()) if kind else None
-        return found is not None and found.store_class().shared
+        return found is not None and found.shared
 
     def team_catalog(self) -> OpenBaoCatalog | None:
         """The team engine's catalog when the store in service is shared, else ``None``."""
