@@ -364,3 +364,22 @@ def test_a_database_of_schema_4_gains_the_team_cache(isolated_home: Path) -> Non
         assert metadata.sync_state() is None
         assert metadata.team_interrupted() == []
         assert metadata.journal(team=True) == []
+
+
+def test_the_team_journal_keeps_this_home_s_exports_and_cfa_changes_reach_b(
+    homes: Homes,
+) -> None:
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    exported = homes.as_a("export", "--cfa", SIRET_A, "--format", "env")
+    assert exported.exit_code == 0, exported.stderr
+    journal = homes.as_a("journal", "--json", "--chronologique")
+    actions = [entry["action"] for entry in json.loads(journal.stdout)]
+    assert actions == ["cfa_added", "added", "exported"]  # each once, the export kept
+    assert homes.as_a("cfa", "edit", SIRET_A, "--nom", "CFA renommé").exit_code == 0
+    (cfa,) = json.loads(homes.as_b("cfa", "list", "--json").stdout)
+    assert (cfa["siret"], cfa["name"], cfa["keys"]) == (SIRET_A, "CFA renommé", 1)
+    removed = homes.as_a("cfa", "remove", SIRET_A, "--force")
+    assert removed.exit_code == 0, removed.stderr
+    assert json.loads(homes.as_b("cfa", "list", "--json").stdout) == []
+    assert _listed(homes.as_b("list", "--json")) == {}

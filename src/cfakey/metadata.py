@@ -621,6 +621,27 @@ _PUT_KEY_SQL = """
 """
 
 
+#: The journal actions a team store publishes to its engine (core/team_sync.py).
+TEAM_PUBLISHED = (
+    "added",
+    "rotated",
+    "imported",
+    "removed",
+    "store_migrated",
+    "cfa_added",
+    "cfa_edited",
+    "cfa_removed",
+)
+#: The team journal: the engine's entries, and this home's entries of other actions.
+_TEAM_JOURNAL_SQL = """
+    SELECT * FROM (
+        SELECT rowid AS id, at, user, siret, opco_id, action, old_fingerprint,
+               new_fingerprint, detail FROM team_journal
+        UNION ALL
+        SELECT id, at, user, siret, opco_id, action, old_fingerprint, new_fingerprint,
+               detail FROM journal
+        WHERE action NOT IN (SELECT value FROM json_each(:published))
+    )"""
 #: A key row of the team cache, its last verification included.
 _TEAM_KEY_SQL = """
     INSERT OR REPLACE INTO key (siret, opco_id, obtained_on, stored_at, expires_at,
@@ -1297,9 +1318,11 @@ class Metadata:
     ) -> list[JournalEntry]:
         """Journal entries, optionally filtered; ``limit`` keeps the most recent ones.
 
-        ``team``: the team engine's journal as cached (:meth:`add_team_journal`).
+        ``team``: the team engine's journal as cached (:meth:`add_team_journal`), with
+        this home's own entries of the actions never published there (exports, displays,
+        verifications...: see :data:`TEAM_PUBLISHED`).
         """
-        source = "SELECT rowid AS id, * FROM team_journal" if team else "SELECT * FROM journal"
+        source = _TEAM_JOURNAL_SQL if team else "SELECT * FROM journal"
         order = "at DESC, id DESC" if team else "id DESC"
         rows = self._db.execute(
             source + " WHERE (:siret IS NULL OR siret = :siret)"
@@ -1308,6 +1331,7 @@ class Metadata:
             " AND (:action IS NULL OR action = :action)"
             f" ORDER BY {order} LIMIT :limit",
             {
+                "published": json.dumps(TEAM_PUBLISHED),
                 "siret": siret,
                 "opco_id": opco_id,
                 "since": _to_text(since),
