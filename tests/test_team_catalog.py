@@ -383,3 +383,18 @@ def test_the_team_journal_keeps_this_home_s_exports_and_cfa_changes_reach_b(
     assert removed.exit_code == 0, removed.stderr
     assert json.loads(homes.as_b("cfa", "list", "--json").stdout) == []
     assert _listed(homes.as_b("list", "--json")) == {}
+
+
+def test_doctor_with_the_engine_unreachable_still_checks_the_database(
+    monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    monkeypatch.setenv("CFAKEY_STORE", "openbao")
+    monkeypatch.setenv("BAO_ADDR", "http://127.0.0.1:9")
+    monkeypatch.setenv("BAO_TOKEN", "jeton-de-test")
+    doctor = run_cli("doctor")
+    out = doctor.stdout + doctor.stderr
+    assert "intégrité  : vérifiée, sans anomalie" in out
+    assert (
+        "Magasin de clés inutilisable : Le coffre OpenBao http://127.0.0.1:9 est injoignable" in out
+    )
+    assert "jeton-de-test" not in out

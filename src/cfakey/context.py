@@ -89,17 +89,21 @@ class AppContext:
 
         return resolve(self.registry, name)
 
-    def metadata(self, *, recreate: bool = False) -> Metadata:
+    def metadata(self, *, recreate: bool = False, refresh: bool = True) -> Metadata:
         """The metadata database, opened (and migrated) on first use.
 
         ``recreate`` (``doctor``): create it even where keys were stored (it was lost).
+        ``refresh=False`` (``doctor``): the team cache is not brought up to date on
+        opening; the caller does it where an unreachable engine is one problem among
+        others (``team_sync.repair``).
         """
         if self._metadata is None:
             from cfakey.metadata import Metadata
 
             self._metadata = Metadata.open(self.paths, recreate=recreate)
             self._metadata.clock = self.clock  # the journal is stamped by the command's clock
-            self._refresh_team_cache()
+            if refresh:
+                self._refresh_team_cache()
         return self._metadata
 
     def shared_store_in_use(self) -> bool:
