@@ -398,3 +398,23 @@ def test_doctor_with_the_engine_unreachable_still_checks_the_database(
         "Magasin de clés inutilisable : Le coffre OpenBao http://127.0.0.1:9 est injoignable" in out
     )
     assert "jeton-de-test" not in out
+
+
+def test_cfa_add_of_a_cfa_the_engine_has_takes_it_as_it_is(
+    homes: Homes, openbao: OpenBao, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A staff home, which may not list every CFA, registers its CFA once: the team's
+    record is taken, never overwritten, and its keys appear."""
+    from tests.test_openbao_policies import DOC_SIRET, token_for
+
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    journalled = len(openbao.journal(SIRET_A))
+    monkeypatch.setenv("BAO_TOKEN", token_for(openbao, f"cfakey-cfa-{DOC_SIRET}", SIRET_A))
+    assert _listed(homes.as_b("list", "--json")) == {}  # B knows no SIRET yet
+    taken = homes.as_b("cfa", "add", SIRET_A, "--nom", "Autre nom")
+    assert taken.exit_code == 0, taken.stderr
+    assert "CFA des Tests" in taken.stderr
+    assert openbao.metadata(f"cfakey/cfas/{SIRET_A}")["custom_metadata"]["name"] == "CFA des Tests"
+    assert len(openbao.journal(SIRET_A)) == journalled  # nothing written to the engine
+    assert "atlas" in _listed(homes.as_b("list", "--json"))

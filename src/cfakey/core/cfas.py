@@ -104,11 +104,20 @@ def add_cfa(
     """Register a CFA after checking its SIRET, UAI and name; the first becomes the default.
 
     With a team store (``catalog``), its record goes to the engine in the same
-    transaction: refused there, it is not registered here either.
+    transaction: refused there, it is not registered here either. A CFA the engine
+    already has (a teammate's) is taken as the engine records it, never overwritten.
     """
     valid_siret = validate_siret(siret)
     valid_uai = validate_uai(uai) if uai is not None else None
+    shared = None if catalog is None else catalog.cfa(valid_siret)
     with metadata.transaction():
+        if shared is not None:  # a teammate registered it: this home takes it as it is
+            from cfakey.core.team_sync import cfa_record
+
+            known = cfa_record(valid_siret, shared)
+            record = metadata.add_cfa(valid_siret, known.name, known.uai)
+            metadata.mark_cfa_shared(valid_siret)
+            return record
         record = metadata.add_cfa(valid_siret, clean_cfa_name(name), valid_uai)
         if catalog is not None:
             _publish(catalog, metadata, "cfa_added", valid_siret, record.name)

@@ -260,6 +260,10 @@ class OpenBaoCatalog:
             versions,
         )
 
+    def cfa(self, siret: str) -> Mapping[str, str] | None:
+        """The CFA's record, if the engine has one this token may read."""
+        return self._cfa_of(siret)
+
     def _cfa_of(self, siret: str) -> Mapping[str, str] | None:
         body = self._metadata(self._path(CFAS_FOLDER, siret))
         return None if body is None else dict(body.get("custom_metadata") or {})
