@@ -177,3 +177,31 @@ def test_even_the_administrator_cannot_rewrite_or_erase_the_journal(
         openbao.server.request("DELETE", path.replace("/data/", "/metadata/"), None, token=admin)
     assert erased.value.code == 403
     assert openbao.journal(SIRET_B)[0]["action"] == "cfa_added"
+
+
+def test_a_write_whose_metadata_is_refused_leaves_nothing_half_written(
+    openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """A policy that lets the key be written but not described (an old policy): the add
+    stops with the French 403, the key is taken back, nothing is left in the engine."""
+    rules = documented_policy(f"cfakey-cfa-{DOC_SIRET}", openbao).replace(
+        f'path "{openbao.mount}/metadata/cfakey/keys/{SIRET_A}/*" {{\n'
+        '  capabilities = ["create", "read", "update", "list", "delete"]',
+        f'path "{openbao.mount}/metadata/cfakey/keys/{SIRET_A}/*" {{\n'
+        '  capabilities = ["read", "list", "delete"]',
+    )
+    assert '["read", "list", "delete"]' in rules
+    _as(isolated_home, openbao.server.token(f"{openbao.mount}-ancienne", rules), monkeypatch)
+    monkeypatch.setenv("CFAKEY_STORE", "openbao")
+    monkeypatch.setenv("BAO_ADDR", openbao.url)
+    assert run_cli("config", "set", "openbao.mount", openbao.mount).exit_code == 0
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    refused = run_cli("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY)
+    assert refused.exit_code == ExitCode.STORE_UNAVAILABLE, refused.stderr
+    assert f"metadata/cfakey/keys/{SIRET_A}/atlas (403)" in refused.stderr
+    assert KEY not in refused.stdout + refused.stderr
+    assert openbao.read(f"cfakey/keys/{SIRET_A}/atlas") is None  # taken back
+    listed = run_cli("list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert "interrompue" not in listed.stderr
