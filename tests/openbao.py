@@ -195,6 +195,35 @@ class OpenBao:
         data: dict[str, Any] = answer["data"]
         return data
 
+    def listed(self, folder: str) -> list[str]:
+        """The names LIST gives under ``<mount>/metadata/<folder>`` (``[]``: none)."""
+        try:
+            answer = self.server.request("LIST", f"{self.mount}/metadata/{folder}")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return []
+            raise
+        return list(answer["data"]["keys"])
+
+    def walk(self, folder: str = "cfakey") -> list[str]:
+        """Every entry's path below ``folder``."""
+        paths: list[str] = []
+        for name in self.listed(folder):
+            path = f"{folder}/{name.rstrip('/')}"
+            paths += self.walk(path) if name.endswith("/") else [path]
+        return paths
+
+    def metadata(self, path: str) -> dict[str, Any]:
+        """The KV v2 metadata of ``<mount>/metadata/<path>`` (versions, custom_metadata)."""
+        answer = self.server.request("GET", f"{self.mount}/metadata/{path}")
+        data: dict[str, Any] = answer["data"]
+        return data
+
+    def journal(self, folder: str) -> list[dict[str, Any]]:
+        """The engine journal entries of one folder (a SIRET or ``editeur``), oldest first."""
+        base = f"cfakey/journal/{folder}"
+        return [(self.read(f"{base}/{n}") or {})["data"] for n in sorted(self.listed(base))]
+
     def use_with_cfakey(self, monkeypatch: pytest.MonkeyPatch, token: str = ROOT_TOKEN) -> None:
         """Commands of this test reach this mount with ``token`` (``CFAKEY_STORE=openbao``)."""
         monkeypatch.setenv("BAO_TOKEN", token)

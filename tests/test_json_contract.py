@@ -183,6 +183,38 @@ def test_show_json_pins_its_keys() -> None:
 
 
 @pytest.mark.usefixtures("two_keys")
+def test_show_historique_json_pins_its_keys() -> None:
+    """``show --historique --json``: the key's versions, never the key (issue 12 item 3)."""
+    result = run_at(NOW, "show", "atlas", "--historique", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == {"cfa", "opco", "source", "versions"}
+    assert (data["cfa"], data["opco"], data["source"]) == (SIRET, "atlas", "journal")
+    (version,) = data["versions"]
+    assert set(version) == {
+        "version", "written_at", "fingerprint", "user", "state", "state_label", "action",
+    }  # fmt: skip
+    assert (version["version"], version["state"], version["state_label"]) == (
+        1,
+        "current",
+        "actuelle",
+    )
+    assert ATLAS_KEY not in result.stdout
+
+
+def test_check_json_names_the_cfas_a_team_token_cannot_read() -> None:
+    """``unreadable_cfas`` appears only when the team engine's policy hides known CFAs."""
+    from cfakey.core.keys import CheckResult, Level
+
+    assert "unreadable_cfas" not in CheckResult(Level.OK, (), 0).as_json()
+    shown = CheckResult(Level.OK, (), 0, unreadable=(SIRET,)).as_json()
+    assert set(shown) == {
+        "status", "status_label", "exit_code", "checked", "problems", "unreadable_cfas",
+    }  # fmt: skip
+    assert shown["unreadable_cfas"] == [SIRET]
+
+
+@pytest.mark.usefixtures("two_keys")
 def test_cfa_list_json_pins_its_keys() -> None:
     (row,) = json.loads(run_at(NOW, "cfa", "list", "--json").stdout)
     assert row == {

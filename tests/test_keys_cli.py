@@ -543,3 +543,28 @@ def test_waiting_for_an_email_does_not_unlock_the_store(
     received = run_cli("add", "constructys", "--interactive", input=f"o\n{KEY_2}\n")
     assert received.exit_code == ExitCode.STORE_UNAVAILABLE
     assert [row["opco"] for row in listed()] == ["atlas"]
+
+
+def test_show_historique_on_a_local_store_lists_the_key_s_journal_never_a_key(
+    isolated_home: Path,
+) -> None:
+    """Issue 12 item 3 on the encrypted file: the versions come from this home's journal."""
+    from cfakey.stores.base import fingerprint
+
+    first, second = "Cle+historique+1/0123456789abcdef=", "Cle+historique+2/0123456789abcdef="
+    assert run_cli("cfa", "add", "13002526500013", "--nom", "CFA").exit_code == 0
+    assert run_cli("add", "atlas", "--yes", input=first).exit_code == 0
+    assert run_cli("rotate", "atlas", "--yes", input=second).exit_code == 0
+    shown = run_cli("show", "atlas", "--historique", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["source"] == "journal"
+    assert [(v["action"], v["fingerprint"], v["state"]) for v in document["versions"]] == [
+        ("rotated", fingerprint(second), "current"),
+        ("added", fingerprint(first), "kept"),
+    ]
+    refused = run_cli("show", "atlas", "--historique", "--reveal")
+    assert refused.exit_code == 2
+    for result in (shown, refused):
+        assert first not in result.stdout + result.stderr
+        assert second not in result.stdout + result.stderr

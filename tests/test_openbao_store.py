@@ -50,6 +50,8 @@ def test_the_table_line_declares_a_shared_listing_store() -> None:
         False,
     )
     assert STORE_KINDS["openbao"].label == "le coffre partagé OpenBao / Vault"
+    for kind in STORE_KINDS.values():  # the table says it without importing the class
+        assert kind.shared == kind.store_class().shared, kind.name
 
 
 def test_keys_and_oauth_secrets_have_their_own_paths(openbao: OpenBao) -> None:
@@ -316,9 +318,14 @@ def test_a_fault_stops_add_with_nothing_written(
     assert words in added.stderr
     assert KEY not in added.stdout + added.stderr
     assert openbao.read(f"cfakey/keys/{SIRET_A}/atlas") is None
+    # No metadata without the key: nothing half-written in the local cache...
+    with Metadata.open(Paths.from_env()) as cache:
+        assert cache.get_key(SIRET_A, "atlas") is None
+        assert cache.pending() == []
+    # ...and list never shows that cache as current while the engine cannot say it is.
     listed = run_cli("list", "--json")
-    assert listed.exit_code == 0, listed.stderr
-    assert "atlas" not in listed.stdout  # no metadata without the key: nothing half-written
+    assert listed.exit_code == code, listed.stderr
+    assert words in listed.stderr
 
 
 def test_a_prefix_edited_by_hand_is_refused_when_the_store_opens(
@@ -351,15 +358,19 @@ def test_store_use_with_a_ca_bundle_reaches_a_tls_engine(
     monkeypatch.setenv("BAO_TOKEN", ROOT_TOKEN)
     untrusted = run_cli("store", "use", "openbao", "--url", server.url)
     assert untrusted.exit_code == 0, untrusted.stderr
-    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
-    refused = run_cli("add", "atlas", "--yes", input=KEY + "\n")
-    assert refused.exit_code == ExitCode.STORE_UNAVAILABLE
-    assert "--ca-bundle" in refused.stderr
+    # The CFA's record goes to the engine too: refused over TLS, like the key.
+    for refused in (
+        run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test"),
+        run_cli("add", "atlas", "--yes", input=KEY + "\n"),
+    ):
+        assert refused.exit_code == ExitCode.STORE_UNAVAILABLE
+        assert "--ca-bundle" in refused.stderr
     used = run_cli("store", "use", "openbao", "--ca-bundle", server.ca_bundle.name)
     assert used.exit_code == 0, used.stderr
     config = json.loads((isolated_home / "config.json").read_text())
     assert config["openbao.ca_bundle"] == str(server.ca_bundle)  # absolute: cwd may change
     assert config["openbao.url"] == server.url  # kept from the first store use
+    assert run_cli("cfa", "add", SIRET_A, "--nom", "CFA Test").exit_code == 0
     added = run_cli("add", "atlas", "--yes", input=KEY + "\n")
     assert added.exit_code == 0, added.stderr
 
@@ -436,9 +447,12 @@ def test_exec_keeps_an_unrelated_vault_token_when_the_team_store_is_not_in_servi
 def test_a_rotation_by_a_teammate_is_never_overwritten_unseen(
     openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
 ) -> None:
-    """B recorded version 1; A rotated since. B's rotate is refused (exit 6), nothing written;
-    B's home now knows A's version, and B's rerun replaces it knowingly."""
+    """B's home recorded version 1; A rotated since. B's next command reads the team
+    catalog first: B's rotate replaces A's version knowingly (its old fingerprint is A's),
+    never the version 1 B's home last recorded."""
     import shutil
+
+    from cfakey.stores.base import fingerprint
 
     openbao.use_with_cfakey(monkeypatch)
     use = ("store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount)
@@ -450,20 +464,17 @@ def test_a_rotation_by_a_teammate_is_never_overwritten_unseen(
     rotate = ("rotate", "atlas", "--yes", "--expires", "2028-01-31")
     assert run_cli(*rotate, input="cle-d-alice-tour-2").exit_code == 0
     monkeypatch.setenv("CFAKEY_HOME", str(home_b))
-    refused = run_cli(*rotate, input="cle-de-bob-tour-2")
-    assert refused.exit_code == ExitCode.ALREADY_EXISTS
-    assert "a changé entre-temps dans le coffre partagé" in refused.stderr
-    assert "cle-de-bob" not in refused.stderr + refused.stdout
-    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
-    assert held["data"] == {"secret": "cle-d-alice-tour-2"}
-    assert held["metadata"]["version"] == 2
-    journal = Metadata.open(Paths.from_env()).journal()
-    assert [entry.action for entry in journal].count("rotated") == 0
+    shown = run_cli("show", "atlas", "--json")
+    assert json.loads(shown.stdout)["fingerprint"] == fingerprint("cle-d-alice-tour-2")
     again = run_cli(*rotate, input="cle-de-bob-tour-2")
     assert again.exit_code == 0, again.stderr
-    assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {
-        "secret": "cle-de-bob-tour-2"
-    }
+    assert "cle-de-bob" not in again.stderr + again.stdout
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
+    assert held["data"] == {"secret": "cle-de-bob-tour-2"}
+    assert held["metadata"]["version"] == 3
+    last = openbao.journal(SIRET_A)[-1]
+    assert last["action"] == "rotated"
+    assert last["old_fingerprint"] == fingerprint("cle-d-alice-tour-2")
 
 
 @pytest.mark.parametrize(

@@ -142,4 +142,4 @@ def test_a_database_of_schema_2_gains_the_request_table(tmp_path: Path) -> None:
         assert [record.siret for record in metadata.list_cfas()] == [SIRET]
         assert metadata.list_requests() == []
     version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5  # migrations 4 (requests) and 5 (team cache)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from cfakey.stores.file_store import PasswordSource
     from cfakey.stores.keyring_store import KeyringProbe
     from cfakey.stores.kinds import SecretPrompt, StoreSettings
+    from cfakey.stores.openbao_catalog import OpenBaoCatalog
     from cfakey.stores.selection import StoreDecision
 
 
@@ -91,17 +92,56 @@ class AppContext:
 
         return resolve(self.registry, name)
 
-    def metadata(self, *, recreate: bool = False) -> Metadata:
+    def metadata(self, *, recreate: bool = False, refresh: bool = True) -> Metadata:
         """The metadata database, opened (and migrated) on first use.
 
         ``recreate`` (``doctor``): create it even where keys were stored (it was lost).
+        ``refresh=False`` (``doctor``): the team cache is not brought up to date on
+        opening; the caller does it where an unreachable engine is one problem among
+        others (``team_sync.repair``).
         """
         if self._metadata is None:
             from cfakey.metadata import Metadata
 
             self._metadata = Metadata.open(self.paths, recreate=recreate)
             self._metadata.clock = self.clock  # the journal is stamped by the command's clock
+            if refresh:
+                self._refresh_team_cache()
         return self._metadata
+
+    def shared_store_in_use(self) -> bool:
+        """Whether the store in service is a team store (decided without opening it)."""
+        from cfakey.errors import CfakeyError
+        from cfakey.stores.kinds import STORE_KINDS
+
+        # Only an explicit choice can name a shared store: detection (which probes the
+        # OS keyring) never picks one, so it is not run here.
+        kind = self.store_option or self.env.get("CFAKEY_STORE")
+        if not kind:
+            try:
+                kind = self.config().get("store")
+            except CfakeyError:  # a damaged config: the command says so when it reads it
+                return False
+        found = STORE_KINDS.get(str(kind).strip().lower()) if kind else None
+        return found is not None and found.shared
+
+    def team_catalog(self) -> OpenBaoCatalog | None:
+        """The team engine's catalog when the store in service is shared, else ``None``."""
+        return self.key_store().catalog() if self.shared_store_in_use() else None
+
+    def _refresh_team_cache(self) -> None:
+        """A team store: the cached catalog is brought up to date before any read of it
+        (``core/team_sync.py``); a command that reads no metadata never gets here."""
+        if self._metadata is not None and self.shared_store_in_use():
+            from cfakey.core.team_sync import refresh
+
+            try:
+                refresh(self._metadata, self.key_store())
+            except BaseException:
+                # Never leave an unsynced cache for a later call of this command to read.
+                metadata, self._metadata = self._metadata, None
+                metadata.close()
+                raise
 
     def settled_metadata(self) -> Metadata:
         """The metadata database, after finishing what an interrupted command left.
@@ -184,9 +224,15 @@ class AppContext:
             if decision.origin == "auto" and interactive:
                 self.config().set("store", kind)
             store = open_store(kind, self.store_settings())
-            self._settle(store)
-            self._recover(store)
+            # Set first: settling and recovery open the metadata, whose team-cache refresh
+            # (a shared store) reads through this same store.
             self._key_store = store
+            try:
+                self._settle(store)
+                self._recover(store)
+            except BaseException:
+                self._key_store = None
+                raise
         return self._key_store
 
     def store_settings(self, setting: Callable[[str], object] | None = None) -> StoreSettings:

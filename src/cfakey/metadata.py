@@ -15,6 +15,7 @@ read-only, forbidden: exit 1, the data is sound), or the file itself (exit 5).
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import sqlite3
 import sys
@@ -118,6 +119,35 @@ MIGRATIONS: dict[int, str] = {
             recorded_at TEXT NOT NULL,
             os_user TEXT NOT NULL,
             PRIMARY KEY (siret, opco_id)
+        );
+    """,
+    # The team store's local cache (core/team_sync.py): which CFAs came from the engine,
+    # which catalog generation the cached rows describe (and when, by the server's clock),
+    # the keys whose engine metadata lags their data, and the engine's journal entries.
+    5: """
+        ALTER TABLE cfa ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE sync_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            location TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            synced_at TEXT NOT NULL,
+            denied TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE team_interrupted (
+            siret TEXT NOT NULL,
+            opco_id TEXT NOT NULL,
+            PRIMARY KEY (siret, opco_id)
+        );
+        CREATE TABLE team_journal (
+            name TEXT PRIMARY KEY,
+            at TEXT NOT NULL,
+            user TEXT NOT NULL,
+            siret TEXT,
+            opco_id TEXT,
+            action TEXT NOT NULL,
+            old_fingerprint TEXT,
+            new_fingerprint TEXT,
+            detail TEXT NOT NULL DEFAULT ''
         );
     """,
 }
@@ -413,6 +443,18 @@ class PendingWrite:
 
 
 @dataclass(frozen=True)
+class SyncState:
+    """Which team catalog the cached rows describe: engine location, generation version,
+    and the server's time when the reading of that catalog began."""
+
+    location: str
+    version: int
+    synced_at: datetime
+    #: Known SIRETs the engine's policy does not let this home's token read.
+    denied: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class JournalEntry:
     """One line of the audit register."""
 
@@ -579,6 +621,62 @@ _PUT_KEY_SQL = """
 """
 
 
+#: The journal actions a team store publishes to its engine (core/team_sync.py).
+TEAM_PUBLISHED = (
+    "added",
+    "rotated",
+    "imported",
+    "removed",
+    "store_migrated",
+    "cfa_added",
+    "cfa_edited",
+    "cfa_removed",
+)
+#: The team journal: the engine's entries, and this home's entries of other actions.
+_TEAM_JOURNAL_SQL = """
+    SELECT * FROM (
+        SELECT rowid AS id, at, user, siret, opco_id, action, old_fingerprint,
+               new_fingerprint, detail FROM team_journal
+        UNION ALL
+        SELECT id, at, user, siret, opco_id, action, old_fingerprint, new_fingerprint,
+               detail FROM journal
+        WHERE action NOT IN (SELECT value FROM json_each(:published))
+    )"""
+#: A key row of the team cache, its last verification included.
+_TEAM_KEY_SQL = """
+    INSERT OR REPLACE INTO key (siret, opco_id, obtained_on, stored_at, expires_at,
+        expiry_source, fingerprint, os_user, store, verified_at, verify_outcome,
+        verify_http_status, verify_opco_expiry)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _key_row(record: KeyRecord) -> tuple[object, ...]:
+    """The columns of migration 1's ``key`` table, in its order."""
+    return (
+        record.siret,
+        record.opco_id,
+        record.obtained_on.isoformat(),
+        _to_text(record.stored_at),
+        _to_text(record.expires_at),
+        record.expiry_source,
+        record.fingerprint,
+        record.os_user,
+        record.store,
+    )
+
+
+def _team_key_row(record: KeyRecord) -> tuple[object, ...]:
+    check = record.verification
+    return (
+        *_key_row(record),
+        None if check is None else _to_text(check.at),
+        None if check is None else check.outcome,
+        None if check is None else check.http_status,
+        None if check is None or check.opco_expiry is None else check.opco_expiry.isoformat(),
+    )
+
+
 def _fields(row: sqlite3.Row, table: str, columns: _Columns) -> dict[str, Any]:
     return {column: decode(row, table, column) for column, decode in columns.items()}
 
@@ -686,6 +784,8 @@ class Metadata:
         self.clock: Callable[[], datetime] = utc_now
         #: Committed transactions that journalled something: what an interruption leaves.
         self.journalled = 0
+        #: Known SIRETs the team engine's policy hides from this token (set by the sync).
+        self.team_denied: tuple[str, ...] = ()
         self._logged_in_transaction = False
 
     @classmethod
@@ -882,20 +982,7 @@ class Metadata:
             self.close_request(record.siret, record.opco_id, action="request_closed")
 
     def _insert_key(self, record: KeyRecord) -> None:
-        self._db.execute(
-            _PUT_KEY_SQL,
-            (
-                record.siret,
-                record.opco_id,
-                record.obtained_on.isoformat(),
-                _to_text(record.stored_at),
-                _to_text(record.expires_at),
-                record.expiry_source,
-                record.fingerprint,
-                record.os_user,
-                record.store,
-            ),
-        )
+        self._db.execute(_PUT_KEY_SQL, _key_row(record))
 
     def get_key(self, siret: str, opco_id: str) -> KeyRecord | None:
         """The metadata of one key, if stored."""
@@ -1084,6 +1171,104 @@ class Metadata:
             )
         return found[0]
 
+    # The team store's cache (core/team_sync.py) ---------------------------------------
+
+    def sync_state(self) -> SyncState | None:
+        """What the cached team rows describe, if they were ever synced."""
+        row = self._db.execute("SELECT * FROM sync_state WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        denied = _text(row, "sync_state", "denied")
+        return SyncState(
+            _text(row, "sync_state", "location"),
+            _integer(row, "sync_state", "version"),
+            _moment(row, "sync_state", "synced_at"),
+            tuple(part for part in denied.split(",") if part),
+        )
+
+    def replace_team_catalog(
+        self,
+        state: SyncState,
+        store: str,
+        cfas: Iterable[CfaRecord],
+        keys: Iterable[KeyRecord],
+        interrupted: Iterable[tuple[str, str]],
+    ) -> None:
+        """Replace, in one transaction, every cached row that came from the engine."""
+        cfas, keys = list(cfas), list(keys)
+        with self.transaction():
+            self._db.execute("DELETE FROM key WHERE store = ?", (store,))
+            self._db.execute("DELETE FROM team_interrupted")
+            self._db.executemany(
+                "INSERT INTO team_interrupted (siret, opco_id) VALUES (?, ?)", interrupted
+            )
+            self._db.executemany(_TEAM_KEY_SQL, [_team_key_row(record) for record in keys])
+            self._replace_team_cfas(cfas)
+            self._db.execute(
+                "INSERT OR REPLACE INTO sync_state (id, location, version, synced_at, denied) "
+                "VALUES (1, ?, ?, ?, ?)",
+                (state.location, state.version, _to_text(state.synced_at), ",".join(state.denied)),
+            )
+
+    def _replace_team_cfas(self, cfas: list[CfaRecord]) -> None:
+        """Engine CFAs replace those that came from it; the default stays this home's."""
+        sirets = [cfa.siret for cfa in cfas]
+        self._db.execute(
+            "DELETE FROM cfa WHERE shared = 1 AND siret NOT IN (SELECT value FROM json_each(?))"
+            " AND siret NOT IN (SELECT siret FROM key)",
+            (json.dumps(sirets),),
+        )
+        self._db.executemany(
+            "INSERT INTO cfa (siret, name, uai, is_default, created_at, shared) "
+            "VALUES (?, ?, ?, 0, ?, 1) ON CONFLICT (siret) DO UPDATE SET name = excluded.name, "
+            "uai = excluded.uai, shared = 1",
+            [(c.siret, c.name, c.uai, _to_text(c.created_at)) for c in cfas],
+        )
+        self._db.execute(
+            "UPDATE cfa SET is_default = 1 WHERE NOT EXISTS (SELECT 1 FROM cfa WHERE is_default)"
+            " AND siret = (SELECT siret FROM cfa ORDER BY created_at, siret LIMIT 1)"
+        )
+
+    def is_cfa_shared(self, siret: str) -> bool:
+        """Whether the CFA's record is known to be in the team engine."""
+        row = self._db.execute("SELECT shared FROM cfa WHERE siret = ?", (siret,)).fetchone()
+        return bool(row and row[0])
+
+    def mark_cfa_shared(self, siret: str) -> None:
+        """The CFA's record is in the engine now: a resync may replace (or drop) it."""
+        self._db.execute("UPDATE cfa SET shared = 1 WHERE siret = ?", (siret,))
+
+    def team_interrupted(self) -> list[tuple[str, str]]:
+        """``(siret, opco_id)`` of the team keys whose engine metadata lags their data."""
+        rows = self._db.execute("SELECT siret, opco_id FROM team_interrupted ORDER BY 1, 2")
+        return [(str(row[0]), str(row[1])) for row in rows]
+
+    def team_journal_names(self) -> set[str]:
+        """The engine journal entries already cached (they never change)."""
+        return {str(row[0]) for row in self._db.execute("SELECT name FROM team_journal")}
+
+    def add_team_journal(self, entries: Iterable[tuple[str, JournalEntry]]) -> None:
+        """Cache engine journal entries by name."""
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO team_journal (name, at, user, siret, opco_id, action, "
+                "old_fingerprint, new_fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        name,
+                        _to_text(e.at),
+                        e.user,
+                        e.siret,
+                        e.opco_id,
+                        e.action,
+                        e.old_fingerprint,
+                        e.new_fingerprint,
+                        e.detail,
+                    )
+                    for name, e in entries
+                ],
+            )
+
     # Journal ---------------------------------------------------------------------------
 
     def log(
@@ -1129,16 +1314,24 @@ class Metadata:
         action: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        team: bool = False,
     ) -> list[JournalEntry]:
-        """Journal entries, optionally filtered; ``limit`` keeps the most recent ones."""
+        """Journal entries, optionally filtered; ``limit`` keeps the most recent ones.
+
+        ``team``: the team engine's journal as cached (:meth:`add_team_journal`), with
+        this home's own entries of the actions never published there (exports, displays,
+        verifications...: see :data:`TEAM_PUBLISHED`).
+        """
+        source = _TEAM_JOURNAL_SQL if team else "SELECT * FROM journal"
+        order = "at DESC, id DESC" if team else "id DESC"
         rows = self._db.execute(
-            "SELECT * FROM journal"
-            " WHERE (:siret IS NULL OR siret = :siret)"
+            source + " WHERE (:siret IS NULL OR siret = :siret)"
             " AND (:opco_id IS NULL OR opco_id = :opco_id)"
             " AND (:since IS NULL OR at >= :since)"
             " AND (:action IS NULL OR action = :action)"
-            " ORDER BY id DESC LIMIT :limit",
+            f" ORDER BY {order} LIMIT :limit",
             {
+                "published": json.dumps(TEAM_PUBLISHED),
                 "siret": siret,
                 "opco_id": opco_id,
                 "since": _to_text(since),

@@ -37,7 +37,7 @@ def add_cfa(
     from cfakey.core import cfas
 
     context: AppContext = ctx.obj
-    record = cfas.add_cfa(context.metadata(), siret, name, uai)
+    record = cfas.add_cfa(context.metadata(), siret, name, uai, catalog=context.team_catalog())
     default = " (CFA par défaut)" if record.is_default else ""
     print_notice(f"CFA enregistré : {record.name}, SIRET {record.siret}{default}.")
 
@@ -96,7 +96,7 @@ def rename_cfa(
     from cfakey.core import cfas
 
     context: AppContext = ctx.obj
-    record = cfas.edit_cfa(context.metadata(), cfa, name=name)
+    record = cfas.edit_cfa(context.metadata(), cfa, name=name, catalog=context.team_catalog())
     print_notice(f"CFA {record.siret} : nom « {record.name} ».")
 
 
@@ -113,7 +113,9 @@ def edit_cfa(
     from cfakey.core import cfas
 
     context: AppContext = ctx.obj
-    record = cfas.edit_cfa(context.metadata(), cfa, name=name, uai=uai)
+    record = cfas.edit_cfa(
+        context.metadata(), cfa, name=name, uai=uai, catalog=context.team_catalog()
+    )
     print_notice(f"CFA {record.siret} : nom « {record.name} », UAI {record.uai or 'aucun'}.")
 
 
@@ -134,6 +136,7 @@ def remove_cfa(
         context.settled_metadata() if force else context.metadata(),
         cfa,
         open_store=context.key_store if force else None,
+        catalog=context.team_catalog(),
     )
     record = removed.cfa
     print_notice(

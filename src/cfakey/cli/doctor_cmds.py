@@ -52,7 +52,7 @@ def doctor_inputs(context: AppContext) -> DoctorInputs:
         registry=lambda: (context.registry_source, context.registry),
         store_decision=context.store_decision,
         keyring_probe=context.keyring_probe,
-        metadata=lambda: context.metadata(recreate=True),
+        metadata=lambda: context.metadata(recreate=True, refresh=False),
         key_store=lambda: context.key_store(interactive=False),
         recovery=lambda: context.recovery,
         other_store=lambda kind: _other_store(context, kind),

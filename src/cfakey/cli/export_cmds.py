@@ -120,6 +120,10 @@ def export(
     )
     if output is None:
         _write_stdout(result.text)
+    if all_cfas:
+        from cfakey.cli.overview_cmds import warn_unreadable
+
+        warn_unreadable(context.metadata().team_denied)
     for key in result.formula_risks:
         print_notice(
             f"Note : la clé {key.opco_name} ({key.siret}) commence par un caractère "

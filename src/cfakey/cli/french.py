@@ -219,7 +219,7 @@ EXAMPLES: dict[str, str] = {
     "cfa edit": "cfakey cfa edit 18130002100373 --uai 0133527N",
     "add": "cfakey add ocapiat --cfa 18130002100373",
     "list": "cfakey list --cfa 181300021",
-    "show": "cfakey show atlas --cfa 18130002100373",
+    "show": "cfakey show atlas --cfa 18130002100373 --historique",
     "rotate": "cfakey rotate atlas --cfa 18130002100373",
     "remove": "cfakey remove atlas --cfa 18130002100373",
     "check": "cfakey check --warn-days 30 --crit-days 7",

@@ -16,6 +16,7 @@ from cfakey.cli.terminal import (
     print_json,
     print_notice,
     print_warning,
+    text_table,
     write_lines,
 )
 from cfakey.errors import UsageError
@@ -47,7 +48,7 @@ def _stored_key(
     return opco, record_cfa, stored_key(context.metadata(), opco, record_cfa)
 
 
-def show(
+def show(  # noqa: PLR0917 - typer passes one parameter per option
     ctx: typer.Context,
     opco_name: Annotated[str, OPCO_ARG],
     cfa: Annotated[str | None, CFA_OPTION] = None,
@@ -56,12 +57,22 @@ def show(
         typer.Option("--reveal", help="Affiche la clé elle-même, seule, sur la sortie standard."),
     ] = False,
     as_json: Annotated[bool, JSON_OPTION] = False,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--historique",
+            help="Les versions de la clé (date, empreinte, auteur), jamais la clé elle-même.",
+        ),
+    ] = False,
 ) -> None:
     """Métadonnées et empreinte d'une clé ; la clé elle-même seulement avec --reveal."""
     from cfakey.core import keys
 
     context: AppContext = ctx.obj
     opco, record_cfa, record = _stored_key(context, opco_name, cfa)
+    if history:
+        _show_history(context, record, as_json=as_json, reveal=reveal)
+        return
     if reveal:
         secret = keys.reveal_key(context.key_store(), context.metadata(), record, now=context.now())
         write_lines([secret])
@@ -82,6 +93,39 @@ def show(
         print_json(keys.key_details(row, record))
         return
     write_lines(_show_lines(opco, record_cfa, record, row))
+
+
+def _show_history(context: AppContext, record: KeyRecord, *, as_json: bool, reveal: bool) -> None:
+    """``show --historique``: each version's date, fingerprint, author and state."""
+    from cfakey.core.team_sync import HISTORY_STATES, key_history
+
+    if reveal:
+        raise UsageError("--historique et --reveal s'excluent : l'historique ne montre aucune clé.")
+    store = context.key_store() if context.shared_store_in_use() else None
+    source, lines = key_history(context.metadata(), store, record)
+    if as_json:
+        print_json(
+            {
+                "cfa": record.siret,
+                "opco": record.opco_id,
+                "source": source,
+                "versions": [line.as_json() for line in lines],
+            }
+        )
+        return
+    rows = [
+        (
+            str(line.version),
+            date_text(line.written_at, "%d/%m/%Y %H:%M") if line.written_at else "",
+            line.fingerprint or "",
+            line.user or "",
+            HISTORY_STATES.get(line.state, line.state),
+        )
+        for line in lines
+    ]
+    write_lines(text_table(("Version", "Écrite le", "Empreinte", "Par", "État"), rows))
+    where = "versions gardées par le coffre" if source == "openbao" else "journal de ce poste"
+    print_notice(f"{len(lines)} version(s), d'après le {where} ; jamais la clé elle-même.")
 
 
 def _show_lines(opco: Opco, cfa: CfaRecord, record: KeyRecord, row: KeyRow) -> list[str]:

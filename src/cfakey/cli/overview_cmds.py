@@ -79,6 +79,7 @@ def list_keys(
     context: AppContext = ctx.obj
     view = _overview(context, cfa, opco_name)
     _warn_interrupted(view)
+    warn_unreadable(view.unreadable)
     if as_json:
         print_json([row.as_json() for row in view.rows])
         return
@@ -166,6 +167,21 @@ def _print_requests(requests: Sequence[RequestRow], rows: Sequence[KeyRow]) -> N
         print_notice(
             f"  {request.cfa_name} ({request.siret}), {request.opco_name} : {request_cell(request)}"
         )
+
+
+def unreadable_text(sirets: Sequence[str]) -> str:
+    """What a token limited by the team engine's policy does not show, and why."""
+    return (
+        f"{len(sirets)} CFA connu(s) que ce jeton ne peut pas lire ({', '.join(sirets)}) : "
+        "la politique du coffre partagé ne les lui ouvre pas ; ce n'est pas une erreur, "
+        "et rien d'autre n'est caché."
+    )
+
+
+def warn_unreadable(sirets: Sequence[str]) -> None:
+    """Say, on stderr, which known CFAs the engine's policy hides from this token."""
+    if sirets:
+        print_notice(unreadable_text(sirets))
 
 
 def _warn_interrupted(view: Overview) -> None:
@@ -363,6 +379,7 @@ def check(
         lines = [
             f"{_check_summary(result)} | {keys.perfdata(result)}",
             *_interrupted_lines(context, view),
+            *([unreadable_text(view.unreadable)] if view.unreadable else []),
         ]
         for row in result.problems:
             todo = keys.advice(row, context.registry)
@@ -480,7 +497,10 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
     opco_id = context.resolve_opco(opco_name).id if opco_name else None
     record_cfa = resolve_cfa(context.metadata(), cfa) if cfa else None
     query = JournalQuery(record_cfa, opco_id, since, action, limit, not oldest_first)
-    entries = read_journal(context.metadata(), query)
+    team = context.shared_store_in_use()
+    if team:
+        _sync_team_journal(context)
+    entries = read_journal(context.metadata(), query, team=team)
     if as_json:
         from cfakey.core.journal import entry_json
 
@@ -495,6 +515,19 @@ def journal(  # noqa: PLR0917 - typer passes one parameter per option
         print_notice("Journal vide pour ces critères.")
     else:
         _journal_table(entries, _opco_names(context))
+
+
+def _sync_team_journal(context: AppContext) -> None:
+    """A team store: its journal is the engine's (entries never change: new ones only)."""
+    from cfakey.core.team_sync import sync_journal
+
+    metadata = context.metadata()
+    denied = sync_journal(metadata, context.key_store(), [c.siret for c in metadata.list_cfas()])
+    if denied:
+        print_notice(
+            f"{len(denied)} CFA connu(s) dont ce jeton ne peut pas lire le journal (droits "
+            "donnés par la politique du coffre, pas une erreur) : leurs entrées n'apparaissent pas."
+        )
 
 
 def _opco_names(context: AppContext) -> dict[str, str]:

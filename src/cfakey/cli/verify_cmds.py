@@ -22,8 +22,11 @@ from cfakey.cli.terminal import (
 from cfakey.errors import ExitCode
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cfakey.context import AppContext
     from cfakey.core.verify import VerifyResult
+    from cfakey.metadata import KeyRecord
 
 
 def register(app: typer.Typer) -> None:
@@ -137,6 +140,7 @@ def verify(  # noqa: PLR0917 - typer passes one parameter per option
         transport=context.http_transport,
         ssl_context=tls.ssl_context(),
         clock=context.clock,
+        publish=_team_publisher(context),
     )
     several = all_keys or len(jobs) > 1
     unchecked = 0
@@ -256,3 +260,13 @@ def _render_table(results: list[VerifyResult], elapsed: float) -> None:
             continue
         seen.add((result.outcome.value, result.opco_id))
         print_notice(f"• {result.opco_name} ({result.outcome.label}) : {result.advice}")
+
+
+def _team_publisher(context: AppContext) -> Callable[[list[KeyRecord]], None] | None:
+    """A team store: each kept verification goes into its key's engine metadata."""
+    catalog = context.team_catalog()
+    if catalog is None:
+        return None
+    from cfakey.core.team_sync import publish_verifications
+
+    return functools.partial(publish_verifications, catalog)

@@ -16,12 +16,31 @@ from cfakey.registry.names import normalize
 
 if TYPE_CHECKING:
     from cfakey.stores.base import KeyStore
+    from cfakey.stores.openbao_catalog import OpenBaoCatalog
 
 ADD_HINT = 'Enregistrez le CFA : cfakey cfa add SIRET --nom "Nom du CFA".'
 
 
 def resolve_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
-    """The CFA designated by ``query``, or the default (or only) CFA when it is ``None``."""
+    """The CFA designated by ``query``, or the default (or only) CFA when it is ``None``.
+
+    A CFA whose keys the team engine's policy does not let this token read is a clear
+    French refusal (exit 4), never « no key »: its keys may well exist.
+    """
+    record = _find_cfa(metadata, query)
+    if record.siret in metadata.team_denied:
+        from cfakey.errors import StoreUnavailableError
+
+        raise StoreUnavailableError(
+            f"Le coffre partagé refuse à ce jeton l'accès aux clés du CFA {record.siret} "
+            "(403) : sa politique ne couvre pas ce CFA.",
+            hint="Demandez à l'administrateur du coffre un jeton dont la politique couvre "
+            "ce SIRET (docs/team.md).",
+        )
+    return record
+
+
+def _find_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
     cfas = metadata.list_cfas()
     if not cfas:
         raise UsageError("Aucun CFA n'est enregistré.", hint=ADD_HINT)
@@ -74,15 +93,57 @@ def resolve_cfas(metadata: Metadata, query: str | None) -> tuple[CfaRecord, ...]
     return (resolve_cfa(metadata, query),)
 
 
-def add_cfa(metadata: Metadata, siret: str, name: str, uai: str | None) -> CfaRecord:
-    """Register a CFA after checking its SIRET, UAI and name; the first becomes the default."""
+def add_cfa(
+    metadata: Metadata,
+    siret: str,
+    name: str,
+    uai: str | None,
+    *,
+    catalog: OpenBaoCatalog | None = None,
+) -> CfaRecord:
+    """Register a CFA after checking its SIRET, UAI and name; the first becomes the default.
+
+    With a team store (``catalog``), its record goes to the engine in the same
+    transaction: refused there, it is not registered here either. A CFA the engine
+    already has (a teammate's) is taken as the engine records it, never overwritten.
+    """
     valid_siret = validate_siret(siret)
     valid_uai = validate_uai(uai) if uai is not None else None
-    return metadata.add_cfa(valid_siret, clean_cfa_name(name), valid_uai)
+    shared = None if catalog is None else catalog.cfa(valid_siret)
+    with metadata.transaction():
+        if shared is not None:  # a teammate registered it: this home takes it as it is
+            from cfakey.core.team_sync import cfa_record
+
+            known = cfa_record(valid_siret, shared)
+            record = metadata.add_cfa(valid_siret, known.name, known.uai)
+            metadata.mark_cfa_shared(valid_siret)
+            return record
+        record = metadata.add_cfa(valid_siret, clean_cfa_name(name), valid_uai)
+        if catalog is not None:
+            _publish(catalog, metadata, "cfa_added", valid_siret, record.name)
+    return record
+
+
+def _publish(
+    catalog: OpenBaoCatalog, metadata: Metadata, action: str, siret: str, detail: str = ""
+) -> None:
+    """The CFA's record (or its removal) and a journal entry, to the team engine."""
+    from cfakey.core.team_sync import publish_cfa, publish_event
+
+    if action == "cfa_removed":
+        catalog.remove_cfa(siret)
+    else:
+        publish_cfa(catalog, metadata, siret, again=True)
+    publish_event(catalog, metadata, action, siret, detail)
 
 
 def edit_cfa(
-    metadata: Metadata, query: str, *, name: str | None = None, uai: str | None = None
+    metadata: Metadata,
+    query: str,
+    *,
+    name: str | None = None,
+    uai: str | None = None,
+    catalog: OpenBaoCatalog | None = None,
 ) -> CfaRecord:
     """Fix the name or set the UAI of the CFA ``query`` designates, checked as ``cfa add``."""
     if name is None and uai is None:
@@ -91,11 +152,15 @@ def edit_cfa(
             hint="Exemple : cfakey cfa edit 18130002100373 --uai 0133527N",
         )
     record = resolve_cfa(metadata, query)
-    return metadata.edit_cfa(
-        record.siret,
-        name=clean_cfa_name(name) if name is not None else None,
-        uai=validate_uai(uai) if uai is not None else None,
-    )
+    with metadata.transaction():
+        edited = metadata.edit_cfa(
+            record.siret,
+            name=clean_cfa_name(name) if name is not None else None,
+            uai=validate_uai(uai) if uai is not None else None,
+        )
+        if catalog is not None and edited != record:
+            _publish(catalog, metadata, "cfa_edited", record.siret)
+    return edited
 
 
 @dataclass(frozen=True)
@@ -141,7 +206,11 @@ class RemovedCfa:
 
 
 def remove_cfa(
-    metadata: Metadata, query: str, *, open_store: Callable[[], KeyStore] | None
+    metadata: Metadata,
+    query: str,
+    *,
+    open_store: Callable[[], KeyStore] | None,
+    catalog: OpenBaoCatalog | None = None,
 ) -> RemovedCfa:
     """Remove a CFA; refused while it has keys unless ``open_store`` is given (``--force``).
 
@@ -153,6 +222,12 @@ def remove_cfa(
 
     record = resolve_cfa(metadata, query)
     store = open_store() if open_store is not None else None
+
+    def forget() -> None:
+        metadata.remove_cfa(record.siret)
+        if catalog is not None:
+            _publish(catalog, metadata, "cfa_removed", record.siret)
+
     with metadata.lock():  # no key may be added to this CFA meanwhile
         keys = metadata.list_keys(siret=record.siret)
         if keys and store is None:
@@ -171,8 +246,9 @@ def remove_cfa(
                 metadata,
                 keys,
                 detail="cfa remove --force",
-                also=lambda: metadata.remove_cfa(record.siret),
+                also=forget,
             )
         else:
-            metadata.remove_cfa(record.siret)
+            with metadata.transaction():
+                forget()
     return RemovedCfa(record, len(keys))

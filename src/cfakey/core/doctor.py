@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from cfakey.core.codes import DatabaseCheck, DataPath
+from cfakey.core.team_sync import repair
 from cfakey.errors import CfakeyError
 from cfakey.paths import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE
 from cfakey.stores.base import entry_name, fingerprint
@@ -229,6 +230,8 @@ class _StoreCheck:
     orphans: tuple[str, ...] | None = None
     #: Keys compared, counted after recovery (which may have completed removals).
     checked: int | None = None
+    #: Team keys whose engine metadata was described anew (``team_sync.repair``).
+    repaired: list[str] = field(default_factory=list)
 
 
 def _check_store(
@@ -246,6 +249,11 @@ def _check_store(
         if records is None:
             return found
         metadata = inputs.metadata()
+        found.repaired = [
+            f"Clé {entry} du coffre partagé : ses métadonnées, restées sur une version "
+            "précédente (écriture interrompue), décrivent de nouveau la version actuelle."
+            for entry in repair(metadata, store)
+        ]
         records = metadata.list_keys()  # after recovery, which may have completed some
         found.checked = len(records)
         with metadata.lock(), store.batch():
@@ -401,7 +409,7 @@ def diagnose(inputs: DoctorInputs) -> DoctorReport:
         database_check=database_check,
         problems=tuple(problems + _unfinished(recovery)),
         mismatched=tuple(checked.mismatched),
-        recovered=tuple(recovery.messages()) if recovery else (),
+        recovered=(*(recovery.messages() if recovery else ()), *checked.repaired),
         elsewhere=tuple(checked.elsewhere),
         removed_temporaries=tuple(str(path) for path in removed),
     )

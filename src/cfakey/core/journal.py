@@ -57,8 +57,12 @@ class JournalQuery:
     newest_first: bool = True
 
 
-def read_journal(metadata: Metadata, query: JournalQuery) -> list[JournalEntry]:
+def read_journal(
+    metadata: Metadata, query: JournalQuery, *, team: bool = False
+) -> list[JournalEntry]:
     """The entries ``query`` asks for; ``limit`` keeps the most recent ones.
+
+    ``team``: the team engine's journal, as cached (``team_sync.sync_journal``).
 
     An unknown action or a limit below 1 is refused, saying what is expected (the value
     typed is not quoted: it may be a key typed in the wrong place).
@@ -81,6 +85,7 @@ def read_journal(metadata: Metadata, query: JournalQuery) -> list[JournalEntry]:
         action=query.action,
         limit=query.limit,
         newest_first=query.newest_first,
+        team=team,
     )
 
 

@@ -504,6 +504,8 @@ class Overview:
     interrupted: tuple[PendingWrite, ...] = ()
     #: The alert windows in force, by OPCO identifier (``check``'s performance data).
     windows: Mapping[str, Window] = field(default_factory=dict)
+    #: Known CFAs the team engine's policy does not let this token read (not an error).
+    unreadable: tuple[str, ...] = ()
 
 
 def overview(
@@ -525,7 +527,8 @@ def overview(
 
     opcos = {opco.id: opco for opco in registry.opcos}
     peak = configured_peak(settings)
-    registered = metadata.list_cfas()
+    hidden = metadata.team_denied
+    registered = [cfa for cfa in metadata.list_cfas() if cfa.siret not in hidden]
     wanted = None if cfas is None else {cfa.siret for cfa in cfas}
     names = {record.siret: record.name for record in registered}
     windows = {
@@ -551,7 +554,7 @@ def overview(
     shown_cfas = tuple(c for c in registered if wanted is None or c.siret in wanted)
     interrupted = tuple(
         intent
-        for intent in metadata.pending()
+        for intent in (*metadata.pending(), *team_interrupted(metadata))
         if (wanted is None or intent.siret in wanted) and opco_id in (None, intent.opco_id)
     )
     return Overview(
@@ -560,7 +563,20 @@ def overview(
         filtered=wanted is not None or opco_id is not None,
         interrupted=interrupted,
         windows=windows,
+        unreadable=tuple(s for s in hidden if wanted is None or s in wanted),
     )
+
+
+def team_interrupted(metadata: Metadata) -> list[PendingWrite]:
+    """Team keys whose engine metadata lags their data (a teammate's write was stopped),
+    shown as interrupted operations until ``doctor`` or that writer repairs them."""
+    from cfakey.core.team_sync import TEAM_INTERRUPTED
+    from cfakey.metadata import PendingWrite
+
+    return [
+        PendingWrite(siret, opco_id, TEAM_INTERRUPTED, None, None, "openbao")
+        for siret, opco_id in metadata.team_interrupted()
+    ]
 
 
 def _check_warn_reachable(rows: Sequence[KeyRow], windows: Mapping[str, Window], warn: int) -> None:
@@ -623,6 +639,8 @@ class CheckResult:
     problems: tuple[KeyRow, ...]
     checked: int
     interrupted: tuple[PendingWrite, ...] = ()
+    #: Known CFAs the team engine's policy hides from this token (not checked, no error).
+    unreadable: tuple[str, ...] = ()
     #: The dated key that expires first, and the window of its OPCO (performance data).
     earliest: KeyRow | None = None
     window: Window | None = None
@@ -634,7 +652,8 @@ class CheckResult:
 
     def as_json(self) -> dict[str, Any]:
         """The ``check --json`` object: a contract for scripts (``interrupted`` only when
-        an interrupted operation is waiting)."""
+        an interrupted operation is waiting, ``unreadable_cfas`` only with CFAs hidden by
+        the team engine's policy)."""
         result: dict[str, Any] = {
             "status": self.level.id,
             "status_label": self.level.label,
@@ -645,6 +664,8 @@ class CheckResult:
                 for row in self.problems
             ],
         }
+        if self.unreadable:
+            result["unreadable_cfas"] = list(self.unreadable)
         if self.interrupted:
             result["interrupted"] = [
                 {"siret": p.siret, "opco_id": p.opco_id, "action": p.action}
@@ -670,6 +691,7 @@ def check(view: Overview) -> CheckResult:
         problems=problems,
         checked=len(view.rows),
         interrupted=view.interrupted,
+        unreadable=view.unreadable,
         earliest=earliest,
         window=None if earliest is None else view.windows.get(earliest.opco_id),
     )

@@ -165,6 +165,11 @@ def recover(store: KeyStore, metadata: Metadata) -> RecoveryReport:
                     abandoned.append(intent)
                 else:
                     unexpected.append(intent)
+        catalog = store.catalog()
+        if catalog is not None and completed:
+            from cfakey.core.team_sync import publish_intents
+
+            publish_intents(catalog, store, metadata, completed, detail=RECOVERY_DETAIL)
     return RecoveryReport(
         tuple(completed),
         tuple(abandoned),

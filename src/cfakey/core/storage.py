@@ -139,13 +139,20 @@ def apply_changes(
         with metadata.transaction():
             for intent in intents:
                 metadata.add_pending(intent)
+        catalog = store.catalog()
         try:
             with store.batch():
                 for change in changes:
+                    if catalog is not None:
+                        catalog.keep_lease()  # before the first change, then every half lease
                     if change.secret is None:
                         store.delete(change.entry)
                     else:
                         store.put(change.entry, change.secret)
+            if catalog is not None:
+                from cfakey.core.team_sync import publish_intents
+
+                publish_intents(catalog, store, metadata, intents)
             with metadata.transaction():
                 for intent in intents:
                     commit_intent(metadata, intent)

@@ -127,6 +127,8 @@ def _copy_chunk(
             elif secret is None or (expected is not None and fingerprint(secret) != expected):
                 report.unreadable.append(entry)
             else:
+                if (catalog := target.catalog()) is not None:
+                    catalog.keep_lease()  # a team store: readers learn a change is coming
                 target.put(entry, secret)
                 written[entry] = secret
     with target.batch():  # read back after the batch has written (one decryption)
@@ -148,6 +150,11 @@ def _record(
     moved = [record for record in records if record.store != target.kind]
     if not moved:
         return
+    catalog = target.catalog()
+    if catalog is not None:  # a team store: the metadata and the journal go there too
+        from cfakey.core.team_sync import publish_moved
+
+        publish_moved(catalog, target, metadata, moved, f"{source.kind} → {target.kind}")
     with metadata.transaction():
         for record in moved:
             metadata.put_key(dataclasses.replace(record, store=target.kind))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 
 if TYPE_CHECKING:
     from cfakey.stores.kinds import StoreSettings
+    from cfakey.stores.openbao_catalog import OpenBaoCatalog
 
 SERVICE_NAME = "cfakey"
 
@@ -95,6 +96,15 @@ class KeyStore(ABC):
     @abstractmethod
     def delete(self, entry: str) -> bool:
         """Remove ``entry``; ``False`` if there was nothing to remove."""
+
+    def catalog(self) -> OpenBaoCatalog | None:
+        """With ``shared``: where the team keeps the keys' metadata, the CFAs and the
+        journal (``cfakey.core.team_sync``); ``None``: this home's database is the truth."""
+        return None
+
+    def version_of(self, entry: str) -> int | None:
+        """With ``shared``: the engine version of ``entry`` last read or written here."""
+        return None
 
     def check_secret(self, secret: str) -> None:  # noqa: B027 - optional hook
         """Refuse, before anything is written, a secret this store could not hold."""

@@ -60,6 +60,10 @@ class StoreKind:
     implementation: str
     #: French descriptions of what the kind reads (variables, settings), for help and docs.
     settings: tuple[str, ...] = ()
+    #: Its class's ``shared``, known without importing it: every command that reads the
+    #: metadata asks (the team cache), and the other stores' modules cost start-up time.
+    #: A test holds it equal to the class's.
+    shared: bool = False
 
     @property
     def noun(self) -> str:
@@ -106,6 +110,7 @@ STORE_KINDS: dict[str, StoreKind] = {
                 "BAO_TOKEN, VAULT_TOKEN ou ~/.vault-token : jeton",
                 "openbao.role_id et CFAKEY_BAO_SECRET_ID : connexion AppRole",
             ),
+            shared=True,
         ),
     )
 }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Self
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import hvac
 
     from cfakey.stores.kinds import SecretPrompt, StoreSettings
+    from cfakey.stores.openbao_catalog import OpenBaoCatalog
 
 TOKEN_VARIABLES = ("BAO_TOKEN", "VAULT_TOKEN")
 ADDRESS_VARIABLES = ("BAO_ADDR", "VAULT_ADDR")
@@ -171,6 +172,7 @@ class OpenBaoStore(KeyStore):
         self._client: hvac.Client | None = None
         #: The version of each path this object last read or wrote (0: no entry), for CAS.
         self._versions: dict[str, int] = {}
+        self._catalog: OpenBaoCatalog | None = None
 
     @classmethod
     def checked_settings(cls, values: Mapping[str, str]) -> dict[str, str]:
@@ -478,6 +480,27 @@ class OpenBaoStore(KeyStore):
             else:
                 paths.append(f"{folder}/{name}")
         return paths
+
+    # The team catalog (stores/openbao_catalog.py) shares this client and its errors.
+
+    def client(self) -> hvac.Client:
+        """The logged-in client (for the team catalog)."""
+        return self._engine()
+
+    def engine_errors(self, api_path: str) -> AbstractContextManager[None]:
+        """French errors for a call on ``api_path`` (for the team catalog)."""
+        return self._engine_errors(api_path)
+
+    def version_of(self, entry: str) -> int | None:
+        """The version of ``entry`` this object last read or wrote (``None``: not seen)."""
+        return self._versions.get(self.where.path_of(entry))
+
+    def catalog(self) -> OpenBaoCatalog:
+        from cfakey.stores.openbao_catalog import OpenBaoCatalog
+
+        if self._catalog is None:
+            self._catalog = OpenBaoCatalog(self)
+        return self._catalog
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from cfakey.core.codes import EXPIRY_UPDATED, ExpirySource, JournalAction, VerifyOutcome
@@ -12,11 +12,15 @@ from cfakey.expiry import local_midnight
 from cfakey.metadata import LastVerification
 
 if TYPE_CHECKING:
-    from cfakey.metadata import Metadata
+    from cfakey.metadata import KeyRecord, Metadata
 
 
 def record_results(
-    metadata: Metadata, jobs: Sequence[VerifyJob], results: Sequence[VerifyResult]
+    metadata: Metadata,
+    jobs: Sequence[VerifyJob],
+    results: Sequence[VerifyResult],
+    *,
+    publish: Callable[[list[KeyRecord]], None] | None = None,
 ) -> None:
     """Journal every real verification, keep it with its key, and store the expiry dates
     the OPCOs gave, in one transaction.
@@ -27,6 +31,8 @@ def record_results(
     is journalled but never kept: the key keeps its last verdict (valid or refused), so an
     outage never wipes a refusal.
     Each entry is stamped with its result's ``checked_at``: the injected clock's instant.
+    ``publish`` (a team store) receives the keys whose verification was kept, once
+    committed, to put it in the engine's metadata for every teammate.
     """
     sources = {(job.siret, job.opco_id): job for job in jobs}
     with metadata.transaction():
@@ -44,6 +50,9 @@ def record_results(
                 old_fingerprint=job.fingerprint,
                 detail=journal_detail(result),
             )
+    if publish is not None:
+        kept = (metadata.get_key(r.siret, r.opco_id) for r in results if r.sent)
+        publish([record for record in kept if record is not None and record.verification])
 
 
 def _keep(metadata: Metadata, job: VerifyJob, fingerprint: str, result: VerifyResult) -> None:

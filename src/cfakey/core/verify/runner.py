@@ -32,7 +32,7 @@ from cfakey.errors import UsageError
 if TYPE_CHECKING:
     import httpx
 
-    from cfakey.metadata import Metadata
+    from cfakey.metadata import KeyRecord, Metadata
 
 #: httpx mount patterns for the local hosts (plan.LOCAL_HOSTS).
 LOCAL_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
@@ -214,6 +214,7 @@ def run_and_record(
     on_result: Callable[[VerifyResult], None] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     clock: Callable[[], datetime] = utc_now,
+    publish: Callable[[list[KeyRecord]], None] | None = None,
 ) -> list[VerifyResult]:
     """The ``verify`` use-case once planned: check every job, then journal the results and
     store the OPCOs' end dates (:func:`~cfakey.core.verify.record.record_results`).
@@ -231,9 +232,9 @@ def run_and_record(
             clock=clock,
         )
     except VerifyInterrupted as interrupted:
-        record_results(metadata, jobs, interrupted.results)
+        record_results(metadata, jobs, interrupted.results, publish=publish)
         raise
-    record_results(metadata, jobs, results)
+    record_results(metadata, jobs, results, publish=publish)
     return results
 
 

@@ -1,0 +1,420 @@
+"""Issue 12 item 2: everything a teammate needs lives in the engine, and the local cache
+never shows stale data as current. Two homes on one real ``bao server -dev``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cfakey.core import team_sync
+from cfakey.errors import ExitCode
+from cfakey.stores import openbao_catalog
+from cfakey.stores.base import fingerprint
+from tests.conftest import CliResult, run_cli
+from tests.openbao import OpenBao
+from tests.store_contract import SIRET_A
+
+KEY = "Cle+d+alice/0123456789abcdef=="
+KEY_2 = "Cle+d+alice+tour+2/0123456789=="
+
+
+class Homes:
+    """Two teammates' ``CFAKEY_HOME``s on one engine; ``as_a`` / ``as_b`` run cfakey."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.a, self.b = root / "alice", root / "bob"
+        self._monkeypatch = monkeypatch
+
+    def run(self, home: Path, *args: str, input: str | None = None) -> CliResult:  # noqa: A002
+        self._monkeypatch.setenv("CFAKEY_HOME", str(home))
+        return run_cli(*args, input=input)
+
+    def as_a(self, *args: str, input: str | None = None) -> CliResult:  # noqa: A002
+        return self.run(self.a, *args, input=input)
+
+    def as_b(self, *args: str, input: str | None = None) -> CliResult:  # noqa: A002
+        return self.run(self.b, *args, input=input)
+
+
+@pytest.fixture
+def homes(openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> Homes:
+    openbao.use_with_cfakey(monkeypatch)
+    team = Homes(isolated_home.parent, monkeypatch)
+    for home in (team.a, team.b):
+        use = team.run(
+            home, "store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount
+        )
+        assert use.exit_code == 0, use.stderr
+    return team
+
+
+class RequestCounter:
+    """Every HTTP request cfakey's engine client sends, by path (counted, then sent)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import requests
+
+        self.paths: list[str] = []
+        send = requests.Session.send
+
+        def counted(session: requests.Session, request: requests.PreparedRequest, **kw: object):  # type: ignore[no-untyped-def]
+            self.paths.append(str(request.path_url))
+            return send(session, request, **kw)
+
+        monkeypatch.setattr(requests.Session, "send", counted)
+
+    def key_reads(self) -> int:
+        """Reads of the one key's metadata (a resync costs one per key; LISTs aside)."""
+        read = f"/metadata/cfakey/keys/{SIRET_A}/atlas"
+        return sum(1 for path in self.paths if path.endswith(read))
+
+
+def _listed(result: CliResult) -> dict[str, dict[str, object]]:
+    assert result.exit_code in (0, 1, 2), result.stderr
+    rows = json.loads(result.stdout)
+    return {row["opco"]: row for row in rows}
+
+
+def test_b_sees_a_s_add_rotate_and_remove_on_the_very_next_command(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    added = homes.as_a(
+        "add", "atlas", "--cfa", SIRET_A, "--yes", "--expires", "2027-03-31", input=KEY
+    )
+    assert added.exit_code == 0, added.stderr
+    # B never ran cfa add: the CFA and the key come from the engine.
+    seen = _listed(homes.as_b("list", "--json"))
+    assert seen["atlas"]["fingerprint"] == fingerprint(KEY)
+    assert seen["atlas"]["cfa_name"] == "CFA des Tests"
+    shown = homes.as_b("show", "atlas", "--cfa", SIRET_A, "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["fingerprint"] == fingerprint(KEY)
+    # B's add of the same slot is no silent replacement: B's home knows A's key now, so
+    # the usual path applies (« déjà enregistrée », then, with --yes, a knowing rotation).
+    again = homes.as_b("add", "atlas", "--cfa", SIRET_A, "--yes", input="cle-de-bob")
+    assert again.exit_code == 0, again.stderr
+    assert f"déjà enregistrée pour ce CFA (empreinte {fingerprint(KEY)}" in again.stderr
+    last = openbao.journal(SIRET_A)[-1]
+    assert (last["action"], last["old_fingerprint"]) == ("rotated", fingerprint(KEY))
+    rotated = homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2)
+    assert rotated.exit_code == 0, rotated.stderr
+    assert _listed(homes.as_b("list", "--json"))["atlas"]["fingerprint"] == fingerprint(KEY_2)
+    checked = homes.as_b("check", "--json")
+    assert json.loads(checked.stdout)["checked"] == 1
+    journal = homes.as_b("journal", "--json", "--chronologique")
+    assert journal.exit_code == 0, journal.stderr
+    actions = [entry["action"] for entry in json.loads(journal.stdout)]
+    assert actions == ["cfa_added", "added", "rotated", "rotated"]
+    removed = homes.as_a("remove", "atlas", "--cfa", SIRET_A, "--yes")
+    assert removed.exit_code == 0, removed.stderr
+    assert "atlas" not in _listed(homes.as_b("list", "--json"))
+    for result in (added, seen and shown, again, rotated, checked, journal, removed):
+        assert KEY not in result.stdout + result.stderr
+        assert KEY_2 not in result.stdout + result.stderr
+
+
+def test_the_cache_is_trusted_after_a_lease_and_never_within_it(
+    homes: Homes, monkeypatch: pytest.MonkeyPatch, openbao: OpenBao
+) -> None:
+    """Counted requests: within the lease of a write every reader reads the catalog again;
+    once the lease has passed with no new write, one request (the generation) suffices."""
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    counter = RequestCounter(monkeypatch)
+    for _ in range(2):  # within the 60 s lease of A's write: never trusted
+        before = counter.key_reads()
+        assert "atlas" in _listed(homes.as_b("list", "--json"))
+        assert counter.key_reads() == before + 1
+    # As if a lease had passed since A's last write (by the server's clock, whose Date
+    # has a one-second precision): no waiting a minute in a test.
+    monkeypatch.setattr(openbao_catalog, "LEASE_SECONDS", -3)
+    assert "atlas" in _listed(homes.as_b("list", "--json"))  # resynced from now on
+    before, requests_before = counter.key_reads(), len(counter.paths)
+    assert "atlas" in _listed(homes.as_b("list", "--json"))
+    assert counter.key_reads() == before  # trusted: no key read again
+    assert [p for p in counter.paths[requests_before:] if "/cfakey/" in p] == [
+        f"/v1/{openbao.mount}/metadata/cfakey/generation"
+    ]
+    # A's next write raises the generation: B's very next list reads the catalog again.
+    assert homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2).exit_code == 0
+    before = counter.key_reads()
+    assert _listed(homes.as_b("list", "--json"))["atlas"]["fingerprint"] == fingerprint(KEY_2)
+    assert counter.key_reads() == before + 1
+
+
+def test_trust_needs_the_same_generation_and_a_read_begun_a_lease_after_its_write() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cfakey.metadata import SyncState
+    from cfakey.stores.openbao_catalog import LEASE_SECONDS, Generation
+
+    written = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    lease = timedelta(seconds=LEASE_SECONDS)
+    generation = Generation(7, written, written + 2 * lease)
+    where = "http://bao|secret|cfakey"
+    assert team_sync.trusted(SyncState(where, 7, written + lease), generation, where)
+    assert not team_sync.trusted(SyncState(where, 7, written + lease / 2), generation, where)
+    assert not team_sync.trusted(SyncState(where, 6, written + 2 * lease), generation, where)
+    assert not team_sync.trusted(SyncState("ailleurs", 7, written + lease), generation, where)
+    assert not team_sync.trusted(None, generation, where)
+
+
+def _interrupt_a_rotation(openbao: OpenBao, secret: str) -> None:
+    """What a writer killed between the data and the metadata leaves: the generation
+    raised, a new data version, the metadata still describing the previous one."""
+    openbao.server.request("POST", f"{openbao.mount}/data/cfakey/generation", {"data": {"n": "1"}})
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
+    body = {"data": {"secret": secret}, "options": {"cas": held["metadata"]["version"]}}
+    openbao.server.request("POST", f"{openbao.mount}/data/cfakey/keys/{SIRET_A}/atlas", body)
+
+
+def test_a_writer_stopped_between_data_and_metadata_shows_interrupted_then_doctor_repairs(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    _interrupt_a_rotation(openbao, KEY_2)
+    listed = homes.as_b("list")
+    assert "opération interrompue" in listed.stderr
+    checked = homes.as_b("check", "--json")
+    assert checked.exit_code == 1  # WARNING: a row may be wrong until it is repaired
+    assert json.loads(checked.stdout)["interrupted"] == [
+        {"siret": SIRET_A, "opco_id": "atlas", "action": "written"}
+    ]
+    doctor = homes.as_b("doctor")
+    assert "décrivent de nouveau la version actuelle" in doctor.stdout + doctor.stderr
+    after = homes.as_b("check", "--json")
+    assert "interrupted" not in json.loads(after.stdout)
+    assert _listed(homes.as_a("list", "--json"))["atlas"]["fingerprint"] == fingerprint(KEY_2)
+    described = openbao.metadata(f"cfakey/keys/{SIRET_A}/atlas")["custom_metadata"]
+    assert described["version"] == "2"
+    assert described["fingerprint"] == fingerprint(KEY_2)
+    for result in (listed, checked, doctor, after):
+        assert KEY_2 not in result.stdout + result.stderr
+
+
+def test_the_engine_holds_no_key_outside_the_secrets(homes: Homes, openbao: OpenBao) -> None:
+    """custom_metadata, CFA records, journal and generation: fingerprints, never a key."""
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    assert homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2).exit_code == 0
+    assert homes.as_b("journal").exit_code == 0
+    everything = openbao.walk()
+    assert f"cfakey/keys/{SIRET_A}/atlas" in everything
+    assert "cfakey/generation" in everything
+    assert f"cfakey/cfas/{SIRET_A}" in everything
+    assert any(path.startswith(f"cfakey/journal/{SIRET_A}/") for path in everything)
+    for path in everything:
+        described = json.dumps(openbao.metadata(path))
+        assert KEY not in described
+        assert KEY_2 not in described
+        if not path.startswith("cfakey/keys/"):
+            held = json.dumps(openbao.read(path))
+            assert KEY not in held
+            assert KEY_2 not in held
+    history = openbao.metadata(f"cfakey/keys/{SIRET_A}/atlas")["custom_metadata"]
+    assert history["h1"].split("|")[1] == fingerprint(KEY)
+    assert history["h2"].split("|")[1] == fingerprint(KEY_2)
+
+
+def test_a_journal_entry_is_created_once_never_overwritten(homes: Homes, openbao: OpenBao) -> None:
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    (name,) = openbao.listed(f"cfakey/journal/{SIRET_A}")
+    import urllib.error
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        openbao.server.request(
+            "POST",
+            f"{openbao.mount}/data/cfakey/journal/{SIRET_A}/{name}",
+            {"data": {"action": "falsifié"}, "options": {"cas": 0}},
+        )
+    assert refused.value.code == 400  # check-and-set 0: only a creation is accepted
+    assert openbao.journal(SIRET_A)[0]["action"] == "cfa_added"
+
+
+def test_a_verification_by_a_is_what_b_sees(homes: Homes) -> None:
+    from tests.fake_opco import running_fake_opco
+
+    key = "Zm9vYmFyQmF6cXV4K2Jhci9xdXV4MTIzNDU2Nzg="
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=key).exit_code == 0
+    with running_fake_opco() as opco:
+        opco.state.valid_keys[key] = "2027-06-30"
+        url = opco.base_url("ok")
+        assert homes.as_a("config", "set", "opco.atlas.api_url", url).exit_code == 0
+        verified = homes.as_a("verify", "atlas", "--cfa", SIRET_A)
+        assert verified.exit_code == 0, verified.stderr
+    row = _listed(homes.as_b("list", "--json"))["atlas"]
+    assert row["expires"] == "2027-06-30"
+    assert row["expiry_source"] == "opco_api"
+    assert isinstance(row["verification"], dict)
+    assert row["verification"]["outcome"] == "valide"
+
+
+def test_show_historique_lists_the_engine_versions_never_a_key(homes: Homes) -> None:
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    assert homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2).exit_code == 0
+    shown = homes.as_b("show", "atlas", "--cfa", SIRET_A, "--historique", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["source"] == "openbao"
+    versions = [(v["version"], v["fingerprint"], v["state"]) for v in document["versions"]]
+    assert versions == [(2, fingerprint(KEY_2), "current"), (1, fingerprint(KEY), "kept")]
+    text = homes.as_b("show", "atlas", "--cfa", SIRET_A, "--historique")
+    assert text.exit_code == 0, text.stderr
+    assert "actuelle" in text.stdout
+    assert "remplacée" in text.stdout
+    for result in (shown, text):
+        assert KEY not in result.stdout + result.stderr
+        assert KEY_2 not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", [("--version",), ("opcos",), ("guide", "atlas"), ("--help",)])
+def test_commands_that_read_no_metadata_never_contact_the_engine(
+    command: tuple[str, ...], monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """With the team store chosen and its engine unreachable, they work all the same."""
+    monkeypatch.setenv("CFAKEY_STORE", "openbao")
+    monkeypatch.setenv("BAO_ADDR", "http://127.0.0.1:9")
+    monkeypatch.setenv("BAO_TOKEN", "jeton-de-test")
+    result = run_cli(*command)
+    assert result.exit_code == 0, result.stderr
+    listed = run_cli("list")  # one that reads metadata does contact it, and says so
+    assert listed.exit_code == ExitCode.STORE_UNAVAILABLE
+    assert "injoignable" in listed.stderr
+
+
+def test_the_stopped_writer_s_next_command_describes_its_key_in_full(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    """A's rotate was killed after the data write: A's home keeps the intent (never the
+    key); A's next command finishes it, the engine metadata included, dates and all."""
+    from datetime import UTC, date, datetime
+
+    from cfakey.metadata import KeyRecord, Metadata, PendingWrite
+    from cfakey.paths import Paths
+
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    stored = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    record = KeyRecord(
+        SIRET_A, "atlas", date(2026, 11, 30), stored, datetime(2028, 1, 31, tzinfo=UTC),
+        "operator", fingerprint(KEY_2), "alice", "openbao",
+    )  # fmt: skip
+    intent = PendingWrite(SIRET_A, "atlas", "rotated", fingerprint(KEY), record, "openbao")
+    with Metadata.open(Paths.from_env({"CFAKEY_HOME": str(homes.a)})) as home_a:
+        home_a.add_pending(intent)
+    _interrupt_a_rotation(openbao, KEY_2)
+    assert "opération interrompue" in homes.as_b("list").stderr
+    resumed = homes.as_a("list")
+    assert "Opération interrompue reprise" in resumed.stderr
+    row = _listed(homes.as_b("list", "--json"))["atlas"]
+    assert (row["fingerprint"], row["expires"]) == (fingerprint(KEY_2), "2028-01-31")
+    assert "interrupted" not in json.loads(homes.as_b("check", "--json").stdout)
+    last = openbao.journal(SIRET_A)[-1]
+    assert (last["action"], last["new_fingerprint"]) == ("rotated", fingerprint(KEY_2))
+
+
+def test_the_team_journal_reads_each_entry_once(
+    homes: Homes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journal entries never change: a second `journal` reads only the new ones."""
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    counter = RequestCounter(monkeypatch)
+
+    def entries_read() -> int:
+        return sum(1 for path in counter.paths if "/data/cfakey/journal/" in path)
+
+    assert homes.as_b("journal").exit_code == 0
+    assert entries_read() == 2  # cfa_added, added
+    assert homes.as_b("journal").exit_code == 0
+    assert entries_read() == 2  # nothing new: nothing read
+    assert homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2).exit_code == 0
+    before = entries_read()
+    assert "rotated" in homes.as_b("journal", "--json").stdout
+    assert entries_read() == before + 1
+
+
+def test_a_database_of_schema_4_gains_the_team_cache(isolated_home: Path) -> None:
+    """Migration 5 on a file of the previous cfakey: CFAs and keys kept, all local."""
+    import sqlite3
+
+    from cfakey.metadata import MIGRATIONS, Metadata, _split_sql
+    from cfakey.paths import Paths
+
+    path = Paths.from_env().metadata_db
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        for number in (1, 2, 3, 4):
+            for statement in _split_sql(MIGRATIONS[number]):
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 4")
+        db.execute(
+            "INSERT INTO cfa VALUES (?, 'CFA Ancien', NULL, 1, '2026-01-01T00:00:00+00:00')",
+            (SIRET_A,),
+        )
+    with Metadata.open(Paths.from_env()) as metadata:
+        assert [cfa.name for cfa in metadata.list_cfas()] == ["CFA Ancien"]
+        assert not metadata.is_cfa_shared(SIRET_A)
+        assert metadata.sync_state() is None
+        assert metadata.team_interrupted() == []
+        assert metadata.journal(team=True) == []
+
+
+def test_the_team_journal_keeps_this_home_s_exports_and_cfa_changes_reach_b(
+    homes: Homes,
+) -> None:
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    exported = homes.as_a("export", "--cfa", SIRET_A, "--format", "env")
+    assert exported.exit_code == 0, exported.stderr
+    journal = homes.as_a("journal", "--json", "--chronologique")
+    actions = [entry["action"] for entry in json.loads(journal.stdout)]
+    assert actions == ["cfa_added", "added", "exported"]  # each once, the export kept
+    assert homes.as_a("cfa", "edit", SIRET_A, "--nom", "CFA renommé").exit_code == 0
+    (cfa,) = json.loads(homes.as_b("cfa", "list", "--json").stdout)
+    assert (cfa["siret"], cfa["name"], cfa["keys"]) == (SIRET_A, "CFA renommé", 1)
+    removed = homes.as_a("cfa", "remove", SIRET_A, "--force")
+    assert removed.exit_code == 0, removed.stderr
+    assert json.loads(homes.as_b("cfa", "list", "--json").stdout) == []
+    assert _listed(homes.as_b("list", "--json")) == {}
+
+
+def test_doctor_with_the_engine_unreachable_still_checks_the_database(
+    monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    monkeypatch.setenv("CFAKEY_STORE", "openbao")
+    monkeypatch.setenv("BAO_ADDR", "http://127.0.0.1:9")
+    monkeypatch.setenv("BAO_TOKEN", "jeton-de-test")
+    doctor = run_cli("doctor")
+    out = doctor.stdout + doctor.stderr
+    assert "intégrité  : vérifiée, sans anomalie" in out
+    assert (
+        "Magasin de clés inutilisable : Le coffre OpenBao http://127.0.0.1:9 est injoignable" in out
+    )
+    assert "jeton-de-test" not in out
+
+
+def test_cfa_add_of_a_cfa_the_engine_has_takes_it_as_it_is(
+    homes: Homes, openbao: OpenBao, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A staff home, which may not list every CFA, registers its CFA once: the team's
+    record is taken, never overwritten, and its keys appear."""
+    from tests.test_openbao_policies import DOC_SIRET, token_for
+
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    assert homes.as_a("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY).exit_code == 0
+    journalled = len(openbao.journal(SIRET_A))
+    monkeypatch.setenv("BAO_TOKEN", token_for(openbao, f"cfakey-cfa-{DOC_SIRET}", SIRET_A))
+    assert _listed(homes.as_b("list", "--json")) == {}  # B knows no SIRET yet
+    taken = homes.as_b("cfa", "add", SIRET_A, "--nom", "Autre nom")
+    assert taken.exit_code == 0, taken.stderr
+    assert "CFA des Tests" in taken.stderr
+    assert openbao.metadata(f"cfakey/cfas/{SIRET_A}")["custom_metadata"]["name"] == "CFA des Tests"
+    assert len(openbao.journal(SIRET_A)) == journalled  # nothing written to the engine
+    assert "atlas" in _listed(homes.as_b("list", "--json"))
