@@ -418,3 +418,47 @@ def test_cfa_add_of_a_cfa_the_engine_has_takes_it_as_it_is(
     assert openbao.metadata(f"cfakey/cfas/{SIRET_A}")["custom_metadata"]["name"] == "CFA des Tests"
     assert len(openbao.journal(SIRET_A)) == journalled  # nothing written to the engine
     assert "atlas" in _listed(homes.as_b("list", "--json"))
+
+
+@pytest.mark.slow
+def test_two_teammates_rotating_at_once_one_wins_the_other_is_told_exit_6(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    """B's rotation starts (B reads the catalog, then waits for the key at the prompt),
+    A rotates meanwhile: B's write is refused (exit 6), A's key stays, nothing half-written."""
+    import os
+    import sys
+
+    pexpect = pytest.importorskip("pexpect")
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    added = homes.as_a("add", "atlas", "--yes", "--expires", "2027-03-31", input=KEY)
+    assert added.exit_code == 0, added.stderr
+    env = {**os.environ, "CFAKEY_HOME": str(homes.b), "TERM": "dumb"}
+    bob = pexpect.spawn(
+        sys.executable,
+        ["-m", "cfakey", "rotate", "atlas", "--yes", "--no-interactive", "--expires", "2028-01-31"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
+    bob.expect("Collez la clé \\(saisie masquée\\) : ")
+    rotated = homes.as_a("rotate", "atlas", "--yes", "--expires", "2028-02-29", input=KEY_2)
+    assert rotated.exit_code == 0, rotated.stderr
+    bob.sendline("Cle+de+bob/0123456789abcdef==")
+    bob.expect(pexpect.EOF)
+    said = bob.before
+    bob.close()
+    assert bob.exitstatus == ExitCode.ALREADY_EXISTS, said
+    assert "a changé entre-temps dans le coffre partagé" in said
+    assert "Cle+de+bob" not in said
+    assert KEY_2 not in said
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {}
+    assert held["data"] == {"secret": KEY_2}  # A's rotation is kept
+    assert held["metadata"]["version"] == 2
+    assert [entry["action"] for entry in openbao.journal(SIRET_A)] == [
+        "cfa_added",
+        "added",
+        "rotated",
+    ]
+    seen = _listed(homes.as_b("list", "--json"))["atlas"]
+    assert seen["fingerprint"] == fingerprint(KEY_2)
