@@ -462,3 +462,58 @@ def test_two_teammates_rotating_at_once_one_wins_the_other_is_told_exit_6(
     ]
     seen = _listed(homes.as_b("list", "--json"))["atlas"]
     assert seen["fingerprint"] == fingerprint(KEY_2)
+
+
+def test_what_anyone_wrote_in_the_engine_reaches_no_terminal_unchecked(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    """Whoever holds a token may write the engine: control characters, escape sequences
+    and names cfakey never writes are neutralised or left out before any output."""
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    added = homes.as_a("add", "atlas", "--yes", "--expires", "2027-03-31", input=KEY)
+    assert added.exit_code == 0, added.stderr
+    hostile = "\x1b]0;pirate\x07\x1b[2J\nligne\rcachée\x00"
+    # custom_metadata: the engine itself refuses control characters, not length.
+    long_text = "pirate " * 70
+    api, mount = openbao.server.request, openbao.mount
+    described = openbao.metadata(f"cfakey/keys/{SIRET_A}/atlas")["custom_metadata"]
+    described |= {"os_user": long_text, "h1": f"2027-01-01T00:00:00+00:00|{'z' * 12}|x"}
+    api("POST", f"{mount}/metadata/cfakey/keys/{SIRET_A}/atlas", {"custom_metadata": described})
+    cfa = {"name": long_text, "uai": "pas-un-uai", "created_at": "2026-01-01T00:00:00+00:00"}
+    api("POST", f"{mount}/metadata/cfakey/cfas/{SIRET_A}", {"custom_metadata": cfa})
+    entry = {"at": "2026-11-30T10:00:00+00:00", "user": hostile, "siret": SIRET_A}
+    entry |= {"opco_id": "atlas", "action": hostile, "detail": hostile * 200}
+    api("POST", f"{mount}/data/cfakey/journal/{SIRET_A}/20261130T100000Z-aa", {"data": entry})
+    for slot in ("12345/atlas", f"{SIRET_A}/ATLAS;rm"):  # not cfakey's names
+        api("POST", f"{mount}/data/cfakey/keys/{slot}", {"data": {"secret": "x"}})
+        api("POST", f"{mount}/metadata/cfakey/keys/{slot}", {"custom_metadata": described})
+    api("POST", f"{mount}/data/cfakey/generation", {"data": {"n": "hostile"}})
+    outputs = [
+        homes.as_b("list"),
+        homes.as_b("list", "--json"),
+        homes.as_b("check"),
+        homes.as_b("journal"),
+        homes.as_b("journal", "--json"),
+        homes.as_b("show", "atlas", "--historique"),
+        homes.as_b("show", "atlas", "--historique", "--json"),
+        homes.as_b("calendar"),
+        homes.as_b("metrics"),
+    ]
+    for result in outputs:
+        assert result.exit_code in (0, 1), result.stderr
+        text = result.stdout + result.stderr
+        assert "\x1b" not in text
+        assert "\x07" not in text
+        assert "\x00" not in text
+        assert "ATLAS;rm" not in text
+        assert "12345" not in text
+        assert long_text not in text
+    rows = json.loads(outputs[1].stdout)
+    assert [(row["cfa"], row["opco"]) for row in rows] == [(SIRET_A, "atlas")]
+    assert rows[0]["cfa_name"] == SIRET_A  # an unusable name: the SIRET names the CFA
+    journal = json.loads(outputs[4].stdout)
+    odd = [line for line in journal if line["action"] == "inconnu"]
+    assert len(odd) == 1
+    assert len(odd[0]["detail"]) <= team_sync.TEXT_MAX
+    versions = json.loads(outputs[6].stdout)["versions"]
+    assert versions[-1]["fingerprint"] is None  # « zzz… » is no fingerprint

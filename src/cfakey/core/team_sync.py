@@ -35,11 +35,14 @@ operation, and the writer's next command (recovery) or ``cfakey doctor`` repairs
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from cfakey.errors import UsageError
+from cfakey.identifiers import clean_cfa_name, is_valid_siret, is_valid_uai
 from cfakey.metadata import (
     EXPIRY_SOURCES,
     CfaRecord,
@@ -62,6 +65,30 @@ HISTORY = 10
 TEAM_INTERRUPTED = "written"
 _RECORD_FIELDS = ("obtained_on", "stored_at", "expires_at", "expiry_source", "fingerprint")
 _VERIFY_FIELDS = ("verified_at", "verify_outcome", "verify_http_status", "verify_opco_expiry")
+
+# What is read from the engine was written by whoever holds a token, not necessarily by
+# cfakey: every name and text is checked here, before it reaches the cache, a terminal,
+# a calendar or a metric. A key or CFA whose identifiers are not cfakey's is left out.
+_FINGERPRINT = re.compile(r"[0-9a-f]{12}")
+_IDENTIFIER = re.compile(r"[a-z0-9_]{1,40}")
+#: The longest free text kept from the engine (a teammate's name, a journal detail).
+TEXT_MAX = 1000
+
+
+def engine_text(value: object, limit: int = TEXT_MAX) -> str:
+    """Free text from the engine on one line, printable, at most ``limit`` characters."""
+    words = str(value or "").split()
+    text = "".join(c if c.isprintable() else "\ufffd" for c in " ".join(words))
+    return text[:limit]
+
+
+def _fingerprint_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and _FINGERPRINT.fullmatch(value) else None
+
+
+def cfakey_slot(siret: str, opco_id: str) -> bool:
+    """Whether an engine path's SIRET and OPCO names are ones cfakey writes."""
+    return is_valid_siret(siret) and _IDENTIFIER.fullmatch(opco_id) is not None
 
 
 # Reading: the cache ------------------------------------------------------------------
@@ -93,6 +120,8 @@ def refresh(metadata: Metadata, store: KeyStore) -> bool:
     snapshot = catalog.read_catalog(known)
     records, interrupted = [], []
     for key in snapshot.keys:
+        if not cfakey_slot(key.siret, key.opco_id):
+            continue
         record = key_record(key, store.kind)
         if record is not None:
             records.append(record)
@@ -101,7 +130,11 @@ def refresh(metadata: Metadata, store: KeyStore) -> bool:
     state = SyncState(
         catalog.location_id, generation.version, generation.server_now, snapshot.denied
     )
-    cfas = [cfa_record(siret, fields) for siret, fields in snapshot.cfas.items()]
+    cfas = [
+        cfa_record(siret, fields)
+        for siret, fields in snapshot.cfas.items()
+        if is_valid_siret(siret)
+    ]
     metadata.replace_team_catalog(state, store.kind, cfas, records, interrupted)
     metadata.team_denied = snapshot.denied
     return True
@@ -122,11 +155,11 @@ def _live(key: EngineKey) -> bool:
 def key_record(key: EngineKey, store_kind: str) -> KeyRecord | None:
     """The cached row of an engine key; ``None``: no (readable) metadata, or no secret."""
     fields = key.fields
-    if not _live(key) or "version" not in fields:
+    if not _live(key) or "version" not in fields or not cfakey_slot(key.siret, key.opco_id):
         return None
     try:
         source = fields["expiry_source"]
-        if source not in EXPIRY_SOURCES:
+        if source not in EXPIRY_SOURCES or not _fingerprint_or_none(fields["fingerprint"]):
             return None
         return KeyRecord(
             siret=key.siret,
@@ -136,7 +169,7 @@ def key_record(key: EngineKey, store_kind: str) -> KeyRecord | None:
             expires_at=_aware(fields["expires_at"]) if fields.get("expires_at") else None,
             expiry_source=source,
             fingerprint=fields["fingerprint"],
-            os_user=fields.get("os_user") or "inconnu",
+            os_user=engine_text(fields.get("os_user"), 100) or "inconnu",
             store=store_kind,
             verification=_verification(fields),
         )
@@ -156,9 +189,12 @@ def _verification(fields: Mapping[str, str]) -> LastVerification | None:
         return None
     status = fields.get("verify_http_status")
     day = fields.get("verify_opco_expiry")
+    outcome = fields["verify_outcome"]
+    if not _IDENTIFIER.fullmatch(outcome):
+        raise ValueError(outcome)
     return LastVerification(
         at=_aware(fields["verified_at"]),
-        outcome=fields["verify_outcome"],
+        outcome=outcome,
         http_status=int(status) if status else None,
         opco_expiry=date.fromisoformat(day) if day else None,
     )
@@ -170,7 +206,12 @@ def cfa_record(siret: str, fields: Mapping[str, str]) -> CfaRecord:
         created = _aware(fields.get("created_at", ""))
     except ValueError:
         created = datetime(1970, 1, 1, tzinfo=UTC)
-    return CfaRecord(siret, fields.get("name") or siret, fields.get("uai") or None, False, created)
+    try:
+        name = clean_cfa_name(str(fields.get("name") or siret))
+    except UsageError:  # empty, too long, control characters: the SIRET names it
+        name = siret
+    uai = fields.get("uai") or None
+    return CfaRecord(siret, name, uai if uai and is_valid_uai(uai) else None, False, created)
 
 
 # Writing: what every change publishes -------------------------------------------------
@@ -226,10 +267,7 @@ def journal_fields(
     entry: JournalEntry | PendingWrite, *, at: datetime, user: str
 ) -> dict[str, str]:
     """One engine journal entry (fingerprints only)."""
-    if isinstance(entry, PendingWrite):
-        old, new = entry.old_fingerprint, entry.new_fingerprint
-    else:
-        old, new = entry.old_fingerprint, entry.new_fingerprint
+    old, new = entry.old_fingerprint, entry.new_fingerprint
     return {
         "at": at.astimezone(UTC).replace(microsecond=0).isoformat(),
         "user": user,
@@ -466,8 +504,8 @@ def engine_history(key: EngineKey) -> list[HistoryLine]:
             HistoryLine(
                 info.number,
                 info.created_at,
-                parts[1] if len(parts) > 1 else None,
-                parts[2] if len(parts) > 2 else None,
+                _fingerprint_or_none(parts[1]) if len(parts) > 1 else None,
+                engine_text(parts[2], 100) or None if len(parts) > 2 else None,
                 state,
             )
         )
@@ -498,14 +536,16 @@ def _journal_entry(fields: Mapping[str, str]) -> JournalEntry:
         at = _aware(fields.get("at", ""))
     except ValueError:
         at = datetime(1970, 1, 1, tzinfo=UTC)
+    siret, opco_id = fields.get("siret") or "", fields.get("opco_id") or ""
+    action = fields.get("action") or ""
     return JournalEntry(
         id=0,
         at=at,
-        user=fields.get("user") or "inconnu",
-        siret=fields.get("siret") or None,
-        opco_id=fields.get("opco_id") or None,
-        action=fields.get("action") or "inconnu",
-        old_fingerprint=fields.get("old_fingerprint") or None,
-        new_fingerprint=fields.get("new_fingerprint") or None,
-        detail=fields.get("detail", ""),
+        user=engine_text(fields.get("user"), 100) or "inconnu",
+        siret=siret if is_valid_siret(siret) else None,
+        opco_id=opco_id if _IDENTIFIER.fullmatch(opco_id) else None,
+        action=action if _IDENTIFIER.fullmatch(action) else "inconnu",
+        old_fingerprint=_fingerprint_or_none(fields.get("old_fingerprint")),
+        new_fingerprint=_fingerprint_or_none(fields.get("new_fingerprint")),
+        detail=engine_text(fields.get("detail")),
     )
