@@ -57,7 +57,7 @@ def test_a_cfa_named_cfa_is_not_doubled(cfa: str) -> None:
 def test_an_unusual_key_shape_is_said_without_nested_brackets(cfa: str) -> None:
     result = run_cli("add", "opcoep", "--expires", in_days(90), input=ATLAS_KEY)
     assert result.exit_code == 0, result.stderr
-    assert "Forme inhabituelle pour cet OPCO : un jeton JWT (eyJ….….…) est attendu" in (
+    assert "Forme inhabituelle pour cet OPCO, qui donne un jeton JWT (eyJ….….…) ;" in (
         result.stderr
     )
     assert not NESTED.search(result.stderr)

@@ -124,8 +124,10 @@ def _show_history(context: AppContext, record: KeyRecord, *, as_json: bool, reve
         for line in lines
     ]
     write_lines(text_table(("Version", "Écrite le", "Empreinte", "Par", "État"), rows))
-    where = "versions gardées par le coffre" if source == "openbao" else "journal de ce poste"
-    print_notice(f"{len(lines)} version(s), d'après le {where} ; jamais la clé elle-même.")
+    where = (
+        "les versions gardées par le coffre" if source == "openbao" else "le journal de ce poste"
+    )
+    print_notice(f"{len(lines)} version(s), d'après {where} ; jamais la clé elle-même.")
 
 
 def _show_lines(opco: Opco, cfa: CfaRecord, record: KeyRecord, row: KeyRow) -> list[str]:

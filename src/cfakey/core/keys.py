@@ -114,7 +114,7 @@ def clean_key(raw: str, opco: Opco | None = None) -> CleanKey:
     shape = opco.key_shape if opco is not None else None
     if shape is not None and not shape.matches(value):
         warnings.append(
-            f"Forme inhabituelle pour cet OPCO : {shape.description} est attendu ; vérifiez la clé."
+            f"Forme inhabituelle pour cet OPCO, qui donne {shape.description} ; vérifiez la clé."
         )
     elif shape is None and not _BASE64ISH.fullmatch(value) and "." not in value:
         warnings.append(
