@@ -517,3 +517,118 @@ def test_what_anyone_wrote_in_the_engine_reaches_no_terminal_unchecked(
     assert len(odd[0]["detail"]) <= team_sync.TEXT_MAX
     versions = json.loads(outputs[6].stdout)["versions"]
     assert versions[-1]["fingerprint"] is None  # « zzz… » is no fingerprint
+
+
+KEY_B = "Cle+de+bob/fedcba9876543210=="
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("a_does", "b_does"),
+    [
+        (("rotate", "atlas", "--yes"), ("rotate", "atlas", "--yes")),
+        (("add", "sante", "--yes"), ("add", "sante", "--yes")),
+        (("remove", "atlas", "--yes"), ("rotate", "atlas", "--yes")),
+    ],
+    ids=["rotate-rotate", "add-add", "remove-rotate"],
+)
+def test_a_teammate_s_write_between_my_read_and_my_write_is_kept_and_i_am_told(
+    homes: Homes,
+    openbao: OpenBao,
+    monkeypatch: pytest.MonkeyPatch,
+    a_does: tuple[str, ...],
+    b_does: tuple[str, ...],
+) -> None:
+    """A reads the key, B's whole command lands, then A's check-and-set is refused: A is
+    told (exit 6) and B's key stays in the engine, described, with no intent left over.
+    Before the fix A's rollback put the old key back (or deleted B's) over B's write."""
+    import os
+    import subprocess
+    import sys
+
+    from cfakey.stores.openbao_store import OpenBaoStore
+
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    assert homes.as_a("add", "atlas", "--yes", input=KEY).exit_code == 0
+    assert homes.as_b("list").exit_code == 0  # B knows A's key
+    opco = a_does[1]
+    real_put, real_delete = OpenBaoStore.put, OpenBaoStore.delete
+    teammate = {**os.environ, "CFAKEY_HOME": str(homes.b)}
+    landed: list[int] = []
+
+    def b_first() -> None:
+        if not landed:
+            done = subprocess.run(
+                [sys.executable, "-m", "cfakey", *b_does],
+                input=KEY_B,
+                env=teammate,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            landed.append(done.returncode)
+
+    def put(store: OpenBaoStore, entry: str, secret: str) -> None:
+        b_first()
+        real_put(store, entry, secret)
+
+    def delete(store: OpenBaoStore, entry: str) -> bool:
+        b_first()
+        return real_delete(store, entry)
+
+    monkeypatch.setattr(OpenBaoStore, "put", put)
+    monkeypatch.setattr(OpenBaoStore, "delete", delete)
+    mine = homes.as_a(*a_does, input="Cle+d+alice+perdue/0123456789==")
+    monkeypatch.setattr(OpenBaoStore, "put", real_put)
+    monkeypatch.setattr(OpenBaoStore, "delete", real_delete)
+    assert landed == [0]
+    assert mine.exit_code == ExitCode.ALREADY_EXISTS, mine.stderr
+    assert "a changé entre-temps" in mine.stderr
+    assert "perdue" not in mine.stdout + mine.stderr
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/{opco}") or {}
+    assert held["data"] == {"secret": KEY_B}  # B's write survives A's refusal
+    described = openbao.metadata(f"cfakey/keys/{SIRET_A}/{opco}")["custom_metadata"]
+    assert described["fingerprint"] == fingerprint(KEY_B)
+    assert described["version"] == str(held["metadata"]["version"])
+    for run in (homes.as_a, homes.as_b):
+        seen = _listed(run("list", "--json"))
+        assert seen[opco]["fingerprint"] == fingerprint(KEY_B)
+    # Nothing left stuck: A's next rotation starts from B's key and succeeds.
+    again = homes.as_a("rotate", opco, "--yes", input=KEY_2)
+    assert again.exit_code == 0, again.stderr
+    assert (openbao.read(f"cfakey/keys/{SIRET_A}/{opco}") or {})["data"] == {"secret": KEY_2}
+
+
+def test_a_write_killed_before_a_teammate_s_is_resolved_in_their_favour(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    """A's intent was recorded, A was killed, B rotated since: A's next command drops the
+    intent and says that B's key is kept (not « une clé inattendue … doctor »)."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from cfakey.metadata import Metadata, PendingWrite
+    from cfakey.paths import Paths
+
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    assert homes.as_a("add", "atlas", "--yes", input=KEY).exit_code == 0
+    home_a = Metadata.open(Paths.from_env({"CFAKEY_HOME": str(homes.a)}))
+    record = home_a.get_key(SIRET_A, "atlas")
+    assert record is not None
+    lost = dataclasses.replace(
+        record,
+        fingerprint=fingerprint("Cle+jamais+ecrite/0123456789=="),
+        stored_at=datetime(2026, 11, 30, 9, tzinfo=UTC),
+    )
+    intent = PendingWrite(SIRET_A, "atlas", "rotated", fingerprint(KEY), lost, "openbao", pid=1)
+    with home_a.transaction():
+        home_a.add_pending(intent)
+    home_a.close()
+    assert homes.as_b("rotate", "atlas", "--yes", input=KEY_2).exit_code == 0
+    shown = homes.as_a("show", "atlas", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert "un collègue a écrit depuis une autre clé dans le coffre partagé" in shown.stderr
+    assert "inattendue" not in shown.stderr
+    assert json.loads(shown.stdout)["fingerprint"] == fingerprint(KEY_2)
+    assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {"secret": KEY_2}
+    assert homes.as_a("doctor").exit_code == 0

@@ -32,11 +32,19 @@ class RecoveryReport:
     unexpected: tuple[PendingWrite, ...] = ()
     #: Intents written with another kind of store: left for a command using that store.
     other_store: tuple[PendingWrite, ...] = ()
+    #: A shared store holds neither key: a teammate wrote the entry since (theirs stays).
+    superseded: tuple[PendingWrite, ...] = ()
 
     @property
     def acted(self) -> bool:
         """Whether anything was found."""
-        return bool(self.completed or self.abandoned or self.unexpected or self.other_store)
+        return bool(
+            self.completed
+            or self.abandoned
+            or self.unexpected
+            or self.other_store
+            or self.superseded
+        )
 
     def messages(self) -> list[str]:
         """French sentences for stderr: one per intent, or one per kind beyond a few keys.
@@ -58,6 +66,13 @@ class RecoveryReport:
                 "rien n'avait changé.",
                 "Opérations interrompues annulées : {what} n'avaient pas atteint le magasin de "
                 "clés ; rien n'avait changé.",
+            ),
+            *_told(
+                self.superseded,
+                "Opération interrompue sur {slot} : un collègue a écrit depuis une autre clé "
+                "dans le coffre partagé ; c'est la sienne qui est gardée.",
+                "Opérations interrompues sur {slot} : des collègues ont écrit depuis d'autres "
+                "clés dans le coffre partagé ; ce sont les leurs qui sont gardées.",
             ),
             *_told(
                 self.unexpected,
@@ -152,7 +167,7 @@ def recover(store: KeyStore, metadata: Metadata) -> RecoveryReport:
             }
         from cfakey.core.storage import commit_intent
 
-        completed, abandoned, unexpected = [], [], []
+        completed, abandoned, unexpected, superseded = [], [], [], []
         with metadata.transaction():
             for intent in mine:
                 current = found[(intent.siret, intent.opco_id)]
@@ -163,6 +178,8 @@ def recover(store: KeyStore, metadata: Metadata) -> RecoveryReport:
                 metadata.delete_pending(intent.siret, intent.opco_id)
                 if current == intent.old_fingerprint:
                     abandoned.append(intent)
+                elif store.shared:  # neither: a teammate wrote it since, theirs stays
+                    superseded.append(intent)
                 else:
                     unexpected.append(intent)
         catalog = store.catalog()
@@ -175,6 +192,7 @@ def recover(store: KeyStore, metadata: Metadata) -> RecoveryReport:
         tuple(abandoned),
         tuple(unexpected),
         tuple(intent for intent in intents if intent.store != store.kind),
+        tuple(superseded),
     )
 
 

@@ -159,7 +159,7 @@ def apply_changes(
                 if also is not None:
                     also()
         except BaseException as error:
-            _undo(store, metadata, previous, error)
+            _undo(store, metadata, previous, {c.entry: c.secret for c in changes}, error)
             raise
     return intents
 
@@ -211,12 +211,20 @@ def _intent(store: KeyStore, change: Change, previous: str | None) -> PendingWri
 
 
 def _undo(
-    store: KeyStore, metadata: Metadata, previous: dict[str, str | None], error: BaseException
+    store: KeyStore,
+    metadata: Metadata,
+    previous: dict[str, str | None],
+    targets: Mapping[str, str | None],
+    error: BaseException,
 ) -> None:
-    """Put back every entry whose intent is still there, check it, then drop those intents.
+    """Put back every entry this command changed whose intent is still there, check it,
+    then drop those intents.
 
     An intent already gone means its metadata committed (the error came after): that
-    entry is left alone. Raises :class:`IncompleteWriteError` unless everything checks.
+    entry is left alone. So is an entry that holds neither what was there before nor
+    what this command wrote (``targets``): someone else wrote it since (a teammate whose
+    check-and-set won), and putting the old key back would destroy their write.
+    Raises :class:`IncompleteWriteError` unless everything checks.
     """
     try:
         open_intents = {entry_name(p.siret, p.opco_id) for p in metadata.pending(pid=os.getpid())}
@@ -226,15 +234,15 @@ def _undo(
     try:
         with store.batch():
             for entry in sorted(open_intents):
-                old = previous[entry]
-                if store.get(entry) != old:
+                old, held = previous[entry], store.get(entry)
+                if held != old and held == targets[entry]:  # this command's write landed
                     if old is None:
                         store.delete(entry)
                     else:
                         store.put(entry, old)
     except BaseException:  # noqa: BLE001, S110 - what was put back is checked below
         pass
-    checked = _held_as_before(store, open_intents, previous)
+    checked = _settled(store, open_intents, previous, targets)
     try:
         with metadata.transaction():
             for entry in checked:
@@ -246,10 +254,14 @@ def _undo(
         raise IncompleteWriteError(error, len(open_intents - checked)) from error
 
 
-def _held_as_before(
-    store: KeyStore, entries: set[str], previous: Mapping[str, str | None]
+def _settled(
+    store: KeyStore,
+    entries: set[str],
+    previous: Mapping[str, str | None],
+    targets: Mapping[str, str | None],
 ) -> set[str]:
-    """The entries the store, read again, holds exactly as before.
+    """The entries the store, read again, no longer holds as this command left them:
+    as before, or as someone else wrote them since.
 
     Stops at the first entry it cannot read: a store gone or hanging costs one failed
     read (an engine's timeout), not one per entry; the rest is left to recovery.
@@ -260,7 +272,7 @@ def _held_as_before(
             held = store.get(entry)
         except Exception:  # noqa: BLE001 - unreadable: neither this entry nor the rest checked
             break
-        if held == previous[entry]:
+        if held == previous[entry] or held != targets[entry]:
             checked.add(entry)
     return checked
 
