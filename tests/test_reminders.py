@@ -254,6 +254,27 @@ def test_uids_are_stable_and_sequence_rises_after_a_rotate_with_a_new_date(
     assert int(after[uid]["SEQUENCE"]) > int(first[uid]["SEQUENCE"])
 
 
+def test_sequence_rises_with_each_new_date_even_within_one_minute(stored: None) -> None:
+    uid = f"{SIRET}-sante-expiry@cfakey"
+    sequences = []
+    for seconds, day in ((0, 1), (20, 2), (40, 3)):  # three new dates in one minute
+        moment = AppContext(clock=lambda s=seconds: NOW + timedelta(hours=3, seconds=s))
+        rotated = run_cli(
+            "rotate",
+            "sante",
+            "--yes",
+            "--expires",
+            f"0{day}/12/2027",
+            input=f"Rot{day}" + "x" * 37,
+            context=moment,
+        )
+        assert rotated.exit_code == 0, rotated.stderr
+        event = events(parse_calendar(run_cli("calendar", context=moment).stdout))[uid]
+        assert event.decoded("DTSTART") == date(2027, 12, day)
+        sequences.append(int(event["SEQUENCE"]))
+    assert sequences == sorted(set(sequences))  # strictly rising
+
+
 def test_calendar_output_refuses_to_overwrite_without_force(stored: None, tmp_path) -> None:
     target = tmp_path / "echeances.ics"
     assert cli("calendar", "--output", str(target)).exit_code == 0

@@ -104,9 +104,9 @@ def metrics_text(view: Overview, *, now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: ``SEQUENCE`` counts minutes from here (2000-01-01, Unix seconds) to when the event
-#: last changed (:func:`sequence`).
-_SEQUENCE_EPOCH = 946_684_800
+#: ``SEQUENCE`` counts seconds from here (2020-01-01, Unix seconds) to when the event
+#: last changed (:func:`sequence`): below the 2^31 calendars accept until 2088.
+_SEQUENCE_EPOCH = 1_577_836_800
 
 
 @dataclass(frozen=True)
@@ -125,16 +125,17 @@ class Reminder:
 
 
 def sequence(changed: int | None) -> int:
-    """``SEQUENCE``: minutes from 2000 to when the event's date or text last changed
+    """``SEQUENCE``: seconds from 2020 to when the event's date or text last changed
     (``changed``, Unix seconds).
 
     Computed from what the database records (:func:`change_times`), with no state kept
     between runs: the same data gives the same number, and any later change a higher one,
-    whichever way the date moves; minutes keep it far below the 2^31 calendars accept.
+    whichever way the date moves, even several changes within a minute. Numbers from
+    cfakey's earlier minute count (since 2000) are all lower: calendars update still.
     """
     if changed is None:
         return 0
-    return max(0, (changed - _SEQUENCE_EPOCH) // 60)
+    return max(0, changed - _SEQUENCE_EPOCH)
 
 
 def change_times(metadata: Metadata) -> dict[tuple[str, str | None], int]:
