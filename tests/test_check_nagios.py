@@ -189,6 +189,34 @@ def test_the_days_thresholds_alert_exactly_where_check_does(
     assert parsed == level
 
 
+def test_crit_days_beyond_the_warning_window_is_unknown(keys: Path) -> None:
+    """The mirror of --warn-days: a critical window wider than the warning one leaves the
+    alert level unreachable."""
+    result = at("check", "--crit-days", "50")
+    assert result.exit_code == UNKNOWN
+    message = (
+        "--crit-days 50 dépasse la fenêtre d'alerte pour Atlas, OPCO Santé (45 jours) : "
+        "l'alerte ne serait jamais atteinte ; donnez aussi --warn-days (au moins 50)."
+    )
+    assert result.stdout.splitlines()[0] == f"INCONNU : {message}"
+    assert message in result.stderr
+    assert at("check", "--crit-days", "50", "--warn-days", "60").exit_code == 2
+    assert at("check", "--crit-days", "20").exit_code == 2  # Atlas at 12 days: critical
+
+
+def test_crit_days_with_no_key_states_the_rule_without_naming_an_opco(
+    isolated_home: Path,
+) -> None:
+    result = at("check", "--crit-days", "40")
+    assert result.exit_code == UNKNOWN
+    message = (
+        "--crit-days 40 dépasse la fenêtre d'alerte des OPCO (la plus courte : 30 jours) : "
+        "l'alerte ne serait jamais atteinte ; donnez aussi --warn-days (au moins 40)."
+    )
+    assert result.stdout.splitlines()[0] == f"INCONNU : {message}"
+    assert at("check", "--crit-days", "14").exit_code == 0
+
+
 def test_warn_days_with_no_key_states_the_rule_without_naming_an_opco(
     isolated_home: Path,
 ) -> None:

@@ -548,8 +548,8 @@ def overview(
         for record in metadata.list_keys(None, opco_id)
         if wanted is None or record.siret in wanted
     ]
-    if warn_days is not None and crit_days is None:
-        _check_warn_reachable(rows, windows, warn_days)
+    if (warn_days is None) != (crit_days is None):  # both given: click compares them
+        _check_alert_reachable(rows, windows, warn_days=warn_days, crit_days=crit_days)
     rows.sort(key=urgency)
     shown_cfas = tuple(c for c in registered if wanted is None or c.siret in wanted)
     interrupted = tuple(
@@ -579,30 +579,44 @@ def team_interrupted(metadata: Metadata) -> list[PendingWrite]:
     ]
 
 
-def _check_warn_reachable(rows: Sequence[KeyRow], windows: Mapping[str, Window], warn: int) -> None:
-    """Refuse a ``--warn-days`` inside the critical window of the OPCO of a checked key:
-    its alert could never come. Only those OPCOs are named; with no key to check, the
-    rule is stated for the registry's windows, naming none."""
+def _check_alert_reachable(
+    rows: Sequence[KeyRow],
+    windows: Mapping[str, Window],
+    *,
+    warn_days: int | None,
+    crit_days: int | None,
+) -> None:
+    """Refuse ``--warn-days`` inside, or ``--crit-days`` beyond, the other window of the
+    OPCO of a checked key: its alert could never come. Only those OPCOs are named; with no
+    key to check, the rule is stated for the registry's windows, naming none."""
+    if warn_days is not None:
+        said = f"--warn-days {warn_days} est plus court que la fenêtre critique"
+        fix = f"donnez aussi --crit-days (au plus {warn_days})"
+        widest = max((window.crit_days for window in windows.values()), default=0)
+        unreachable_for_all = f"jusqu'à {widest}" if widest > warn_days else None
+    elif crit_days is not None:
+        said = f"--crit-days {crit_days} dépasse la fenêtre d'alerte"
+        fix = f"donnez aussi --warn-days (au moins {crit_days})"
+        narrowest = min((window.warn_days for window in windows.values()), default=crit_days)
+        unreachable_for_all = f"la plus courte : {narrowest}" if narrowest < crit_days else None
+    else:
+        return
     concerned: dict[int, list[str]] = {}
     for row in rows:
-        crit = windows.get(row.opco_id, DEFAULT_WINDOW).crit_days
-        if crit > warn and row.opco_name not in concerned.get(crit, []):
-            concerned.setdefault(crit, []).append(row.opco_name)
-    fix = f"l'alerte ne serait jamais atteinte ; donnez aussi --crit-days (au plus {warn})."
+        window = windows.get(row.opco_id, DEFAULT_WINDOW)
+        if window.crit_days > window.warn_days:  # the OPCO's own window, not the one given
+            days = window.crit_days if crit_days is None else window.warn_days
+            if row.opco_name not in concerned.get(days, []):
+                concerned.setdefault(days, []).append(row.opco_name)
+    never = f"l'alerte ne serait jamais atteinte ; {fix}."
     if concerned:
         where = ", ".join(
-            f"{', '.join(sorted(names))} ({crit} jours)"
-            for crit, names in sorted(concerned.items(), reverse=True)
+            f"{', '.join(sorted(names))} ({days} jours)"
+            for days, names in sorted(concerned.items(), reverse=True)
         )
-        raise UsageError(
-            f"--warn-days {warn} est plus court que la fenêtre critique pour {where} : {fix}"
-        )
-    widest = max((window.crit_days for window in windows.values()), default=0)
-    if not rows and widest > warn:
-        raise UsageError(
-            f"--warn-days {warn} est plus court que la fenêtre critique des OPCO "
-            f"(jusqu'à {widest} jours) : {fix}"
-        )
+        raise UsageError(f"{said} pour {where} : {never}")
+    if not rows and unreachable_for_all is not None:
+        raise UsageError(f"{said} des OPCO ({unreachable_for_all} jours) : {never}")
 
 
 def status_text(row: KeyRow) -> str:
