@@ -205,6 +205,9 @@ def test_calendar_of_an_empty_store_is_a_valid_empty_vcalendar() -> None:
     calendar = parse_calendar(result.stdout)
     assert calendar.name == "VCALENDAR"
     assert calendar.walk("VEVENT") == []
+    # RFC 5545 3.6: at least one component; a time zone adds nothing to an agenda.
+    assert [part.name for part in calendar.subcomponents] == ["VTIMEZONE"]
+    assert str(calendar.subcomponents[0]["TZID"]) == "Europe/Paris"
 
 
 def test_calendar_events_have_full_alarms_french_text_and_no_key(stored: None) -> None:

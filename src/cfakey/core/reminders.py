@@ -349,6 +349,15 @@ def fold(line: str) -> str:
 
 
 _DAY = timedelta(days=1)
+#: A component for a calendar with no event (see :meth:`IcsWriter.finish`).
+_PARIS = (
+    "BEGIN:VTIMEZONE\r\nTZID:Europe/Paris\r\n"
+    "BEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nTZNAME:CEST\r\n"
+    "DTSTART:19700329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\n"
+    "BEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\n"
+    "DTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n"
+    "END:VTIMEZONE\r\n"
+)
 
 
 class IcsWriter:
@@ -393,6 +402,12 @@ class IcsWriter:
         self._parts.append("END:VEVENT\r\n")
 
     def finish(self) -> bytes:
-        """The whole calendar (once), in UTF-8, every line ended by CRLF."""
+        """The whole calendar (once), in UTF-8, every line ended by CRLF.
+
+        RFC 5545 wants at least one component: a calendar with no event gets the
+        description of Paris's time zone, which adds nothing to an agenda.
+        """
+        if not any(part.startswith("BEGIN:VEVENT") for part in self._parts):
+            self._parts.append(_PARIS)
         self._parts.append("END:VCALENDAR\r\n")
         return "".join(self._parts).encode("utf-8")
