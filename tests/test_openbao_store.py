@@ -502,3 +502,13 @@ def test_config_set_normalises_a_store_setting(isolated_home: Path) -> None:
     assert run_cli("config", "set", "openbao.prefix", " /equipe/cfakey/ ").exit_code == 0
     shown = run_cli("config", "get", "openbao.prefix")
     assert shown.stdout.strip() == "equipe/cfakey"
+
+
+def test_store_use_says_which_settings_it_keeps(isolated_home: Path) -> None:
+    first = run_cli("store", "use", "openbao", "--url", "http://127.0.0.1:8200", "--mount", "kv")
+    assert first.exit_code == 0, first.stderr
+    assert "Réglages retenus : url http://127.0.0.1:8200, mount kv." in first.stderr
+    again = run_cli("store", "use", "openbao", "--url", "http://127.0.0.1:8201")
+    assert again.exit_code == 0, again.stderr
+    # --mount not given: the one recorded before stays, and the operator is told.
+    assert "Réglages retenus : url http://127.0.0.1:8201, mount kv." in again.stderr

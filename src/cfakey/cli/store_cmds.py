@@ -116,6 +116,13 @@ def use_store(  # noqa: PLR0917 - typer passes one parameter per option
     options = _options(url=url, mount=mount, prefix=prefix, ca_bundle=ca_bundle, role_id=role_id)
     chosen = record_store(context.config(), kind, options)
     print_notice(f"Magasin de clés retenu : {chosen.label} (dans {context.paths.config_file}).")
+    recorded = [
+        f"{name} {value}"
+        for name in chosen.store_class().setting_names
+        if (value := context.config_value(f"{chosen.name}.{name}")) not in (None, "")
+    ]
+    if recorded:  # options not given keep what an earlier store use recorded
+        print_notice(f"Réglages retenus : {', '.join(recorded)}.")
 
 
 _MIGRATE_HELP = (
