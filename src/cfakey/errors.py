@@ -98,6 +98,11 @@ class StoreUnavailableError(CfakeyError):
     exit_code = ExitCode.STORE_UNAVAILABLE
 
 
+class StoreUnreachableError(StoreUnavailableError):
+    """A remote store refused the connection or did not answer in time: reading it back
+    now would wait as long again."""
+
+
 class DataCorruptedError(CfakeyError):
     """A local file (encrypted store, metadata database) is damaged or too new."""
 

@@ -21,7 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cfakey.core.codes import JournalAction
-from cfakey.errors import CfakeyError, ConcurrentChangeError, ExitCode, NotFoundError, os_reason
+from cfakey.errors import (
+    CfakeyError,
+    ConcurrentChangeError,
+    ExitCode,
+    NotFoundError,
+    StoreUnreachableError,
+    os_reason,
+)
 from cfakey.metadata import KeyRecord, Metadata, PendingWrite
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
 
@@ -231,6 +238,10 @@ def _undo(
     except Exception:  # noqa: BLE001 - cannot tell what committed: touch nothing, say so
         raise IncompleteWriteError(error, len(previous)) from error
     open_intents &= previous.keys()
+    if isinstance(error, StoreUnreachableError) and open_intents:
+        # Refused or timed out: each read back would wait as long again (an engine's
+        # timeout per entry). The intents stay: the next command resolves them.
+        raise IncompleteWriteError(error, len(open_intents)) from error
     try:
         with store.batch():
             for entry in sorted(open_intents):

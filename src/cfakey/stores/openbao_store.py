@@ -29,6 +29,7 @@ from cfakey.errors import (
     ConcurrentChangeError,
     DataCorruptedError,
     StoreUnavailableError,
+    StoreUnreachableError,
     UsageError,
 )
 from cfakey.stores.base import KeyStore
@@ -347,7 +348,7 @@ class OpenBaoStore(KeyStore):
         ) from None
 
     def _fail_unreachable(self) -> NoReturn:
-        raise StoreUnavailableError(
+        raise StoreUnreachableError(
             f"Le coffre OpenBao {self.where.url} est injoignable (connexion refusée ou "
             "délai dépassé).",
             hint=f"Vérifiez l'adresse et le réseau ; pour la changer : {_USE} --url URL",
