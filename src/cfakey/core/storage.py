@@ -144,7 +144,9 @@ def apply_changes(
             with store.batch():
                 for change in changes:
                     if catalog is not None:
-                        catalog.keep_lease()  # before the first change, then every half lease
+                        catalog.keep_lease(
+                            change.entry
+                        )  # before the first change, then every half lease
                     if change.secret is None:
                         store.delete(change.entry)
                     else:

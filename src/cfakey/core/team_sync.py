@@ -52,12 +52,18 @@ from cfakey.metadata import (
     Metadata,
     PendingWrite,
     SyncState,
+    TeamRows,
     current_user,
 )
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
 
 if TYPE_CHECKING:
-    from cfakey.stores.openbao_catalog import EngineKey, Generation, OpenBaoCatalog
+    from cfakey.stores.openbao_catalog import (
+        EngineCatalog,
+        EngineKey,
+        Generation,
+        OpenBaoCatalog,
+    )
 
 #: How many versions each key's ``custom_metadata`` describes (``h<N>``), at most.
 HISTORY = 10
@@ -106,8 +112,21 @@ def trusted(state: SyncState | None, generation: Generation, location: str) -> b
     )
 
 
+def cfa_trusted(cached: tuple[int, datetime] | None, generation: Generation) -> bool:
+    """Whether one CFA's cached rows are its current ones (the proof, for one CFA). A CFA
+    without a generation entry (version 0: written by no cfakey) is always read again."""
+    from cfakey.stores.openbao_catalog import LEASE_SECONDS
+
+    return (
+        cached is not None
+        and generation.version > 0
+        and cached[0] == generation.version
+        and cached[1] >= generation.written_at + timedelta(seconds=LEASE_SECONDS)
+    )
+
+
 def refresh(metadata: Metadata, store: KeyStore) -> bool:
-    """Bring the cache up to date with the engine; whether it had to read the catalog."""
+    """Bring the cache up to date with the engine; whether it had to read some of it."""
     catalog = store.catalog()
     if catalog is None:
         return False
@@ -116,28 +135,68 @@ def refresh(metadata: Metadata, store: KeyStore) -> bool:
     if trusted(state, generation, catalog.location_id):
         metadata.team_denied = state.denied if state else ()
         return False
-    known = [cfa.siret for cfa in metadata.list_cfas()]
-    snapshot = catalog.read_catalog(known)
+    marks = catalog.cfa_generations(metadata.team_sirets())
+    refused = {siret for siret, mark in marks.items() if mark is None}
+    if state is not None and state.location == catalog.location_id:  # only what changed
+        cached = metadata.cfa_sync_states()
+        stale = [
+            siret
+            for siret, mark in marks.items()
+            if mark is not None and not cfa_trusted(cached.get(siret), mark)
+        ]
+        snapshot = catalog.read_cfas(stale)
+        scope: set[str] | None = set(stale) | refused | set(state.denied)
+        denied = (set(state.denied) - set(stale)) | refused | set(snapshot.denied)
+    else:  # another engine, or another reader: everything anew
+        snapshot = catalog.read_catalog(sorted(set(marks) - refused))
+        stale, scope, denied = sorted(marks), None, refused | set(snapshot.denied)
+    rows = _team_rows(snapshot, store.kind, marks, stale, generation)
+    state = SyncState(
+        catalog.location_id, generation.version, generation.server_now, tuple(sorted(denied))
+    )
+    metadata.replace_team_catalog(state, store.kind, rows, scope)
+    metadata.team_denied = state.denied
+    return True
+
+
+def _team_rows(
+    snapshot: EngineCatalog,
+    store_kind: str,
+    marks: Mapping[str, Generation | None],
+    read: Iterable[str],
+    generation: Generation,
+) -> TeamRows:
+    """The cache rows of what was read, and the generation of each CFA read (when its
+    reading began: its generation's read, or the global one's for a CFA found after)."""
     records, interrupted = [], []
     for key in snapshot.keys:
         if not cfakey_slot(key.siret, key.opco_id):
             continue
-        record = key_record(key, store.kind)
+        record = key_record(key, store_kind)
         if record is not None:
             records.append(record)
         if key_interrupted(key):
             interrupted.append((key.siret, key.opco_id))
-    state = SyncState(
-        catalog.location_id, generation.version, generation.server_now, snapshot.denied
-    )
     cfas = [
         cfa_record(siret, fields)
         for siret, fields in snapshot.cfas.items()
         if is_valid_siret(siret)
     ]
-    metadata.replace_team_catalog(state, store.kind, cfas, records, interrupted)
-    metadata.team_denied = snapshot.denied
-    return True
+    found = set(read) | {key.siret for key in snapshot.keys} | set(snapshot.cfas)
+    versions = {}
+    for siret in sorted(found - set(snapshot.denied)):
+        mark = marks.get(siret)
+        if mark is None and siret in marks:
+            continue  # refused to this token
+        versions[siret] = (
+            (0, generation.server_now)
+            if mark is None
+            else (
+                mark.version,
+                mark.server_now,
+            )
+        )
+    return TeamRows(cfas, records, interrupted, versions)
 
 
 def key_interrupted(key: EngineKey) -> bool:
