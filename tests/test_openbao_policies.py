@@ -183,6 +183,14 @@ def test_the_monitor_runs_list_and_check_from_the_metadata_alone(
     read = [p for p in counter.paths[start:] if "/cfakey/" in p]
     assert all("/data/" not in p for p in read)
     assert f"/v1/{openbao.mount}/metadata/cfakey/generations/{SIRET_B}" in read
+    # The journal's entries are data: this token cannot read them, and is told so.
+    for command in (("journal",), ("journal", "--json")):
+        journal = run_cli(*command)
+        assert journal.exit_code == ExitCode.STORE_UNAVAILABLE, journal.stderr
+        text = " ".join(journal.stderr.split())
+        assert "refuse à ce jeton la lecture de 3 entrée(s) du journal (403)" in text
+        assert "Journal vide" not in text
+        assert journal.stdout == ""
 
 
 def test_even_the_administrator_cannot_rewrite_or_erase_the_journal(

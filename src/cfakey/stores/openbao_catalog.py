@@ -390,8 +390,10 @@ class OpenBaoCatalog:
         found = self._list(self._path(JOURNAL_FOLDER))
         return None if found is None else [n.rstrip("/") for n in found if n.endswith("/")]
 
-    def read_journal(self, names: list[str]) -> dict[str, Mapping[str, str]]:
-        """The entries of these names (immutable: read once, cached by the caller)."""
+    def read_journal(self, names: list[str]) -> tuple[dict[str, Mapping[str, str]], list[str]]:
+        """The entries of these names (immutable: read once, cached by the caller), and
+        the names whose data the policy refuses (a metadata-only token lists, not reads)."""
+        refused: list[str] = []
 
         def read(name: str) -> Mapping[str, str] | None:
             path = self._path(JOURNAL_FOLDER, name)
@@ -407,13 +409,14 @@ class OpenBaoCatalog:
                     reading=True,
                 )
             except _ForbiddenError:
+                refused.append(name)
                 return None
             data = None if answer is None else (answer.get("data") or {}).get("data")
             return None if data is None else {str(k): str(v) for k, v in data.items()}
 
         with ThreadPoolExecutor(THREADS) as pool:
             found = dict(zip(names, pool.map(read, names), strict=True))
-        return {name: entry for name, entry in found.items() if entry is not None}
+        return {name: entry for name, entry in found.items() if entry is not None}, refused
 
 
 def _filled(fields: Mapping[str, str]) -> dict[str, str]:
