@@ -162,6 +162,22 @@ def test_trust_needs_the_same_generation_and_a_read_begun_a_lease_after_its_writ
     assert not team_sync.trusted(None, generation, where)
 
 
+def test_a_cfa_is_kept_with_the_same_generation_read_a_lease_after_its_write() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cfakey.stores.openbao_catalog import LEASE_SECONDS, Generation
+
+    written = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    lease = timedelta(seconds=LEASE_SECONDS)
+    mark = Generation(3, written, written + 2 * lease)
+    assert team_sync.cfa_trusted((3, written + lease), mark)
+    assert not team_sync.cfa_trusted((3, written + lease / 2), mark)  # within its lease
+    assert not team_sync.cfa_trusted((2, written + 2 * lease), mark)  # written since
+    assert not team_sync.cfa_trusted(None, mark)  # new to this home
+    never = Generation(0, datetime(1970, 1, 1, tzinfo=UTC), written)
+    assert not team_sync.cfa_trusted((0, written), never)  # written by no cfakey: reread
+
+
 def _interrupt_a_rotation(openbao: OpenBao, secret: str) -> None:
     """What a writer killed between the data and the metadata leaves: the generation
     raised, a new data version, the metadata still describing the previous one."""

@@ -620,7 +620,7 @@ def sync_journal(metadata: Metadata, store: KeyStore, sirets: Iterable[str]) -> 
             f"Le coffre partagé refuse à ce jeton la lecture de {len(refused)} entrée(s) du "
             "journal (403) : sa politique ne donne que les métadonnées, pas le journal.",
             hint="Lisez le journal avec un jeton dont la politique couvre "
-            "secret/data/<préfixe>/journal (docs/team.md).",
+            "<montage>/data/<préfixe>/journal (docs/team.md).",
         )
     return tuple(folder for folder in denied if folder != VENDOR_JOURNAL)
 
