@@ -259,3 +259,34 @@ def test_keyring_to_openbao_and_back_to_the_keyring(
     assert secret_service.items(own) == {entry_name(SIRET_A, "atlas"): KEY_ATLAS}
     assert _shown_store("atlas") == "keyring"
     assert KEY_ATLAS in _exported()
+
+
+def test_migrating_a_laptop_never_renames_the_team_s_cfa(
+    openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+) -> None:
+    """The team has CFA A as « CFA des Tests »; a laptop that calls it « CFA » migrates:
+    the engine's record stays, the laptop takes the team's name, nothing is journalled
+    as a CFA change in the engine."""
+    team_home = isolated_home.parent / "equipe"
+    monkeypatch.setenv("BAO_TOKEN", ROOT_TOKEN)
+    monkeypatch.setenv("CFAKEY_HOME", str(team_home))
+    use = ("store", "use", "openbao", "--url", openbao.url, "--mount", openbao.mount)
+    assert run_cli(*use).exit_code == 0
+    assert (
+        run_cli("--store", "openbao", "cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code
+        == 0
+    )
+    journalled = openbao.journal(SIRET_A)
+    monkeypatch.setenv("CFAKEY_HOME", str(isolated_home))
+    _start_with_the_file(monkeypatch)
+    result = _to_openbao(openbao)
+    assert result.exit_code == 0, result.stderr
+    record = openbao.metadata(f"cfakey/cfas/{SIRET_A}")
+    assert record["custom_metadata"]["name"] == "CFA des Tests"
+    assert record["current_version"] == 1  # never written again
+    assert [e["action"] for e in openbao.journal(SIRET_A)][: len(journalled)] == [
+        e["action"] for e in journalled
+    ]
+    assert "cfa_edited" not in [e["action"] for e in openbao.journal(SIRET_A)]
+    (cfa,) = json.loads(run_cli("cfa", "list", "--json").stdout)
+    assert cfa["name"] == "CFA des Tests"

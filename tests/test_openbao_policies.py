@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def test_the_cfa_staff_token_reads_and_writes_its_siret_and_gets_a_french_403_el
     # Another CFA's record is not this token's to write: refused, registered nowhere.
     other = run_cli("cfa", "add", SIRET_B, "--nom", "CFA voisin")
     assert other.exit_code == ExitCode.STORE_UNAVAILABLE
-    assert f"cfakey/cfas/{SIRET_B} (403)" in other.stderr
+    # (the first write refused is that CFA's generation, before its record)
+    assert f"cfakey/generations/{SIRET_B} (403)" in other.stderr
     assert run_cli("--store", "file", "cfa", "add", SIRET_B, "--nom", "CFA voisin").exit_code == 0
     added = run_cli("add", "atlas", "--cfa", SIRET_A, "--yes", input=KEY)
     assert added.exit_code == 0, added.stderr
@@ -158,6 +160,37 @@ def test_the_monitor_runs_list_and_check_from_the_metadata_alone(
     assert refused.exit_code == ExitCode.STORE_UNAVAILABLE
     assert "(403)" in refused.stderr
     assert "cle-du-cfa-voisin" not in refused.stdout + refused.stderr
+    # Its cache is validated from metadata reads alone: the global generation, then (after
+    # a write) each CFA's generation, and only the changed CFA's keys are read again.
+    from cfakey.stores import openbao_catalog
+    from tests.test_team_catalog import RequestCounter
+
+    monkeypatch.setattr(openbao_catalog, "LEASE_SECONDS", -3)  # as if the lease had passed
+    assert run_cli("list", "--json").exit_code == 0
+    counter = RequestCounter(monkeypatch)
+    assert run_cli("list", "--json").exit_code == 0
+    assert [p for p in counter.paths if "/cfakey/" in p] == [
+        f"/v1/{openbao.mount}/metadata/cfakey/generation"
+    ]
+    monitor = os.environ["BAO_TOKEN"]  # the same token: the same cache
+    _as(isolated_home.parent / "admin", token_for(openbao, "cfakey-admin"), monkeypatch)
+    rotated = run_cli("rotate", "akto", "--cfa", SIRET_B, "--yes", input="cle-neuve-du-voisin")
+    assert rotated.exit_code == 0, rotated.stderr
+    _as(isolated_home, monitor, monkeypatch)
+    start = len(counter.paths)
+    (row,) = json.loads(run_cli("list", "--json").stdout)
+    assert row["fingerprint"] == fingerprint("cle-neuve-du-voisin")
+    read = [p for p in counter.paths[start:] if "/cfakey/" in p]
+    assert all("/data/" not in p for p in read)
+    assert f"/v1/{openbao.mount}/metadata/cfakey/generations/{SIRET_B}" in read
+    # The journal's entries are data: this token cannot read them, and is told so.
+    for command in (("journal",), ("journal", "--json")):
+        journal = run_cli(*command)
+        assert journal.exit_code == ExitCode.STORE_UNAVAILABLE, journal.stderr
+        text = " ".join(journal.stderr.split())
+        assert "refuse à ce jeton la lecture de 3 entrée(s) du journal (403)" in text
+        assert "Journal vide" not in text
+        assert journal.stdout == ""
 
 
 def test_even_the_administrator_cannot_rewrite_or_erase_the_journal(

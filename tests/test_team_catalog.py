@@ -14,7 +14,7 @@ from cfakey.stores import openbao_catalog
 from cfakey.stores.base import fingerprint
 from tests.conftest import CliResult, run_cli
 from tests.openbao import OpenBao
-from tests.store_contract import SIRET_A
+from tests.store_contract import SIRET_A, SIRET_B
 
 KEY = "Cle+d+alice/0123456789abcdef=="
 KEY_2 = "Cle+d+alice+tour+2/0123456789=="
@@ -160,6 +160,22 @@ def test_trust_needs_the_same_generation_and_a_read_begun_a_lease_after_its_writ
     assert not team_sync.trusted(SyncState(where, 6, written + 2 * lease), generation, where)
     assert not team_sync.trusted(SyncState("ailleurs", 7, written + lease), generation, where)
     assert not team_sync.trusted(None, generation, where)
+
+
+def test_a_cfa_is_kept_with_the_same_generation_read_a_lease_after_its_write() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cfakey.stores.openbao_catalog import LEASE_SECONDS, Generation
+
+    written = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    lease = timedelta(seconds=LEASE_SECONDS)
+    mark = Generation(3, written, written + 2 * lease)
+    assert team_sync.cfa_trusted((3, written + lease), mark)
+    assert not team_sync.cfa_trusted((3, written + lease / 2), mark)  # within its lease
+    assert not team_sync.cfa_trusted((2, written + 2 * lease), mark)  # written since
+    assert not team_sync.cfa_trusted(None, mark)  # new to this home
+    never = Generation(0, datetime(1970, 1, 1, tzinfo=UTC), written)
+    assert not team_sync.cfa_trusted((0, written), never)  # written by no cfakey: reread
 
 
 def _interrupt_a_rotation(openbao: OpenBao, secret: str) -> None:
@@ -632,3 +648,103 @@ def test_a_write_killed_before_a_teammate_s_is_resolved_in_their_favour(
     assert json.loads(shown.stdout)["fingerprint"] == fingerprint(KEY_2)
     assert (openbao.read(f"cfakey/keys/{SIRET_A}/atlas") or {})["data"] == {"secret": KEY_2}
     assert homes.as_a("doctor").exit_code == 0
+
+
+# The cache, per CFA and per reader (issue 12, round 5) ---------------------------------
+
+
+def _two_cfas_with_a_key_each(homes: Homes) -> None:
+    for siret, name in ((SIRET_A, "CFA des Tests"), (SIRET_B, "CFA voisin")):
+        assert homes.as_a("cfa", "add", siret, "--nom", name).exit_code == 0
+        added = homes.as_a("add", "atlas", "--cfa", siret, "--yes", input=KEY)
+        assert added.exit_code == 0, added.stderr
+
+
+def test_after_a_write_to_one_cfa_a_reader_reads_only_that_cfa_again(
+    homes: Homes, monkeypatch: pytest.MonkeyPatch, openbao: OpenBao
+) -> None:
+    """Right after A's rotation in one CFA, B's list reads that CFA's keys again, never
+    the other CFA's; a CFA removed meanwhile is gone from B's list and cfa list."""
+    _two_cfas_with_a_key_each(homes)
+    monkeypatch.setattr(openbao_catalog, "LEASE_SECONDS", -3)  # as if the lease had passed
+    assert set(_listed(homes.as_b("list", "--json"))) == {"atlas"}
+    counter = RequestCounter(monkeypatch)
+    assert homes.as_a("rotate", "atlas", "--cfa", SIRET_A, "--yes", input=KEY_2).exit_code == 0
+    start = len(counter.paths)
+    rows = json.loads(homes.as_b("list", "--json").stdout)
+    assert {(r["cfa"], r["fingerprint"]) for r in rows} == {
+        (SIRET_A, fingerprint(KEY_2)),
+        (SIRET_B, fingerprint(KEY)),
+    }
+    read = [p for p in counter.paths[start:] if "/metadata/cfakey/keys/" in p]
+    assert [p for p in read if SIRET_B in p] == []  # the other CFA: its generation only
+    assert [p for p in read if p.endswith(f"keys/{SIRET_A}/atlas")] != []
+    # A removes CFA B (its key, then its record): B's next commands forget it.
+    assert homes.as_a("remove", "atlas", "--cfa", SIRET_B, "--yes").exit_code == 0
+    assert homes.as_a("cfa", "remove", SIRET_B).exit_code == 0
+    rows = json.loads(homes.as_b("list", "--json").stdout)
+    assert [(r["cfa"], r["fingerprint"]) for r in rows] == [(SIRET_A, fingerprint(KEY_2))]
+    assert SIRET_B not in homes.as_b("cfa", "list").stdout
+
+
+def _staff_after_root(homes: Homes, openbao: OpenBao, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B's home filled with the root token (two CFAs), then B uses CFA A's staff token."""
+    from tests.test_openbao_policies import DOC_SIRET, token_for
+
+    _two_cfas_with_a_key_each(homes)
+    assert len(_listed(homes.as_b("list", "--json"))) == 1  # atlas, twice, by (cfa, opco)
+    monkeypatch.setenv("BAO_TOKEN", token_for(openbao, f"cfakey-cfa-{DOC_SIRET}", SIRET_A))
+
+
+HIDDEN = f"1 CFA connu(s) que ce jeton ne peut pas lire ({SIRET_B})"
+
+
+def test_a_token_limited_to_one_cfa_keeps_saying_what_it_cannot_read(
+    homes: Homes, openbao: OpenBao, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _staff_after_root(homes, openbao, monkeypatch)
+    for _ in range(2):  # the first command resyncs, the next ones still say it
+        listed = homes.as_b("list", "--json")
+        assert HIDDEN in " ".join(listed.stderr.split())
+        assert [row["cfa"] for row in json.loads(listed.stdout)] == [SIRET_A]
+        checked = json.loads(homes.as_b("check", "--json").stdout)
+        assert (checked["checked"], checked["unreadable_cfas"]) == (1, [SIRET_B])
+    assert SIRET_B in homes.as_b("cfa", "list").stdout  # still known
+    journal = homes.as_b("journal")
+    assert "1 CFA connu(s) dont ce jeton ne peut pas lire le journal" in journal.stderr
+    for command in (
+        ("show", "atlas", "--cfa", SIRET_B),
+        ("list", "--cfa", SIRET_B),
+        ("rotate", "atlas", "--cfa", SIRET_B, "--yes"),
+        ("remove", "atlas", "--cfa", SIRET_B, "--yes"),
+        ("export", "--cfa", SIRET_B, "--format", "env", "--output", str(homes.b / "x.env")),
+    ):
+        refused = homes.as_b(*command, input=KEY_2)
+        assert refused.exit_code == ExitCode.STORE_UNAVAILABLE, (command, refused.stderr)
+        text = " ".join(refused.stderr.split())
+        assert f"refuse à ce jeton l'accès aux clés du CFA {SIRET_B} (403)" in text
+        assert KEY not in refused.stdout + refused.stderr
+    assert openbao.read(f"cfakey/keys/{SIRET_B}/atlas") is not None  # nothing removed
+    assert not (homes.b / "x.env").exists()
+
+
+def test_the_cache_belongs_to_the_token_that_filled_it(
+    homes: Homes, openbao: OpenBao, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filled with the root token, then read with CFA A's staff token after the lease:
+    never trusted (another reader), so no key of CFA B is shown, and export --toutes-cfa
+    exports CFA A and says CFA B is hidden."""
+    monkeypatch.setattr(openbao_catalog, "LEASE_SECONDS", -3)  # trusted, were it the same token
+    _staff_after_root(homes, openbao, monkeypatch)
+    listed = homes.as_b("list", "--json")
+    assert [row["cfa"] for row in json.loads(listed.stdout)] == [SIRET_A]
+    assert HIDDEN in " ".join(listed.stderr.split())
+    target = homes.b / "toutes.json"
+    export = homes.as_b("export", "--toutes-cfa", "--format", "json", "--output", str(target))
+    assert export.exit_code == 0, export.stderr
+    assert HIDDEN in " ".join(export.stderr.split())
+    assert [k["cfa"]["siret"] for k in json.loads(target.read_text())["keys"]] == [SIRET_A]
+    from tests.openbao import ROOT_TOKEN
+
+    for database in homes.b.rglob("*.db"):  # a fingerprint of the token, never the token
+        assert ROOT_TOKEN.encode() not in database.read_bytes()

@@ -188,7 +188,7 @@ def test_a_schema_2_database_is_migrated_with_its_keys_unverified(opco: FakeOpco
     for column in ("verified_at", "verify_outcome", "verify_http_status", "verify_opco_expiry"):
         connection.execute(f"ALTER TABLE key DROP COLUMN {column}")
     connection.execute("DROP TABLE request")  # schema 4: a schema 2 file never had it
-    for table in ("sync_state", "team_interrupted", "team_journal"):  # schema 5 neither
+    for table in ("sync_state", "sync_cfa", "team_interrupted", "team_journal"):  # nor 5
         connection.execute(f"DROP TABLE {table}")
     connection.execute("ALTER TABLE cfa DROP COLUMN shared")
     connection.execute("PRAGMA user_version = 2")

@@ -123,7 +123,8 @@ MIGRATIONS: dict[int, str] = {
     """,
     # The team store's local cache (core/team_sync.py): which CFAs came from the engine,
     # which catalog generation the cached rows describe (and when, by the server's clock),
-    # the keys whose engine metadata lags their data, and the engine's journal entries.
+    # the same for each CFA (its own generation), the keys whose engine metadata lags
+    # their data, and the engine's journal entries.
     5: """
         ALTER TABLE cfa ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
         CREATE TABLE sync_state (
@@ -132,6 +133,11 @@ MIGRATIONS: dict[int, str] = {
             version INTEGER NOT NULL,
             synced_at TEXT NOT NULL,
             denied TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TABLE sync_cfa (
+            siret TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            synced_at TEXT NOT NULL
         );
         CREATE TABLE team_interrupted (
             siret TEXT NOT NULL,
@@ -455,6 +461,17 @@ class SyncState:
 
 
 @dataclass(frozen=True)
+class TeamRows:
+    """What a team sync read from the engine, as cache rows (core/team_sync.py)."""
+
+    cfas: list[CfaRecord]
+    keys: list[KeyRecord]
+    interrupted: list[tuple[str, str]]
+    #: Each CFA read: its generation version, and when the reading of its rows began.
+    versions: dict[str, tuple[int, datetime]]
+
+
+@dataclass(frozen=True)
 class JournalEntry:
     """One line of the audit register."""
 
@@ -642,6 +659,15 @@ _TEAM_JOURNAL_SQL = """
                detail FROM journal
         WHERE action NOT IN (SELECT value FROM json_each(:published))
     )"""
+#: Deleting the team cache's rows of some CFAs (``within``: a JSON list) or all (NULL).
+_TEAM_SCOPED_DELETE = {
+    "key": "DELETE FROM key WHERE store = :store AND (:within IS NULL OR siret IN "
+    "(SELECT value FROM json_each(:within)))",
+    "team_interrupted": "DELETE FROM team_interrupted WHERE (:within IS NULL OR siret IN "
+    "(SELECT value FROM json_each(:within)))",
+    "sync_cfa": "DELETE FROM sync_cfa WHERE (:within IS NULL OR siret IN "
+    "(SELECT value FROM json_each(:within)))",
+}
 #: A key row of the team cache, its last verification included.
 _TEAM_KEY_SQL = """
     INSERT OR REPLACE INTO key (siret, opco_id, obtained_on, stored_at, expires_at,
@@ -1186,37 +1212,63 @@ class Metadata:
             tuple(part for part in denied.split(",") if part),
         )
 
+    def cfa_sync_states(self) -> dict[str, tuple[int, datetime]]:
+        """Each cached CFA's generation version and when the reading of its rows began."""
+        rows = self._db.execute("SELECT * FROM sync_cfa")
+        return {
+            _text(row, "sync_cfa", "siret"): (
+                _integer(row, "sync_cfa", "version"),
+                _moment(row, "sync_cfa", "synced_at"),
+            )
+            for row in rows
+        }
+
+    def team_sirets(self) -> set[str]:
+        """Every SIRET the team cache knows: its CFAs and those it synced."""
+        rows = self._db.execute("SELECT siret FROM cfa UNION SELECT siret FROM sync_cfa")
+        return {str(row[0]) for row in rows}
+
     def replace_team_catalog(
         self,
         state: SyncState,
         store: str,
-        cfas: Iterable[CfaRecord],
-        keys: Iterable[KeyRecord],
-        interrupted: Iterable[tuple[str, str]],
+        catalog: TeamRows,
+        scope: Iterable[str] | None = None,
     ) -> None:
-        """Replace, in one transaction, every cached row that came from the engine."""
-        cfas, keys = list(cfas), list(keys)
+        """Replace, in one transaction, the cached rows that came from the engine: all of
+        them, or (``scope``) only those of these CFAs. A CFA the token may not read
+        (``state.denied``) stays known, without its keys."""
+        within = None if scope is None else json.dumps(sorted(scope))
         with self.transaction():
-            self._db.execute("DELETE FROM key WHERE store = ?", (store,))
-            self._db.execute("DELETE FROM team_interrupted")
+            for table in ("key", "team_interrupted", "sync_cfa"):
+                self._db.execute(_TEAM_SCOPED_DELETE[table], {"store": store, "within": within})
             self._db.executemany(
-                "INSERT INTO team_interrupted (siret, opco_id) VALUES (?, ?)", interrupted
+                "INSERT INTO team_interrupted (siret, opco_id) VALUES (?, ?)", catalog.interrupted
             )
-            self._db.executemany(_TEAM_KEY_SQL, [_team_key_row(record) for record in keys])
-            self._replace_team_cfas(cfas)
+            self._db.executemany(_TEAM_KEY_SQL, [_team_key_row(r) for r in catalog.keys])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO sync_cfa (siret, version, synced_at) VALUES (?, ?, ?)",
+                [(siret, v, _to_text(at)) for siret, (v, at) in catalog.versions.items()],
+            )
+            self._replace_team_cfas(catalog.cfas, scope, state.denied)
             self._db.execute(
                 "INSERT OR REPLACE INTO sync_state (id, location, version, synced_at, denied) "
                 "VALUES (1, ?, ?, ?, ?)",
                 (state.location, state.version, _to_text(state.synced_at), ",".join(state.denied)),
             )
 
-    def _replace_team_cfas(self, cfas: list[CfaRecord]) -> None:
-        """Engine CFAs replace those that came from it; the default stays this home's."""
-        sirets = [cfa.siret for cfa in cfas]
+    def _replace_team_cfas(
+        self, cfas: list[CfaRecord], scope: Iterable[str] | None, denied: Iterable[str]
+    ) -> None:
+        """Engine CFAs replace those that came from it; the default stays this home's, and
+        a CFA this token may not read stays known."""
+        kept = json.dumps([cfa.siret for cfa in cfas] + list(denied))
+        within = None if scope is None else json.dumps(sorted(scope))
         self._db.execute(
             "DELETE FROM cfa WHERE shared = 1 AND siret NOT IN (SELECT value FROM json_each(?))"
-            " AND siret NOT IN (SELECT siret FROM key)",
-            (json.dumps(sirets),),
+            " AND siret NOT IN (SELECT siret FROM key)"
+            " AND (? IS NULL OR siret IN (SELECT value FROM json_each(?)))",
+            (kept, within, within),
         )
         self._db.executemany(
             "INSERT INTO cfa (siret, name, uai, is_default, created_at, shared) "

@@ -150,8 +150,8 @@ def apply_changes(
         try:
             with store.batch():
                 for change in changes:
-                    if catalog is not None:
-                        catalog.keep_lease()  # before the first change, then every half lease
+                    if catalog is not None:  # before the first change, then every half lease
+                        catalog.keep_lease(change.entry)
                     if change.secret is None:
                         store.delete(change.entry)
                     else:

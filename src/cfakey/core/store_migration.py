@@ -128,7 +128,7 @@ def _copy_chunk(
                 report.unreadable.append(entry)
             else:
                 if (catalog := target.catalog()) is not None:
-                    catalog.keep_lease()  # a team store: readers learn a change is coming
+                    catalog.keep_lease(entry)  # a team store: readers learn a change is coming
                 target.put(entry, secret)
                 written[entry] = secret
     with target.batch():  # read back after the batch has written (one decryption)

@@ -5,27 +5,44 @@ teammate needs (:mod:`cfakey.stores.openbao_catalog` says where each thing lives
 home's SQLite database only caches it, so that ``list`` and ``check`` over a thousand keys
 do not cost a thousand requests each time.
 
-The cache is trusted by the protocol "generation with lease":
+The cache is trusted by the protocol "generation with lease", global and per CFA:
 
 - every writer, before its first change to the engine and again every half lease while
-  its batch lasts, writes ``<prefix>/generation``; the engine raises its version
+  its batch lasts, writes ``<prefix>/generation`` and, before its first change to a CFA,
+  ``<prefix>/generations/<SIRET>`` (same rule); the engine raises each one's version
   atomically. A single request is bounded far below half a lease (15 s against 30 s), so
-  **every change to the engine lands within one lease after a generation write by its
-  writer, and after that write**;
-- a reader makes one read of the generation: version ``G``, written at ``C`` (the server's
-  clock). It trusts its cache iff the cache records the same engine location, the same
-  version ``G``, and was read from a time ``T0 ≥ C + lease``. Otherwise it resyncs:
-  ``T0`` is the server's ``Date`` of that generation read, minus one second (the header's
-  precision), then it reads the whole catalog, replaces the cached rows in one
-  transaction, and records ``(G, T0)``.
+  **every change to a CFA lands within one lease after a write of the global generation
+  and of that CFA's generation by its writer, and after those writes**;
+- a reader makes one read of the global generation: version ``G``, written at ``C`` (the
+  server's clock). It trusts its whole cache iff the cache records the same engine
+  location and reader (the token's fingerprint, or AppRole's role_id: another token may
+  see other CFAs), the same version ``G``, and was read from a time ``T0 ≥ C + lease``;
+- otherwise ``T0`` is the server's ``Date`` of that read, minus one second (the header's
+  precision), and the reader reads the generation of every CFA (those listed under
+  ``generations/`` when allowed, and those it knows): for CFA ``s``, version ``g`` written
+  at ``c``, read at ``t`` (its ``Date`` minus one second, ``t ≥ T0``). It keeps the
+  cached rows of ``s`` iff they record the same ``g > 0`` and a reading begun at
+  ``Ts ≥ c + lease``; else it rereads ``s`` (its rows, from ``t``). It replaces the reread
+  CFAs' rows in one transaction, records ``(g, t)`` for each, and ``(G, T0)``.
 
-Why that never shows stale data as current: suppose a change X reached the engine after
-the reading of the cache began (at ``T0``), so the cache may miss it. X's writer wrote the
-generation at some ``B ≤ X`` with ``X ≤ B + lease``. If that write was version ``G`` itself
-or earlier, then ``B ≤ C``, so ``X ≤ C + lease ≤ T0``: contradiction. So it came later:
-the generation's version is now above ``G`` and the next reader resyncs. A fresh engine
-has no generation entry: its version is 0 (written at the epoch), and the first writer
-makes it 1. A writer killed in the middle leaves a version above ``G`` all the same.
+Why that never shows stale data as current. One CFA first: suppose a change X to ``s``
+is missing from rows kept with ``(g, Ts)``; then X reached the engine after ``Ts``. X's
+writer wrote ``s``'s generation at some ``B ≤ X`` with ``X ≤ B + lease``. If that write was
+version ``g`` or earlier, ``B ≤ c``, so ``X ≤ c + lease ≤ Ts``: contradiction. So it is
+later than version ``g``, which was current at ``t``: ``X ≥ B > t``. Hence after a sync
+every CFA's rows hold every change to it up to its ``t ≥ T0`` (a reread one, from ``t``
+on, likewise). The whole cache: suppose the reader trusts ``(G, T0)`` and misses a change
+X; by the above X came after ``T0``. X's writer wrote the global generation at ``B ≤ X``
+with ``X ≤ B + lease``; if that was version ``G`` or earlier, ``B ≤ C`` so
+``X ≤ C + lease ≤ T0``: contradiction; so the global version is now above ``G`` and the
+reader checks the CFAs again. A fresh engine has no generation entry: its version is 0
+(written at the epoch), and the first writer makes it 1; a CFA whose generation is 0
+(written by no cfakey) is always reread. A writer killed in the middle leaves a version
+above ``G`` (and ``g``) all the same. A CFA new to the reader is listed (or known) with
+no cached version: read; a CFA removed raised its generation: reread, found gone, dropped.
+A CFA whose generation or keys this token's policy refuses stays known without its keys,
+counted as hidden by every command. The journal is not cached through generations (its
+entries never change; they are read by name).
 
 A writer killed between a key's data and its ``custom_metadata`` leaves the metadata
 describing another version than the current one: readers show that key as an interrupted
@@ -52,12 +69,18 @@ from cfakey.metadata import (
     Metadata,
     PendingWrite,
     SyncState,
+    TeamRows,
     current_user,
 )
 from cfakey.stores.base import KeyStore, entry_name, fingerprint
 
 if TYPE_CHECKING:
-    from cfakey.stores.openbao_catalog import EngineKey, Generation, OpenBaoCatalog
+    from cfakey.stores.openbao_catalog import (
+        EngineCatalog,
+        EngineKey,
+        Generation,
+        OpenBaoCatalog,
+    )
 
 #: How many versions each key's ``custom_metadata`` describes (``h<N>``), at most.
 HISTORY = 10
@@ -106,8 +129,21 @@ def trusted(state: SyncState | None, generation: Generation, location: str) -> b
     )
 
 
+def cfa_trusted(cached: tuple[int, datetime] | None, generation: Generation) -> bool:
+    """Whether one CFA's cached rows are its current ones (the proof, for one CFA). A CFA
+    without a generation entry (version 0: written by no cfakey) is always read again."""
+    from cfakey.stores.openbao_catalog import LEASE_SECONDS
+
+    return (
+        cached is not None
+        and generation.version > 0
+        and cached[0] == generation.version
+        and cached[1] >= generation.written_at + timedelta(seconds=LEASE_SECONDS)
+    )
+
+
 def refresh(metadata: Metadata, store: KeyStore) -> bool:
-    """Bring the cache up to date with the engine; whether it had to read the catalog."""
+    """Bring the cache up to date with the engine; whether it had to read some of it."""
     catalog = store.catalog()
     if catalog is None:
         return False
@@ -116,28 +152,68 @@ def refresh(metadata: Metadata, store: KeyStore) -> bool:
     if trusted(state, generation, catalog.location_id):
         metadata.team_denied = state.denied if state else ()
         return False
-    known = [cfa.siret for cfa in metadata.list_cfas()]
-    snapshot = catalog.read_catalog(known)
+    marks = catalog.cfa_generations(metadata.team_sirets())
+    refused = {siret for siret, mark in marks.items() if mark is None}
+    if state is not None and state.location == catalog.location_id:  # only what changed
+        cached = metadata.cfa_sync_states()
+        stale = [
+            siret
+            for siret, mark in marks.items()
+            if mark is not None and not cfa_trusted(cached.get(siret), mark)
+        ]
+        snapshot = catalog.read_cfas(stale)
+        scope: set[str] | None = set(stale) | refused | set(state.denied)
+        denied = (set(state.denied) - set(stale)) | refused | set(snapshot.denied)
+    else:  # another engine, or another reader: everything anew
+        snapshot = catalog.read_catalog(sorted(set(marks) - refused))
+        stale, scope, denied = sorted(marks), None, refused | set(snapshot.denied)
+    rows = _team_rows(snapshot, store.kind, marks, stale, generation)
+    state = SyncState(
+        catalog.location_id, generation.version, generation.server_now, tuple(sorted(denied))
+    )
+    metadata.replace_team_catalog(state, store.kind, rows, scope)
+    metadata.team_denied = state.denied
+    return True
+
+
+def _team_rows(
+    snapshot: EngineCatalog,
+    store_kind: str,
+    marks: Mapping[str, Generation | None],
+    read: Iterable[str],
+    generation: Generation,
+) -> TeamRows:
+    """The cache rows of what was read, and the generation of each CFA read (when its
+    reading began: its generation's read, or the global one's for a CFA found after)."""
     records, interrupted = [], []
     for key in snapshot.keys:
         if not cfakey_slot(key.siret, key.opco_id):
             continue
-        record = key_record(key, store.kind)
+        record = key_record(key, store_kind)
         if record is not None:
             records.append(record)
         if key_interrupted(key):
             interrupted.append((key.siret, key.opco_id))
-    state = SyncState(
-        catalog.location_id, generation.version, generation.server_now, snapshot.denied
-    )
     cfas = [
         cfa_record(siret, fields)
         for siret, fields in snapshot.cfas.items()
         if is_valid_siret(siret)
     ]
-    metadata.replace_team_catalog(state, store.kind, cfas, records, interrupted)
-    metadata.team_denied = snapshot.denied
-    return True
+    found = set(read) | {key.siret for key in snapshot.keys} | set(snapshot.cfas)
+    versions = {}
+    for siret in sorted(found - set(snapshot.denied)):
+        mark = marks.get(siret)
+        if mark is None and siret in marks:
+            continue  # refused to this token
+        versions[siret] = (
+            (0, generation.server_now)
+            if mark is None
+            else (
+                mark.version,
+                mark.server_now,
+            )
+        )
+    return TeamRows(cfas, records, interrupted, versions)
 
 
 def key_interrupted(key: EngineKey) -> bool:
@@ -351,10 +427,19 @@ def publish_moved(
 def publish_cfa(
     catalog: OpenBaoCatalog, metadata: Metadata, siret: str, *, again: bool = False
 ) -> None:
-    """Put the CFA's record in the engine, unless this home knows it is there (``again``:
-    it changed)."""
+    """Put the CFA's record in the engine, unless this home knows it is there.
+
+    Only ``again`` (``cfa edit``, or a CFA just added that the engine lacks) writes over
+    what the engine may hold: otherwise the engine's record is read first and, when the
+    team has one, this home takes it (a laptop migrating never renames the team's CFA).
+    """
     cfa = metadata.get_cfa(siret)
     if cfa is None or (metadata.is_cfa_shared(siret) and not again):
+        return
+    if not again and (known := catalog.cfa(siret)) is not None:
+        team = cfa_record(siret, known)
+        metadata.edit_cfa(siret, name=team.name, uai=team.uai)
+        metadata.mark_cfa_shared(siret)
         return
     fields = {
         "name": cfa.name,
@@ -524,10 +609,19 @@ def sync_journal(metadata: Metadata, store: KeyStore, sirets: Iterable[str]) -> 
         folders = [*sorted(set(sirets)), VENDOR_JOURNAL]
     names, denied = catalog.journal_names(folders)
     known = metadata.team_journal_names()
-    fresh = catalog.read_journal([name for name in names if name not in known])
+    fresh, refused = catalog.read_journal([name for name in names if name not in known])
     metadata.add_team_journal(
         (name, _journal_entry(fields)) for name, fields in sorted(fresh.items())
     )
+    if refused:  # listed but not readable: a metadata-only (monitor) token
+        from cfakey.errors import StoreUnavailableError
+
+        raise StoreUnavailableError(
+            f"Le coffre partagé refuse à ce jeton la lecture de {len(refused)} entrée(s) du "
+            "journal (403) : sa politique ne donne que les métadonnées, pas le journal.",
+            hint="Lisez le journal avec un jeton dont la politique couvre "
+            "<montage>/data/<préfixe>/journal (docs/team.md).",
+        )
     return tuple(folder for folder in denied if folder != VENDOR_JOURNAL)
 
 

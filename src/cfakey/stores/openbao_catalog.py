@@ -9,9 +9,11 @@ a teammate needs, never a key:
   (so that a metadata-only token can read them);
 - ``<prefix>/journal/<SIRET or editeur>/<UTC time>-<random>``: one journal entry each,
   written with check-and-set 0 (create-only: a policy without update makes it append-only);
-- ``<prefix>/generation``: written (plain write, its version rises atomically) by every
-  writer before its first change and again every half lease; readers use its version and
-  its time to trust their local cache or not (:mod:`cfakey.core.team_sync`).
+- ``<prefix>/generation``, and ``<prefix>/generations/<SIRET>`` for each CFA: written
+  (plain write, the version rises atomically) by every writer before its first change
+  (the global one, and that of each CFA it changes) and again every half lease; readers
+  use their versions and times to trust their local cache, or reread only the CFAs that
+  changed (:mod:`cfakey.core.team_sync`).
 
 This module only speaks to the engine, with raw strings; what they mean is in
 :mod:`cfakey.core.team_sync`. hvac is imported inside the functions.
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 #: Seconds within which every change follows its writer's latest generation write.
 LEASE_SECONDS = 60
 GENERATION = "generation"
+#: The folder of the per-CFA generations (``generations/<SIRET>``).
+GENERATIONS_FOLDER = "generations"
 CFAS_FOLDER = "cfas"
 JOURNAL_FOLDER = "journal"
 #: The journal folder of entries about no CFA (a store migration, the vendor's secrets).
@@ -97,13 +101,15 @@ class OpenBaoCatalog:
     """The team catalog of one engine location, through the store's logged-in client."""
 
     store: OpenBaoStore
-    _bumped_at: float | None = field(default=None, init=False)
+    #: When this process last wrote each generation entry (monotonic clock), by path.
+    _bumped_at: dict[str, float] = field(default_factory=dict, init=False)
 
     @property
     def location_id(self) -> str:
-        """Which catalog a local cache describes: URL, mount and prefix."""
+        """Which catalog a local cache describes: URL, mount, prefix, and who reads it
+        (a token sees only what its policy covers: another token, another catalog)."""
         where = self.store.where
-        return f"{where.url}|{where.mount}|{where.prefix}"
+        return f"{where.url}|{where.mount}|{where.prefix}|{self.store.reader_id}"
 
     def _path(self, *parts: str) -> str:
         return "/".join((self.store.where.prefix, *parts))
@@ -134,14 +140,31 @@ class OpenBaoCatalog:
 
     def generation(self) -> Generation:
         """One read of ``<prefix>/generation``'s metadata (a monitor may read it)."""
+        found = self._generation_at(self._path(GENERATION), refused_ok=False)
+        assert found is not None  # noqa: S101 - refused_ok=False raises instead
+        return found
+
+    def cfa_generations(self, known_sirets: Iterable[str]) -> dict[str, Generation | None]:
+        """Each CFA's generation (``None``: the policy refuses it to this token), for the
+        SIRETs listed under ``generations/`` (when the token may list them) and those known."""
+        listed = self._list(self._path(GENERATIONS_FOLDER)) or []
+        sirets = sorted({n for n in listed if not n.endswith("/")} | set(known_sirets))
+        paths = [self._path(GENERATIONS_FOLDER, siret) for siret in sirets]
+        with ThreadPoolExecutor(THREADS) as pool:
+            found = list(pool.map(lambda path: self._generation_at(path, refused_ok=True), paths))
+        return dict(zip(sirets, found, strict=True))
+
+    def _generation_at(self, path: str, *, refused_ok: bool) -> Generation | None:
+        """A generation entry's version and time, with the server's clock at that read."""
         import hvac.utils
         from hvac.adapters import RawAdapter
 
         client = self.store.client()
-        path = self._path(GENERATION)
         url = f"/v1/{self.store.where.mount}/metadata/{path}"
         with self.store.engine_errors(f"{self.store.where.mount}/metadata/{path}"):
             response = RawAdapter.request(client.adapter, "GET", url, raise_exception=False)  # type: ignore[arg-type]
+            if response.status_code == 403 and refused_ok:
+                return None
             if response.status_code not in (200, 404):
                 hvac.utils.raise_for_error("GET", url, response.status_code, text=response.text)
         server_now = _server_time(response.headers.get("Date")) - timedelta(seconds=1)
@@ -152,13 +175,20 @@ class OpenBaoCatalog:
         info = (body.get("versions") or {}).get(str(version)) or {}
         return Generation(version, _instant(info.get("created_time")) or _EPOCH, server_now)
 
-    def keep_lease(self) -> None:
-        """Before an engine change: write the generation unless written less than half a
-        lease ago by this process (a long batch writes it again)."""
+    def keep_lease(self, entry: str | None = None) -> None:
+        """Before an engine change: write the generation, and that of the CFA of ``entry``
+        (a store entry ``<SIRET>/<opco>`` or a SIRET), unless this process wrote them less
+        than half a lease ago (a long batch writes them again)."""
+        siret = (entry or "").partition("/")[0]
+        self._bump(self._path(GENERATION))
+        if len(siret) == 14 and siret.isdigit():
+            self._bump(self._path(GENERATIONS_FOLDER, siret))
+
+    def _bump(self, path: str) -> None:
         now = time.monotonic()
-        if self._bumped_at is not None and now - self._bumped_at < LEASE_SECONDS / 2:
+        last = self._bumped_at.get(path)
+        if last is not None and now - last < LEASE_SECONDS / 2:
             return
-        path = self._path(GENERATION)
         self._call(
             "data",
             path,
@@ -168,7 +198,7 @@ class OpenBaoCatalog:
                 mount_point=self.store.where.mount,
             ),
         )
-        self._bumped_at = now
+        self._bumped_at[path] = now
 
     # Reading the catalog -------------------------------------------------------------
 
@@ -184,6 +214,18 @@ class OpenBaoCatalog:
             {name.rstrip("/") for name in listed or ()}
             | (set() if listed_all else set(known_sirets))
         )
+        return self.read_cfas(sirets, self._cfa_sirets(sirets, listed_all), listed_all)
+
+    def read_cfas(
+        self,
+        sirets: Iterable[str],
+        cfa_sirets: Iterable[str] | None = None,
+        listed_all: bool = False,
+    ) -> EngineCatalog:
+        """The keys and CFA records of these CFAs only (``cfa_sirets``: the records to
+        read, by default those of ``sirets``)."""
+        sirets = sorted(set(sirets))
+        cfa_names = sirets if cfa_sirets is None else list(cfa_sirets)
         with ThreadPoolExecutor(THREADS) as pool:
             slots = list(pool.map(self._opcos_of, sirets))
             denied = tuple(s for s, opcos in zip(sirets, slots, strict=True) if opcos is None)
@@ -193,7 +235,6 @@ class OpenBaoCatalog:
                 for opco in opcos or ()
             ]
             keys = [k for k in pool.map(lambda slot: self.key(*slot), wanted) if k is not None]
-            cfa_names = self._cfa_sirets(sirets, listed_all)
             records = dict(zip(cfa_names, pool.map(self._cfa_of, cfa_names), strict=True))
         cfas = {siret: record for siret, record in records.items() if record is not None}
         return EngineCatalog(keys, cfas, denied, listed_all)
@@ -272,7 +313,7 @@ class OpenBaoCatalog:
 
     def write_key_metadata(self, siret: str, opco_id: str, fields: Mapping[str, str]) -> None:
         """Replace a key's ``custom_metadata`` (its data is left alone)."""
-        self.keep_lease()
+        self.keep_lease(siret)
         path = self._path("keys", siret, opco_id)
         self._call(
             "metadata",
@@ -284,7 +325,7 @@ class OpenBaoCatalog:
 
     def write_cfa(self, siret: str, fields: Mapping[str, str]) -> None:
         """The CFA record: its data, then the same fields as metadata (for monitors)."""
-        self.keep_lease()
+        self.keep_lease(siret)
         path = self._path(CFAS_FOLDER, siret)
         mount = self.store.where.mount
         self._call(
@@ -304,7 +345,7 @@ class OpenBaoCatalog:
 
     def remove_cfa(self, siret: str) -> None:
         """Forget the CFA record (all its versions)."""
-        self.keep_lease()
+        self.keep_lease(siret)
         path = self._path(CFAS_FOLDER, siret)
         self._call(
             "metadata",
@@ -317,7 +358,8 @@ class OpenBaoCatalog:
     # The journal ---------------------------------------------------------------------
 
     def append_journal(self, siret: str | None, fields: Mapping[str, str]) -> str:
-        """Create one journal entry (check-and-set 0: never over another); its name."""
+        """Create one journal entry (check-and-set 0: never over another); its name.
+        (The journal is read by names, not through the generations: only the global one.)"""
         self.keep_lease()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         name = f"{siret or VENDOR_JOURNAL}/{stamp}-{random_source.token_hex(4)}"
@@ -348,8 +390,10 @@ class OpenBaoCatalog:
         found = self._list(self._path(JOURNAL_FOLDER))
         return None if found is None else [n.rstrip("/") for n in found if n.endswith("/")]
 
-    def read_journal(self, names: list[str]) -> dict[str, Mapping[str, str]]:
-        """The entries of these names (immutable: read once, cached by the caller)."""
+    def read_journal(self, names: list[str]) -> tuple[dict[str, Mapping[str, str]], list[str]]:
+        """The entries of these names (immutable: read once, cached by the caller), and
+        the names whose data the policy refuses (a metadata-only token lists, not reads)."""
+        refused: list[str] = []
 
         def read(name: str) -> Mapping[str, str] | None:
             path = self._path(JOURNAL_FOLDER, name)
@@ -365,13 +409,14 @@ class OpenBaoCatalog:
                     reading=True,
                 )
             except _ForbiddenError:
+                refused.append(name)
                 return None
             data = None if answer is None else (answer.get("data") or {}).get("data")
             return None if data is None else {str(k): str(v) for k, v in data.items()}
 
         with ThreadPoolExecutor(THREADS) as pool:
             found = dict(zip(names, pool.map(read, names), strict=True))
-        return {name: entry for name, entry in found.items() if entry is not None}
+        return {name: entry for name, entry in found.items() if entry is not None}, refused
 
 
 def _filled(fields: Mapping[str, str]) -> dict[str, str]:

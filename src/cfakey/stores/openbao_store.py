@@ -32,7 +32,7 @@ from cfakey.errors import (
     StoreUnreachableError,
     UsageError,
 )
-from cfakey.stores.base import KeyStore
+from cfakey.stores.base import KeyStore, fingerprint
 from cfakey.userfiles import read_user_file
 
 if TYPE_CHECKING:
@@ -491,6 +491,14 @@ class OpenBaoStore(KeyStore):
     def engine_errors(self, api_path: str) -> AbstractContextManager[None]:
         """French errors for a call on ``api_path`` (for the team catalog)."""
         return self._engine_errors(api_path)
+
+    @property
+    def reader_id(self) -> str:
+        """Who reads the engine, never a secret: the fingerprint of the token in use, or
+        of the AppRole ``role_id`` (its tokens change at each login, its rights do not)."""
+        if self.where.role_id and not any(self._env.get(v) for v in TOKEN_VARIABLES):
+            return f"approle:{fingerprint(self.where.role_id)}"
+        return f"token:{fingerprint(str(self._engine().token))}"
 
     def version_of(self, entry: str) -> int | None:
         """The version of ``entry`` this object last read or wrote (``None``: not seen)."""
