@@ -203,10 +203,34 @@ def test_list_flags_the_key_in_the_peak_with_its_reminder_date() -> None:
 
 
 @pytest.mark.usefixtures("peak_keys")
-def test_check_stays_ok_while_the_reminder_is_far_ahead() -> None:
+def test_check_stays_ok_while_the_reminder_is_far_ahead_and_says_it() -> None:
+    """Flagged in check too, never paged: OK, one RENTRÉE line, the alert date named."""
     checked = at(EARLY, "check")
     assert checked.exit_code == 0, checked.stdout
-    assert "rentrée" not in checked.stdout
+    first, *rest = checked.stdout.splitlines()
+    assert first.startswith(
+        "OK : 2 clé(s) valide(s) ou sans date, dont 1 à renouveler avant la rentrée. | "
+    )
+    assert rest == [
+        "RENTRÉE CFA Test (18130002100373) Atlas : expire le 15/09/2027, pendant la rentrée "
+        "(septembre–octobre) ou juste avant ; à renouveler avant la rentrée, à partir du "
+        "18/07/2027 (ALERTE à cette date)"
+    ]
+    data = json.loads(at(EARLY, "check", "--json").stdout)
+    assert data["status"] == "ok"
+    assert data["peak_ahead"] == [
+        {
+            "cfa": "18130002100373",
+            "opco": "atlas",
+            "remind_on": "2027-07-18",
+            "peak_start": "2027-09-01",
+            "peak_end": "2027-10-31",
+            "due": False,
+            "label": PEAK_LABEL,
+        }
+    ]
+    # From the reminder date it is an alert, no longer « ahead ».
+    assert "peak_ahead" not in json.loads(at(LATE, "check", "--json").stdout)
 
 
 @pytest.mark.usefixtures("peak_keys")

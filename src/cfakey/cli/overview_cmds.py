@@ -30,6 +30,7 @@ from cfakey.errors import UsageError
 if TYPE_CHECKING:
     from cfakey.context import AppContext
     from cfakey.core.keys import CheckResult, KeyRow, Overview
+    from cfakey.core.peak import PeakRenewal
     from cfakey.core.requests import RequestRow
     from cfakey.metadata import JournalEntry
 
@@ -387,6 +388,7 @@ def check(
                 f"{row.level.label} {row.cfa_name} ({row.siret}) {row.opco_name} : {_problem(row)}"
                 + (f" ; à faire : {todo}" if todo else "")
             )
+        lines += [_peak_ahead_line(row, row.peak) for row in result.peak_ahead if row.peak]
         write_lines(lines)
     raise typer.Exit(int(result.level))
 
@@ -402,11 +404,24 @@ def _interrupted_lines(context: AppContext, view: Overview) -> list[str]:
     ]
 
 
+def _peak_ahead_line(row: KeyRow, peak: PeakRenewal) -> str:
+    """A key to renew before the contract peak, its reminder still ahead (no alert yet)."""
+    from cfakey.core.peak import PEAK_LABEL
+
+    return (
+        f"RENTRÉE {row.cfa_name} ({row.siret}) {row.opco_name} : expire le "
+        f"{date_text(row.expires_at)}, pendant la rentrée ({peak.season}) ou juste avant ; "
+        f"{PEAK_LABEL}, à partir du {peak.remind_on:%d/%m/%Y} (ALERTE à cette date)"
+    )
+
+
 def _check_summary(result: CheckResult) -> str:
     if result.checked == 0:
         return "OK : aucune clé enregistrée."
     if not result.problems and not result.interrupted:
-        return f"OK : {result.checked} clé(s) valide(s) ou sans date."
+        ahead = len(result.peak_ahead)
+        later = f", dont {ahead} à renouveler avant la rentrée" * bool(ahead)
+        return f"OK : {result.checked} clé(s) valide(s) ou sans date{later}."
     critical = sum(1 for row in result.problems if row.level is Level.CRITICAL)
     warning = len(result.problems) - critical
     interrupted = f", {len(result.interrupted)} opération(s) interrompue(s)" * bool(

@@ -658,6 +658,9 @@ class CheckResult:
     #: The dated key that expires first, and the window of its OPCO (performance data).
     earliest: KeyRow | None = None
     window: Window | None = None
+    #: Keys to renew before the contract peak whose reminder date has not come (no alert
+    #: yet: said, never paged), earliest reminder first.
+    peak_ahead: tuple[KeyRow, ...] = ()
 
     @property
     def label(self) -> str:
@@ -667,7 +670,8 @@ class CheckResult:
     def as_json(self) -> dict[str, Any]:
         """The ``check --json`` object: a contract for scripts (``interrupted`` only when
         an interrupted operation is waiting, ``unreadable_cfas`` only with CFAs hidden by
-        the team engine's policy)."""
+        the team engine's policy, ``peak_ahead`` only with keys to renew before the
+        contract peak whose reminder date is still to come)."""
         result: dict[str, Any] = {
             "status": self.level.id,
             "status_label": self.level.label,
@@ -680,6 +684,12 @@ class CheckResult:
         }
         if self.unreadable:
             result["unreadable_cfas"] = list(self.unreadable)
+        if self.peak_ahead:
+            result["peak_ahead"] = [
+                {"cfa": row.siret, "opco": row.opco_id, **row.peak.as_json(due=False)}
+                for row in self.peak_ahead
+                if row.peak is not None
+            ]
         if self.interrupted:
             result["interrupted"] = [
                 {"siret": p.siret, "opco_id": p.opco_id, "action": p.action}
@@ -700,6 +710,7 @@ def check(view: Overview) -> CheckResult:
         level = max(level, Level.WARNING)
     dated = [row for row in view.rows if row.days_left is not None]
     earliest = min(dated, key=lambda row: row.days_left or 0, default=None)
+    ahead = [row for row in view.rows if row.level is Level.OK and row.peak and not row.peak_due]
     return CheckResult(
         level=level,
         problems=problems,
@@ -708,6 +719,7 @@ def check(view: Overview) -> CheckResult:
         unreadable=view.unreadable,
         earliest=earliest,
         window=None if earliest is None else view.windows.get(earliest.opco_id),
+        peak_ahead=tuple(sorted(ahead, key=lambda row: row.peak.remind_on if row.peak else 0)),
     )
 
 
