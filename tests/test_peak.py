@@ -212,9 +212,11 @@ def test_check_stays_ok_while_the_reminder_is_far_ahead_and_says_it() -> None:
         "OK : 2 clé(s) valide(s) ou sans date, dont 1 à renouveler avant la rentrée. | "
     )
     assert rest == [
-        "RENTRÉE CFA Test (18130002100373) Atlas : expire le 15/09/2027, pendant la rentrée "
-        "(septembre–octobre) ou juste avant ; à renouveler avant la rentrée, à partir du "
-        "18/07/2027 (ALERTE à cette date)"
+        (
+            "RENTRÉE CFA Test (18130002100373) Atlas : expire le 15/09/2027, pendant la rentrée "
+            "(septembre–octobre) ou juste avant ; à renouveler avant la rentrée, à partir du "
+            "18/07/2027 (ALERTE à cette date)"
+        )
     ]
     data = json.loads(at(EARLY, "check", "--json").stdout)
     assert data["status"] == "ok"
