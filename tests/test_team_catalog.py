@@ -748,3 +748,16 @@ def test_the_cache_belongs_to_the_token_that_filled_it(
 
     for database in homes.b.rglob("*.db"):  # a fingerprint of the token, never the token
         assert ROOT_TOKEN.encode() not in database.read_bytes()
+
+
+def test_a_damaged_config_never_shows_the_team_cache_as_current(homes: Homes) -> None:
+    """Without the config nothing says the store is shared: the cache is not shown."""
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    assert homes.as_a("add", "atlas", "--yes", input=KEY).exit_code == 0
+    config = homes.a / "config.json"
+    config.write_text(config.read_text(encoding="utf-8")[:-3], encoding="utf-8")
+    for command in (("list",), ("cfa", "list"), ("journal",)):
+        shown = homes.as_a(*command)
+        assert shown.exit_code == ExitCode.DATA_CORRUPTED, (command, shown.stdout)
+        assert "config.json invalide" in shown.stderr
+        assert shown.stdout == ""

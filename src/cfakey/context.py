@@ -111,17 +111,15 @@ class AppContext:
 
     def shared_store_in_use(self) -> bool:
         """Whether the store in service is a team store (decided without opening it)."""
-        from cfakey.errors import CfakeyError
         from cfakey.stores.kinds import STORE_KINDS
 
         # Only an explicit choice can name a shared store: detection (which probes the
         # OS keyring) never picks one, so it is not run here.
         kind = self.store_option or self.env.get("CFAKEY_STORE")
         if not kind:
-            try:
-                kind = self.config().get("store")
-            except CfakeyError:  # a damaged config: the command says so when it reads it
-                return False
+            # A damaged config says so now (exit 2): guessing "not shared" would show a
+            # team home's cache without asking the engine whether it is current.
+            kind = self.config().get("store")
         found = STORE_KINDS.get(str(kind).strip().lower()) if kind else None
         return found is not None and found.shared
 

@@ -242,11 +242,14 @@ def _undo(
         # Refused or timed out: each read back would wait as long again (an engine's
         # timeout per entry). The intents stay: the next command resolves them.
         raise IncompleteWriteError(error, len(open_intents)) from error
+    catalog = store.catalog()
     try:
         with store.batch():
             for entry in sorted(open_intents):
                 old, held = previous[entry], store.get(entry)
                 if held != old and held == targets[entry]:  # this command's write landed
+                    if catalog is not None:
+                        catalog.keep_lease(entry)  # putting back is a change too
                     if old is None:
                         store.delete(entry)
                     else:

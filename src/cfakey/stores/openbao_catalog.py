@@ -101,8 +101,8 @@ class OpenBaoCatalog:
     """The team catalog of one engine location, through the store's logged-in client."""
 
     store: OpenBaoStore
-    #: When this process last wrote each generation entry (monotonic clock), by path.
-    _bumped_at: dict[str, float] = field(default_factory=dict, init=False)
+    #: When this process last wrote each generation entry, by path: (monotonic, wall).
+    _bumped_at: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
 
     @property
     def location_id(self) -> str:
@@ -185,9 +185,11 @@ class OpenBaoCatalog:
             self._bump(self._path(GENERATIONS_FOLDER, siret))
 
     def _bump(self, path: str) -> None:
-        now = time.monotonic()
+        # Two clocks: the monotonic one stops while a laptop sleeps (Linux, macOS), the
+        # wall clock may be set back; the lease is renewed when either says it is due.
+        now = (time.monotonic(), time.time())
         last = self._bumped_at.get(path)
-        if last is not None and now - last < LEASE_SECONDS / 2:
+        if last is not None and max(now[0] - last[0], now[1] - last[1]) < LEASE_SECONDS / 2:
             return
         self._call(
             "data",
