@@ -389,3 +389,15 @@ def test_the_last_accepted_date_with_a_peak_across_the_new_year() -> None:
         if f.name == "cfakey_key_peak_renewal_timestamp_seconds"
     ]
     assert [s.value for s in family.samples] == [local_midnight(date(2099, 9, 17)).timestamp()]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("peak.months", "²"), ("peak.months", "9,¹⁰"), ("opco.atlas.warn_days", "²")],
+)
+def test_digits_that_are_not_ascii_are_a_french_usage_error(name: str, value: str) -> None:
+    """str.isdigit() accepts « ² », which int() refuses: it crashed (ValueError)."""
+    refused = run_cli("config", "set", name, value)
+    assert refused.exit_code == 2, refused.stderr
+    assert f"Paramètre « {name} » invalide" in refused.stderr
+    assert "inattendue" not in refused.stderr

@@ -761,3 +761,17 @@ def test_a_damaged_config_never_shows_the_team_cache_as_current(homes: Homes) ->
         assert shown.exit_code == ExitCode.DATA_CORRUPTED, (command, shown.stdout)
         assert "config.json invalide" in shown.stderr
         assert shown.stdout == ""
+
+
+def test_a_history_name_with_non_ascii_digits_in_the_engine_is_ignored(
+    homes: Homes, openbao: OpenBao
+) -> None:
+    """« h² » passes str.isdigit() but not int(): the next rotation must not crash."""
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    assert homes.as_a("add", "atlas", "--yes", input=KEY).exit_code == 0
+    path = f"{openbao.mount}/metadata/cfakey/keys/{SIRET_A}/atlas"
+    described = openbao.metadata(f"cfakey/keys/{SIRET_A}/atlas")["custom_metadata"]
+    openbao.server.request("POST", path, {"custom_metadata": {**described, "h²": "x"}})
+    rotated = homes.as_b("rotate", "atlas", "--yes", input=KEY_2)
+    assert rotated.exit_code == 0, rotated.stderr
+    assert "h²" not in openbao.metadata(f"cfakey/keys/{SIRET_A}/atlas")["custom_metadata"]

@@ -87,7 +87,12 @@ def window_days(name: str, value: object) -> int:
     days: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         days = value
-    elif isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 5:
+    elif (
+        isinstance(value, str)
+        and value.strip().isascii()
+        and value.strip().isdigit()
+        and len(value.strip()) <= 5
+    ):
         days = int(value.strip())
     if days is None or not 0 <= days <= MAX_WINDOW_DAYS:
         raise UsageError(

@@ -74,7 +74,7 @@ def parse_months(text: str) -> int:
     """A lifetime typed by a person: ``6``, ``6 mois``; never quotes the text."""
     words = text.casefold().split()
     number = words[0].removesuffix("mois") if words else ""
-    if words[1:] in ([], ["mois"]) and number.isdigit() and len(number) <= 3:
+    if words[1:] in ([], ["mois"]) and number.isascii() and number.isdigit() and len(number) <= 3:
         return int(number)
     raise UsageError("Durée de vie illisible : un nombre de mois est attendu.")
 

@@ -55,7 +55,7 @@ def _find_cfa(metadata: Metadata, query: str | None) -> CfaRecord:
             hint="Choisir celui par défaut : cfakey cfa default SIRET.",
         )
     compact = "".join(query.split())
-    if len(compact) == 14 and compact.isdigit():
+    if len(compact) == 14 and compact.isascii() and compact.isdigit():
         validate_siret(compact)  # a typo in a SIRET is said as such, not as « CFA inconnu »
     by_siret = [cfa for cfa in cfas if cfa.siret == compact]
     if by_siret:
@@ -86,7 +86,7 @@ def the_cfa(name: str) -> str:
 def resolve_cfas(metadata: Metadata, query: str | None) -> tuple[CfaRecord, ...]:
     """The CFAs ``query`` designates: every site of a SIREN, else the one CFA it names."""
     compact = "".join((query or "").split())
-    if len(compact) == 9 and compact.isdigit():
+    if len(compact) == 9 and compact.isascii() and compact.isdigit():
         sites = tuple(cfa for cfa in metadata.list_cfas() if cfa.siren == compact)
         if sites:
             return sites

@@ -111,7 +111,7 @@ def parse_peak_months(value: object) -> tuple[int, ...]:
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
             months.append(item)
-        elif isinstance(item, str) and item.isdigit() and len(item) <= 2:
+        elif isinstance(item, str) and item.isascii() and item.isdigit() and len(item) <= 2:
             months.append(int(item))
         else:
             raise _invalid()

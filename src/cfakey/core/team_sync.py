@@ -320,7 +320,10 @@ def key_fields(record: KeyRecord, version: int, previous: Mapping[str, str]) -> 
     history = {
         name: value
         for name, value in previous.items()
-        if name.startswith("h") and name[1:].isdigit() and int(name[1:]) > version - HISTORY
+        if name.startswith("h")
+        and name[1:].isascii()
+        and name[1:].isdigit()
+        and int(name[1:]) > version - HISTORY
     }
     history[f"h{version}"] = f"{fields['stored_at']}|{record.fingerprint}|{record.os_user}"
     return fields | dict(sorted(history.items(), key=lambda item: int(item[0][1:])))

@@ -30,6 +30,8 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cfakey.identifiers import is_valid_siret
+
 if TYPE_CHECKING:
     from cfakey.stores.openbao_store import OpenBaoStore
 
@@ -181,7 +183,7 @@ class OpenBaoCatalog:
         than half a lease ago (a long batch writes them again)."""
         siret = (entry or "").partition("/")[0]
         self._bump(self._path(GENERATION))
-        if len(siret) == 14 and siret.isdigit():
+        if is_valid_siret(siret):
             self._bump(self._path(GENERATIONS_FOLDER, siret))
 
     def _bump(self, path: str) -> None:
