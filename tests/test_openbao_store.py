@@ -512,3 +512,6 @@ def test_store_use_says_which_settings_it_keeps(isolated_home: Path) -> None:
     assert again.exit_code == 0, again.stderr
     # --mount not given: the one recorded before stays, and the operator is told.
     assert "Réglages retenus : url http://127.0.0.1:8201, mount kv." in again.stderr
+    role = run_cli("store", "use", "openbao", "--role-id", "role-7f3a9c")
+    assert "Réglages retenus : url http://127.0.0.1:8201, mount kv, role_id." in role.stderr
+    assert "role-7f3a9c" not in role.stderr + role.stdout

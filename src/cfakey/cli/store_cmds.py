@@ -117,13 +117,16 @@ def use_store(  # noqa: PLR0917 - typer passes one parameter per option
     chosen = record_store(context.config(), kind, options)
     print_notice(f"Magasin de clés retenu : {chosen.label} (dans {context.paths.config_file}).")
     recorded = [
-        f"{name} {value}"
+        name if name in _NOT_SHOWN else f"{name} {value}"
         for name in chosen.store_class().setting_names
         if (value := context.config_value(f"{chosen.name}.{name}")) not in (None, "")
     ]
     if recorded:  # options not given keep what an earlier store use recorded
         print_notice(f"Réglages retenus : {', '.join(recorded)}.")
 
+
+#: Settings named, never shown: an AppRole role_id is half of a login.
+_NOT_SHOWN = ("role_id",)
 
 _MIGRATE_HELP = (
     f"Déplace toutes les clés vers un autre magasin ({_NOUNS}), puis le retient.\n\n"
