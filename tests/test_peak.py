@@ -184,7 +184,8 @@ def peak_keys() -> None:
 def test_list_flags_the_key_in_the_peak_with_its_reminder_date() -> None:
     listed = at(EARLY, "list")
     assert listed.exit_code == 0, listed.stderr
-    assert "Rentrée (septembre–octobre, pic des contrats) : à renouveler avant :" in listed.stderr
+    heading = "Clés à renouveler avant la rentrée (septembre–octobre, pic des contrats) :"
+    assert heading in listed.stderr
     assert (
         "CFA Test (18130002100373), Atlas : expire le 15/09/2027 ; renouvelez-la à partir du "
         "18/07/2027, avant le 01/09/2027"
@@ -321,8 +322,8 @@ def test_add_warns_of_a_lifetime_ending_in_the_peak_and_suggests_one_and_keeps_i
     assert added.exit_code == 0, added.stderr
     assert (
         "Cette clé expire le 15/10/2027, pendant la rentrée (septembre–octobre) ou juste "
-        "avant, quand tous les CFA envoient leurs contrats : à renouveler avant la rentrée, "
-        "à partir du 02/08/2027 (rappel dans list, check et calendar). Une durée de 3 mois "
+        "avant, quand tous les CFA envoient leurs contrats : renouvelez-la à partir du "
+        "02/08/2027 (rappel dans list, check et calendar). Une durée de 3 mois "
         "l'éviterait (échéance le 15/07/2027) : choisissez-la sur le portail à la prochaine "
         "génération, ou gardez cette date."
     ) in " ".join(added.stderr.split())

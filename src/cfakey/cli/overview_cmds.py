@@ -118,7 +118,7 @@ def _print_peak(view: Overview) -> None:
     flagged = [(row, row.peak) for row in view.rows if row.peak is not None]
     if not flagged:
         return
-    print_notice(f"Rentrée ({flagged[0][1].season}, pic des contrats) : à renouveler avant :")
+    print_notice(f"Clés à renouveler avant la rentrée ({flagged[0][1].season}, pic des contrats) :")
     for row, peak in flagged:
         print_notice(
             f"  {row.cfa_name} ({row.siret}), {row.opco_name} : expire le "

@@ -183,8 +183,8 @@ def peak_warning(
     renewal, months = stake
     text = (
         f"Cette clé expire le {expiry_day:%d/%m/%Y}, pendant la rentrée ({renewal.season}) "
-        f"ou juste avant, quand tous les CFA envoient leurs contrats : {PEAK_LABEL}, "
-        f"à partir du {renewal.remind_on:%d/%m/%Y} (rappel dans list, check et calendar)."
+        "ou juste avant, quand tous les CFA envoient leurs contrats : renouvelez-la à partir "
+        f"du {renewal.remind_on:%d/%m/%Y} (rappel dans list, check et calendar)."
     )
     if months is not None:
         text += (
