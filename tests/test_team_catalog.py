@@ -431,6 +431,7 @@ def test_cfa_add_of_a_cfa_the_engine_has_takes_it_as_it_is(
     taken = homes.as_b("cfa", "add", SIRET_A, "--nom", "Autre nom")
     assert taken.exit_code == 0, taken.stderr
     assert "CFA des Tests" in taken.stderr
+    assert "Le coffre de l'équipe connaissait déjà ce CFA" in taken.stderr  # not silently
     assert openbao.metadata(f"cfakey/cfas/{SIRET_A}")["custom_metadata"]["name"] == "CFA des Tests"
     assert len(openbao.journal(SIRET_A)) == journalled  # nothing written to the engine
     assert "atlas" in _listed(homes.as_b("list", "--json"))

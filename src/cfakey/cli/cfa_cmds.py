@@ -40,6 +40,11 @@ def add_cfa(
     record = cfas.add_cfa(context.metadata(), siret, name, uai, catalog=context.team_catalog())
     default = " (CFA par défaut)" if record.is_default else ""
     print_notice(f"CFA enregistré : {record.name}, SIRET {record.siret}{default}.")
+    if " ".join(name.split()) != record.name or (uai is not None and uai != record.uai):
+        print_notice(
+            "Le coffre de l'équipe connaissait déjà ce CFA : son nom et son UAI y sont "
+            "gardés tels quels (pour les changer : cfakey cfa edit)."
+        )
 
 
 @cfa_app.command("list")
