@@ -106,8 +106,12 @@ def test_b_sees_a_s_add_rotate_and_remove_on_the_very_next_command(
     assert json.loads(checked.stdout)["checked"] == 1
     journal = homes.as_b("journal", "--json", "--chronologique")
     assert journal.exit_code == 0, journal.stderr
-    actions = [entry["action"] for entry in json.loads(journal.stdout)]
+    entries = json.loads(journal.stdout)
+    actions = [entry["action"] for entry in entries]
     assert actions == ["cfa_added", "added", "rotated", "rotated"]
+    ids = [entry["id"] for entry in entries]
+    assert len(set(ids)) == len(ids)  # the engine's entries never reuse a local id
+    assert all(entry_id < 0 for entry_id in ids)
     removed = homes.as_a("remove", "atlas", "--cfa", SIRET_A, "--yes")
     assert removed.exit_code == 0, removed.stderr
     assert "atlas" not in _listed(homes.as_b("list", "--json"))

@@ -649,10 +649,11 @@ TEAM_PUBLISHED = (
     "cfa_edited",
     "cfa_removed",
 )
-#: The team journal: the engine's entries, and this home's entries of other actions.
+#: The team journal: the engine's entries (negative ids, never those of this home's
+#: journal), and this home's entries of other actions.
 _TEAM_JOURNAL_SQL = """
     SELECT * FROM (
-        SELECT rowid AS id, at, user, siret, opco_id, action, old_fingerprint,
+        SELECT -rowid AS id, at, user, siret, opco_id, action, old_fingerprint,
                new_fingerprint, detail FROM team_journal
         UNION ALL
         SELECT id, at, user, siret, opco_id, action, old_fingerprint, new_fingerprint,
@@ -1375,7 +1376,7 @@ class Metadata:
         verifications...: see :data:`TEAM_PUBLISHED`).
         """
         source = _TEAM_JOURNAL_SQL if team else "SELECT * FROM journal"
-        order = "at DESC, id DESC" if team else "id DESC"
+        order = "at DESC, abs(id) DESC" if team else "id DESC"  # team ids are negative
         rows = self._db.execute(
             source + " WHERE (:siret IS NULL OR siret = :siret)"
             " AND (:opco_id IS NULL OR opco_id = :opco_id)"
