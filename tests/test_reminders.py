@@ -447,3 +447,25 @@ def test_an_unreadable_journal_date_stops_calendar_naming_the_database(
     assert "Traceback" not in result.stderr
     assert "cfakey.sqlite3" in result.stderr
     assert result.stdout == ""
+
+
+def test_a_team_row_dated_by_a_teammate_s_verify_raises_the_sequence(stored: None) -> None:
+    """A teammate's verify reaches this home as the row itself (this home's journal has
+    no entry): for a team row whose date came from the OPCO, the verification counts."""
+    from cfakey.metadata import Metadata
+    from cfakey.paths import Paths
+
+    uid = f"{SIRET}-atlas-expiry@cfakey"
+    before = int(calendar_at(NOW + timedelta(hours=1))[uid]["SEQUENCE"])
+    metadata = Metadata.open(Paths.from_env())
+    later = NOW + timedelta(days=2)
+    check = LastVerification(later, VerifyOutcome.VALID.id, 200, date(2036, 6, 30))
+    with metadata.transaction():
+        metadata._db.execute("UPDATE key SET store = 'openbao' WHERE opco_id = 'atlas'")
+        record = metadata.get_key(SIRET, "atlas")
+        assert record is not None
+        metadata.set_verification(SIRET, "atlas", record.fingerprint, check)
+        metadata.set_expiry(SIRET, "atlas", datetime(2036, 6, 29, 22, tzinfo=UTC), "opco_api")
+    metadata.close()
+    after = int(calendar_at(NOW + timedelta(days=3))[uid]["SEQUENCE"])
+    assert after == int(later.timestamp()) - 1_577_836_800 > before

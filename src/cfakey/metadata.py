@@ -19,7 +19,7 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -1395,11 +1395,20 @@ class Metadata:
         entries = _decoded(self.path, _journal_entry, rows)
         return entries if newest_first else entries[::-1]
 
-    def stored_times(self) -> dict[tuple[str, str | None], int]:
-        """When each key was stored, in Unix seconds, by (SIRET, OPCO)."""
+    def stored_times(self, verified_in: Sequence[str] = ()) -> dict[tuple[str, str | None], int]:
+        """When each key was stored, in Unix seconds, by (SIRET, OPCO).
+
+        ``verified_in``: store kinds whose rows come from a team engine, where a teammate's
+        ``verify`` may have replaced the date (this home's journal cannot say when): for
+        a date the OPCO gave, the last verification's time counts as a change too.
+        """
         return self._seconds_by_slot(
-            "SELECT siret, opco_id, CAST(strftime('%s', stored_at) AS INTEGER) AS moment FROM key",
-            {},
+            "SELECT siret, opco_id, CASE WHEN verified_at IS NOT NULL"
+            " AND expiry_source = 'opco_api' AND store IN (SELECT value FROM json_each(:kinds))"
+            " THEN max(CAST(strftime('%s', stored_at) AS INTEGER),"
+            " CAST(strftime('%s', verified_at) AS INTEGER))"
+            " ELSE CAST(strftime('%s', stored_at) AS INTEGER) END AS moment FROM key",
+            {"kinds": json.dumps(list(verified_in))},
             "key",
         )
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from cfakey.core.codes import EXPIRY_UPDATED, JournalAction, KeyStatus, VerifyOutcome
 from cfakey.core.peak import PEAK_LABEL
 from cfakey.expiry import in_date_range, local_date, local_midnight
+from cfakey.stores.kinds import STORE_KINDS
 
 if TYPE_CHECKING:
     from cfakey.core.keys import KeyRow, Overview, Window
@@ -146,7 +147,8 @@ def change_times(metadata: Metadata) -> dict[tuple[str, str | None], int]:
     verified = metadata.latest_entries(JournalAction.VERIFIED.id, EXPIRY_UPDATED)
     edited = metadata.latest_entries(JournalAction.CFA_EDITED.id)
     found: dict[tuple[str, str | None], int] = {}
-    for slot, stored_at in metadata.stored_times().items():
+    shared = [kind.name for kind in STORE_KINDS.values() if kind.shared]
+    for slot, stored_at in metadata.stored_times(verified_in=shared).items():
         found[slot] = max(stored_at, verified.get(slot, 0), edited.get((slot[0], None), 0))
     for request in metadata.list_requests():
         recorded = int(request.recorded_at.timestamp())
