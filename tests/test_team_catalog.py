@@ -780,3 +780,59 @@ def test_a_history_name_with_non_ascii_digits_in_the_engine_is_ignored(
     rotated = homes.as_b("rotate", "atlas", "--yes", input=KEY_2)
     assert rotated.exit_code == 0, rotated.stderr
     assert "h²" not in openbao.metadata(f"cfakey/keys/{SIRET_A}/atlas")["custom_metadata"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case",
+    [
+        (("rotate", "atlas"), ("remove", "atlas", "--yes"), "a été supprimée entre-temps", None),
+        (
+            ("add", "sante"),
+            ("add", "sante", "--yes", "--expires", "2028-02-29"),
+            "a été enregistrée entre-temps",
+            KEY_B,
+        ),
+    ],
+    ids=["rotate-while-removed", "add-while-added"],
+)
+def test_a_teammate_s_change_while_i_am_at_the_prompt_is_never_undone(
+    homes: Homes,
+    openbao: OpenBao,
+    case: tuple[tuple[str, str], tuple[str, ...], str, str | None],
+) -> None:
+    """A's command starts (catalog read), A sits at the key prompt, B's remove or add
+    lands: A's key is refused (exit 6) and B's change stays. Before, A's write went
+    through, bringing a removed key back or overwriting B's new one, with exit 0."""
+    import os
+    import sys
+
+    pexpect = pytest.importorskip("pexpect")
+    a_does, b_does, said, engine_holds = case
+    assert homes.as_a("cfa", "add", SIRET_A, "--nom", "CFA des Tests").exit_code == 0
+    assert homes.as_a("add", "atlas", "--yes", "--expires", "2027-03-31", input=KEY).exit_code == 0
+    env = {**os.environ, "CFAKEY_HOME": str(homes.a), "TERM": "dumb"}
+    alice = pexpect.spawn(
+        sys.executable,
+        ["-m", "cfakey", *a_does, "--yes", "--no-interactive", "--expires", "2028-01-31"],
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
+    alice.expect("Collez la clé \\(saisie masquée\\) : ")
+    b_did = homes.as_b(*b_does, input=KEY_B)
+    assert b_did.exit_code == 0, b_did.stderr
+    alice.sendline("Cle+d+alice+trop+tard/0123456789==")
+    alice.expect(pexpect.EOF)
+    transcript = alice.before
+    alice.close()
+    assert alice.exitstatus == ExitCode.ALREADY_EXISTS, transcript
+    assert said in transcript
+    assert "trop+tard" not in transcript
+    held = openbao.read(f"cfakey/keys/{SIRET_A}/{a_does[1]}")
+    assert (held or {}).get("data") == ({"secret": engine_holds} if engine_holds else None)
+    seen = _listed(homes.as_a("list", "--json"))
+    if engine_holds is None:
+        assert a_does[1] not in seen
+    else:
+        assert seen[a_does[1]]["fingerprint"] == fingerprint(engine_holds)

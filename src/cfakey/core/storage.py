@@ -15,7 +15,6 @@ resolves it at the next command by comparing the store's fingerprint with the in
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -177,30 +176,44 @@ def _refuse_if_changed_elsewhere(
     changes: Sequence[Change],
     previous: Mapping[str, str | None],
 ) -> None:
-    """A shared store: never replace a key a teammate changed since this home recorded it.
+    """A shared store: never write over a state this command did not start from.
 
-    The store's own check-and-set covers a write between this command's read and its
-    write; this covers one made before the read, which would otherwise be lost unseen.
-    The home then records the fingerprint it found, so that a rerun, once the operator
-    has checked with the team, replaces that version knowingly.
+    What the command started from is this home's record, brought up to date with the
+    engine when the command began (a teammate's change since then is not in it): a key
+    with that fingerprint, or no key. The store's own check-and-set covers a write between
+    this command's read and its write; this covers one made before the read (while the
+    operator was at a prompt), which would otherwise be lost unseen: a teammate's
+    rotation replaced, their removal undone, their new key overwritten.
     """
     if not store.shared:
         return
     for change in changes:
         record = metadata.get_key(change.siret, change.opco_id)
+        if record is not None and record.store != store.kind:
+            continue  # kept in another store: not this one's to compare
         current = previous[change.entry]
-        if record is None or record.store != store.kind or current is None:
-            continue
-        if fingerprint(current) == record.fingerprint:
-            continue
-        with metadata.transaction():
-            metadata.put_key(dataclasses.replace(record, fingerprint=fingerprint(current)))
-        raise ConcurrentChangeError(
-            f"La clé {change.entry} a changé entre-temps dans le coffre partagé (écrite par "
-            "quelqu'un d'autre depuis que ce poste l'a enregistrée) : rien n'a été écrit.",
-            hint="Voyez avec l'équipe laquelle est la bonne ; relancer la commande remplacera "
-            "la version actuelle du coffre.",
+        started_from = None if record is None else record.fingerprint
+        found = None if current is None else fingerprint(current)
+        if found != started_from:
+            raise _changed_meanwhile(change.entry, started_from, found)
+
+
+def _changed_meanwhile(entry: str, started_from: str | None, found: str | None) -> CfakeyError:
+    """The French refusal (exit 6) of a write over a teammate's change."""
+    if found is None:
+        what = "a été supprimée entre-temps du coffre partagé par quelqu'un d'autre"
+    elif started_from is None:
+        what = "a été enregistrée entre-temps dans le coffre partagé par quelqu'un d'autre"
+    else:
+        what = (
+            "a changé entre-temps dans le coffre partagé (écrite par quelqu'un d'autre "
+            "depuis le début de cette commande)"
         )
+    return ConcurrentChangeError(
+        f"La clé {entry} {what} : rien n'a été écrit.",
+        hint="Voyez avec l'équipe (cfakey show, cfakey journal) ; relancer la commande "
+        "partira de l'état actuel du coffre.",
+    )
 
 
 def _intent(store: KeyStore, change: Change, previous: str | None) -> PendingWrite:
