@@ -715,6 +715,11 @@ def test_a_token_limited_to_one_cfa_keeps_saying_what_it_cannot_read(
         checked = json.loads(homes.as_b("check", "--json").stdout)
         assert (checked["checked"], checked["unreadable_cfas"]) == (1, [SIRET_B])
     assert SIRET_B in homes.as_b("cfa", "list").stdout  # still known
+    for reminder in (("calendar",), ("metrics",)):  # the reminders say it too
+        reminded = homes.as_b(*reminder)
+        assert reminded.exit_code == 0, reminded.stderr
+        assert HIDDEN in " ".join(reminded.stderr.split())
+        assert SIRET_B not in reminded.stdout
     journal = homes.as_b("journal")
     assert "1 CFA connu(s) dont ce jeton ne peut pas lire le journal" in journal.stderr
     for command in (

@@ -33,12 +33,16 @@ def register(app: typer.Typer) -> None:
 def _overview(
     context: AppContext, cfa_query: str | None, all_cfas: bool, opco_name: str | None
 ) -> Overview:
-    """The keys of one CFA (``--cfa``) or of all of them, optionally of one OPCO."""
+    """The keys of one CFA (``--cfa``) or of all of them, optionally of one OPCO; CFAs the
+    team engine's policy hides from this token are said on stderr, as ``list`` says them."""
     from cfakey.cli.overview_cmds import _overview as overview
+    from cfakey.cli.overview_cmds import warn_unreadable
 
     if cfa_query and all_cfas:
         raise UsageError("--cfa et --toutes-cfa s'excluent : choisissez l'une des deux.")
-    return overview(context, cfa_query, opco_name)
+    view = overview(context, cfa_query, opco_name)
+    warn_unreadable(view.unreadable)
+    return view
 
 
 def metrics(
