@@ -134,7 +134,9 @@ class AppContext:
             from cfakey.core.team_sync import refresh
 
             try:
-                refresh(self._metadata, self.key_store())
+                store = self.key_store()
+                refresh(self._metadata, store)
+                self._metadata.remember_start(store.kind)
             except BaseException:
                 # Never leave an unsynced cache for a later call of this command to read.
                 metadata, self._metadata = self._metadata, None

@@ -813,6 +813,11 @@ class Metadata:
         self.journalled = 0
         #: Known SIRETs the team engine's policy hides from this token (set by the sync).
         self.team_denied: tuple[str, ...] = ()
+        #: With a team store: each key's fingerprint as this command found it in the
+        #: engine when it began (:meth:`remember_start`), then as it wrote it; ``None``
+        #: for a command that did not sync. Never re-read: another command of this home
+        #: may refresh the rows meanwhile.
+        self.found_at_start: dict[tuple[str, str], str] | None = None
         self._logged_in_transaction = False
 
     @classmethod
@@ -1394,6 +1399,25 @@ class Metadata:
         )
         entries = _decoded(self.path, _journal_entry, rows)
         return entries if newest_first else entries[::-1]
+
+    def remember_start(self, store_kind: str) -> None:
+        """Note each key of the team store as this command found it (see
+        :attr:`found_at_start`): one query, no row decoded."""
+        rows = self._db.execute(
+            "SELECT siret, opco_id, fingerprint FROM key WHERE store = ?", (store_kind,)
+        )
+        self.found_at_start = {(siret, opco_id): found for siret, opco_id, found in rows}
+
+    def note_written(self, intents: Iterable[PendingWrite]) -> None:
+        """After this command's own writes: what it found becomes what it wrote."""
+        if self.found_at_start is None:
+            return
+        for intent in intents:
+            slot = (intent.siret, intent.opco_id)
+            if intent.new_fingerprint is None:
+                self.found_at_start.pop(slot, None)
+            else:
+                self.found_at_start[slot] = intent.new_fingerprint
 
     def stored_times(self, verified_in: Sequence[str] = ()) -> dict[tuple[str, str | None], int]:
         """When each key was stored, in Unix seconds, by (SIRET, OPCO).

@@ -167,6 +167,7 @@ def apply_changes(
         except BaseException as error:
             _undo(store, metadata, previous, {c.entry: c.secret for c in changes}, error)
             raise
+    metadata.note_written(intents)  # this command's own writes are known to it
     return intents
 
 
@@ -192,7 +193,11 @@ def _refuse_if_changed_elsewhere(
         if record is not None and record.store != store.kind:
             continue  # kept in another store: not this one's to compare
         current = previous[change.entry]
-        started_from = None if record is None else record.fingerprint
+        seen = metadata.found_at_start
+        if seen is not None:  # as the command found it, whatever this home's rows say now
+            started_from = seen.get((change.siret, change.opco_id))
+        else:
+            started_from = None if record is None else record.fingerprint
         found = None if current is None else fingerprint(current)
         if found != started_from:
             raise _changed_meanwhile(change.entry, started_from, found)
