@@ -204,32 +204,38 @@ def test_crit_days_beyond_the_warning_window_is_unknown(keys: Path) -> None:
     assert at("check", "--crit-days", "20").exit_code == 2  # Atlas at 12 days: critical
 
 
-def test_crit_days_with_no_key_states_the_rule_without_naming_an_opco(
-    isolated_home: Path,
+@pytest.mark.parametrize(
+    ("option", "message", "accepted"),
+    [
+        (
+            ("--warn-days", "10"),
+            (
+                "--warn-days 10 est plus court que la fenêtre critique des OPCO "
+                "(jusqu'à 14 jours) : l'alerte ne serait jamais atteinte ; donnez aussi "
+                "--crit-days (au plus 10)."
+            ),
+            ("--warn-days", "14"),
+        ),
+        (
+            ("--crit-days", "40"),
+            (
+                "--crit-days 40 dépasse la fenêtre d'alerte des OPCO (la plus courte : 30 jours) : "
+                "l'alerte ne serait jamais atteinte ; donnez aussi --warn-days (au moins 40)."
+            ),
+            ("--crit-days", "14"),
+        ),
+    ],
+)
+def test_a_window_with_no_key_states_the_rule_without_naming_an_opco(
+    isolated_home: Path, option: tuple[str, str], message: str, accepted: tuple[str, str]
 ) -> None:
-    result = at("check", "--crit-days", "40")
+    result = at("check", *option)
     assert result.exit_code == UNKNOWN
-    message = (
-        "--crit-days 40 dépasse la fenêtre d'alerte des OPCO (la plus courte : 30 jours) : "
-        "l'alerte ne serait jamais atteinte ; donnez aussi --warn-days (au moins 40)."
-    )
-    assert result.stdout.splitlines()[0] == f"INCONNU : {message}"
-    assert at("check", "--crit-days", "14").exit_code == 0
-
-
-def test_warn_days_with_no_key_states_the_rule_without_naming_an_opco(
-    isolated_home: Path,
-) -> None:
-    result = at("check", "--warn-days", "10")
-    assert result.exit_code == UNKNOWN
-    message = (
-        "--warn-days 10 est plus court que la fenêtre critique des OPCO (jusqu'à 14 jours) : "
-        "l'alerte ne serait jamais atteinte ; donnez aussi --crit-days (au plus 10)."
-    )
     assert result.stdout.splitlines()[0] == f"INCONNU : {message}"
     assert message in result.stderr
     names = ("Afdas", "Atlas", "Akto", "Ocapiat", "Constructys", "Uniformation")
     assert not any(name in result.stdout + result.stderr for name in names)
+    assert at("check", *accepted).exit_code == 0
 
 
 def test_warn_days_reachable_for_every_checked_key_is_accepted(isolated_home: Path) -> None:
