@@ -117,7 +117,7 @@ class AppContext:
         # OS keyring) never picks one, so it is not run here.
         kind = self.store_option or self.env.get("CFAKEY_STORE")
         if not kind:
-            # A damaged config says so now (exit 2): guessing "not shared" would show a
+            # A damaged config says so now (exit 5): guessing "not shared" would show a
             # team home's cache without asking the engine whether it is current.
             kind = self.config().get("store")
         found = STORE_KINDS.get(str(kind).strip().lower()) if kind else None
